@@ -1,0 +1,56 @@
+import type { Logger } from 'pino'
+import { internalRoutes, type InternalDisconnect } from '@switchboard/protocol'
+import type { Evicted, Registry } from '@switchboard/registry'
+
+export interface EvictionDeps {
+  registry: Registry
+  internalToken: string
+  log: Logger
+  /** 4501 under the single-session policy, 4502 for the per-user limit. */
+  code: 4501 | 4502
+  reason: string
+  /** Closes the socket if it is on this edge; false if it is not here. */
+  closeLocal: (connId: string, code: number, reason: string) => boolean
+  timeoutMs?: number
+}
+
+/**
+ * Closes the sockets whose entries the registry evicted to keep a user within the limit:
+ * here directly, elsewhere through the holding edge's internal disconnect call. The entry
+ * is already gone, so a socket that cannot be reached only misses pushes until it closes.
+ */
+export function createEvictor(deps: EvictionDeps): (evicted: readonly Evicted[]) => Promise<void> {
+  const { registry, log, code, reason } = deps
+  return async (evicted) => {
+    const remote = evicted.filter((e) => !deps.closeLocal(e.connId, code, reason))
+    if (remote.length === 0) return
+    const urls = new Map((await registry.liveNodes()).map((n) => [n.incId, n.url]))
+    // One call per (edge, user): edge URL -> userId -> connIds.
+    const byEdge = new Map<string, Map<string, string[]>>()
+    for (const e of remote) {
+      const url = urls.get(e.incId)
+      if (!url) continue // its edge is gone, and the socket with it
+      const users = byEdge.get(url) ?? new Map<string, string[]>()
+      users.set(e.userId, [...(users.get(e.userId) ?? []), e.connId])
+      byEdge.set(url, users)
+    }
+    const calls = [...byEdge].flatMap(([url, users]) =>
+      [...users].map(([userId, connIds]): [string, InternalDisconnect] => [url, { userId, connIds, code, reason }]),
+    )
+    await Promise.all(
+      calls.map(async ([url, body]) => {
+        try {
+          const res = await fetch(url + internalRoutes.disconnect, {
+            method: 'POST',
+            headers: { authorization: `Bearer ${deps.internalToken}`, 'content-type': 'application/json' },
+            body: JSON.stringify(body),
+            signal: AbortSignal.timeout(deps.timeoutMs ?? 2_000),
+          })
+          if (!res.ok) throw new Error(`edge answered ${res.status}`)
+        } catch (err) {
+          log.warn({ err, edge: url, userId: body.userId }, 'closing an evicted connection failed')
+        }
+      }),
+    )
+  }
+}

@@ -1,0 +1,40 @@
+import pino from 'pino'
+import { Registry as PromRegistry } from 'prom-client'
+import { RedisRegistry, createRedisClient } from '@switchboard/registry'
+import { loadEdgeConfig, type EdgeConfig } from './config.js'
+import { startEdge } from './server.js'
+
+let config: EdgeConfig
+try {
+  config = loadEdgeConfig(process.env)
+} catch (err) {
+  process.stderr.write(`edge: ${(err as Error).message}\n`)
+  process.exit(1)
+}
+const log = pino({ level: config.logLevel, base: { service: 'edge', nodeId: config.nodeId } })
+if (!config.redisUrl) {
+  log.fatal('REDIS_URL is required (for a single-process Switchboard without Redis, run `npm start` with no REDIS_URL)')
+  process.exit(1)
+}
+const redis = createRedisClient(config.redisUrl, { commandTimeoutMs: config.redisCommandTimeoutMs })
+redis.on('error', (err) => log.debug({ err }, 'redis connection error')) // outages are logged by the registration loop
+const edge = await startEdge({
+  config,
+  log,
+  registry: new RedisRegistry(redis, { prefix: config.registryPrefix }),
+  promRegistry: new PromRegistry(),
+})
+
+process.once('SIGTERM', () => {
+  edge.drain().then(
+    () => {
+      redis.disconnect()
+      process.exit(0)
+    },
+    (err: unknown) => {
+      log.error({ err }, 'drain failed')
+      process.exit(1)
+    },
+  )
+})
+process.once('SIGINT', () => process.kill(process.pid, 'SIGTERM'))

@@ -1,0 +1,49 @@
+import { Counter, Gauge, collectDefaultMetrics, type Registry as PromRegistry } from 'prom-client'
+
+export function createEdgeMetrics(registry: PromRegistry, connections: () => number) {
+  collectDefaultMetrics({ register: registry })
+  return {
+    connections: new Gauge({
+      name: 'edge_connections',
+      help: 'Open client websockets on this edge.',
+      registers: [registry],
+      collect() {
+        this.set(connections())
+      },
+    }),
+    handshakes: new Counter({
+      name: 'edge_handshakes_total',
+      help: 'Websocket upgrade attempts by result (ok, unauthorized, forbidden, draining).',
+      labelNames: ['result'] as const,
+      registers: [registry],
+    }),
+    closes: new Counter({
+      name: 'edge_disconnects_total',
+      help: 'Closed client websockets by close code.',
+      labelNames: ['code'] as const,
+      registers: [registry],
+    }),
+    framesOut: new Counter({
+      name: 'edge_push_frames_total',
+      help: 'Push frames written to client sockets.',
+      registers: [registry],
+    }),
+    backpressureCloses: new Counter({
+      name: 'edge_backpressure_closes_total',
+      help: 'Sockets closed with 4008 because they read too slowly.',
+      registers: [registry],
+    }),
+    leaseRenewals: new Counter({
+      name: 'edge_lease_renewals_total',
+      help: 'Lease renewals by result (ok, lost, error).',
+      labelNames: ['result'] as const,
+      registers: [registry],
+    }),
+    registryErrors: new Counter({
+      name: 'edge_registry_errors_total',
+      help: 'Failed registry calls.',
+      registers: [registry],
+    }),
+  }
+}
+export type EdgeMetrics = ReturnType<typeof createEdgeMetrics>

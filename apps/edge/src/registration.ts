@@ -1,0 +1,192 @@
+import type { Logger } from 'pino'
+import type { ConnectionInfo, Evicted, Lease, NodeInfo, NodeStatus, Registry } from '@switchboard/registry'
+import type { EdgeMetrics } from './metrics.js'
+
+export interface RegistrationDeps {
+  registry: Registry
+  node: NodeInfo
+  leaseTtlMs: number
+  log: Logger
+  metrics: EdgeMetrics
+  /** Every connection open on this edge now, for resync. */
+  liveConnections: () => ConnectionInfo[]
+  status: () => NodeStatus
+  /** Per user, cluster-wide; beyond it the registry evicts the oldest connections. */
+  maxConnectionsPerUser: number
+  /** Closes the sockets of evicted connections (wherever they are). */
+  onEvicted: (evicted: readonly Evicted[]) => Promise<void>
+}
+
+const MAX_BACKOFF_MS = 5_000
+
+/**
+ * Keeps this edge's lease and its connections' entries in the registry.
+ *
+ * Writes are batched per event-loop turn (a reconnect storm becomes a few scripts per
+ * partition, not a round trip per socket). A failed write marks the registry as needing a
+ * resync, which runs after the next successful renewal; a lost lease (superseded, reaped,
+ * or Redis restarted empty) opens a new one and re-writes every live connection, without
+ * closing a socket. A removal waits for the connection's own registration and for any
+ * resync under way, so it can never be overtaken and leave a ghost entry.
+ */
+export class Registration {
+  #lease: Lease | undefined
+  #pending: { conn: ConnectionInfo; done: () => void }[] = []
+  #failedRemovals: { userId: string; connId: string }[] = []
+  #needsResync = false
+  #resyncing: Promise<void> = Promise.resolve()
+  #timer: NodeJS.Timeout | undefined
+  #failures = 0
+  #stopped = false
+  #healthy = false
+
+  constructor(private readonly deps: RegistrationDeps) {}
+
+  get lease(): Lease | undefined {
+    return this.#lease
+  }
+
+  /** True while the lease is held and the last registry call succeeded. */
+  get isHealthy(): boolean {
+    return this.#healthy && this.#lease !== undefined
+  }
+
+  /** Opens the lease, retrying with backoff until Redis answers. */
+  async start(): Promise<void> {
+    for (;;) {
+      try {
+        this.#lease = await this.deps.registry.openLease(this.deps.node, this.deps.leaseTtlMs)
+        this.#succeeded()
+        this.deps.log.info({ incId: this.#lease.incId }, 'lease opened')
+        break
+      } catch (err) {
+        await delay(this.#failed(err, 'opening the lease failed'))
+      }
+    }
+    this.#schedule(this.#intervalMs())
+  }
+
+  /** Registers a connection; resolves once written (or once marked for resync if the write failed). */
+  register(conn: ConnectionInfo): Promise<void> {
+    return new Promise((done) => {
+      this.#pending.push({ conn, done })
+      if (this.#pending.length === 1) setImmediate(() => void this.#flush())
+    })
+  }
+
+  /** Removes a connection's entry once its registration and any resync have finished. */
+  async unregister(registered: Promise<void>, userId: string, connId: string): Promise<void> {
+    await registered
+    await this.#resyncing
+    const lease = this.#lease
+    if (!lease) return
+    try {
+      await this.deps.registry.removeConnection(lease, userId, connId)
+    } catch (err) {
+      this.#failedRemovals.push({ userId, connId })
+      this.#failed(err, 'removing a connection failed; will retry')
+    }
+  }
+
+  /** Reports the current status at once (e.g. draining) instead of at the next renewal. */
+  async renewNow(): Promise<void> {
+    clearTimeout(this.#timer)
+    await this.#renew()
+  }
+
+  /** Stops renewing and removes the lease and every entry of this incarnation. */
+  async stop(): Promise<void> {
+    this.#stopped = true
+    clearTimeout(this.#timer)
+    await this.#resyncing
+    if (this.#lease) await this.deps.registry.closeLease(this.#lease)
+    this.#lease = undefined
+  }
+
+  async #flush(): Promise<void> {
+    const batch = this.#pending
+    this.#pending = []
+    const lease = this.#lease
+    try {
+      if (!lease) throw new Error('no lease yet')
+      const evicted = await this.deps.registry.addConnections(lease, batch.map((b) => b.conn), this.deps.maxConnectionsPerUser)
+      if (evicted.length > 0) void this.deps.onEvicted(evicted)
+    } catch (err) {
+      this.#needsResync = true
+      this.#failed(err, 'registering connections failed; will resync')
+    }
+    for (const b of batch) b.done()
+  }
+
+  async #renew(): Promise<void> {
+    if (this.#stopped || !this.#lease) return
+    const { registry, log, metrics } = this.deps
+    let next = this.#intervalMs()
+    try {
+      const held = await registry.renew(this.#lease, this.deps.status())
+      metrics.leaseRenewals.inc({ result: held ? 'ok' : 'lost' })
+      if (!held) {
+        log.warn({ incId: this.#lease.incId }, 'lease lost; rejoining and resyncing')
+        this.#lease = await registry.openLease(this.deps.node, this.deps.leaseTtlMs)
+        this.#needsResync = true
+      }
+      if (this.#needsResync || this.#failedRemovals.length > 0) await this.#resync()
+      this.#succeeded()
+    } catch (err) {
+      metrics.leaseRenewals.inc({ result: 'error' })
+      next = Math.min(next, this.#failed(err, 'lease renewal failed'))
+    }
+    this.#schedule(next)
+  }
+
+  async #resync(): Promise<void> {
+    const lease = this.#lease!
+    const started = Date.now()
+    this.#needsResync = false
+    const removals = this.#failedRemovals
+    this.#failedRemovals = []
+    const run = (async () => {
+      const conns = this.deps.liveConnections()
+      const evicted = await this.deps.registry.resync(lease, conns, this.deps.maxConnectionsPerUser)
+      if (evicted.length > 0) void this.deps.onEvicted(evicted)
+      for (const r of removals) await this.deps.registry.removeConnection(lease, r.userId, r.connId)
+      this.deps.log.info({ incId: lease.incId, connections: conns.length, ms: Date.now() - started }, 'registry resynced')
+    })()
+    this.#resyncing = run.catch(() => undefined)
+    try {
+      await run
+    } catch (err) {
+      this.#needsResync = true
+      this.#failedRemovals.push(...removals)
+      throw err
+    }
+  }
+
+  #schedule(ms: number): void {
+    if (this.#stopped) return
+    this.#timer = setTimeout(() => void this.#renew(), ms)
+    this.#timer.unref()
+  }
+
+  #intervalMs(): number {
+    return Math.max(50, Math.floor(this.deps.leaseTtlMs / 3))
+  }
+
+  #succeeded(): void {
+    if (!this.#healthy) this.deps.log.info('registry reachable')
+    this.#healthy = true
+    this.#failures = 0
+  }
+
+  /** Logs once per outage and returns the backoff before the next attempt. */
+  #failed(err: unknown, msg: string): number {
+    this.deps.metrics.registryErrors.inc()
+    if (this.#healthy || this.#failures === 0) this.deps.log.warn({ err }, msg)
+    this.#healthy = false
+    this.#failures++
+    const backoff = Math.min(MAX_BACKOFF_MS, 100 * 2 ** this.#failures)
+    return backoff / 2 + Math.random() * (backoff / 2)
+  }
+}
+
+const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))

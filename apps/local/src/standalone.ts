@@ -1,0 +1,50 @@
+import pino from 'pino'
+import { Registry as PromRegistry } from 'prom-client'
+import { loadEdgeConfig, startEdge } from '@switchboard/edge'
+import { MemoryRegistry } from '@switchboard/registry'
+import { HttpEdgeClient, buildApp, loadRouterConfig, startReaper } from '@switchboard/router'
+import type { DevSecrets } from './secrets.js'
+
+type Env = Record<string, string | undefined>
+
+/** What `npm start` runs: `ready` once it answers; `stop` works whether or not it is ready yet. */
+export interface Launch {
+  ready: Promise<{ routerUrl: string; wsUrls: string[] }>
+  stop(): Promise<void>
+}
+
+/** Router and one edge in this process, sharing an in-memory registry. */
+export function launchStandalone(env: Env, secrets: DevSecrets): Launch {
+  const running = runStandalone(env, secrets)
+  return {
+    ready: running,
+    // In one process: waiting for start to finish (or fail) is enough, exit does the rest.
+    stop: () => running.then((r) => r.stop(), () => undefined),
+  }
+}
+
+async function runStandalone(env: Env, secrets: DevSecrets) {
+  const shared = { LOG_LEVEL: 'warn', ROUTER_HOST: '127.0.0.1', ...env, SWITCHBOARD_INTERNAL_TOKEN: secrets.internalToken }
+  const edgeConfig = loadEdgeConfig({ EDGE_NODE_ID: 'edge-1', EDGE_INTERNAL_HOST: '127.0.0.1', ...shared, EDGE_JWT_SECRET: secrets.jwtSecret })
+  const routerConfig = loadRouterConfig({ ...shared, ROUTER_API_KEYS: secrets.apiKey })
+  const log = pino({ level: routerConfig.logLevel })
+  const registry = new MemoryRegistry()
+
+  const edge = await startEdge({ config: edgeConfig, registry, log: log.child({ service: 'edge' }), promRegistry: new PromRegistry() })
+  const edges = new HttpEdgeClient({ internalToken: secrets.internalToken, timeoutMs: routerConfig.forwardTimeoutMs })
+  const app = buildApp({ config: routerConfig, registry, edges, log: log.child({ service: 'router' }), promRegistry: new PromRegistry() })
+  const stopReaper = startReaper({ registry, log, graceMs: routerConfig.reapGraceMs, settleMs: 0 })
+  await app.listen({ host: routerConfig.host, port: routerConfig.port })
+
+  const address = app.server.address()
+  return {
+    routerUrl: `http://127.0.0.1:${typeof address === 'object' && address ? address.port : routerConfig.port}`,
+    wsUrls: [`ws://127.0.0.1:${edge.port}`],
+    async stop() {
+      stopReaper()
+      await edge.drain(0)
+      await app.close()
+      await edges.close()
+    },
+  }
+}

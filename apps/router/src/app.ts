@@ -1,0 +1,122 @@
+import type { Socket } from 'node:net'
+import Fastify, { LogController, type FastifyInstance, type FastifyError, type FastifyReply } from 'fastify'
+import type { Logger } from 'pino'
+import type { Registry as PromRegistry } from 'prom-client'
+import { SwitchboardError, createBearerCheck, errorBody, httpStatus } from '@switchboard/protocol'
+import type { Registry } from '@switchboard/registry'
+import type { RouterConfig } from './config.js'
+import type { EdgeClient } from './edge-client.js'
+import { createLimitChecks, type ApiLimits, type LimitChecks } from './limits.js'
+import { createRouterMetrics, type RouterMetrics } from './metrics.js'
+import { healthRoutes } from './routes/health.js'
+import { nodeRoutes } from './routes/nodes.js'
+import { presenceRoutes } from './routes/presence.js'
+import { pushRoutes } from './routes/push.js'
+
+export interface AppDeps {
+  config: Pick<RouterConfig, 'apiKeys' | 'bodyLimitBytes'> & ApiLimits
+  registry: Registry
+  edges: EdgeClient
+  log: Logger
+  promRegistry: PromRegistry
+}
+
+/** What route modules get: the app's dependencies plus its metrics. */
+export interface RouteDeps extends AppDeps {
+  metrics: RouterMetrics
+  limits: LimitChecks
+}
+
+export function buildApp(deps: AppDeps): FastifyInstance {
+  const app = Fastify({
+    loggerInstance: deps.log,
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: deps.config.bodyLimitBytes,
+    // Ids come from clients' own ids; keep them out of the URL-length budget of path params.
+    routerOptions: { maxParamLength: 1024 },
+    // Requests the router cannot even route (bad percent-encoding, an over-long id) still
+    // get the contract's error shape.
+    frameworkErrors: (err, _req, reply) => {
+      const message = err.code === 'FST_ERR_MAX_PARAM_LENGTH' ? 'userId: too long' : 'path: not a valid URL'
+      void (reply as FastifyReply).code(400).send(errorBody('invalid_request', message))
+    },
+    // So do requests Node's HTTP parser refuses before fastify sees them.
+    clientErrorHandler: answerClientError,
+    http: { requireHostHeader: false },
+  }) as unknown as FastifyInstance
+  app.server.on('connect', (_req, socket: Socket) => writeRaw(socket, 404, errorBody('not_found', 'CONNECT is not supported')))
+  const routeDeps: RouteDeps = { ...deps, metrics: createRouterMetrics(deps.promRegistry), limits: createLimitChecks(deps.config) }
+
+  // Every body is JSON, whatever Content-Type the backend sent (curl -d sends a form type).
+  app.removeAllContentTypeParsers()
+  app.addContentTypeParser('*', { parseAs: 'string' }, app.getDefaultJsonParser('error', 'error'))
+
+  // close() drops only the keep-alive connections idle at that moment: one whose request was
+  // still in flight would stay open after its answer and hold shutdown up for the whole
+  // keep-alive timeout (72 s). Answers sent while closing end their connection instead.
+  let isClosing = false
+  app.addHook('preClose', (done) => {
+    isClosing = true
+    done()
+  })
+  app.addHook('onSend', (_req, reply, payload, done) => {
+    if (isClosing) void reply.header('connection', 'close')
+    done(null, payload)
+  })
+
+  // Deny by default, decided on the route fastify matched (it decodes percent-escapes and
+  // absolute-form targets): only the probes are public, unknown paths need a key too.
+  const isApiKey = createBearerCheck(deps.config.apiKeys)
+  app.addHook('onRequest', async (req) => {
+    if (PUBLIC_ROUTES.has(req.routeOptions.url ?? '')) return
+    if (!isApiKey(req.headers.authorization ?? '')) throw new SwitchboardError('unauthorized', 'a valid API key is required (Authorization: Bearer <key>)')
+  })
+
+  app.setNotFoundHandler((req, reply) => {
+    void reply.code(404).send(errorBody('not_found', `no route ${req.method} ${req.url.split('?')[0]}`))
+  })
+
+  app.setErrorHandler((err: FastifyError | SwitchboardError, req, reply) => {
+    const mapped = mapError(err)
+    if (mapped.code === 'registry_unavailable') routeDeps.metrics.registryErrors.inc()
+    const status = httpStatus(mapped.code)
+    if (status >= 500) req.log.error({ err, url: req.url }, 'request failed')
+    void reply.code(status).send(errorBody(mapped.code, mapped.message))
+  })
+
+  app.register(healthRoutes(routeDeps))
+  app.register(pushRoutes(routeDeps))
+  app.register(presenceRoutes(routeDeps))
+  app.register(nodeRoutes(routeDeps))
+  return app
+}
+
+const PUBLIC_ROUTES = new Set(['/healthz', '/readyz', '/metrics'])
+
+function answerClientError(err: NodeJS.ErrnoException, socket: Socket): void {
+  if (err.code === 'ECONNRESET' || socket.destroyed) return
+  if (err.code === 'HPE_HEADER_OVERFLOW') writeRaw(socket, 413, errorBody('payload_too_large', 'request head exceeds the size limit'))
+  else writeRaw(socket, 400, errorBody('invalid_request', 'request: malformed HTTP'))
+}
+
+/** A whole JSON answer on a raw socket, then close: for requests that never became fastify requests. */
+function writeRaw(socket: Socket, status: 400 | 404 | 413, body: unknown): void {
+  const text = JSON.stringify(body)
+  const reason = { 400: 'Bad Request', 404: 'Not Found', 413: 'Payload Too Large' }[status]
+  socket.end(`HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(text)}\r\nConnection: close\r\n\r\n${text}`)
+}
+
+/** Stable codes for everything that can go wrong; 5xx get a generic message (the cause is logged). */
+function mapError(err: FastifyError | SwitchboardError): SwitchboardError {
+  if (err instanceof SwitchboardError) {
+    if (httpStatus(err.code) >= 500) return new SwitchboardError(err.code, err.code === 'registry_unavailable' ? 'registry unavailable, retry later' : 'internal error')
+    return err
+  }
+  if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') return new SwitchboardError('payload_too_large', 'body exceeds the size limit')
+  if (err instanceof SyntaxError || err.code === 'FST_ERR_CTP_INVALID_JSON_BODY') return new SwitchboardError('invalid_request', 'body: not valid JSON')
+  if (err.code === 'FST_ERR_CTP_EMPTY_JSON_BODY') return new SwitchboardError('invalid_request', 'body: required')
+  if (err.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') return new SwitchboardError('invalid_request', 'body: send JSON (Content-Type: application/json)')
+  // Any other client error fastify detects (malformed headers, bad encodings) is the caller's.
+  if (err.statusCode !== undefined && err.statusCode >= 400 && err.statusCode < 500) return new SwitchboardError('invalid_request', `request: ${err.message}`)
+  return new SwitchboardError('internal', 'internal error')
+}

@@ -1,0 +1,5 @@
+export { buildApp, type AppDeps } from './app.js'
+export { loadRouterConfig, type RouterConfig } from './config.js'
+export { HttpEdgeClient, type EdgeClient } from './edge-client.js'
+export { planDelivery, settleDelivery } from './plan.js'
+export { startReaper } from './reaper.js'

@@ -1,0 +1,57 @@
+import pino from 'pino'
+import { Registry as PromRegistry } from 'prom-client'
+import { RedisRegistry, createRedisClient } from '@switchboard/registry'
+import { buildApp } from './app.js'
+import { loadRouterConfig, type RouterConfig } from './config.js'
+import { HttpEdgeClient } from './edge-client.js'
+import { startReaper } from './reaper.js'
+
+let config: RouterConfig
+try {
+  config = loadRouterConfig(process.env)
+} catch (err) {
+  process.stderr.write(`router: ${(err as Error).message}\n`)
+  process.exit(1)
+}
+const log = pino({ level: config.logLevel, base: { service: 'router' }, redact: ['req.headers.authorization'] })
+if (!config.redisUrl) {
+  log.fatal('REDIS_URL is required (for a single-process Switchboard without Redis, run `npm start` with no REDIS_URL)')
+  process.exit(1)
+}
+const redis = createRedisClient(config.redisUrl, { commandTimeoutMs: config.redisCommandTimeoutMs })
+redis.on('error', (err) => log.debug({ err }, 'redis connection error')) // surfaced as 503s and by the reaper
+const registry = new RedisRegistry(redis, {
+  prefix: config.registryPrefix,
+  liveRefreshMs: Math.min(1_000, Math.floor(config.leaseTtlMs / 4)),
+})
+const edges = new HttpEdgeClient({ internalToken: config.internalToken, timeoutMs: config.forwardTimeoutMs })
+const app = buildApp({ config, registry, edges, log, promRegistry: new PromRegistry() })
+const stopReaper = startReaper({ registry, log, graceMs: config.reapGraceMs, settleMs: config.leaseTtlMs + 5_000 })
+
+try {
+  await app.listen({ host: config.host, port: config.port })
+} catch (err) {
+  log.fatal({ err }, `cannot listen on ${config.host}:${config.port}`)
+  process.exit(1)
+}
+const address = app.server.address()
+log.info({ port: typeof address === 'object' && address ? address.port : config.port }, 'router listening')
+
+process.once('SIGTERM', () => {
+  stopReaper()
+  // close() stops accepting and waits for in-flight requests.
+  app
+    .close()
+    .then(() => edges.close())
+    .then(
+      () => {
+        redis.disconnect()
+        process.exit(0)
+      },
+      (err: unknown) => {
+        log.error({ err }, 'shutdown failed')
+        process.exit(1)
+      },
+    )
+})
+process.once('SIGINT', () => process.kill(process.pid, 'SIGTERM'))

@@ -1,0 +1,63 @@
+import { randomUUID } from 'node:crypto'
+import type { FastifyInstance } from 'fastify'
+import {
+  BroadcastRequest,
+  PushRequest,
+  parseOrThrow,
+  pushFrame,
+  type BroadcastResponse,
+  type PushResponse,
+} from '@switchboard/protocol'
+import type { RouteDeps } from '../app.js'
+import { planDelivery, settleDelivery, type EdgeOutcome } from '../plan.js'
+
+export const pushRoutes = (deps: RouteDeps) => async (app: FastifyInstance) => {
+  const { registry, edges, metrics, log } = deps
+
+  /** Calls `call` on one edge; a failure is logged and counted, never thrown. */
+  async function forward<T>(url: string, call: () => Promise<T>): Promise<T | undefined> {
+    const stop = metrics.forwardSeconds.startTimer()
+    try {
+      const answer = await call()
+      stop({ result: 'ok' })
+      return answer
+    } catch (err) {
+      stop({ result: 'error' })
+      log.warn({ err, edge: url }, 'edge call failed')
+      return undefined
+    }
+  }
+
+  app.post('/v1/push', async (req): Promise<PushResponse> => {
+    const body = parseOrThrow(PushRequest, req.body)
+    deps.limits.recipients(body.to)
+    deps.limits.event(body.event)
+    const id = body.id ?? randomUUID()
+    const frame = pushFrame(id, body.event, body.data, Date.now())
+    const recipients = new Set(body.to)
+    const plan = planDelivery(recipients, await registry.locate([...recipients]))
+    const outcomes = await Promise.all(
+      [...plan.byEdge].map(async ([url, users]): Promise<EdgeOutcome> => {
+        const answer = await forward(url, () => edges.deliver(url, frame, users))
+        return answer ? { users, delivered: answer.delivered } : { users, failed: true }
+      }),
+    )
+    const settled = settleDelivery(recipients, outcomes)
+    metrics.pushes.inc()
+    metrics.recipients.inc({ result: 'delivered' }, settled.delivered.length)
+    metrics.recipients.inc({ result: 'offline' }, settled.offline.length)
+    metrics.recipients.inc({ result: 'failed' }, settled.failed.length)
+    return { id, ...settled }
+  })
+
+  app.post('/v1/broadcast', async (req): Promise<BroadcastResponse> => {
+    const body = parseOrThrow(BroadcastRequest, req.body)
+    deps.limits.event(body.event)
+    const id = body.id ?? randomUUID()
+    const frame = pushFrame(id, body.event, body.data, Date.now())
+    const nodes = await registry.liveNodes()
+    const answers = await Promise.all(nodes.map((n) => forward(n.url, () => edges.broadcast(n.url, frame))))
+    const reached = answers.filter((a) => a !== undefined)
+    return { id, nodes: reached.length, connections: reached.reduce((sum, a) => sum + a.connections, 0) }
+  })
+}

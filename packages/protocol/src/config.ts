@@ -1,0 +1,162 @@
+import { createPublicKey, randomBytes } from 'node:crypto'
+import { hostname } from 'node:os'
+import { z } from 'zod'
+
+const port = (fallback: number) => z.coerce.number().int().min(0).max(65_535).default(fallback)
+const ms = (fallback: number, min = 1) => z.coerce.number().int().min(min).max(86_400_000).default(fallback)
+const bytes = (fallback: number) => z.coerce.number().int().min(64).max(1 << 30).default(fallback)
+const secret = (minLength: number) => z.string().min(minLength, `must be at least ${minLength} characters`)
+const list = z
+  .string()
+  .transform((s) => s.split(',').map((x) => x.trim()).filter((x) => x.length > 0))
+const logLevel = z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info')
+const redisUrl = z.url({ protocol: /^rediss?$/ }).optional()
+
+/** Client-token algorithms the edge can verify; anything else (`none` included) is refused. */
+export const TokenAlgorithm = z.enum(['HS256', 'RS256', 'ES256'])
+export type TokenAlgorithm = z.output<typeof TokenAlgorithm>
+
+/** A PEM public key (RSA, or EC P-256); `\n` escapes are accepted for one-line env files. */
+const publicKeyPem = z
+  .string()
+  .transform((s) => s.replace(/\\n/g, '\n'))
+  .refine((pem) => {
+    try {
+      const key = createPublicKey(pem)
+      return key.asymmetricKeyType === 'rsa' || key.asymmetricKeyDetails?.namedCurve === 'prime256v1'
+    } catch {
+      return false // not a PEM public key: reported as the variable's error
+    }
+  }, 'must be a PEM public key (RSA, or EC P-256)')
+
+/** Settings both services share. */
+const Shared = {
+  REDIS_URL: redisUrl,
+  REDIS_COMMAND_TIMEOUT_MS: ms(1_000),
+  REGISTRY_PREFIX: z.string().max(64).regex(/^[\w:.-]*$/).default('sb:'),
+  SWITCHBOARD_INTERNAL_TOKEN: secret(16),
+  LEASE_TTL_MS: ms(10_000, 300),
+  LOG_LEVEL: logLevel,
+}
+
+function sharedSettings(e: z.output<z.ZodObject<typeof Shared>>) {
+  return {
+    redisUrl: e.REDIS_URL,
+    redisCommandTimeoutMs: e.REDIS_COMMAND_TIMEOUT_MS,
+    registryPrefix: e.REGISTRY_PREFIX,
+    internalToken: e.SWITCHBOARD_INTERNAL_TOKEN,
+    leaseTtlMs: e.LEASE_TTL_MS,
+    logLevel: e.LOG_LEVEL,
+  }
+}
+
+export const EdgeEnv = z
+  .object({
+    ...Shared,
+    EDGE_HOST: z.string().min(1).default('0.0.0.0'),
+    EDGE_PORT: port(8080),
+    EDGE_INTERNAL_HOST: z.string().min(1).default('0.0.0.0'),
+    EDGE_INTERNAL_PORT: port(8081),
+    EDGE_NODE_ID: z.string().min(1).max(128).regex(/^[\w.-]+$/).optional(),
+    EDGE_ADVERTISE_URL: z.url({ protocol: /^https?$/ }).optional(),
+    EDGE_JWT_SECRET: secret(32).optional(),
+    EDGE_JWT_PUBLIC_KEY: publicKeyPem.optional(),
+    EDGE_JWT_JWKS_URL: z.url({ protocol: /^https?$/ }).optional(),
+    EDGE_JWT_ALGORITHMS: list.pipe(z.array(TokenAlgorithm).min(1)).optional(),
+    EDGE_JWT_ISSUER: z.string().min(1).optional(),
+    EDGE_JWT_AUDIENCE: z.string().min(1).optional(),
+    EDGE_JWT_CLOCK_TOLERANCE_S: z.coerce.number().int().min(0).max(300).default(5),
+    EDGE_ALLOWED_ORIGINS: list.default(['*']),
+    EDGE_DRAIN_MS: ms(10_000, 0),
+    EDGE_MAX_FRAME_BYTES: bytes(4_096),
+    EDGE_MAX_BACKPRESSURE_BYTES: bytes(1 << 20),
+    EDGE_IDLE_TIMEOUT_S: z.coerce.number().int().min(8).max(960).default(120),
+    EDGE_MAX_HANDSHAKES_PER_IP_PER_S: z.coerce.number().int().min(0).max(100_000).default(0),
+    EDGE_MAX_FRAMES_PER_S: z.coerce.number().int().min(1).max(10_000).default(20),
+    EDGE_MAX_CONNECTIONS_PER_USER: z.coerce.number().int().min(1).max(64).default(16),
+    EDGE_SESSION_POLICY: z.enum(['multi', 'single']).default('multi'),
+  })
+  .refine((e) => e.EDGE_JWT_SECRET || e.EDGE_JWT_PUBLIC_KEY || e.EDGE_JWT_JWKS_URL, {
+    path: ['EDGE_JWT_SECRET'],
+    message: 'required: set EDGE_JWT_SECRET (HS256), EDGE_JWT_PUBLIC_KEY (RS256/ES256) or EDGE_JWT_JWKS_URL',
+  })
+  .transform((e) => ({
+    ...sharedSettings(e),
+    host: e.EDGE_HOST,
+    port: e.EDGE_PORT,
+    internalHost: e.EDGE_INTERNAL_HOST,
+    internalPort: e.EDGE_INTERNAL_PORT,
+    nodeId: e.EDGE_NODE_ID ?? `${hostname()}-${randomBytes(3).toString('hex')}`,
+    /** Undefined means `http://127.0.0.1:<internal port actually bound>`. */
+    advertiseUrl: e.EDGE_ADVERTISE_URL?.replace(/\/+$/, ''),
+    jwt: {
+      secret: e.EDGE_JWT_SECRET,
+      publicKeyPem: e.EDGE_JWT_PUBLIC_KEY,
+      jwksUrl: e.EDGE_JWT_JWKS_URL,
+      /** Default: what the configured keys can verify. */
+      algorithms: e.EDGE_JWT_ALGORITHMS ?? defaultAlgorithms(e.EDGE_JWT_SECRET, e.EDGE_JWT_PUBLIC_KEY, e.EDGE_JWT_JWKS_URL),
+      issuer: e.EDGE_JWT_ISSUER,
+      audience: e.EDGE_JWT_AUDIENCE,
+      clockToleranceS: e.EDGE_JWT_CLOCK_TOLERANCE_S,
+    },
+    allowedOrigins: e.EDGE_ALLOWED_ORIGINS,
+    drainMs: e.EDGE_DRAIN_MS,
+    maxFrameBytes: e.EDGE_MAX_FRAME_BYTES,
+    maxBackpressureBytes: e.EDGE_MAX_BACKPRESSURE_BYTES,
+    idleTimeoutS: e.EDGE_IDLE_TIMEOUT_S,
+    /** Client frames per second per socket, averaged over a 1 s window; beyond it, close 4008. */
+    maxFramesPerS: e.EDGE_MAX_FRAMES_PER_S,
+    /** 0: off. Behind a load balancer every client shares its few addresses, so leave it off there. */
+    maxHandshakesPerIpPerS: e.EDGE_MAX_HANDSHAKES_PER_IP_PER_S,
+    /** Cluster-wide, enforced atomically in the registry: a new connection evicts the user's oldest beyond it. */
+    maxConnectionsPerUser: e.EDGE_SESSION_POLICY === 'single' ? 1 : e.EDGE_MAX_CONNECTIONS_PER_USER,
+    sessionPolicy: e.EDGE_SESSION_POLICY,
+  }))
+export type EdgeConfig = Readonly<z.output<typeof EdgeEnv>>
+
+function defaultAlgorithms(secret?: string, publicKeyPem?: string, jwksUrl?: string): TokenAlgorithm[] {
+  const algs: TokenAlgorithm[] = []
+  if (secret) algs.push('HS256')
+  if (publicKeyPem) algs.push(createPublicKey(publicKeyPem).asymmetricKeyType === 'rsa' ? 'RS256' : 'ES256')
+  if (jwksUrl) algs.push('RS256', 'ES256')
+  return [...new Set(algs)]
+}
+
+export const RouterEnv = z
+  .object({
+    ...Shared,
+    ROUTER_HOST: z.string().min(1).default('0.0.0.0'),
+    ROUTER_PORT: port(3000),
+    ROUTER_API_KEYS: list.pipe(z.array(secret(16)).min(1, 'needs at least one key')),
+    ROUTER_FORWARD_TIMEOUT_MS: ms(2_000, 10),
+    ROUTER_BODY_LIMIT_BYTES: bytes(1 << 20),
+    ROUTER_MAX_RECIPIENTS: z.coerce.number().int().min(1).max(10_000).default(10_000),
+    ROUTER_MAX_PRESENCE_BATCH: z.coerce.number().int().min(1).max(10_000).default(10_000),
+    ROUTER_MAX_USER_ID_LENGTH: z.coerce.number().int().min(1).max(256).default(256),
+    ROUTER_MAX_EVENT_LENGTH: z.coerce.number().int().min(1).max(256).default(256),
+    REGISTRY_REAP_GRACE_MS: ms(30_000, 0),
+  })
+  .transform((e) => ({
+    ...sharedSettings(e),
+    host: e.ROUTER_HOST,
+    port: e.ROUTER_PORT,
+    apiKeys: e.ROUTER_API_KEYS,
+    forwardTimeoutMs: e.ROUTER_FORWARD_TIMEOUT_MS,
+    bodyLimitBytes: e.ROUTER_BODY_LIMIT_BYTES,
+    maxRecipients: e.ROUTER_MAX_RECIPIENTS,
+    maxPresenceBatch: e.ROUTER_MAX_PRESENCE_BATCH,
+    maxUserIdLength: e.ROUTER_MAX_USER_ID_LENGTH,
+    maxEventLength: e.ROUTER_MAX_EVENT_LENGTH,
+    reapGraceMs: e.REGISTRY_REAP_GRACE_MS,
+  }))
+export type RouterConfig = Readonly<z.output<typeof RouterEnv>>
+
+/** Parses the environment; a bad value throws one error naming every bad variable. */
+export function loadConfig<S extends z.ZodType>(schema: S, env: Record<string, string | undefined>): Readonly<z.output<S>> {
+  // An empty variable means "unset", as in most deployment tools.
+  const cleaned = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''))
+  const r = schema.safeParse(cleaned)
+  if (r.success) return Object.freeze(r.data)
+  const lines = r.error.issues.map((i) => `  ${i.path.join('.') || 'environment'}: ${i.message}`)
+  throw new Error(`invalid configuration:\n${lines.join('\n')}`)
+}

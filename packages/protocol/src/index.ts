@@ -1,0 +1,7 @@
+export * from './auth.js'
+export * from './config.js'
+export * from './errors.js'
+export * from './frames.js'
+export * from './internal.js'
+export * from './push-api.js'
+export * from './validation.js'

@@ -1,0 +1,111 @@
+import { z } from 'zod'
+
+/** Default and hard limits of the HTTP API (SPEC "Router HTTP API"). */
+export const limits = {
+  maxRecipients: 10_000,
+  maxUserIdLength: 256,
+  maxEventLength: 256,
+  maxMessageIdLength: 128,
+  maxPresenceBatch: 10_000,
+  maxReasonLength: 512,
+  maxDataDepth: 64,
+} as const
+
+/** No C0 controls or DEL: ids and event names end up in logs, headers and terminals. */
+const printable = (s: z.ZodString) => s.regex(/^[^\u0000-\u001f\u007f]*$/, 'must not contain control characters')
+
+export const UserId = printable(z.string().min(1).max(limits.maxUserIdLength))
+export const EventName = printable(z.string().min(1).max(limits.maxEventLength))
+export const MessageId = z.string().min(1).max(limits.maxMessageIdLength)
+
+/** True if `value` nests arrays/objects at most `maxDepth` deep; iterative, so any input is safe. */
+export function isWithinDepth(value: unknown, maxDepth: number): boolean {
+  const stack: [unknown, number][] = [[value, 0]]
+  while (stack.length > 0) {
+    const [v, depth] = stack.pop()!
+    if (v === null || typeof v !== 'object') continue
+    if (depth >= maxDepth) return false
+    for (const child of Object.values(v)) stack.push([child, depth + 1])
+  }
+  return true
+}
+
+/** Any JSON, omitted means `null`; nesting is bounded so that serializing it can never overflow the stack. */
+const PushData = z
+  .unknown()
+  .optional()
+  .refine((d) => isWithinDepth(d, limits.maxDataDepth), `must not nest deeper than ${limits.maxDataDepth} levels`)
+
+export const PushRequest = z.strictObject({
+  to: z.array(UserId).min(1).max(limits.maxRecipients),
+  event: EventName,
+  data: PushData,
+  id: MessageId.optional(),
+})
+export type PushRequest = z.output<typeof PushRequest>
+
+export interface PushResponse {
+  id: string
+  delivered: string[]
+  offline: string[]
+  failed: string[]
+}
+
+export const BroadcastRequest = z.strictObject({
+  event: EventName,
+  data: PushData,
+  id: MessageId.optional(),
+})
+export type BroadcastRequest = z.output<typeof BroadcastRequest>
+
+export interface BroadcastResponse {
+  id: string
+  nodes: number
+  connections: number
+}
+
+export const PresenceParams = z.strictObject({ userId: UserId })
+
+export const PresenceQuery = z.strictObject({
+  userIds: z.array(UserId).min(1).max(limits.maxPresenceBatch),
+})
+export type PresenceQuery = z.output<typeof PresenceQuery>
+
+export interface PresenceConnection {
+  connId: string
+  nodeId: string
+  /** ms epoch of the connection's registration. */
+  since: number
+}
+
+export interface PresenceResponse {
+  userId: string
+  online: boolean
+  connections: PresenceConnection[]
+}
+
+export interface PresenceQueryResponse {
+  online: string[]
+  offline: string[]
+}
+
+export const DisconnectRequest = z.strictObject({
+  userId: UserId,
+  reason: z.string().max(limits.maxReasonLength).optional(),
+})
+export type DisconnectRequest = z.output<typeof DisconnectRequest>
+
+export interface DisconnectResponse {
+  closed: number
+}
+
+export interface NodeView {
+  nodeId: string
+  connections: number
+  draining: boolean
+  startedAt: number
+}
+
+export interface NodesResponse {
+  nodes: NodeView[]
+}

@@ -1,0 +1,5 @@
+export * from './registry.js'
+export * from './memory-registry.js'
+export * from './redis-registry.js'
+export { createRedisClient, type RedisClientOptions } from './client.js'
+export { partitionOf, PARTITIONS } from './keys.js'

@@ -1,0 +1,47 @@
+/**
+ * Every Redis key of the registry is built here.
+ *
+ * Control keys share the hash tag `{ctl}`; a user's entry and its clean-up index share the
+ * tag of the user's partition `{pN}`. Every script touches a single slot, so the registry
+ * runs unchanged on Redis Cluster.
+ */
+
+/** Fixed per deployment: changing it strands existing entries until every edge resyncs. */
+export const PARTITIONS = 256
+
+/** FNV-1a over UTF-16 code units; only this process computes it, so any stable hash works. */
+export function partitionOf(userId: string): number {
+  let h = 0x811c9dc5
+  for (let i = 0; i < userId.length; i++) {
+    h ^= userId.charCodeAt(i)
+    h = Math.imul(h, 0x01000193)
+  }
+  return (h >>> 0) % PARTITIONS
+}
+
+export interface Keys {
+  /** ZSET incId -> lease expiry (ms, Redis clock). */
+  readonly nodes: string
+  /** HASH incId -> node info JSON, for incarnations not yet reaped. */
+  readonly inc: string
+  /** HASH nodeId -> current incId. */
+  readonly names: string
+  /** ZSET incId -> due ms: incarnations whose entries must be cleaned up. */
+  readonly gcq: string
+  /** HASH userId -> "connId:incId:since connId:incId:since ..." (oldest first). */
+  users(partition: number): string
+  /** SET of userIds in this partition with an entry of incarnation `incId`. */
+  index(partition: number, incId: string): string
+}
+
+export function buildKeys(prefix: string): Keys {
+  const ctl = `${prefix}{ctl}`
+  return {
+    nodes: `${ctl}:nodes`,
+    inc: `${ctl}:inc`,
+    names: `${ctl}:names`,
+    gcq: `${ctl}:gcq`,
+    users: (p) => `${prefix}{p${p}}:u`,
+    index: (p, incId) => `${prefix}{p${p}}:i:${incId}`,
+  }
+}

@@ -1,0 +1,84 @@
+import t from 'tap'
+import { RedisRegistry, createRedisClient, type Registry } from '@switchboard/registry'
+import { SwitchboardError } from '@switchboard/protocol'
+import { startRedis, uniquePrefix, type TestRedis } from '../helpers/redis.js'
+import { registryContract } from './registry-contract.js'
+
+const redis = await startRedis(t)
+
+function client(t: { teardown(fn: () => unknown): void }) {
+  const c = createRedisClient(redis.url, { commandTimeoutMs: 2_000 })
+  t.teardown(() => c.disconnect())
+  return c
+}
+
+// A zero refresh interval makes the routers' view of live incarnations exact, as the
+// contract demands; the cached view's bound is tested on its own below.
+registryContract(t, async (t) => {
+  const registry = new RedisRegistry(client(t), { prefix: uniquePrefix(), liveRefreshMs: 0 })
+  t.teardown(() => registry.close())
+  return registry
+})
+
+const node = (nodeId: string) => ({ nodeId, url: `http://${nodeId}:8081`, startedAt: Date.now() })
+
+t.test('a cached view drops a superseded incarnation within its refresh interval', async (t) => {
+  const registry = new RedisRegistry(client(t), { prefix: uniquePrefix(), liveRefreshMs: 300 })
+  const old = await registry.openLease(node('e1'), 60_000)
+  await registry.addConnections(old, [{ userId: 'u', connId: 'c1', since: 1 }])
+  t.ok((await registry.locate(['u'])).has('u'))
+  await registry.openLease(node('e1'), 60_000)
+  const started = Date.now()
+  while ((await registry.locate(['u'])).has('u')) await new Promise((r) => setTimeout(r, 20))
+  t.ok(Date.now() - started <= 300 + 200, 'gone within the refresh interval (plus one poll)')
+})
+
+t.test('looks up 10,000 users in a few round trips and returns each with its node', async (t) => {
+  const c = client(t)
+  const registry = new RedisRegistry(c, { prefix: uniquePrefix() })
+  const lease = await registry.openLease(node('big'), 60_000)
+  const users = Array.from({ length: 10_000 }, (_, i) => `user-${i}`)
+  await registry.addConnections(lease, users.map((userId, i) => ({ userId, connId: `c${i}`, since: i })))
+  const before = Number((await c.info('stats')).match(/total_commands_processed:(\d+)/)?.[1])
+  const found = await registry.locate([...users, 'nobody'])
+  const after = Number((await c.info('stats')).match(/total_commands_processed:(\d+)/)?.[1])
+  t.equal(found.size, 10_000)
+  t.notOk(found.has('nobody'))
+  t.same(found.get('user-42'), [{ connId: 'c42', since: 42, incId: lease.incId, nodeId: 'big', url: 'http://big:8081' }])
+  // One HMGET per partition (256), plus the live view's scripts (Redis counts the calls
+  // inside them too) and the INFO call: per partition, never per user.
+  t.ok(after - before <= 256 + 16, `${after - before} commands for 10,000 users`)
+})
+
+t.test('cleaning up a crashed incarnation leaves no keys behind', async (t) => {
+  const c = client(t)
+  const prefix = uniquePrefix()
+  const registry = new RedisRegistry(c, { prefix })
+  const keysNow = async () => (await c.keys(`${prefix}*`)).filter((k) => !k.endsWith(':names')).sort()
+  const baseline = await keysNow()
+  const lease = await registry.openLease(node('crashy'), 300)
+  await registry.addConnections(lease, Array.from({ length: 500 }, (_, i) => ({ userId: `u${i}`, connId: `c${i}`, since: i })))
+  t.ok((await keysNow()).length > 256, 'entries and indexes written')
+  // The lease is never renewed (the edge "crashed"); reap once it lapsed.
+  let reaped = 0
+  while (reaped === 0) {
+    reaped = await registry.reap(0)
+    await new Promise((r) => setTimeout(r, 50))
+  }
+  t.equal(reaped, 1)
+  t.same(await keysNow(), baseline.filter((k) => !k.endsWith(':gcq')), 'only the empty control keys remain')
+  t.equal(await registry.renew(lease, { connections: 0, draining: false }), false, 'a reaped incarnation cannot come back')
+})
+
+t.test('answers registry_unavailable quickly when Redis is down', async (t) => {
+  const own: TestRedis = await startRedis(t)
+  const c = createRedisClient(own.url, { commandTimeoutMs: 500 })
+  t.teardown(() => c.disconnect())
+  const registry: Registry = new RedisRegistry(c, { prefix: uniquePrefix() })
+  await registry.liveNodes()
+  await own.stop()
+  const started = Date.now()
+  const err = await registry.locate(['u']).then(() => undefined, (e: unknown) => e)
+  t.ok(err instanceof SwitchboardError && err.code === 'registry_unavailable', 'registry_unavailable')
+  t.ok(Date.now() - started < 1_500, 'within the command timeout')
+})

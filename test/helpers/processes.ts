@@ -1,0 +1,317 @@
+import { spawn, type ChildProcess } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import { createWriteStream } from 'node:fs'
+import { basename, dirname, join } from 'node:path'
+import { createInterface } from 'node:readline'
+import { fileURLToPath } from 'node:url'
+import { api, type Api } from './clients.js'
+import { startRedis, uniquePrefix, type TestRedis, type TestScope } from './redis.js'
+
+export const EDGE_MAIN = fileURLToPath(new URL('../../apps/edge/dist/main.js', import.meta.url))
+export const ROUTER_MAIN = fileURLToPath(new URL('../../apps/router/dist/main.js', import.meta.url))
+
+const READY_TIMEOUT_MS = 15_000
+const MAX_LOG_LINES = 20_000
+
+/** Environment values; `undefined` removes a variable the helper would otherwise set. */
+export type EnvOverrides = Record<string, string | undefined>
+
+export interface TestSecrets {
+  /** SWITCHBOARD_INTERNAL_TOKEN shared by router and edges. */
+  readonly internalToken: string
+  /** EDGE_JWT_SECRET; client tokens are minted with it. */
+  readonly jwtSecret: string
+  /** ROUTER_API_KEYS; the first is the one tests use by default. */
+  readonly apiKeys: readonly [string, string]
+}
+
+const secrets: TestSecrets = Object.freeze({
+  internalToken: randomBytes(24).toString('hex'),
+  jwtSecret: randomBytes(32).toString('hex'),
+  apiKeys: [randomBytes(16).toString('hex'), randomBytes(16).toString('hex')] as const,
+})
+
+/** Secrets generated once per test file and shared by every process it starts. */
+export function testSecrets(): TestSecrets {
+  return secrets
+}
+
+export interface ServiceProcess {
+  readonly proc: ChildProcess
+  /** Exit code; `null` when a signal ended the process. Resolves once stdout and stderr are drained. */
+  readonly exited: Promise<number | null>
+  /** Everything the process wrote, stdout and stderr, one line per entry. */
+  logs(): string[]
+  /** Parsed pino lines of stdout (non-JSON lines are skipped). */
+  logRecords(): Record<string, unknown>[]
+  /** Calls `fn` with every line written from now on; returns the unsubscribe function. */
+  onLine(fn: (line: string) => void): () => void
+  kill(signal?: NodeJS.Signals): void
+  isRunning(): boolean
+}
+
+export interface Edge extends ServiceProcess {
+  readonly nodeId: string
+  /** Public websocket port. */
+  readonly port: number
+  readonly internalPort: number
+  /** `ws://127.0.0.1:<port>/v1/ws` (add `?token=`). */
+  readonly wsUrl: string
+  readonly url: string
+  /** `http://127.0.0.1:<internalPort>` */
+  readonly internalUrl: string
+}
+
+export interface Router extends ServiceProcess {
+  readonly port: number
+  /** `http://127.0.0.1:<port>` */
+  readonly url: string
+}
+
+const live = new Set<ChildProcess>()
+// A crashed test file must not leave services behind.
+process.once('exit', () => {
+  for (const proc of live) proc.kill('SIGKILL')
+})
+
+/** A minimal environment: the test runner's own NODE_OPTIONS (TS loader) must not leak into services. */
+function baseEnv(): Record<string, string> {
+  const env: Record<string, string> = { NODE_ENV: 'test' }
+  for (const name of ['PATH', 'HOME', 'TMPDIR', 'LANG']) {
+    const value = process.env[name]
+    if (value !== undefined) env[name] = value
+  }
+  return env
+}
+
+function mergeEnv(defaults: Record<string, string>, overrides: EnvOverrides = {}): Record<string, string> {
+  const env = { ...baseEnv(), ...defaults }
+  for (const [name, value] of Object.entries(overrides)) {
+    if (value === undefined) delete env[name]
+    else env[name] = value
+  }
+  return env
+}
+
+/**
+ * Spawns `node <script>` without waiting for it to be ready; the teardown SIGKILLs it
+ * (also when stopped with SIGSTOP) and waits for it to exit.
+ */
+export function spawnService(t: TestScope, script: string, env: Record<string, string>): ServiceProcess {
+  const proc = spawn(process.execPath, [script], { env, stdio: ['ignore', 'pipe', 'pipe'] })
+  live.add(proc)
+  const lines: string[] = []
+  // For debugging a failure: SWITCHBOARD_TEST_LOG_DIR=/tmp/x npx tap ... keeps every process's output.
+  const logDir = process.env.SWITCHBOARD_TEST_LOG_DIR
+  const file = logDir ? createWriteStream(join(logDir, `${basename(dirname(dirname(script)))}-${proc.pid}.log`)) : undefined
+  const listeners = new Set<(line: string) => void>()
+  const keep = (line: string) => {
+    if (lines.length < MAX_LOG_LINES) lines.push(line)
+    file?.write(`${line}\n`)
+    for (const fn of listeners) fn(line)
+  }
+  createInterface({ input: proc.stdout! }).on('line', keep)
+  createInterface({ input: proc.stderr! }).on('line', keep)
+  const exited = new Promise<number | null>((resolve) => {
+    proc.once('close', (code) => {
+      live.delete(proc)
+      file?.end()
+      resolve(code)
+    })
+    proc.once('error', (err) => {
+      keep(`spawn error: ${err.message}`)
+      live.delete(proc)
+      resolve(null)
+    })
+  })
+  const isRunning = () => proc.exitCode === null && proc.signalCode === null
+  t.teardown(async () => {
+    if (isRunning()) proc.kill('SIGKILL')
+    await exited
+  })
+  return {
+    proc,
+    exited,
+    logs: () => [...lines],
+    logRecords: () => lines.flatMap((line) => {
+      try {
+        const record: unknown = JSON.parse(line)
+        return record !== null && typeof record === 'object' ? [record as Record<string, unknown>] : []
+      } catch {
+        return [] // not a pino line (e.g. a stack trace on stderr)
+      }
+    }),
+    onLine: (fn) => {
+      listeners.add(fn)
+      return () => listeners.delete(fn)
+    },
+    kill: (signal = 'SIGTERM') => {
+      if (isRunning()) proc.kill(signal)
+    },
+    isRunning,
+  }
+}
+
+/** Resolves with the first pino record whose `msg` is `msg`; rejects if the process exits first or after the timeout. */
+export function waitForLog(
+  service: ServiceProcess,
+  msg: string,
+  timeoutMs = READY_TIMEOUT_MS,
+): Promise<Record<string, unknown>> {
+  return new Promise((resolve, reject) => {
+    const finish = (err: Error | undefined, record?: Record<string, unknown>) => {
+      clearTimeout(timer)
+      unsubscribe()
+      if (err) reject(err)
+      else resolve(record!)
+    }
+    const timer = setTimeout(() => {
+      service.kill('SIGKILL')
+      finish(new Error(`no "${msg}" log within ${timeoutMs} ms; output:\n${service.logs().join('\n')}`))
+    }, timeoutMs)
+    const unsubscribe = service.onLine((line) => {
+      let record: unknown
+      try {
+        record = JSON.parse(line)
+      } catch {
+        return // not a pino line
+      }
+      if (record !== null && typeof record === 'object' && (record as Record<string, unknown>).msg === msg) {
+        finish(undefined, record as Record<string, unknown>)
+      }
+    })
+    // Lines logged before this call are already in logs().
+    const seen = service.logRecords().find((r) => r.msg === msg)
+    if (seen) {
+      finish(undefined, seen)
+      return
+    }
+    void service.exited.then((code) => {
+      finish(new Error(`process exited (code ${code}) before logging "${msg}"; output:\n${service.logs().join('\n')}`))
+    })
+  })
+}
+
+function numberField(record: Record<string, unknown>, name: string): number {
+  const value = record[name]
+  if (typeof value !== 'number') throw new Error(`listening log has no numeric "${name}": ${JSON.stringify(record)}`)
+  return value
+}
+
+export interface EdgeOptions {
+  redisUrl: string
+  prefix: string
+  nodeId?: string
+  leaseTtlMs?: number
+  /** Set or (with `undefined`) remove variables. */
+  env?: EnvOverrides
+}
+
+export function edgeEnv(opts: EdgeOptions): Record<string, string> {
+  return mergeEnv(
+    {
+      REDIS_URL: opts.redisUrl,
+      REGISTRY_PREFIX: opts.prefix,
+      SWITCHBOARD_INTERNAL_TOKEN: secrets.internalToken,
+      EDGE_JWT_SECRET: secrets.jwtSecret,
+      EDGE_PORT: '0',
+      EDGE_INTERNAL_PORT: '0',
+      EDGE_NODE_ID: opts.nodeId ?? `edge-${randomBytes(4).toString('hex')}`,
+      EDGE_ALLOWED_ORIGINS: '*',
+      EDGE_DRAIN_MS: '0',
+      LEASE_TTL_MS: String(opts.leaseTtlMs ?? 3_000),
+      LOG_LEVEL: 'info',
+    },
+    opts.env,
+  )
+}
+
+/** Spawns a real edge and resolves once it logs "edge listening". */
+export async function startEdge(t: TestScope, opts: EdgeOptions): Promise<Edge> {
+  const service = spawnService(t, EDGE_MAIN, edgeEnv(opts))
+  const ready = await waitForLog(service, 'edge listening')
+  const port = numberField(ready, 'port')
+  const internalPort = numberField(ready, 'internalPort')
+  const nodeId = ready.nodeId
+  if (typeof nodeId !== 'string') throw new Error(`edge listening log has no nodeId: ${JSON.stringify(ready)}`)
+  const wsUrl = `ws://127.0.0.1:${port}/v1/ws`
+  return {
+    ...service,
+    nodeId,
+    port,
+    internalPort,
+    wsUrl,
+    url: wsUrl,
+    internalUrl: `http://127.0.0.1:${internalPort}`,
+  }
+}
+
+export interface RouterOptions {
+  redisUrl: string
+  prefix: string
+  leaseTtlMs?: number
+  env?: EnvOverrides
+}
+
+export function routerEnv(opts: RouterOptions): Record<string, string> {
+  return mergeEnv(
+    {
+      REDIS_URL: opts.redisUrl,
+      REGISTRY_PREFIX: opts.prefix,
+      SWITCHBOARD_INTERNAL_TOKEN: secrets.internalToken,
+      ROUTER_API_KEYS: secrets.apiKeys.join(','),
+      ROUTER_PORT: '0',
+      LEASE_TTL_MS: String(opts.leaseTtlMs ?? 3_000),
+      LOG_LEVEL: 'info',
+    },
+    opts.env,
+  )
+}
+
+/** Spawns a real router and resolves once it logs "router listening". */
+export async function startRouter(t: TestScope, opts: RouterOptions): Promise<Router> {
+  const service = spawnService(t, ROUTER_MAIN, routerEnv(opts))
+  const ready = await waitForLog(service, 'router listening')
+  const port = numberField(ready, 'port')
+  return { ...service, port, url: `http://127.0.0.1:${port}` }
+}
+
+export interface ClusterOptions {
+  edges?: number
+  leaseTtlMs?: number
+  /** Applied to every edge. */
+  edgeEnv?: EnvOverrides
+  routerEnv?: EnvOverrides
+}
+
+export interface Cluster {
+  redis: TestRedis
+  prefix: string
+  leaseTtlMs: number
+  edges: Edge[]
+  router: Router
+  /** Router API with the first key. */
+  api: Api
+  /** Starts one more edge in this cluster (same Redis and prefix). */
+  addEdge(t: TestScope, opts?: Omit<EdgeOptions, 'redisUrl' | 'prefix' | 'leaseTtlMs'>): Promise<Edge>
+}
+
+/** Redis, N edges and a router sharing one registry prefix; everything is torn down with `t`. */
+export async function startCluster(t: TestScope, opts: ClusterOptions = {}): Promise<Cluster> {
+  const redis = await startRedis(t)
+  const prefix = uniquePrefix()
+  const leaseTtlMs = opts.leaseTtlMs ?? 3_000
+  const addEdge: Cluster['addEdge'] = (scope, edgeOpts = {}) =>
+    startEdge(scope, {
+      ...edgeOpts,
+      redisUrl: redis.url,
+      prefix,
+      leaseTtlMs,
+      env: { ...opts.edgeEnv, ...edgeOpts.env },
+    })
+  const [router, edges] = await Promise.all([
+    startRouter(t, { redisUrl: redis.url, prefix, leaseTtlMs, env: opts.routerEnv }),
+    Promise.all(Array.from({ length: opts.edges ?? 2 }, () => addEdge(t))),
+  ])
+  return { redis, prefix, leaseTtlMs, edges, router, api: api(router.url, secrets.apiKeys[0]), addEdge }
+}

@@ -1,0 +1,156 @@
+import { spawn, type ChildProcess } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import { connect, createServer } from 'node:net'
+import { setTimeout as delay } from 'node:timers/promises'
+
+/** The part of a tap test the helpers need: teardowns run when the test ends. */
+export interface TestScope {
+  teardown(fn: () => unknown): void
+}
+
+export interface TestRedis {
+  /** `redis://127.0.0.1:<port>` */
+  readonly url: string
+  readonly port: number
+  /** SIGKILLs the server; the port stays reserved for `start()`. */
+  stop(): Promise<void>
+  /** Starts an empty server on the same port (no-op when already running). */
+  start(): Promise<void>
+  /** SIGKILL, then start again on the same port, empty. */
+  restart(): Promise<void>
+}
+
+const READY_TIMEOUT_MS = 10_000
+const live = new Set<ChildProcess>()
+// A crashed test file must not leave servers behind.
+process.once('exit', () => {
+  for (const proc of live) proc.kill('SIGKILL')
+})
+
+/** A key prefix no other test uses, so tests can share one Redis without FLUSHALL. */
+export function uniquePrefix(): string {
+  return `t${randomBytes(5).toString('hex')}:`
+}
+
+/** A port that was free a moment ago: bind port 0, read it, release it. */
+export async function freePort(): Promise<number> {
+  const server = createServer()
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(0, '127.0.0.1', resolve)
+  })
+  const address = server.address()
+  await new Promise<void>((resolve) => server.close(() => resolve()))
+  if (address === null || typeof address === 'string') throw new Error('no port from listen(0)')
+  return address.port
+}
+
+/** One raw RESP PING; resolves true when the server answers +PONG. */
+function ping(port: number, timeoutMs = 500): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect({ host: '127.0.0.1', port })
+    let answer = ''
+    const done = (ok: boolean) => {
+      socket.destroy()
+      resolve(ok)
+    }
+    socket.setTimeout(timeoutMs, () => done(false))
+    socket.once('error', () => done(false))
+    socket.once('connect', () => socket.write('*1\r\n$4\r\nPING\r\n'))
+    socket.on('data', (chunk) => {
+      answer += chunk.toString('latin1')
+      if (answer.includes('\r\n')) done(answer.startsWith('+PONG'))
+    })
+  })
+}
+
+interface RedisProcess {
+  proc: ChildProcess
+  exited: Promise<void>
+  output: () => string
+}
+
+function spawnRedis(port: number): RedisProcess {
+  const proc = spawn(
+    'redis-server',
+    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  )
+  live.add(proc)
+  let output = ''
+  const keep = (chunk: Buffer) => {
+    output = (output + chunk.toString('utf8')).slice(-20_000)
+  }
+  proc.stdout?.on('data', keep)
+  proc.stderr?.on('data', keep)
+  const exited = new Promise<void>((resolve) => {
+    proc.once('close', () => {
+      live.delete(proc)
+      resolve()
+    })
+    proc.once('error', (err) => {
+      output += `\nspawn error: ${err.message}`
+      live.delete(proc)
+      resolve()
+    })
+  })
+  return { proc, exited, output: () => output }
+}
+
+async function waitReady(server: RedisProcess, port: number): Promise<void> {
+  const deadline = Date.now() + READY_TIMEOUT_MS
+  let hasExited = false
+  void server.exited.then(() => {
+    hasExited = true
+  })
+  while (Date.now() < deadline) {
+    if (hasExited) throw new Error(`redis-server on port ${port} exited before answering PING:\n${server.output()}`)
+    if (await ping(port)) return
+    await delay(25)
+  }
+  server.proc.kill('SIGKILL')
+  throw new Error(`redis-server on port ${port} did not answer PING within ${READY_TIMEOUT_MS} ms:\n${server.output()}`)
+}
+
+/** Starts a real, empty, non-persistent redis-server on a free port; the test's teardown kills it. */
+export async function startRedis(t: TestScope): Promise<TestRedis> {
+  let port = 0
+  let current: RedisProcess | undefined
+  // Another process may grab the free port between probe and bind: try a few ports.
+  for (let attempt = 1; current === undefined; attempt++) {
+    port = await freePort()
+    const server = spawnRedis(port)
+    try {
+      await waitReady(server, port)
+      current = server
+    } catch (err) {
+      if (attempt >= 3) throw err
+    }
+  }
+  const boundPort = port
+
+  const stop = async () => {
+    const server = current
+    current = undefined
+    if (!server) return
+    server.proc.kill('SIGKILL')
+    await server.exited
+  }
+  const start = async () => {
+    if (current) return
+    const server = spawnRedis(boundPort)
+    await waitReady(server, boundPort)
+    current = server
+  }
+  t.teardown(stop)
+  return {
+    url: `redis://127.0.0.1:${boundPort}`,
+    port: boundPort,
+    stop,
+    start,
+    restart: async () => {
+      await stop()
+      await start()
+    },
+  }
+}

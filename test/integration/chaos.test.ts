@@ -1,0 +1,168 @@
+// Chaos: three edges, a few hundred clients that reconnect with backoff and jitter, random
+// SIGKILLs, SIGTERMs and restarts of edges, one Redis restart, and pushes all along. At
+// quiescence the registry's view must equal the truth (exactly the open sockets, no ghost,
+// none missing), and every push must have been received wherever it was reported delivered.
+import t from 'tap'
+import WebSocket from 'ws'
+import { eventually, mintToken } from '../helpers/clients.js'
+import { startCluster, testSecrets, type Edge } from '../helpers/processes.js'
+
+const USERS = 300
+const CHAOS_MS = 20_000
+const LEASE_TTL_MS = 1_500
+const { jwtSecret } = testSecrets()
+const random = (min: number, max: number) => min + Math.random() * (max - min)
+const pick = <T>(items: readonly T[]): T | undefined => items[Math.floor(Math.random() * items.length)]
+
+const cluster = await startCluster(t, {
+  edges: 3,
+  leaseTtlMs: LEASE_TTL_MS,
+  edgeEnv: { EDGE_DRAIN_MS: '500' },
+  routerEnv: { REGISTRY_REAP_GRACE_MS: '1000', ROUTER_FORWARD_TIMEOUT_MS: '1000' },
+})
+/** The current process of each node id. */
+const edges = new Map<string, Edge>(cluster.edges.map((e) => [e.nodeId, e]))
+const running = () => [...edges.values()].filter((e) => e.isRunning())
+
+/** A client as an app would write one: reconnects with backoff and full jitter, quickly after 1001, never after 45xx. */
+class ChaosClient {
+  ws: WebSocket | undefined
+  welcome: { connId: string; nodeId: string } | undefined
+  readonly received = new Set<string>()
+  hasQuit = false
+  #attempt = 0
+
+  constructor(
+    readonly userId: string,
+    private readonly token: string,
+    private readonly localAddress: string,
+  ) {}
+
+  get isOpen(): boolean {
+    return this.welcome !== undefined && this.ws?.readyState === WebSocket.OPEN
+  }
+
+  connect(): void {
+    const edge = pick(running())
+    if (this.hasQuit) return
+    if (!edge) return this.#retry(200)
+    const ws = new WebSocket(`${edge.wsUrl}?token=${this.token}`, { localAddress: this.localAddress })
+    this.ws = ws
+    ws.on('message', (data) => {
+      const frame = JSON.parse(String(data)) as { type: string; id?: string; connId?: string; nodeId?: string }
+      if (frame.type === 'welcome') {
+        this.welcome = { connId: frame.connId!, nodeId: frame.nodeId! }
+        this.#attempt = 0
+      } else if (frame.type === 'push') this.received.add(frame.id!)
+    })
+    ws.on('error', () => undefined) // refused, reset or 503 while draining: 'close' follows
+    ws.on('close', (code) => {
+      if (this.ws !== ws) return
+      this.ws = undefined
+      this.welcome = undefined
+      if (this.hasQuit || (code >= 4500 && code <= 4999)) return
+      this.#retry(code === 1001 ? random(0, 300) : random(0, Math.min(1_000, 50 * 2 ** this.#attempt++)))
+    })
+  }
+
+  quit(): void {
+    this.hasQuit = true
+    this.ws?.close()
+  }
+
+  #retry(delayMs: number): void {
+    setTimeout(() => this.connect(), delayMs).unref()
+  }
+}
+
+t.test('at quiescence, presence and nodes equal the open sockets, and every delivered push was received', async (t) => {
+  const users = Array.from({ length: USERS }, (_, i) => `chaos-${i}`)
+  const clients = await Promise.all(users.map(async (u, i) => new ChaosClient(u, await mintToken(jwtSecret, u), `127.0.0.${1 + (i % 8)}`)))
+  const byUser = new Map(clients.map((c) => [c.userId, c]))
+  t.teardown(() => clients.forEach((c) => c.quit()))
+  clients.forEach((c) => c.connect())
+  await eventually(() => clients.every((c) => c.isOpen), { timeoutMs: 10_000 })
+
+  // Pushes all along: each answer is checked against what the clients received.
+  const answers: { id: string; delivered: string[] }[] = []
+  const errors: number[] = []
+  let pushing = true
+  const publisher = (async () => {
+    while (pushing) {
+      const to = [pick(users)!, pick(users)!]
+      const res = await cluster.api.post('/v1/push', { to, event: 'chaos', data: to })
+      if (res.status === 200) answers.push(res.body)
+      else errors.push(res.status) // 503 while Redis is down: reported, not lost silently
+      await new Promise((r) => setTimeout(r, 30))
+    }
+  })()
+
+  // Chaos: one action every 1-2.5 s; Redis restarts once, in the middle.
+  const actions: string[] = []
+  const quitters = clients.filter((_, i) => i % 10 === 0)
+  const deadline = Date.now() + CHAOS_MS
+  let redisRestarted = false
+  while (Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, random(1_000, 2_500)))
+    const q = quitters.pop()
+    q?.quit()
+    if (!redisRestarted && Date.now() > deadline - CHAOS_MS / 2) {
+      redisRestarted = true
+      actions.push('redis restart')
+      await cluster.redis.restart()
+      continue
+    }
+    const victim = pick(running())
+    if (!victim) continue
+    const signal = Math.random() < 0.5 ? 'SIGKILL' : 'SIGTERM'
+    actions.push(`${signal} ${victim.nodeId}`)
+    victim.kill(signal)
+    const code = await victim.exited
+    if (signal === 'SIGTERM') t.equal(code, 0, `${victim.nodeId} drained and exited 0`)
+    // Restart under the same node id after a moment, as an orchestrator would.
+    await new Promise((r) => setTimeout(r, random(0, 800)))
+    edges.set(victim.nodeId, await cluster.addEdge(t, { nodeId: victim.nodeId, env: { EDGE_DRAIN_MS: '500' } }))
+  }
+  quitters.forEach((q) => q.quit())
+  pushing = false
+  await publisher
+  t.ok(redisRestarted, `chaos: ${actions.join(', ')}`)
+  t.ok(answers.length > 100, `${answers.length} pushes answered 200, ${errors.length} answered ${[...new Set(errors)].join('/') || '-'}`)
+  t.ok(errors.every((s) => s === 503), 'the only errors are 503 while Redis was down')
+
+  // Quiescence: every remaining client is connected again.
+  const stayers = clients.filter((c) => !c.hasQuit)
+  await eventually(() => stayers.every((c) => c.isOpen), { timeoutMs: 15_000 })
+
+  // The registry's view equals the truth: exactly the open sockets.
+  const truth = (c: ChaosClient) => (c.isOpen ? [{ connId: c.welcome!.connId, nodeId: c.welcome!.nodeId }] : [])
+  const mismatches = async () => {
+    const wrong: string[] = []
+    await Promise.all(
+      clients.map(async (c) => {
+        const res = await cluster.api.get(`/v1/presence/${c.userId}`)
+        const seen = (res.body?.connections ?? []).map(({ connId, nodeId }: { connId: string; nodeId: string }) => ({ connId, nodeId }))
+        if (JSON.stringify(seen) !== JSON.stringify(truth(c))) wrong.push(`${c.userId}: registry ${JSON.stringify(seen)}, truth ${JSON.stringify(truth(c))}`)
+      }),
+    )
+    return wrong
+  }
+  const last = await eventually(async () => ((await mismatches()).length === 0 ? [] : undefined), { timeoutMs: 10_000 }).catch(async () => mismatches())
+  t.same(last, [], 'presence of every user equals its open sockets')
+
+  const query = await cluster.api.post('/v1/presence/query', { userIds: users })
+  t.same([...query.body.online].sort(), stayers.map((c) => c.userId).sort(), 'online: exactly the connected users')
+  t.same([...query.body.offline].sort(), clients.filter((c) => c.hasQuit).map((c) => c.userId).sort(), 'offline: exactly those who left')
+
+  const expectedNodes = () =>
+    [...edges.keys()].sort().map((nodeId) => ({ nodeId, connections: stayers.filter((c) => c.welcome?.nodeId === nodeId).length }))
+  const nodesView = async () =>
+    ((await cluster.api.get('/v1/nodes')).body.nodes as { nodeId: string; connections: number }[]).map(({ nodeId, connections }) => ({ nodeId, connections }))
+  await eventually(async () => JSON.stringify(await nodesView()) === JSON.stringify(expectedNodes()), { timeoutMs: 5_000 }).catch(() => undefined)
+  t.same(await nodesView(), expectedNodes(), '/v1/nodes: the three live edges with their open sockets')
+
+  // Delivered means received (frames may still be in flight for a moment).
+  const undelivered = () => answers.flatMap((a) => a.delivered.filter((u) => !byUser.get(u)!.received.has(a.id)).map((u) => `${a.id} -> ${u}`))
+  await eventually(() => undelivered().length === 0, { timeoutMs: 3_000 }).catch(() => undefined)
+  t.same(undelivered(), [], 'every push reported delivered was received')
+})

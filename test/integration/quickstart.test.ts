@@ -1,0 +1,71 @@
+// `npm start` as the README tells a newcomer: both modes print a banner whose websocket URL,
+// token, API key and curl line really deliver a push, and Ctrl-C stops everything (exit 0).
+import { spawn } from 'node:child_process'
+import { createServer } from 'node:net'
+import { fileURLToPath } from 'node:url'
+import t from 'tap'
+import { connectClient } from '../helpers/clients.js'
+import { startRedis } from '../helpers/redis.js'
+
+const LAUNCHER = fileURLToPath(new URL('../../apps/local/dist/main.js', import.meta.url))
+
+/** `count` consecutive free ports (processes mode uses EDGE_PORT, +1, +2, +3). */
+async function freePorts(count: number): Promise<number> {
+  for (;;) {
+    const base = 20_000 + 2 * Math.floor(Math.random() * 10_000)
+    const servers = await Promise.all(
+      Array.from({ length: count }, (_, i) =>
+        new Promise<ReturnType<typeof createServer> | undefined>((resolve) => {
+          const s = createServer().once('error', () => resolve(undefined)).listen(base + i, '127.0.0.1', () => resolve(s))
+        }),
+      ),
+    )
+    await Promise.all(servers.map((s) => s && new Promise((r) => s.close(r))))
+    if (servers.every(Boolean)) return base
+  }
+}
+
+async function launch(t: { teardown(fn: () => unknown): void }, env: Record<string, string>) {
+  const proc = spawn(process.execPath, [LAUNCHER], { env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+  const exited = new Promise<number | null>((resolve) => proc.once('exit', resolve))
+  t.teardown(() => proc.kill('SIGKILL'))
+  let out = ''
+  proc.stdout.on('data', (d) => (out += d))
+  proc.stderr.on('data', (d) => (out += d))
+  const deadline = Date.now() + 20_000
+  while (!out.includes('Ctrl-C stops everything')) {
+    if (Date.now() > deadline || proc.exitCode !== null) throw new Error(`no banner:\n${out}`)
+    await new Promise((r) => setTimeout(r, 50))
+  }
+  return { proc, exited, out }
+}
+
+async function pushThroughBanner(t: import("tap").Test, out: string) {
+  const wsUrl = out.match(/(ws:\/\/\S+\/v1\/ws)\?token=(\S+)/)
+  const curl = out.match(/curl -s -X POST (\S+) -H 'authorization: Bearer (\S+)'.* -d '(.+)'/)
+  t.ok(wsUrl && curl, 'the banner has a websocket URL with a token and a curl line')
+  const client = await connectClient(wsUrl![1]!, wsUrl![2]!, { t })
+  t.match(await client.nextFrame(), { type: 'welcome' })
+  const res = await fetch(curl![1]!, { method: 'POST', headers: { authorization: `Bearer ${curl![2]}`, 'content-type': 'application/json' }, body: curl![3]! })
+  t.same(((await res.json()) as { delivered: string[] }).delivered, ["alice"])
+  t.match(await client.nextFrame(), { type: 'push', event: 'hello' })
+}
+
+t.test('standalone (no REDIS_URL): one process, in-memory registry', async (t) => {
+  const { proc, exited, out } = await launch(t, { ROUTER_PORT: '0', EDGE_PORT: '0', EDGE_INTERNAL_PORT: '0' })
+  t.match(out, /standalone/)
+  await pushThroughBanner(t, out)
+  proc.kill('SIGINT')
+  t.equal(await exited, 0, 'Ctrl-C exits 0')
+})
+
+t.test('with REDIS_URL: a router and two edges as processes', async (t) => {
+  const redis = await startRedis(t)
+  const base = await freePorts(5)
+  const { proc, exited, out } = await launch(t, { REDIS_URL: redis.url, ROUTER_PORT: String(base + 4), EDGE_PORT: String(base) })
+  t.match(out, /router \+ 2 edges/)
+  t.match(out, new RegExp(`ws://127.0.0.1:${base + 2}/v1/ws`), 'the second edge is listed')
+  await pushThroughBanner(t, out)
+  proc.kill('SIGINT')
+  t.equal(await exited, 0, 'Ctrl-C stops the children and exits 0')
+})

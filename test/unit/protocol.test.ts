@@ -1,0 +1,91 @@
+import t from 'tap'
+import {
+  EdgeEnv,
+  PushRequest,
+  RouterEnv,
+  SwitchboardError,
+  decodeDelivery,
+  encodeDelivery,
+  errorTable,
+  loadConfig,
+  parseClientFrame,
+  parseOrThrow,
+  pushFrame,
+  shouldReconnect,
+} from '@switchboard/protocol'
+
+t.test('a delivery body round-trips, whatever the frame contains', async (t) => {
+  const frame = pushFrame('m1', 'e', { text: 'line\nbreak', nested: ['\n'] }, 1)
+  const decoded = decodeDelivery(encodeDelivery(frame, ['u1', 'ünï côdé']))
+  t.same(decoded, { frame, to: ['u1', 'ünï côdé'] })
+  t.same(JSON.parse(decoded!.frame), { type: 'push', id: 'm1', event: 'e', data: { text: 'line\nbreak', nested: ['\n'] }, ts: 1 })
+  t.equal(decodeDelivery('no newline'), undefined)
+  t.equal(decodeDelivery('{}\n[1,2]'), undefined, 'recipients must be user ids')
+})
+
+t.test('an absent data becomes null in the frame', async (t) => {
+  t.same(JSON.parse(pushFrame('m', 'e', undefined, 5)), { type: 'push', id: 'm', event: 'e', data: null, ts: 5 })
+})
+
+t.test('client frames: only ping is valid', async (t) => {
+  t.same(parseClientFrame('{"type":"ping"}'), { type: 'ping' })
+  for (const bad of ['', 'ping', '{"type":"pong"}', '{"type":"ping","x":1}', '[]', 'null', '{"type":"ping"']) {
+    t.equal(parseClientFrame(bad), undefined, JSON.stringify(bad))
+  }
+})
+
+t.test('a bad body is invalid_request naming the field', async (t) => {
+  const err = t.throws(() => parseOrThrow(PushRequest, { to: ['ok', 7], event: 'e' })) as SwitchboardError
+  t.equal(err.code, 'invalid_request')
+  t.match(err.message, /^to\.1: /)
+  const whole = t.throws(() => parseOrThrow(PushRequest, 'text')) as SwitchboardError
+  t.match(whole.message, /^body: /)
+})
+
+t.test('close codes: 45xx means do not reconnect', async (t) => {
+  t.equal(errorTable.kicked.close, 4500)
+  t.equal(errorTable.replaced.close, 4501)
+  t.notOk(shouldReconnect(4500))
+  t.notOk(shouldReconnect(4501))
+  t.ok(shouldReconnect(4008))
+  t.ok(shouldReconnect(1001))
+})
+
+t.test('configuration: defaults, and every bad variable named at once', async (t) => {
+  const edge = loadConfig(EdgeEnv, { SWITCHBOARD_INTERNAL_TOKEN: 'x'.repeat(16), EDGE_JWT_SECRET: 's'.repeat(32), EDGE_ALLOWED_ORIGINS: 'https://a, https://b' })
+  t.equal(edge.port, 8080)
+  t.equal(edge.internalPort, 8081)
+  t.equal(edge.leaseTtlMs, 10_000)
+  t.equal(edge.drainMs, 10_000)
+  t.same(edge.allowedOrigins, ['https://a', 'https://b'])
+  t.ok(edge.nodeId.length > 0)
+  t.ok(Object.isFrozen(edge))
+
+  const err = t.throws(() => loadConfig(RouterEnv, { ROUTER_PORT: 'eighty', REDIS_URL: 'http://nope', ROUTER_API_KEYS: 'short' })) as Error
+  for (const name of ['ROUTER_PORT', 'REDIS_URL', 'ROUTER_API_KEYS', 'SWITCHBOARD_INTERNAL_TOKEN']) t.match(err.message, name)
+})
+
+t.test('user ids and event names: 1-256 printable characters', async (t) => {
+  const ok = (to: string[], event = 'e') => PushRequest.safeParse({ to, event }).success
+  t.ok(ok(['alice', 'with space', 'ünïcödé 🎉', 'x'.repeat(256)]))
+  for (const bad of ['', 'x'.repeat(257), 'new\nline', 'nul\u0000', 'tab\t', 'del\u007f']) t.notOk(ok([bad]), JSON.stringify(bad))
+  t.notOk(ok(['u'], 'bell\u0007'))
+})
+
+t.test('push data may nest 64 levels, not more, and checking never overflows', async (t) => {
+  const nested = (depth: number) => JSON.parse('['.repeat(depth) + ']'.repeat(depth))
+  t.ok(PushRequest.safeParse({ to: ['u'], event: 'e', data: nested(64) }).success)
+  const err = t.throws(() => parseOrThrow(PushRequest, { to: ['u'], event: 'e', data: nested(65) })) as SwitchboardError
+  t.match(err.message, /^data: /)
+  t.notOk(PushRequest.safeParse({ to: ['u'], event: 'e', data: nested(200_000) }).success)
+})
+
+t.test('bearer check: any configured secret, exact header only', async (t) => {
+  const { createBearerCheck } = await import('@switchboard/protocol')
+  const check = createBearerCheck(['first-key-0123456', 'second-key-012345'])
+  t.ok(check('Bearer first-key-0123456'))
+  t.ok(check('Bearer second-key-012345'), 'rotation: both keys valid at once')
+  for (const bad of ['', 'first-key-0123456', 'bearer first-key-0123456', 'Bearer first-key-012345', 'Bearer first-key-0123456 ', 'Basic x']) {
+    t.notOk(check(bad), JSON.stringify(bad))
+  }
+})

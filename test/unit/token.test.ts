@@ -1,0 +1,87 @@
+import { createHmac } from 'node:crypto'
+import t from 'tap'
+import { SignJWT, base64url, type KeyInput } from 'jose'
+import { createTokenVerifier } from '@switchboard/edge'
+
+const secret = 's'.repeat(32)
+const now = 1_800_000_000
+const verify = createTokenVerifier({ secret }, { algorithms: ['HS256'], clockToleranceS: 5 }, () => now)
+const sign = (claims: Record<string, unknown>, alg = 'HS256', key = secret) =>
+  new SignJWT(claims).setProtectedHeader({ alg }).sign(new TextEncoder().encode(key))
+/** A token with any header, signed with HS256 over whatever the header claims. */
+const forge = (header: object, claims: object, key = secret) => {
+  const head = `${base64url.encode(JSON.stringify(header))}.${base64url.encode(JSON.stringify(claims))}`
+  return `${head}.${createHmac('sha256', key).update(head).digest('base64url')}`
+}
+
+t.test('a valid token gives its subject', async (t) => {
+  t.equal(verify(await sign({ sub: 'alice', exp: now + 60 })), 'alice')
+  t.equal(verify(await sign({ sub: 'bob', exp: now - 4 })), 'bob', 'within the clock tolerance')
+  t.equal(verify(await sign({ sub: 'carol', exp: now + 60, nbf: now + 4 })), 'carol')
+})
+
+t.test('every bad token is refused', async (t) => {
+  const valid = await sign({ sub: 'alice', exp: now + 60 })
+  const [h, p] = valid.split('.')
+  const cases: Record<string, string> = {
+    'expired': await sign({ sub: 'alice', exp: now - 6 }),
+    'no exp': await sign({ sub: 'alice' }),
+    'exp not a number': await sign({ sub: 'alice', exp: String(now + 60) }),
+    'not yet valid': await sign({ sub: 'alice', exp: now + 60, nbf: now + 60 }),
+    'no sub': await sign({ exp: now + 60 }),
+    'empty sub': await sign({ sub: '', exp: now + 60 }),
+    'sub too long': await sign({ sub: 'x'.repeat(257), exp: now + 60 }),
+    'other secret': await sign({ sub: 'alice', exp: now + 60 }, 'HS256', 'o'.repeat(32)),
+    'HS384': await sign({ sub: 'alice', exp: now + 60 }, 'HS384'),
+    'alg none': `${base64url.encode('{"alg":"none"}')}.${p}.`,
+    'alg none, signed anyway': forge({ alg: 'none' }, { sub: 'alice', exp: now + 60 }),
+    'RS256 header over an HMAC': forge({ alg: 'RS256' }, { sub: 'alice', exp: now + 60 }),
+    'tampered payload': `${h}.${base64url.encode('{"sub":"mallory","exp":9999999999}')}.${valid.split('.')[2]}`,
+    'signature with extra characters': `${valid}A`,
+    'two parts': `${h}.${p}`,
+    'garbage': 'not-a-token',
+    'empty': '',
+    'header not JSON': `${base64url.encode('nope')}.${p}.x`,
+  }
+  for (const [name, token] of Object.entries(cases)) t.throws(() => verify(token), name)
+})
+
+t.test('RS256 and ES256 with a public key or a JWKS entry; no algorithm confusion', async (t) => {
+  const { generateKeyPair, exportSPKI } = await import('jose')
+  const { createPublicKey } = await import('node:crypto')
+  const rsa = await generateKeyPair('RS256', { extractable: true })
+  const ec = await generateKeyPair('ES256', { extractable: true })
+  const rsaPublic = createPublicKey(await exportSPKI(rsa.publicKey))
+  const ecPublic = createPublicKey(await exportSPKI(ec.publicKey))
+  const jwks = new Map([['ec-1', ecPublic]])
+  const rules = { algorithms: ['RS256', 'ES256'] as const, clockToleranceS: 5, issuer: 'https://auth.example', audience: 'switchboard' }
+  const v = createTokenVerifier({ publicKey: rsaPublic, jwks }, { ...rules, algorithms: [...rules.algorithms] }, () => now)
+  const claims = { sub: 'alice', exp: now + 60, iss: 'https://auth.example', aud: ['other', 'switchboard'] }
+  const signed = (key: KeyInput, alg: string, kid?: string, body: object = claims) =>
+    new SignJWT({ ...body }).setProtectedHeader(kid ? { alg, kid } : { alg }).sign(key)
+
+  t.equal(v(await signed(rsa.privateKey, 'RS256')), 'alice', 'RS256 with the configured public key')
+  t.equal(v(await signed(ec.privateKey, 'ES256', 'ec-1')), 'alice', 'ES256 with the JWKS key named by kid')
+  t.throws(() => v(forge({ alg: 'HS256' }, claims, 'x'.repeat(32))), 'HS256 is not in the allow-list')
+  const pem = await exportSPKI(rsa.publicKey)
+  const confused = createTokenVerifier({ secret: 's'.repeat(32), publicKey: rsaPublic }, { algorithms: ['HS256', 'RS256'], clockToleranceS: 5 }, () => now)
+  t.throws(() => confused(forge({ alg: 'HS256' }, claims, pem)), 'an HMAC made with the public key is refused')
+  const refused: Record<string, string> = {
+    'ES256 without a kid does not fall back to the RSA key': await signed(ec.privateKey, 'ES256'),
+    'unknown kid': await signed(ec.privateKey, 'ES256', 'unknown'),
+    'token for another audience': await signed(rsa.privateKey, 'RS256', undefined, { ...claims, aud: 'other' }),
+    'another issuer': await signed(rsa.privateKey, 'RS256', undefined, { ...claims, iss: 'https://evil.example' }),
+    'missing iss and aud': await signed(rsa.privateKey, 'RS256', undefined, { sub: 'alice', exp: now + 60 }),
+  }
+  for (const [name, token] of Object.entries(refused)) t.throws(() => v(token), name)
+  const good = await signed(rsa.privateKey, 'RS256')
+  t.throws(() => v(`${good.slice(0, -2)}${good.endsWith('A') ? 'B' : 'A'}A`), 'tampered signature')
+})
+
+t.test('a token offered as a subprotocol is taken, and never selected', async (t) => {
+  const { tokenFromProtocols } = await import('@switchboard/edge')
+  t.same(tokenFromProtocols('switchboard.v1, bearer.abc.def.ghi'), { token: 'abc.def.ghi', selected: 'switchboard.v1' })
+  t.same(tokenFromProtocols('bearer.tok'), { token: 'tok', selected: '' })
+  t.same(tokenFromProtocols(''), { token: undefined, selected: '' })
+  t.same(tokenFromProtocols('chat, switchboard.v1'), { token: undefined, selected: 'switchboard.v1' })
+})
