@@ -1,5 +1,8 @@
 // Router HTTP API errors: authentication, validation, size limits, unknown routes and an
 // unreachable registry, against a real router and Redis.
+import { once } from 'node:events'
+import { connect } from 'node:net'
+import { setTimeout } from 'node:timers/promises'
 import t, { type Test } from 'tap'
 import { api, eventually, type ApiResponse } from '../helpers/clients.js'
 import { startRouter, testSecrets } from '../helpers/processes.js'
@@ -119,6 +122,34 @@ t.test('a body over 1 MiB is 413 payload_too_large', async (t) => {
   const res = await authed.post('/v1/push', big)
   isError(t, res, 413, 'payload_too_large')
   t.equal((await api(router.url).get('/healthz')).status, 200, 'the router survives')
+})
+
+t.test('a client still sending an over-limit body gets its 413, not a reset', async (t) => {
+  // The router refuses at once on Content-Length; the body keeps coming in 64 KiB pieces.
+  // Closing before it is read would reset the connection under the client's writes.
+  const length = 3 * 1024 * 1024
+  // Half-open, as an HTTP client mid-upload: it keeps sending after the router's FIN.
+  const socket = connect({ host: '127.0.0.1', port: router.port, allowHalfOpen: true })
+  socket.on('end', () => socket.end())
+  const closed = once(socket, 'close')
+  await once(socket, 'connect')
+  let received = Buffer.alloc(0)
+  socket.on('data', (chunk: Buffer) => { received = Buffer.concat([received, chunk]) })
+  const errors: string[] = []
+  socket.on('error', (err: NodeJS.ErrnoException) => errors.push(err.code ?? err.message))
+  socket.write(`POST /v1/push HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${apiKeys[0]}\r\nContent-Type: application/json\r\nContent-Length: ${length}\r\nConnection: close\r\n\r\n`)
+  const piece = Buffer.alloc(64 * 1024, 'x')
+  let sent = 0
+  for (; sent < length && !socket.destroyed; sent += piece.length) {
+    if (!socket.write(piece)) await Promise.race([once(socket, 'drain'), closed])
+    await setTimeout(2)
+  }
+  await closed
+  t.same(errors, [], 'no reset while sending')
+  t.equal(sent, length, 'the whole body was sent')
+  const answer = received.toString('latin1')
+  t.match(answer, /^HTTP\/1\.1 413 /, '413 received')
+  t.match(answer, /"code":"payload_too_large"/, 'with the error body')
 })
 
 t.test('an unknown route is 404 not_found', async (t) => {

@@ -1,3 +1,4 @@
+import type { IncomingMessage } from 'node:http'
 import type { Socket } from 'node:net'
 import Fastify, { LogController, type FastifyInstance, type FastifyError, type FastifyReply } from 'fastify'
 import type { Logger } from 'pino'
@@ -76,12 +77,13 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     void reply.code(404).send(errorBody('not_found', `no route ${req.method} ${req.url.split('?')[0]}`))
   })
 
-  app.setErrorHandler((err: FastifyError | SwitchboardError, req, reply) => {
+  app.setErrorHandler(async (err: FastifyError | SwitchboardError, req, reply) => {
     const mapped = mapError(err)
     if (mapped.code === 'registry_unavailable') routeDeps.metrics.registryErrors.inc()
     const status = httpStatus(mapped.code)
     if (status >= 500) req.log.error({ err, url: req.url }, 'request failed')
-    void reply.code(status).send(errorBody(mapped.code, mapped.message))
+    if (mapped.code === 'payload_too_large') await drainRequest(req.raw)
+    return reply.code(status).send(errorBody(mapped.code, mapped.message))
   })
 
   app.register(healthRoutes(routeDeps))
@@ -92,6 +94,35 @@ export function buildApp(deps: AppDeps): FastifyInstance {
 }
 
 const PUBLIC_ROUTES = new Set(['/healthz', '/readyz', '/metrics'])
+
+/** How much of an over-limit body is read and discarded before answering 413 (see drainRequest). */
+const DRAIN_MAX_BYTES = 16 * 1024 * 1024
+const DRAIN_MAX_MS = 5_000
+
+/**
+ * Reads the rest of a refused body before the 413 goes out. The answer closes the connection;
+ * closing while the client is still sending makes the kernel answer its next bytes with a
+ * reset, which can destroy the 413 unread. Past DRAIN_MAX_BYTES or DRAIN_MAX_MS the client
+ * gets the reset: a body that big is not a mistake worth serving.
+ */
+function drainRequest(raw: IncomingMessage): Promise<void> {
+  if (raw.complete || raw.destroyed) return Promise.resolve()
+  return new Promise((resolve) => {
+    let bytes = 0
+    const done = () => {
+      clearTimeout(timer)
+      raw.off('data', onData).off('end', done).off('close', done).off('error', done)
+      resolve()
+    }
+    const onData = (chunk: Buffer) => {
+      bytes += chunk.length
+      if (bytes > DRAIN_MAX_BYTES) done()
+    }
+    const timer = setTimeout(done, DRAIN_MAX_MS)
+    raw.on('data', onData).on('end', done).on('close', done).on('error', done)
+    raw.resume()
+  })
+}
 
 function answerClientError(err: NodeJS.ErrnoException, socket: Socket): void {
   if (err.code === 'ECONNRESET' || socket.destroyed) return
