@@ -23,6 +23,11 @@ export function createEdgeMetrics(registry: PromRegistry, connections: () => num
       labelNames: ['code'] as const,
       registers: [registry],
     }),
+    deliveries: new Counter({
+      name: 'edge_deliver_requests_total',
+      help: 'Delivery calls received from routers (one call carries one push to any number of this edge\'s users).',
+      registers: [registry],
+    }),
     framesOut: new Counter({
       name: 'edge_push_frames_total',
       help: 'Push frames written to client sockets.',

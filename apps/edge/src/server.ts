@@ -155,6 +155,7 @@ export async function startEdge(deps: EdgeDeps): Promise<Edge> {
       internalCall(res, req.getHeader('authorization'), (body) => {
         const delivery = decodeDelivery(body)
         if (!delivery) return undefined
+        metrics.deliveries.inc()
         const answer: DeliveryResult = { delivered: [], missing: [] }
         for (const userId of delivery.to) {
           const sockets = table.socketsOf(userId)

@@ -1,0 +1,107 @@
+// The publisher process: sends pushes the way a business backend would, at a fixed rate or as
+// fast as it goes with a bounded number in flight, and stamps each with `t` (µs, hrtime).
+// - switchboard: POST /v1/push to the router (undici, keep-alive pool).
+// - socketio: @socket.io/redis-emitter to rooms `user:<id>` (one PUBLISH per push).
+// - bare: POST /push to the bare uWebSockets.js server (undici).
+import { Emitter } from '@socket.io/redis-emitter'
+import { Redis } from 'ioredis-v5'
+import { Pool } from 'undici'
+
+const nowUs = () => Number(process.hrtime.bigint() / 1000n)
+const PAD = 'x'.repeat(120) // a push frame of about 200 bytes, as in the incumbent's published figures
+
+/** Returns send(to[]) → Promise<number of recipients the system says it delivered, or -1 when unknown>. */
+function sender({ system, port, apiKey }) {
+  if (system === 'socketio') {
+    const redis = new Redis({ host: '127.0.0.1', port })
+    let published
+    const publish = redis.publish.bind(redis)
+    redis.publish = (...args) => (published = publish(...args)) // the emitter drops the reply; keep it, to bound what is in flight
+    const emitter = new Emitter(redis)
+    return async (to) => {
+      emitter.to(to.map((id) => `user:${id}`)).emit('push', { t: nowUs(), pad: PAD })
+      await published
+      return -1
+    }
+  }
+  const pool = new Pool(`http://127.0.0.1:${port}`, { connections: 64, keepAliveTimeout: 60_000 })
+  if (system === 'bare') {
+    return async (to) => {
+      const frame = JSON.stringify({ type: 'push', id: 'b', event: 'bench', data: { t: nowUs(), pad: PAD }, ts: Date.now() })
+      const res = await pool.request({ path: '/push', method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ to, frame }) })
+      return (await res.body.json()).delivered
+    }
+  }
+  const headers = { 'content-type': 'application/json', authorization: `Bearer ${apiKey}` }
+  return async (to) => {
+    const res = await pool.request({ path: '/v1/push', method: 'POST', headers, body: JSON.stringify({ to, event: 'bench', data: { t: nowUs(), pad: PAD } }) })
+    const answer = await res.body.json()
+    if (res.statusCode !== 200) throw new Error(`push answered ${res.statusCode}: ${JSON.stringify(answer)}`)
+    return answer.delivered.length
+  }
+}
+
+/** `batch` distinct random users. */
+function recipients(users, batch) {
+  if (batch === 1) return [users[Math.floor(Math.random() * users.length)]]
+  const picked = new Set()
+  while (picked.size < batch) picked.add(users[Math.floor(Math.random() * users.length)])
+  return [...picked]
+}
+
+/**
+ * Sends for `durationMs`: with `rate`, that many pushes a second on schedule (never more than
+ * `maxInFlight` outstanding); without, as fast as answers come back with `maxInFlight` outstanding.
+ */
+const senders = new Map()
+
+async function run({ target, users, batch = 1, rate, durationMs, maxInFlight = 64 }) {
+  const key = JSON.stringify(target)
+  let send = senders.get(key)
+  if (!send) {
+    senders.set(key, (send = sender(target)))
+    await send(['warm-up']) // opens the connection; nobody of that name is connected
+  }
+  const startedUs = nowUs()
+  const endUs = startedUs + durationMs * 1000
+  let sent = 0
+  let inFlight = 0
+  let delivered = 0
+  let errors = 0
+  let firstError
+  let wake
+  const one = async () => {
+    inFlight++
+    sent++
+    try {
+      delivered += await send(recipients(users, batch))
+    } catch (err) {
+      errors++
+      firstError ??= String(err.message ?? err)
+    }
+    inFlight--
+    wake?.()
+  }
+  for (;;) {
+    const now = nowUs()
+    if (now >= endUs) break
+    const due = rate ? Math.floor(((now - startedUs) / 1e6) * rate) : Infinity
+    while (sent < due && inFlight < maxInFlight) void one()
+    await new Promise((resolve) => {
+      wake = resolve
+      setTimeout(resolve, 1)
+    })
+  }
+  const sentUs = nowUs()
+  while (inFlight > 0) await new Promise((resolve) => (wake = resolve))
+  return { sent, delivered, errors, firstError, startedUs, sentUs, endedUs: nowUs() }
+}
+
+process.on('message', async (message) => {
+  try {
+    process.send(await run(message))
+  } catch (err) {
+    process.send({ error: String(err.stack ?? err) })
+  }
+})
+process.on('disconnect', () => process.exit(0))
