@@ -44,6 +44,7 @@ function sender({ system, port, apiKey }) {
 /** `batch` distinct random users. */
 function recipients(users, batch) {
   if (batch === 1) return [users[Math.floor(Math.random() * users.length)]]
+  batch = Math.min(batch, users.length)
   const picked = new Set()
   while (picked.size < batch) picked.add(users[Math.floor(Math.random() * users.length)])
   return [...picked]

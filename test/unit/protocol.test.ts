@@ -4,7 +4,9 @@ import {
   PushRequest,
   RouterEnv,
   SwitchboardError,
+  decodeDeliveries,
   decodeDelivery,
+  encodeDeliveries,
   encodeDelivery,
   errorTable,
   loadConfig,
@@ -88,4 +90,17 @@ t.test('bearer check: any configured secret, exact header only', async (t) => {
   for (const bad of ['', 'first-key-0123456', 'bearer first-key-0123456', 'Bearer first-key-012345', 'Bearer first-key-0123456 ', 'Basic x']) {
     t.notOk(check(bad), JSON.stringify(bad))
   }
+})
+
+t.test('several deliveries travel in one body and come back in order', (t) => {
+  const deliveries = [
+    { frame: pushFrame('a', 'e', { text: 'line\nbreak' }, 1), to: ['u1', 'u2'] },
+    { frame: pushFrame('b', 'e', null, 2), to: ['ü'] },
+  ]
+  t.same(decodeDeliveries(encodeDeliveries(deliveries)), deliveries)
+  t.equal(decodeDeliveries(`${deliveries[0]!.frame}\n["u1"]\n${deliveries[1]!.frame}`), undefined, 'a frame without recipients')
+  t.equal(decodeDeliveries('{}\n[1]'), undefined, 'recipients must be user ids')
+  const many = Array.from({ length: 50_001 }, (_, i) => `u${i}`)
+  t.equal(decodeDeliveries(encodeDeliveries([{ frame: '{}', to: many }, { frame: '{}', to: many }])), undefined, 'over 100,000 recipients in one call')
+  t.end()
 })

@@ -16,11 +16,14 @@ import {
   DisconnectResult,
   InternalDisconnect,
   PONG_FRAME,
+  decodeDeliveries,
   decodeDelivery,
   internalRoutes,
   parseClientFrame,
   welcomeFrame,
   type BroadcastResult,
+  type DeliveriesResult,
+  type Delivery,
   type DeliveryResult,
 } from '@switchboard/protocol'
 import type { ConnectionInfo, Registry } from '@switchboard/registry'
@@ -141,6 +144,16 @@ export async function startEdge(deps: EdgeDeps): Promise<Edge> {
     return written
   }
 
+  function deliver({ frame, to }: Delivery): DeliveryResult {
+    const answer: DeliveryResult = { delivered: [], missing: [] }
+    for (const userId of to) {
+      const sockets = table.socketsOf(userId)
+      if (sockets.length > 0 && write(sockets, frame) > 0) answer.delivered.push(userId)
+      else answer.missing.push(userId)
+    }
+    return answer
+  }
+
   internal
     .get('/healthz', (res) => sendJson(res, 200, { status: 'ok' }))
     .get('/readyz', (res) => {
@@ -151,18 +164,20 @@ export async function startEdge(deps: EdgeDeps): Promise<Edge> {
       res.onAborted(() => undefined) // answered asynchronously; nothing to clean up if the scraper leaves
       void deps.promRegistry.metrics().then((text) => sendJson(res, 200, text, deps.promRegistry.contentType))
     })
+    .post(internalRoutes.deliveries, (res, req) =>
+      internalCall(res, req.getHeader('authorization'), (body): DeliveriesResult | undefined => {
+        const deliveries = decodeDeliveries(body)
+        if (!deliveries) return undefined
+        metrics.deliveries.inc()
+        return { results: deliveries.map(deliver) }
+      }),
+    )
     .post(internalRoutes.deliver, (res, req) =>
       internalCall(res, req.getHeader('authorization'), (body) => {
         const delivery = decodeDelivery(body)
         if (!delivery) return undefined
         metrics.deliveries.inc()
-        const answer: DeliveryResult = { delivered: [], missing: [] }
-        for (const userId of delivery.to) {
-          const sockets = table.socketsOf(userId)
-          if (sockets.length > 0 && write(sockets, delivery.frame) > 0) answer.delivered.push(userId)
-          else answer.missing.push(userId)
-        }
-        return answer
+        return deliver(delivery)
       }),
     )
     .post(internalRoutes.broadcast, (res, req) =>

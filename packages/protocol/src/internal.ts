@@ -5,12 +5,16 @@ import { UserId } from './push-api.js'
  * Router -> edge calls on the edge's internal port. Every call carries
  * `authorization: Bearer <SWITCHBOARD_INTERNAL_TOKEN>`.
  *
- * A delivery body is the push frame exactly as clients receive it, a newline, then the
- * JSON array of recipients on that edge. The frame is serialized once at the router and
- * written to every socket without being parsed again; JSON.stringify never emits a raw
- * newline, so the last newline splits the two parts unambiguously.
+ * A delivery is the push frame exactly as clients receive it, a newline, then the JSON array
+ * of recipients on that edge. The frame is serialized once at the router and written to every
+ * socket without being parsed again; JSON.stringify never emits a raw newline, so newlines
+ * split the parts unambiguously. `deliveries` carries several (pushes coalesced while a call
+ * to that edge was in flight), joined by newlines, and answers one result each, in order.
+ * `deliver` (one delivery) is what routers of release 0.1 call; edges still answer it, so
+ * edges can be upgraded before routers.
  */
 export const internalRoutes = {
+  deliveries: '/internal/deliveries',
   deliver: '/internal/deliver',
   broadcast: '/internal/broadcast',
   disconnect: '/internal/disconnect',
@@ -35,12 +39,42 @@ export function decodeDelivery(body: string): { frame: string; to: string[] } | 
   return r.success ? { frame: body.slice(0, cut), to: r.data } : undefined
 }
 
+export interface Delivery {
+  frame: string
+  to: readonly string[]
+}
+
+export function encodeDeliveries(deliveries: readonly Delivery[]): string {
+  return deliveries.map((d) => encodeDelivery(d.frame, d.to)).join('\n')
+}
+
+/** At most this many recipients in one call, all deliveries together. */
+export const MAX_RECIPIENTS_PER_CALL = 100_000
+
+export function decodeDeliveries(body: string): Delivery[] | undefined {
+  const lines = body.split('\n')
+  if (lines.length % 2 !== 0) return undefined
+  const deliveries: Delivery[] = []
+  let recipients = 0
+  for (let i = 0; i < lines.length; i += 2) {
+    const one = decodeDelivery(`${lines[i]}\n${lines[i + 1]}`)
+    if (!one) return undefined
+    recipients += one.to.length
+    if (recipients > MAX_RECIPIENTS_PER_CALL) return undefined
+    deliveries.push(one)
+  }
+  return deliveries
+}
+
 /** Edge's answer to a delivery: users written to at least one open socket, and the rest. */
 export const DeliveryResult = z.strictObject({
   delivered: z.array(z.string()),
   missing: z.array(z.string()),
 })
 export type DeliveryResult = z.output<typeof DeliveryResult>
+
+export const DeliveriesResult = z.strictObject({ results: z.array(DeliveryResult) })
+export type DeliveriesResult = z.output<typeof DeliveriesResult>
 
 export const BroadcastResult = z.strictObject({ connections: z.number().int().min(0) })
 export type BroadcastResult = z.output<typeof BroadcastResult>

@@ -1,0 +1,58 @@
+// Runs the benchmark scenarios side by side and writes bench/results/latest.json, the SVG plots
+// and the figures section of BENCHMARKS.md.
+//   node bench/run.mjs                     every scenario, full sizes (about 10 minutes)
+//   node bench/run.mjs pushes registry     only those scenarios
+//   node bench/run.mjs --smoke             tiny sizes, seconds: checks the harness, measures nothing
+// Build first (npm run bench does). Scenarios: memory, pushes, storm, registry.
+import { mkdir, readFile, writeFile } from 'node:fs/promises'
+import { fileURLToPath } from 'node:url'
+import { killAll, machine } from './lib/harness.mjs'
+import { markdown, plots, targets } from './lib/report.mjs'
+import { memory, storm } from './scenarios/connections.mjs'
+import { pushes } from './scenarios/pushes.mjs'
+import { registry } from './scenarios/registry.mjs'
+
+const SIZES = {
+  full: { clients: 10_000, nodes: [1, 2, 3], rate: 5_000, durationMs: 10_000, maxDurationMs: 6_000, memory: [10_000, 19_000], storm: 10_000, registryUsers: 1_000_000, registryRounds: 30, loadProcesses: 4 },
+  smoke: { clients: 200, nodes: [1, 2], rate: 200, durationMs: 1_000, maxDurationMs: 700, memory: [100, 200], storm: 200, registryUsers: 20_000, registryRounds: 5, loadProcesses: 2 },
+}
+const SCENARIOS = { memory, pushes, storm, registry }
+
+const args = process.argv.slice(2)
+const smoke = args.includes('--smoke')
+const chosen = args.filter((a) => !a.startsWith('--'))
+for (const name of chosen) if (!SCENARIOS[name]) throw new Error(`unknown scenario ${name}; choose from ${Object.keys(SCENARIOS).join(', ')}`)
+const sizes = smoke ? SIZES.smoke : SIZES.full
+const outDir = fileURLToPath(new URL(smoke ? './results/smoke/' : './results/', import.meta.url))
+await mkdir(outDir, { recursive: true })
+
+const log = (line) => process.stdout.write(`${line}\n`)
+const results = { startedAt: new Date().toISOString(), smoke, machine: machine(), sizes }
+log(`bench ${smoke ? '(smoke) ' : ''}on ${results.machine.cpus} × ${results.machine.cpuModel}, Node ${results.machine.node}, Redis ${results.machine.redis}`)
+for (const name of chosen.length > 0 ? chosen : Object.keys(SCENARIOS)) {
+  const started = Date.now()
+  log(`\n== ${name}`)
+  results[name] = await SCENARIOS[name](sizes, log)
+  log(`== ${name} took ${Math.round((Date.now() - started) / 1000)} s`)
+}
+killAll()
+
+const charts = plots(results)
+for (const chart of charts) await writeFile(`${outDir}${chart.file}`, chart.svg)
+const json = JSON.stringify(results, (key, value) => (key === 'latencySamples' ? undefined : value), 2)
+await writeFile(`${outDir}latest.json`, `${json}\n`)
+const relative = smoke ? 'bench/results/smoke/' : 'bench/results/'
+const summary = markdown(results, charts.map((c) => ({ title: c.title, path: `${relative}${c.file}` })))
+await writeFile(`${outDir}summary.md`, summary)
+if (!smoke && chosen.length === 0) {
+  // The figures section of BENCHMARKS.md is this run's; the prose around it is written by hand.
+  const file = fileURLToPath(new URL('../BENCHMARKS.md', import.meta.url))
+  const text = await readFile(file, 'utf8')
+  const begin = '<!-- figures:begin -->'
+  const end = '<!-- figures:end -->'
+  await writeFile(file, `${text.slice(0, text.indexOf(begin) + begin.length)}\n${summary}${text.slice(text.indexOf(end))}`)
+}
+log(`\n${summary}`)
+const missed = targets(results).filter((t) => t.ok === false)
+log(`${missed.length === 0 ? 'every target measured is met' : `${missed.length} target(s) missed`}; results in ${outDir}`)
+process.exit(0)

@@ -1,0 +1,34 @@
+// Concurrent pushes bound for one edge share delivery calls, and each push still gets its own
+// answer and its own frame, in a real router, edge and Redis.
+import t from 'tap'
+import { connectUser } from '../helpers/clients.js'
+import { startCluster, testSecrets, type Edge } from '../helpers/processes.js'
+
+const cluster = await startCluster(t, { edges: 1 })
+const edge = cluster.edges[0] as Edge
+const { jwtSecret } = testSecrets()
+
+async function deliveryCalls(): Promise<number> {
+  const text = await (await fetch(`${edge.internalUrl}/metrics`)).text()
+  return Number(/^edge_deliver_requests_total (\d+)/m.exec(text)?.[1] ?? NaN)
+}
+
+t.test('200 concurrent pushes to one edge: fewer calls, every answer and frame right', async (t) => {
+  const users = ['co-a', 'co-b', 'co-c', 'co-d']
+  const clients = await Promise.all(users.map((u) => connectUser(t, edge.wsUrl, jwtSecret, u)))
+  const before = await deliveryCalls()
+  const pushes = Array.from({ length: 200 }, (_, i) => ({ id: `co-${i}`, to: [users[i % 4]!, 'co-offline'], event: 'e', data: i }))
+  const answers = await Promise.all(pushes.map((p) => cluster.api.post('/v1/push', p)))
+  const calls = (await deliveryCalls()) - before
+  answers.forEach((res, i) => {
+    if (res.status !== 200) t.fail(`push ${i}: ${res.status}`)
+    else if (JSON.stringify(res.body) !== JSON.stringify({ id: `co-${i}`, delivered: [users[i % 4]], offline: ['co-offline'], failed: [] })) t.fail(`push ${i}: ${JSON.stringify(res.body)}`)
+  })
+  t.pass('every push answered with its own recipients')
+  t.ok(calls >= 1 && calls < 200, `200 pushes took ${calls} delivery calls`)
+  for (const [n, { client }] of clients.entries()) {
+    const ids: string[] = []
+    for (let k = 0; k < 50; k++) ids.push(String((await client.nextFrame()).id))
+    t.same(ids.sort(), pushes.filter((_, i) => i % 4 === n).map((p) => p.id).sort(), `${users[n]} got exactly its 50 frames`)
+  }
+})
