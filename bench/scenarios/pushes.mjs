@@ -36,7 +36,7 @@ async function measure(system, fleet, publisher, target, run) {
   const inBefore = await messagesIn(system)
   const cpu = await cpuMeter(system.servers)
   const published = await publisher.call({ target, users: fleet.users, ...run })
-  const expected = published.sent * (run.batch ?? 1)
+  const expected = published.sent * Math.min(run.batch ?? 1, fleet.users.length)
   await settle(fleet, expected)
   const cpuMs = await cpu()
   const inAfter = await messagesIn(system)
