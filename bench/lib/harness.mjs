@@ -62,7 +62,7 @@ function track(child) {
 }
 
 /** Starts a Node process with an IPC channel and the GC hook preloaded (see servers/gc-hook.mjs). */
-function startNode(script, env, args = [], name = '') {
+function startNode(script, env, args = []) {
   // BENCH_PROFILE=router (or edge, socketio-node, ...) writes a CPU profile of those processes to bench/results/profiles.
   const profile = process.env.BENCH_PROFILE && script.includes(process.env.BENCH_PROFILE) ? ['--cpu-prof', `--cpu-prof-dir=${benchDir}results/profiles`] : []
   return track(

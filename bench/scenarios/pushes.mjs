@@ -2,7 +2,7 @@
 // pushes of 100 and 1,000 recipients, and how the work spreads as nodes are added; for
 // Switchboard over N edges, the socket.io incumbent over N nodes and the bare uWS floor.
 import { closeFleet, collect, connectFleet, resetFleet, settle } from '../lib/fleet.mjs'
-import { cpuMeter, killAll, secrets, startBare, startChild, startRedis, startSocketIo, startSwitchboard, stop, stopSystem, sum } from '../lib/harness.mjs'
+import { cpuMeter, secrets, startBare, startChild, startRedis, startSocketIo, startSwitchboard, stop, stopSystem, sum } from '../lib/harness.mjs'
 import { percentiles, round } from '../lib/stats.mjs'
 
 /** How many messages each edge / node has taken in: router delivery calls, or adapter messages from Redis. */
@@ -104,4 +104,3 @@ export async function pushes(sizes, log) {
   return runs
 }
 
-export { killAll }

@@ -90,17 +90,17 @@ export class HttpEdgeClient implements EdgeClient {
     while (count < lane.waiting.length && (count === 0 || bytes + lane.waiting[count]!.body.length <= MAX_CALL_BYTES)) bytes += lane.waiting[count++]!.body.length
     const batch = lane.waiting.splice(0, count)
     lane.inFlight++
-    this.#post(edgeUrl, internalRoutes.deliveries, batch.map((p) => p.body).join('\n'), DeliveriesResult).then(
-      ({ results }) => {
+    void this.#post(edgeUrl, internalRoutes.deliveries, batch.map((p) => p.body).join('\n'), DeliveriesResult)
+      .then(({ results }) => {
         if (results.length !== batch.length) throw new EdgeCallError(`edge answered ${results.length} results for ${batch.length} deliveries`)
         batch.forEach((p, i) => p.resolve(results[i]!))
-      },
-      (err: unknown) => batch.forEach((p) => p.reject(err)),
-    ).catch((err: unknown) => batch.forEach((p) => p.reject(err))).finally(() => {
-      lane.inFlight--
-      if (lane.waiting.length > 0) this.#call(edgeUrl, lane)
-      else if (lane.inFlight === 0) this.#lanes.delete(edgeUrl)
-    })
+      })
+      .catch((err: unknown) => batch.forEach((p) => p.reject(err)))
+      .finally(() => {
+        lane.inFlight--
+        if (lane.waiting.length > 0) this.#call(edgeUrl, lane)
+        else if (lane.inFlight === 0) this.#lanes.delete(edgeUrl)
+      })
   }
 
   broadcast(edgeUrl: string, frame: string): Promise<BroadcastResult> {
