@@ -136,13 +136,16 @@ export function stop(proc) {
   return exited
 }
 
-/** Asks a process started with the GC hook to collect garbage twice and report process.memoryUsage(). */
-export function memoryAfterGc(server) {
+/** Sends `message` to a server over IPC and resolves with its reply ('gc' → GC hook, 'stats' → the server). */
+export function ask(proc, message) {
   return new Promise((resolve) => {
-    server.proc.once('message', (message) => resolve(message.memory))
-    server.proc.send('gc')
+    proc.once('message', resolve)
+    proc.send(message)
   })
 }
+
+/** Collects garbage twice in a server started with the GC hook and gives process.memoryUsage(). */
+export const memoryAfterGc = (server) => ask(server.proc, 'gc').then((reply) => reply.memory)
 
 /** CPU time (user + system) a process has used, in ms, from /proc (10 ms resolution). */
 export async function cpuMs(pid) {

@@ -2,7 +2,7 @@
 // pushes of 100 and 1,000 recipients, and how the work spreads as nodes are added; for
 // Switchboard over N edges, the socket.io incumbent over N nodes and the bare uWS floor.
 import { closeFleet, collect, connectFleet, resetFleet, settle } from '../lib/fleet.mjs'
-import { cpuMeter, secrets, startBare, startChild, startRedis, startSocketIo, startSwitchboard, stop, stopSystem, sum } from '../lib/harness.mjs'
+import { ask, cpuMeter, secrets, startBare, startChild, startRedis, startSocketIo, startSwitchboard, stop, stopSystem, sum } from '../lib/harness.mjs'
 import { percentiles, round } from '../lib/stats.mjs'
 
 /** How many messages each edge / node has taken in: router delivery calls, or adapter messages from Redis. */
@@ -18,17 +18,6 @@ async function messagesIn(system) {
   if (system.kind === 'socketio') return Promise.all(system.edges.map((node) => ask(node.proc, 'stats').then((s) => s.messages)))
   return system.edges.map(() => 0)
 }
-
-const ask = (proc, message) =>
-  new Promise((resolve) => {
-    const onMessage = (reply) => {
-      if (reply?.memory) return // a GC answer, not ours
-      proc.off('message', onMessage)
-      resolve(reply)
-    }
-    proc.on('message', onMessage)
-    proc.send(message)
-  })
 
 /** One measured run: publish, wait for the frames, then CPU, latency and spread. */
 async function measure(system, fleet, publisher, target, run) {

@@ -26,17 +26,23 @@ export function encodeDelivery(frame: string, to: readonly string[]): string {
 
 const Recipients = z.array(UserId).max(100_000)
 
-export function decodeDelivery(body: string): { frame: string; to: string[] } | undefined {
+export function decodeDelivery(body: string): Delivery | undefined {
   const cut = body.lastIndexOf('\n')
   if (cut <= 0) return undefined
+  const to = parseRecipients(body.slice(cut + 1))
+  return to && { frame: body.slice(0, cut), to }
+}
+
+/** A delivery's recipients line; undefined when it is not a JSON array of user ids (the caller answers 400). */
+function parseRecipients(line: string): string[] | undefined {
   let to: unknown
   try {
-    to = JSON.parse(body.slice(cut + 1))
+    to = JSON.parse(line)
   } catch {
-    return undefined // the caller answers 400
+    return undefined
   }
   const r = Recipients.safeParse(to)
-  return r.success ? { frame: body.slice(0, cut), to: r.data } : undefined
+  return r.success ? r.data : undefined
 }
 
 export interface Delivery {
@@ -57,11 +63,12 @@ export function decodeDeliveries(body: string): Delivery[] | undefined {
   const deliveries: Delivery[] = []
   let recipients = 0
   for (let i = 0; i < lines.length; i += 2) {
-    const one = decodeDelivery(`${lines[i]}\n${lines[i + 1]}`)
-    if (!one) return undefined
-    recipients += one.to.length
+    const frame = lines[i]!
+    const to = parseRecipients(lines[i + 1]!)
+    if (!frame || !to) return undefined
+    recipients += to.length
     if (recipients > MAX_RECIPIENTS_PER_CALL) return undefined
-    deliveries.push(one)
+    deliveries.push({ frame, to })
   }
   return deliveries
 }
