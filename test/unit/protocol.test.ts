@@ -87,9 +87,15 @@ t.test('bearer check: any configured secret, exact header only', async (t) => {
   const check = createBearerCheck(['first-key-0123456', 'second-key-012345'])
   t.ok(check('Bearer first-key-0123456'))
   t.ok(check('Bearer second-key-012345'), 'rotation: both keys valid at once')
-  for (const bad of ['', 'first-key-0123456', 'bearer first-key-0123456', 'Bearer first-key-012345', 'Bearer first-key-0123456 ', 'Basic x']) {
+  const lookalikes = ['Bearer first-key-0123456\0', 'Bearer first-key-01234567', 'Bearer second-key-01234', 'Bearer first-key-0123456'.repeat(3)]
+  for (const bad of ['', 'first-key-0123456', 'bearer first-key-0123456', 'Bearer first-key-012345', 'Bearer first-key-0123456 ', 'Basic x', ...lookalikes]) {
     t.notOk(check(bad), JSON.stringify(bad))
   }
+  const mixed = createBearerCheck(['short-key-0123456', 'a-much-longer-key-0123456789'])
+  t.ok(mixed('Bearer short-key-0123456'), 'a key shorter than the longest one')
+  t.ok(mixed('Bearer a-much-longer-key-0123456789'))
+  t.notOk(mixed('Bearer short-key-0123456\0\0'), 'zero padding is not part of a key')
+  t.notOk(mixed('Bearer short-key-01234ü'), 'multi-byte input')
 })
 
 t.test('several deliveries travel in one body and come back in order', (t) => {

@@ -68,9 +68,10 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   // Deny by default, decided on the route fastify matched (it decodes percent-escapes and
   // absolute-form targets): only the probes are public, unknown paths need a key too.
   const isApiKey = createBearerCheck(deps.config.apiKeys)
-  app.addHook('onRequest', async (req) => {
-    if (PUBLIC_ROUTES.has(req.routeOptions.url ?? '')) return
-    if (!isApiKey(req.headers.authorization ?? '')) throw new SwitchboardError('unauthorized', 'a valid API key is required (Authorization: Bearer <key>)')
+  // A callback hook, not an async one: it runs on every request and needs no promise.
+  app.addHook('onRequest', (req, _reply, done) => {
+    if (PUBLIC_ROUTES.has(req.routeOptions.url ?? '') || isApiKey(req.headers.authorization ?? '')) done()
+    else done(new SwitchboardError('unauthorized', 'a valid API key is required (Authorization: Bearer <key>)'))
   })
 
   app.setNotFoundHandler((req, reply) => {

@@ -11,8 +11,13 @@ import {
 import type { RouteDeps } from '../app.js'
 import { planDelivery, settleDelivery, type EdgeOutcome } from '../plan.js'
 
+const RESULTS = ['delivered', 'offline', 'failed'] as const
+type Result = (typeof RESULTS)[number]
+type Counter = { inc(n: number): void }
+
 export const pushRoutes = (deps: RouteDeps) => async (app: FastifyInstance) => {
   const { registry, edges, metrics, log } = deps
+  const recipientsBy = Object.fromEntries(RESULTS.map((r) => [r, metrics.recipients.labels(r)])) as Record<Result, Counter>
 
   /** Calls `call` on one edge; a failure is logged and counted, never thrown. */
   async function forward<T>(url: string, call: () => Promise<T>): Promise<T | undefined> {
@@ -44,9 +49,7 @@ export const pushRoutes = (deps: RouteDeps) => async (app: FastifyInstance) => {
     )
     const settled = settleDelivery(recipients, outcomes)
     metrics.pushes.inc()
-    metrics.recipients.inc({ result: 'delivered' }, settled.delivered.length)
-    metrics.recipients.inc({ result: 'offline' }, settled.offline.length)
-    metrics.recipients.inc({ result: 'failed' }, settled.failed.length)
+    for (const result of RESULTS) if (settled[result].length > 0) recipientsBy[result].inc(settled[result].length)
     return { id, ...settled }
   })
 
