@@ -1,7 +1,11 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
+import { mkdtempSync, rmSync } from 'node:fs'
 import { connect, createServer } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { setTimeout as delay } from 'node:timers/promises'
+import { Redis } from 'ioredis'
 
 /** The part of a tap test the helpers need: teardowns run when the test ends. */
 export interface TestScope {
@@ -70,10 +74,10 @@ interface RedisProcess {
   output: () => string
 }
 
-function spawnRedis(port: number): RedisProcess {
+function spawnRedis(port: number, extraArgs: readonly string[] = []): RedisProcess {
   const proc = spawn(
     'redis-server',
-    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
+    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', ...extraArgs],
     { stdio: ['ignore', 'pipe', 'pipe'] },
   )
   live.add(proc)
@@ -153,4 +157,66 @@ export async function startRedis(t: TestScope): Promise<TestRedis> {
       await start()
     },
   }
+}
+
+export interface TestRedisCluster {
+  /** `127.0.0.1:<port>,...`, as REDIS_CLUSTER_NODES takes it. */
+  readonly nodes: string
+  readonly ports: readonly number[]
+}
+
+const SLOTS = 16_384
+
+/**
+ * Starts a real Redis Cluster of `masters` empty masters (no replicas) on free ports: each
+ * server in cluster mode, the slots split evenly with CLUSTER ADDSLOTSRANGE, the nodes
+ * introduced with CLUSTER MEET. Resolves once every node reports `cluster_state:ok` and
+ * knows every other. The test's teardown kills the servers and removes their files.
+ */
+export async function startRedisCluster(t: TestScope, masters = 3): Promise<TestRedisCluster> {
+  const dir = mkdtempSync(join(tmpdir(), 'sb-cluster-'))
+  const servers: RedisProcess[] = []
+  t.teardown(async () => {
+    for (const s of servers) s.proc.kill('SIGKILL')
+    await Promise.all(servers.map((s) => s.exited))
+    rmSync(dir, { recursive: true, force: true })
+  })
+  const ports: number[] = []
+  for (let i = 0; i < masters; i++) {
+    // A port taken between probe and bind shows as an early exit: try another.
+    for (let attempt = 1; ; attempt++) {
+      const port = await freePort()
+      const server = spawnRedis(port, ['--cluster-enabled', 'yes', '--cluster-config-file', join(dir, `nodes-${port}.conf`), '--dir', dir])
+      try {
+        await waitReady(server, port)
+        servers.push(server)
+        ports.push(port)
+        break
+      } catch (err) {
+        if (attempt >= 3) throw err
+      }
+    }
+  }
+
+  const admins = ports.map((port) => new Redis({ host: '127.0.0.1', port, lazyConnect: true, maxRetriesPerRequest: 0 }))
+  try {
+    await Promise.all(
+      admins.map((admin, i) => {
+        const first = Math.floor((SLOTS * i) / masters)
+        const last = Math.floor((SLOTS * (i + 1)) / masters) - 1
+        return admin.call('CLUSTER', 'ADDSLOTSRANGE', String(first), String(last))
+      }),
+    )
+    for (const port of ports.slice(1)) await admins[0]!.call('CLUSTER', 'MEET', '127.0.0.1', String(port))
+    const deadline = Date.now() + READY_TIMEOUT_MS
+    for (;;) {
+      const infos = await Promise.all(admins.map((a) => a.call('CLUSTER', 'INFO') as Promise<string>))
+      if (infos.every((info) => info.includes('cluster_state:ok') && info.includes(`cluster_known_nodes:${masters}`))) break
+      if (Date.now() > deadline) throw new Error(`cluster not ready within ${READY_TIMEOUT_MS} ms:\n${infos.join('\n')}`)
+      await delay(50)
+    }
+  } finally {
+    for (const admin of admins) admin.disconnect()
+  }
+  return { nodes: ports.map((p) => `127.0.0.1:${p}`).join(','), ports }
 }

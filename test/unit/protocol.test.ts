@@ -67,6 +67,31 @@ t.test('configuration: defaults, and every bad variable named at once', async (t
   for (const name of ['ROUTER_PORT', 'REDIS_URL', 'ROUTER_API_KEYS', 'SWITCHBOARD_INTERNAL_TOKEN']) t.match(err.message, name)
 })
 
+t.test('configuration: one Redis target, by URL, Cluster nodes or Sentinels', async (t) => {
+  const base = { SWITCHBOARD_INTERNAL_TOKEN: 'x'.repeat(16), ROUTER_API_KEYS: 'k'.repeat(16) }
+  t.equal(loadConfig(RouterEnv, base).redis, undefined, 'none: only npm start runs without one')
+  t.same(loadConfig(RouterEnv, { ...base, REDIS_URL: 'redis://r:6379' }).redis, { kind: 'url', url: 'redis://r:6379' })
+  t.same(loadConfig(RouterEnv, { ...base, REDIS_CLUSTER_NODES: 'a:7000, b.example:7001', REDIS_PASSWORD: 'pw' }).redis, {
+    kind: 'cluster',
+    nodes: [{ host: 'a', port: 7000 }, { host: 'b.example', port: 7001 }],
+    username: undefined,
+    password: 'pw',
+  })
+  t.same(loadConfig(EdgeEnv, { ...base, EDGE_JWT_SECRET: 's'.repeat(32), REDIS_SENTINELS: 's1:26379,s2:26379' }).redis, {
+    kind: 'sentinel',
+    sentinels: [{ host: 's1', port: 26379 }, { host: 's2', port: 26379 }],
+    name: 'mymaster',
+    username: undefined,
+    password: undefined,
+  })
+  const both = t.throws(() => loadConfig(RouterEnv, { ...base, REDIS_URL: 'redis://r', REDIS_CLUSTER_NODES: 'a:7000' })) as Error
+  t.match(both.message, /REDIS_URL: set only one of REDIS_URL, REDIS_CLUSTER_NODES and REDIS_SENTINELS/)
+  for (const bad of ['a', 'a:', ':7000', 'redis://a:7000', 'a:7000,b']) {
+    const err = t.throws(() => loadConfig(RouterEnv, { ...base, REDIS_CLUSTER_NODES: bad }), bad) as Error
+    t.match(err.message, /REDIS_CLUSTER_NODES/, bad)
+  }
+})
+
 t.test('user ids and event names: 1-256 printable characters', async (t) => {
   const ok = (to: string[], event = 'e') => PushRequest.safeParse({ to, event }).success
   t.ok(ok(['alice', 'with space', 'ünïcödé 🎉', 'x'.repeat(256)]))

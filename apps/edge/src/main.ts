@@ -12,11 +12,11 @@ try {
   process.exit(1)
 }
 const log = pino({ level: config.logLevel, base: { service: 'edge', nodeId: config.nodeId } })
-if (!config.redisUrl) {
-  log.fatal('REDIS_URL is required (for a single-process Switchboard without Redis, run `npm start` with no REDIS_URL)')
+if (!config.redis) {
+  log.fatal('a registry is required: set REDIS_URL, REDIS_CLUSTER_NODES or REDIS_SENTINELS (for a single-process Switchboard without Redis, run `npm start` with none of them)')
   process.exit(1)
 }
-const redis = createRedisClient(config.redisUrl, { commandTimeoutMs: config.redisCommandTimeoutMs })
+const redis = createRedisClient(config.redis, { commandTimeoutMs: config.redisCommandTimeoutMs })
 redis.on('error', (err) => log.debug({ err }, 'redis connection error')) // outages are logged by the registration loop
 const edge = await startEdge({
   config,

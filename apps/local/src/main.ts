@@ -1,6 +1,7 @@
 /**
- * `npm start`: without REDIS_URL, a whole Switchboard in this process on an in-memory
- * registry; with REDIS_URL, a router and two edges as separate processes against it.
+ * `npm start`: without Redis settings, a whole Switchboard in this process on an in-memory
+ * registry; with REDIS_URL (or REDIS_CLUSTER_NODES, or REDIS_SENTINELS), a router and two
+ * edges as separate processes against it.
  */
 import { banner } from './banner.js'
 import { launchProcesses } from './processes.js'
@@ -11,7 +12,8 @@ const env = process.env
 const secrets = generateSecrets()
 const userId = 'alice'
 
-const launch = env.REDIS_URL ? launchProcesses(env, secrets) : launchStandalone(env, secrets)
+const redis = env.REDIS_URL || env.REDIS_CLUSTER_NODES || (env.REDIS_SENTINELS && `sentinels ${env.REDIS_SENTINELS}`)
+const launch = redis ? launchProcesses(env, secrets) : launchStandalone(env, secrets)
 // Installed before anything is up, so an early Ctrl-C still stops child processes.
 const stop = () => void launch.stop().finally(() => process.exit(0))
 process.once('SIGINT', stop)
@@ -19,7 +21,7 @@ process.once('SIGTERM', stop)
 
 try {
   const running = await launch.ready
-  const mode = env.REDIS_URL ? `router + ${running.wsUrls.length} edges against ${env.REDIS_URL}` : 'standalone: router and one edge in one process, in-memory registry'
+  const mode = redis ? `router + ${running.wsUrls.length} edges against ${redis}` : 'standalone: router and one edge in one process, in-memory registry'
   process.stdout.write(banner({ mode, ...running, apiKey: secrets.apiKey, userId, token: await mintDevToken(secrets.jwtSecret, userId) }))
 } catch (err) {
   process.stderr.write(`switchboard: ${(err as Error).message}\n`)

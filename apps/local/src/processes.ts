@@ -10,7 +10,7 @@ const script = (app: string) => fileURLToPath(new URL(`../../../${app}/dist/main
 /** pino's warn level: below it, child logs are kept quiet unless LOG_LEVEL was set. */
 const WARN = 40
 
-/** A router and `edgeCount` edges as separate processes against `env.REDIS_URL`. */
+/** A router and `edgeCount` edges as separate processes against the Redis `env` names. */
 export function launchProcesses(env: Env, secrets: DevSecrets, edgeCount = 2): Launch {
   // Children log at info, so their "listening" lines arrive; only warnings and errors are
   // shown, unless LOG_LEVEL asks for more.

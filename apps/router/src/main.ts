@@ -14,11 +14,11 @@ try {
   process.exit(1)
 }
 const log = pino({ level: config.logLevel, base: { service: 'router' }, redact: ['req.headers.authorization'] })
-if (!config.redisUrl) {
-  log.fatal('REDIS_URL is required (for a single-process Switchboard without Redis, run `npm start` with no REDIS_URL)')
+if (!config.redis) {
+  log.fatal('a registry is required: set REDIS_URL, REDIS_CLUSTER_NODES or REDIS_SENTINELS (for a single-process Switchboard without Redis, run `npm start` with none of them)')
   process.exit(1)
 }
-const redis = createRedisClient(config.redisUrl, { commandTimeoutMs: config.redisCommandTimeoutMs })
+const redis = createRedisClient(config.redis, { commandTimeoutMs: config.redisCommandTimeoutMs })
 redis.on('error', (err) => log.debug({ err }, 'redis connection error')) // surfaced as 503s and by the reaper
 const registry = new RedisRegistry(redis, {
   prefix: config.registryPrefix,

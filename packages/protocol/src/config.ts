@@ -11,6 +11,27 @@ const list = z
   .transform((s) => s.split(',').map((x) => x.trim()).filter((x) => x.length > 0))
 const logLevel = z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info')
 const redisUrl = z.url({ protocol: /^rediss?$/ }).optional()
+const hostPorts = list.pipe(
+  z
+    .array(
+      z
+        .string()
+        .regex(/^[^\s:/]+:\d{1,5}$/, 'each entry must be host:port')
+        .transform((hp) => ({ host: hp.slice(0, hp.lastIndexOf(':')), port: Number(hp.slice(hp.lastIndexOf(':') + 1)) })),
+    )
+    .min(1, 'needs at least one host:port'),
+)
+
+export interface HostPort {
+  host: string
+  port: number
+}
+
+/** Where the registry lives: one server (or a Sentinel-managed one by URL), a Cluster, or Sentinel. */
+export type RedisTarget =
+  | { kind: 'url'; url: string }
+  | { kind: 'cluster'; nodes: HostPort[]; username?: string; password?: string }
+  | { kind: 'sentinel'; sentinels: HostPort[]; name: string; username?: string; password?: string }
 
 /** Client-token algorithms the edge can verify; anything else (`none` included) is refused. */
 export const TokenAlgorithm = z.enum(['HS256', 'RS256', 'ES256'])
@@ -32,6 +53,11 @@ const publicKeyPem = z
 /** Settings both services share. */
 const Shared = {
   REDIS_URL: redisUrl,
+  REDIS_CLUSTER_NODES: hostPorts.optional(),
+  REDIS_SENTINELS: hostPorts.optional(),
+  REDIS_SENTINEL_NAME: z.string().min(1).default('mymaster'),
+  REDIS_USERNAME: z.string().min(1).optional(),
+  REDIS_PASSWORD: z.string().min(1).optional(),
   REDIS_COMMAND_TIMEOUT_MS: ms(1_000),
   REGISTRY_PREFIX: z.string().max(64).regex(/^[\w:.-]*$/).default('sb:'),
   SWITCHBOARD_INTERNAL_TOKEN: secret(16),
@@ -39,9 +65,24 @@ const Shared = {
   LOG_LEVEL: logLevel,
 }
 
-function sharedSettings(e: z.output<z.ZodObject<typeof Shared>>) {
+type SharedEnv = z.output<z.ZodObject<typeof Shared>>
+
+/** At most one of REDIS_URL, REDIS_CLUSTER_NODES and REDIS_SENTINELS. */
+const hasOneRedisTarget = (e: SharedEnv) => [e.REDIS_URL, e.REDIS_CLUSTER_NODES, e.REDIS_SENTINELS].filter((v) => v !== undefined).length <= 1
+const ONE_REDIS_TARGET = { path: ['REDIS_URL'], message: 'set only one of REDIS_URL, REDIS_CLUSTER_NODES and REDIS_SENTINELS' }
+
+function redisTarget(e: SharedEnv): RedisTarget | undefined {
+  const auth = { username: e.REDIS_USERNAME, password: e.REDIS_PASSWORD }
+  if (e.REDIS_URL) return { kind: 'url', url: e.REDIS_URL }
+  if (e.REDIS_CLUSTER_NODES) return { kind: 'cluster', nodes: e.REDIS_CLUSTER_NODES, ...auth }
+  if (e.REDIS_SENTINELS) return { kind: 'sentinel', sentinels: e.REDIS_SENTINELS, name: e.REDIS_SENTINEL_NAME, ...auth }
+  return undefined
+}
+
+function sharedSettings(e: SharedEnv) {
   return {
-    redisUrl: e.REDIS_URL,
+    /** Unset: no Redis configured (only `npm start` runs without one). */
+    redis: redisTarget(e),
     redisCommandTimeoutMs: e.REDIS_COMMAND_TIMEOUT_MS,
     registryPrefix: e.REGISTRY_PREFIX,
     internalToken: e.SWITCHBOARD_INTERNAL_TOKEN,
@@ -76,6 +117,7 @@ export const EdgeEnv = z
     EDGE_MAX_CONNECTIONS_PER_USER: z.coerce.number().int().min(1).max(64).default(16),
     EDGE_SESSION_POLICY: z.enum(['multi', 'single']).default('multi'),
   })
+  .refine(hasOneRedisTarget, ONE_REDIS_TARGET)
   .refine((e) => e.EDGE_JWT_SECRET || e.EDGE_JWT_PUBLIC_KEY || e.EDGE_JWT_JWKS_URL, {
     path: ['EDGE_JWT_SECRET'],
     message: 'required: set EDGE_JWT_SECRET (HS256), EDGE_JWT_PUBLIC_KEY (RS256/ES256) or EDGE_JWT_JWKS_URL',
@@ -136,6 +178,7 @@ export const RouterEnv = z
     ROUTER_MAX_EVENT_LENGTH: z.coerce.number().int().min(1).max(256).default(256),
     REGISTRY_REAP_GRACE_MS: ms(30_000, 0),
   })
+  .refine(hasOneRedisTarget, ONE_REDIS_TARGET)
   .transform((e) => ({
     ...sharedSettings(e),
     host: e.ROUTER_HOST,

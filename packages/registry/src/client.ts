@@ -1,20 +1,45 @@
-import { Redis } from 'ioredis'
+import { Cluster, Redis, type RedisOptions } from 'ioredis'
+import type { RedisTarget } from '@switchboard/protocol'
+import type { RedisClient } from './scripts/lua.js'
 
 export interface RedisClientOptions {
   /** Bounds every command, so a hung Redis becomes `registry_unavailable` instead of a hang. */
   commandTimeoutMs: number
 }
 
+/** Reconnects with capped, jittered backoff: a fleet of edges must not reconnect in lockstep. */
+const backoff = (attempt: number) => Math.min(100 * 2 ** attempt, 2_000) + Math.floor(Math.random() * 200)
+
 /**
- * A client tuned for the registry: autopipelining (one write per tick, per node on a
- * cluster), a bounded wait per command, few retries, and reconnects with capped jittered
- * backoff.
+ * A client tuned for the registry: autopipelining (one write per tick, per master on a
+ * Cluster), a bounded wait per command, few retries, and reconnects with capped jittered
+ * backoff. A URL string is a one-server target.
  */
-export function createRedisClient(url: string, options: RedisClientOptions): Redis {
-  return new Redis(url, {
-    enableAutoPipelining: true,
-    commandTimeout: options.commandTimeoutMs,
-    maxRetriesPerRequest: 1,
-    retryStrategy: (attempt) => Math.min(100 * 2 ** attempt, 2_000) + Math.floor(Math.random() * 200),
-  })
+export function createRedisClient(target: RedisTarget | string, options: RedisClientOptions): RedisClient {
+  const t: RedisTarget = typeof target === 'string' ? { kind: 'url', url: target } : target
+  const common: RedisOptions = { commandTimeout: options.commandTimeoutMs, maxRetriesPerRequest: 1 }
+  switch (t.kind) {
+    case 'url':
+      return new Redis(t.url, { ...common, enableAutoPipelining: true, retryStrategy: backoff })
+    case 'sentinel':
+      // Sentinel tells the client which server is master; after a failover it reconnects to the new one.
+      return new Redis({
+        ...common,
+        sentinels: t.sentinels,
+        name: t.name,
+        username: t.username,
+        password: t.password,
+        enableAutoPipelining: true,
+        retryStrategy: backoff,
+        sentinelRetryStrategy: backoff,
+      })
+    case 'cluster':
+      // Every registry command touches one hash slot (keys.ts), so nothing is ever CROSSSLOT.
+      return new Cluster(t.nodes, {
+        enableAutoPipelining: true,
+        clusterRetryStrategy: backoff,
+        scaleReads: 'master',
+        redisOptions: { ...common, username: t.username, password: t.password },
+      })
+  }
 }
