@@ -2,6 +2,7 @@ import t from 'tap'
 import { RedisRegistry, createRedisClient, type Registry } from '@switchboard/registry'
 import { SwitchboardError } from '@switchboard/protocol'
 import { startRedis, uniquePrefix, type TestRedis } from '../helpers/redis.js'
+import { eventually } from '../helpers/clients.js'
 import { registryContract } from './registry-contract.js'
 
 const redis = await startRedis(t)
@@ -81,4 +82,19 @@ t.test('answers registry_unavailable quickly when Redis is down', async (t) => {
   const err = await registry.locate(['u']).then(() => undefined, (e: unknown) => e)
   t.ok(err instanceof SwitchboardError && err.code === 'registry_unavailable', 'registry_unavailable')
   t.ok(Date.now() - started < 1_500, 'within the command timeout')
+})
+
+t.test('the server identity changes when Redis restarts', async (t) => {
+  const own: TestRedis = await startRedis(t)
+  const c = createRedisClient(own.url, { commandTimeoutMs: 1_000 })
+  t.teardown(() => c.disconnect())
+  const registry = new RedisRegistry(c, { prefix: uniquePrefix() })
+  const before = await registry.serverIdentity()
+  t.match(before, /^[0-9a-f]{40}$/, 'the run_id')
+  await own.restart()
+  const after = await eventually(async () => {
+    const now = await registry.serverIdentity()
+    return now !== before && now
+  })
+  t.match(after, /^[0-9a-f]{40}$/)
 })

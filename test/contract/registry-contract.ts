@@ -71,6 +71,13 @@ async function reapSome(registry: Registry): Promise<number> {
 }
 
 export function registryContract(t: Test, makeRegistry: MakeRegistry): void {
+  t.test('the server identity is a stable, non-empty name while nothing fails over', async (t) => {
+    const registry = await makeRegistry(t)
+    const first = await registry.serverIdentity()
+    t.ok(first.length > 0)
+    t.equal(await registry.serverIdentity(), first)
+  })
+
   t.test('add then locate returns nodeId, url, connId, since and incId', async (t) => {
     const registry = await makeRegistry(t)
     const lease = await registry.openLease(nodeInfo('n'), longTtlMs)

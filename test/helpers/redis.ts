@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { mkdtempSync, rmSync } from 'node:fs'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { connect, createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -75,11 +75,11 @@ interface RedisProcess {
 }
 
 function spawnRedis(port: number, extraArgs: readonly string[] = []): RedisProcess {
-  const proc = spawn(
-    'redis-server',
-    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', ...extraArgs],
-    { stdio: ['ignore', 'pipe', 'pipe'] },
-  )
+  return spawnRedisWith(['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', ...extraArgs])
+}
+
+function spawnRedisWith(args: readonly string[]): RedisProcess {
+  const proc = spawn('redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'] })
   live.add(proc)
   let output = ''
   const keep = (chunk: Buffer) => {
@@ -219,4 +219,84 @@ export async function startRedisCluster(t: TestScope, masters = 3): Promise<Test
     for (const admin of admins) admin.disconnect()
   }
   return { nodes: ports.map((p) => `127.0.0.1:${p}`).join(','), ports }
+}
+
+export interface TestRedisSentinel {
+  /** `127.0.0.1:<port>`, as REDIS_SENTINELS takes it. */
+  readonly sentinels: string
+  readonly name: string
+  readonly master: RedisProcessHandle
+  readonly replica: RedisProcessHandle
+  /** The port Sentinel currently names as master. */
+  masterPort(): Promise<number>
+}
+
+export interface RedisProcessHandle {
+  readonly port: number
+  kill(signal: NodeJS.Signals): void
+}
+
+/**
+ * A master, one replica of it and one Sentinel (quorum 1, down after 1 s) on free ports.
+ * Resolves once the replica is in sync and Sentinel knows it, so a failover can promote it.
+ */
+export async function startRedisSentinel(t: TestScope): Promise<TestRedisSentinel> {
+  const dir = mkdtempSync(join(tmpdir(), 'sb-sentinel-'))
+  const servers: RedisProcess[] = []
+  t.teardown(async () => {
+    for (const s of servers) s.proc.kill('SIGKILL')
+    await Promise.all(servers.map((s) => s.exited))
+    rmSync(dir, { recursive: true, force: true })
+  })
+  /** `sentinel`: `args` is the whole command line, else extra server arguments. */
+  const start = async (args: (port: number) => string[], sentinel = false) => {
+    const port = await freePort()
+    const server = sentinel ? spawnRedisWith(args(port)) : spawnRedis(port, args(port))
+    servers.push(server)
+    await waitReady(server, port)
+    return { port, kill: (signal: NodeJS.Signals) => server.proc.kill(signal) }
+  }
+  const name = 'sbmaster'
+  const master = await start(() => [])
+  const replica = await start(() => ['--replicaof', '127.0.0.1', String(master.port)])
+  const sentinel = await start((port) => {
+    const conf = join(dir, `sentinel-${port}.conf`)
+    writeFileSync(
+      conf,
+      [
+        `port ${port}`,
+        'bind 127.0.0.1',
+        `dir ${dir}`,
+        `sentinel monitor ${name} 127.0.0.1 ${master.port} 1`,
+        `sentinel down-after-milliseconds ${name} 1000`,
+        `sentinel failover-timeout ${name} 10000`,
+        '',
+      ].join('\n'),
+    )
+    return [conf, '--sentinel']
+  }, true)
+
+  const admin = new Redis({ host: '127.0.0.1', port: sentinel.port, maxRetriesPerRequest: 0 })
+  const replicaAdmin = new Redis({ host: '127.0.0.1', port: replica.port, maxRetriesPerRequest: 0 })
+  t.teardown(() => {
+    admin.disconnect()
+    replicaAdmin.disconnect()
+  })
+  // Sentinel finds replicas through the master's INFO, every 10 s at first.
+  const deadline = Date.now() + 20_000
+  for (;;) {
+    const replicas = (await admin.call('SENTINEL', 'REPLICAS', name)) as string[][]
+    const info = await replicaAdmin.info('replication')
+    const known = replicas.some((r) => r[r.indexOf('port') + 1] === String(replica.port) && !/_down/.test(r[r.indexOf('flags') + 1] ?? ''))
+    if (known && info.includes('master_link_status:up')) break
+    if (Date.now() > deadline) throw new Error(`sentinel did not see the replica in sync within 20 s: ${JSON.stringify(replicas)}\n${info}`)
+    await delay(100)
+  }
+  return {
+    sentinels: `127.0.0.1:${sentinel.port}`,
+    name,
+    master,
+    replica,
+    masterPort: async () => Number(((await admin.call('SENTINEL', 'GET-MASTER-ADDR-BY-NAME', name)) as string[])[1]),
+  }
 }

@@ -40,7 +40,7 @@ export function createEdgeMetrics(registry: PromRegistry, connections: () => num
     }),
     leaseRenewals: new Counter({
       name: 'edge_lease_renewals_total',
-      help: 'Lease renewals by result (ok, lost, error).',
+      help: 'Lease renewals by result (ok, lost, server_changed, error).',
       labelNames: ['result'] as const,
       registers: [registry],
     }),

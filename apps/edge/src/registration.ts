@@ -25,8 +25,9 @@ const MAX_BACKOFF_MS = 5_000
  * Writes are batched per event-loop turn (a reconnect storm becomes a few scripts per
  * partition, not a round trip per socket). A failed write marks the registry as needing a
  * resync, which runs after the next successful renewal; a lost lease (superseded, reaped,
- * or Redis restarted empty) opens a new one and re-writes every live connection, without
- * closing a socket. A removal waits for the connection's own registration and for any
+ * or Redis restarted empty), or a new registry server (a failover, which can lose writes
+ * while the lease survives), opens a new lease and re-writes every live connection,
+ * without closing a socket. A removal waits for the connection's own registration and for any
  * resync under way, so it can never be overtaken and leave a ghost entry.
  */
 export class Registration {
@@ -34,6 +35,8 @@ export class Registration {
   #pending: { conn: ConnectionInfo; done: () => void }[] = []
   #failedRemovals: { userId: string; connId: string }[] = []
   #needsResync = false
+  /** The registry server(s) this edge's entries were written to (see Registry.serverIdentity). */
+  #server: string | undefined
   #resyncing: Promise<void> = Promise.resolve()
   #timer: NodeJS.Timeout | undefined
   #failures = 0
@@ -55,6 +58,7 @@ export class Registration {
   async start(): Promise<void> {
     for (;;) {
       try {
+        this.#server = await this.deps.registry.serverIdentity()
         this.#lease = await this.deps.registry.openLease(this.deps.node, this.deps.leaseTtlMs)
         this.#succeeded()
         this.deps.log.info({ incId: this.#lease.incId }, 'lease opened')
@@ -123,11 +127,17 @@ export class Registration {
     const { registry, log, metrics } = this.deps
     let next = this.#intervalMs()
     try {
-      const held = await registry.renew(this.#lease, this.deps.status())
-      metrics.leaseRenewals.inc({ result: held ? 'ok' : 'lost' })
-      if (!held) {
-        log.warn({ incId: this.#lease.incId }, 'lease lost; rejoining and resyncing')
+      const [held, server] = await Promise.all([registry.renew(this.#lease, this.deps.status()), registry.serverIdentity()])
+      // A failover or restart can lose acknowledged writes (entries added, or removed) while
+      // the lease survives: a new incarnation hides whatever the old one left, then the
+      // resync writes back every live connection.
+      const moved = server !== this.#server
+      metrics.leaseRenewals.inc({ result: !held ? 'lost' : moved ? 'server_changed' : 'ok' })
+      if (!held || moved) {
+        const why = held ? `registry server changed (${this.#server} -> ${server}): failover or restart` : 'lease lost'
+        log.warn({ incId: this.#lease.incId }, `${why}; rejoining and resyncing`)
         this.#lease = await registry.openLease(this.deps.node, this.deps.leaseTtlMs)
+        this.#server = server
         this.#needsResync = true
       }
       if (this.#needsResync || this.#failedRemovals.length > 0) await this.#resync()

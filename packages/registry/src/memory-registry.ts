@@ -121,6 +121,11 @@ export class MemoryRegistry implements Registry {
     return found
   }
 
+  /** One process, no failover: always the same. */
+  async serverIdentity(): Promise<string> {
+    return 'memory'
+  }
+
   async liveNodes(): Promise<LiveNode[]> {
     const now = this.#now()
     const nodes: LiveNode[] = []

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto'
+import { Cluster } from 'ioredis'
 import { SwitchboardError } from '@switchboard/protocol'
 import { buildKeys, partitionOf, PARTITIONS, type Keys } from './keys.js'
 import * as lua from './scripts/lua.js'
@@ -119,6 +120,17 @@ export class RedisRegistry implements Registry {
 
   liveNodes(): Promise<LiveNode[]> {
     return this.#live.refresh()
+  }
+
+  async serverIdentity(): Promise<string> {
+    const redis = this.#redis
+    const masters = redis instanceof Cluster ? redis.nodes('master') : [redis]
+    try {
+      const ids = await Promise.all(masters.map(async (m) => /^run_id:(\w+)/m.exec(await m.info('server'))?.[1] ?? '?'))
+      return ids.sort().join(',')
+    } catch (err) {
+      throw new SwitchboardError('registry_unavailable', 'registry call failed', { cause: err })
+    }
   }
 
   async reap(graceMs: number): Promise<number> {

@@ -81,6 +81,13 @@ export interface Registry {
   /** Nodes whose lease has not lapsed. */
   liveNodes(): Promise<LiveNode[]>
   /**
+   * Names the server(s) holding the registry now: on Redis, the master's `run_id` (every
+   * master's, on a Cluster). It changes when a failover promotes a replica or a server
+   * restarts, the moments when acknowledged writes can be lost while leases survive; an
+   * edge that sees it change re-registers everything it holds.
+   */
+  serverIdentity(): Promise<string>
+  /**
    * Clean-up: forgets incarnations whose lease lapsed more than `graceMs` ago and removes
    * their (and superseded incarnations') entries. Returns the number of incarnations cleaned.
    */
