@@ -257,8 +257,9 @@ export async function startRedisSentinel(t: TestScope): Promise<TestRedisSentine
     return { port, kill: (signal: NodeJS.Signals) => server.proc.kill(signal) }
   }
   const name = 'sbmaster'
-  const master = await start(() => [])
-  const replica = await start(() => ['--replicaof', '127.0.0.1', String(master.port)])
+  // In the test's own folder: a replica keeps the snapshot it syncs from as dump.rdb.
+  const master = await start(() => ['--dir', dir])
+  const replica = await start(() => ['--dir', dir, '--replicaof', '127.0.0.1', String(master.port)])
   const sentinel = await start((port) => {
     const conf = join(dir, `sentinel-${port}.conf`)
     writeFileSync(

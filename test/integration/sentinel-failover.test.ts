@@ -27,10 +27,12 @@ t.test('after a failover that lost writes, presence is exact again within a few 
   await eventually(async () => (await online('fo-kept')) === true && (await online('fo-leaver')) === true)
   const master = new Redis({ port: sentinel.master.port, maxRetriesPerRequest: 0, retryStrategy: () => null })
   t.equal(await master.call('WAIT', '1', '5000'), 1, 'the replica has both entries')
-  master.disconnect()
 
-  // From here the master acknowledges writes the replica never gets.
+  // From here the master acknowledges writes the replica never gets: the replica is frozen
+  // and its link cut, so nothing more even reaches its socket buffer.
   sentinel.replica.kill('SIGSTOP')
+  t.ok(Number(await master.call('CLIENT', 'KILL', 'TYPE', 'replica')) >= 1, 'replication link cut')
+  master.disconnect()
   const late = await connectUser(t, edge.wsUrl, jwtSecret, 'fo-late')
   await leaver.client.close()
   await eventually(async () => (await online('fo-late')) === true && (await online('fo-leaver')) === false)
