@@ -1,4 +1,4 @@
-import { Counter, Gauge, collectDefaultMetrics, type Registry as PromRegistry } from 'prom-client'
+import { Counter, Gauge, Histogram, collectDefaultMetrics, type Registry as PromRegistry } from 'prom-client'
 
 export function createEdgeMetrics(registry: PromRegistry, connections: () => number) {
   collectDefaultMetrics({ register: registry })
@@ -30,7 +30,18 @@ export function createEdgeMetrics(registry: PromRegistry, connections: () => num
     }),
     framesOut: new Counter({
       name: 'edge_push_frames_total',
-      help: 'Push frames written to client sockets.',
+      help: 'Pushes delivered: push frames written to client sockets.',
+      registers: [registry],
+    }),
+    framesSent: new Counter({
+      name: 'edge_frames_sent_total',
+      help: 'Frames written to client sockets by type (push, welcome, pong).',
+      labelNames: ['type'] as const,
+      registers: [registry],
+    }),
+    framesReceived: new Counter({
+      name: 'edge_frames_received_total',
+      help: 'Frames received from clients, valid or not.',
       registers: [registry],
     }),
     backpressureCloses: new Counter({
@@ -47,6 +58,13 @@ export function createEdgeMetrics(registry: PromRegistry, connections: () => num
     registryErrors: new Counter({
       name: 'edge_registry_errors_total',
       help: 'Failed registry calls.',
+      registers: [registry],
+    }),
+    registrySeconds: new Histogram({
+      name: 'edge_registry_seconds',
+      help: 'Duration of registry calls by operation (open, renew, add, remove, resync, close) and result (ok, error).',
+      labelNames: ['op', 'result'] as const,
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
       registers: [registry],
     }),
   }

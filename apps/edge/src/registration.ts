@@ -59,7 +59,7 @@ export class Registration {
     for (;;) {
       try {
         this.#server = await this.deps.registry.serverIdentity()
-        this.#lease = await this.deps.registry.openLease(this.deps.node, this.deps.leaseTtlMs)
+        this.#lease = await this.#timed('open', this.deps.registry.openLease(this.deps.node, this.deps.leaseTtlMs))
         this.#succeeded()
         this.deps.log.info({ incId: this.#lease.incId }, 'lease opened')
         break
@@ -85,7 +85,7 @@ export class Registration {
     const lease = this.#lease
     if (!lease) return
     try {
-      await this.deps.registry.removeConnection(lease, userId, connId)
+      await this.#timed('remove', this.deps.registry.removeConnection(lease, userId, connId))
     } catch (err) {
       this.#failedRemovals.push({ userId, connId })
       this.#failed(err, 'removing a connection failed; will retry')
@@ -103,7 +103,7 @@ export class Registration {
     this.#stopped = true
     clearTimeout(this.#timer)
     await this.#resyncing
-    if (this.#lease) await this.deps.registry.closeLease(this.#lease)
+    if (this.#lease) await this.#timed('close', this.deps.registry.closeLease(this.#lease))
     this.#lease = undefined
   }
 
@@ -113,7 +113,7 @@ export class Registration {
     const lease = this.#lease
     try {
       if (!lease) throw new Error('no lease yet')
-      const evicted = await this.deps.registry.addConnections(lease, batch.map((b) => b.conn), this.deps.maxConnectionsPerUser)
+      const evicted = await this.#timed('add', this.deps.registry.addConnections(lease, batch.map((b) => b.conn), this.deps.maxConnectionsPerUser))
       if (evicted.length > 0) void this.deps.onEvicted(evicted)
     } catch (err) {
       this.#needsResync = true
@@ -127,7 +127,7 @@ export class Registration {
     const { registry, log, metrics } = this.deps
     let next = this.#intervalMs()
     try {
-      const [held, server] = await Promise.all([registry.renew(this.#lease, this.deps.status()), registry.serverIdentity()])
+      const [held, server] = await this.#timed('renew', Promise.all([registry.renew(this.#lease, this.deps.status()), registry.serverIdentity()]))
       // A failover or restart can lose acknowledged writes (entries added, or removed) while
       // the lease survives: a new incarnation hides whatever the old one left, then the
       // resync writes back every live connection.
@@ -136,7 +136,7 @@ export class Registration {
       if (!held || moved) {
         const why = held ? `registry server changed (${this.#server} -> ${server}): failover or restart` : 'lease lost'
         log.warn({ incId: this.#lease.incId }, `${why}; rejoining and resyncing`)
-        this.#lease = await registry.openLease(this.deps.node, this.deps.leaseTtlMs)
+        this.#lease = await this.#timed('open', registry.openLease(this.deps.node, this.deps.leaseTtlMs))
         this.#server = server
         this.#needsResync = true
       }
@@ -157,9 +157,9 @@ export class Registration {
     this.#failedRemovals = []
     const run = (async () => {
       const conns = this.deps.liveConnections()
-      const evicted = await this.deps.registry.resync(lease, conns, this.deps.maxConnectionsPerUser)
+      const evicted = await this.#timed('resync', this.deps.registry.resync(lease, conns, this.deps.maxConnectionsPerUser))
       if (evicted.length > 0) void this.deps.onEvicted(evicted)
-      for (const r of removals) await this.deps.registry.removeConnection(lease, r.userId, r.connId)
+      for (const r of removals) await this.#timed('remove', this.deps.registry.removeConnection(lease, r.userId, r.connId))
       this.deps.log.info({ incId: lease.incId, connections: conns.length, ms: Date.now() - started }, 'registry resynced')
     })()
     this.#resyncing = run.catch(() => undefined)
@@ -168,6 +168,19 @@ export class Registration {
     } catch (err) {
       this.#needsResync = true
       this.#failedRemovals.push(...removals)
+      throw err
+    }
+  }
+
+  /** Records how long a registry call took, and whether it failed, in edge_registry_seconds. */
+  async #timed<T>(op: 'open' | 'renew' | 'add' | 'remove' | 'resync' | 'close', call: Promise<T>): Promise<T> {
+    const stop = this.deps.metrics.registrySeconds.startTimer({ op })
+    try {
+      const value = await call
+      stop({ result: 'ok' })
+      return value
+    } catch (err) {
+      stop({ result: 'error' })
       throw err
     }
   }

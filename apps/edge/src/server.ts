@@ -5,6 +5,7 @@ import {
   App,
   us_listen_socket_close,
   us_socket_local_port,
+  type HttpRequest,
   type HttpResponse,
   type TemplatedApp,
   type WebSocket,
@@ -16,6 +17,7 @@ import {
   DisconnectResult,
   InternalDisconnect,
   PONG_FRAME,
+  REQUEST_IDS,
   decodeDeliveries,
   decodeDelivery,
   internalRoutes,
@@ -89,6 +91,7 @@ export async function startEdge(deps: EdgeDeps): Promise<Edge> {
   /** Every open socket, welcomed or not, for evictions by connId. */
   const byConnId = new Map<string, Socket>()
   const metrics = createEdgeMetrics(deps.promRegistry, () => table.size)
+  const framesSent = { push: metrics.framesSent.labels('push'), welcome: metrics.framesSent.labels('welcome'), pong: metrics.framesSent.labels('pong') }
   const connIdPrefix = `${Date.now().toString(36)}${randomBytes(4).toString('hex')}`
   let connSeq = 0
   let draining = false
@@ -141,6 +144,7 @@ export async function startEdge(deps: EdgeDeps): Promise<Edge> {
       written++
     }
     metrics.framesOut.inc(written)
+    framesSent.push.inc(written)
     return written
   }
 
@@ -165,7 +169,7 @@ export async function startEdge(deps: EdgeDeps): Promise<Edge> {
       void deps.promRegistry.metrics().then((text) => sendJson(res, 200, text, deps.promRegistry.contentType))
     })
     .post(internalRoutes.deliveries, (res, req) =>
-      internalCall(res, req.getHeader('authorization'), (body): DeliveriesResult | undefined => {
+      internalCall(res, req, 'deliveries', (body): DeliveriesResult | undefined => {
         const deliveries = decodeDeliveries(body)
         if (!deliveries) return undefined
         metrics.deliveries.inc()
@@ -173,7 +177,7 @@ export async function startEdge(deps: EdgeDeps): Promise<Edge> {
       }),
     )
     .post(internalRoutes.deliver, (res, req) =>
-      internalCall(res, req.getHeader('authorization'), (body) => {
+      internalCall(res, req, 'deliver', (body) => {
         const delivery = decodeDelivery(body)
         if (!delivery) return undefined
         metrics.deliveries.inc()
@@ -181,10 +185,10 @@ export async function startEdge(deps: EdgeDeps): Promise<Edge> {
       }),
     )
     .post(internalRoutes.broadcast, (res, req) =>
-      internalCall(res, req.getHeader('authorization'), (frame): BroadcastResult => ({ connections: write(table.all(), frame) })),
+      internalCall(res, req, 'broadcast', (frame): BroadcastResult => ({ connections: write(table.all(), frame) })),
     )
     .post(internalRoutes.disconnect, (res, req) =>
-      internalCall(res, req.getHeader('authorization'), (body) => {
+      internalCall(res, req, 'disconnect', (body) => {
         const r = InternalDisconnect.safeParse(safeJson(body))
         if (!r.success) return undefined
         const { userId, connIds, code = CloseCode.kicked, reason = 'disconnected' } = r.data
@@ -197,18 +201,29 @@ export async function startEdge(deps: EdgeDeps): Promise<Edge> {
     )
     .any('/*', (res) => sendError(res, 404, 'not_found', 'no such route'))
 
-  /** Token check, body read, then `handle`; `handle` returning undefined means a malformed body (400). */
-  function internalCall(res: HttpResponse, authorization: string, handle: (body: string) => unknown): void {
-    if (!isInternalCaller(authorization)) {
+  /**
+   * Token check, body read, then `handle`; `handle` returning undefined means a malformed body
+   * (400). The routers' request ids (REQUEST_IDS) go into the debug line of every call and
+   * into the warning of a refused one, so a push can be followed from router to edge.
+   */
+  function internalCall(res: HttpResponse, req: HttpRequest, route: string, handle: (body: string) => unknown): void {
+    const requestIds = req.getHeader(REQUEST_IDS).slice(0, 4096) // uWS: headers are readable only now
+    if (!isInternalCaller(req.getHeader('authorization'))) {
       res.onAborted(() => undefined)
+      log.warn({ route, requestIds }, 'internal call refused: bad token')
       return sendError(res, 401, 'unauthorized', 'internal token required')
     }
     readBody(res, MAX_INTERNAL_BODY_BYTES).then(
       (body) => {
         if (body === undefined) return
         const answer = handle(body.toString('utf8'))
-        if (answer === undefined) sendError(res, 400, 'invalid_request', 'malformed internal request')
-        else sendJson(res, 200, answer)
+        if (answer === undefined) {
+          log.warn({ route, requestIds }, 'malformed internal request')
+          sendError(res, 400, 'invalid_request', 'malformed internal request')
+        } else {
+          if (log.isLevelEnabled('debug')) log.debug({ route, requestIds, answer: summary(answer) }, 'internal call')
+          sendJson(res, 200, answer)
+        }
       },
       () => sendError(res, 413, 'payload_too_large', 'internal request too large'),
     )
@@ -269,10 +284,12 @@ export async function startEdge(deps: EdgeDeps): Promise<Edge> {
           if (draining) return ws.end(CloseCode.draining, 'edge draining')
           table.add(conn.userId, ws)
           ws.cork(() => ws.send(welcomeFrame(conn.connId, config.nodeId), false))
+          framesSent.welcome.inc()
         })
       },
       message: (ws, message, isBinary) => {
         const conn = ws.getUserData()
+        metrics.framesReceived.inc()
         const now = Date.now()
         if (now - conn.windowStartMs >= 1_000) {
           conn.windowStartMs = now
@@ -284,7 +301,9 @@ export async function startEdge(deps: EdgeDeps): Promise<Edge> {
         if (!frame) return ws.end(CloseCode.protocolViolation, 'invalid frame')
         // Chained on the registration, so a pong never overtakes the welcome.
         void conn.registered.then(() => {
-          if (!conn.isClosed) ws.cork(() => ws.send(PONG_FRAME, false))
+          if (conn.isClosed) return
+          ws.cork(() => ws.send(PONG_FRAME, false))
+          framesSent.pong.inc()
         })
       },
       close: (ws, code) => {
@@ -345,4 +364,15 @@ function safeJson(text: string): unknown {
   } catch {
     return undefined // the caller's schema rejects it
   }
+}
+
+/** What an internal call's debug line says about its answer: counts, never user ids. */
+function summary(answer: unknown): unknown {
+  if (typeof answer !== 'object' || answer === null) return answer
+  if ('results' in answer) {
+    const { results } = answer as DeliveriesResult
+    return { pushes: results.length, delivered: results.reduce((n, r) => n + r.delivered.length, 0) }
+  }
+  if ('delivered' in answer) return { pushes: 1, delivered: (answer as DeliveryResult).delivered.length }
+  return answer // broadcast { connections } or disconnect { closed }
 }

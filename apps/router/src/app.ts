@@ -1,4 +1,5 @@
-import type { IncomingMessage } from 'node:http'
+import { randomUUID } from 'node:crypto'
+import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
 import Fastify, { LogController, type FastifyInstance, type FastifyError, type FastifyReply } from 'fastify'
 import type { Logger } from 'pino'
@@ -8,7 +9,7 @@ import type { Registry } from '@switchboard/registry'
 import type { RouterConfig } from './config.js'
 import type { EdgeClient } from './edge-client.js'
 import { createLimitChecks, type ApiLimits, type LimitChecks } from './limits.js'
-import { createRouterMetrics, type RouterMetrics } from './metrics.js'
+import { createRouterMetrics, pruneEdgeSeries, timedRegistry, type RouterMetrics, type TimedRegistry } from './metrics.js'
 import { healthRoutes } from './routes/health.js'
 import { nodeRoutes } from './routes/nodes.js'
 import { presenceRoutes } from './routes/presence.js'
@@ -22,11 +23,17 @@ export interface AppDeps {
   promRegistry: PromRegistry
 }
 
-/** What route modules get: the app's dependencies plus its metrics. */
-export interface RouteDeps extends AppDeps {
+/** What route modules get: the app's dependencies, its metrics, and registry reads that are timed. */
+export interface RouteDeps extends Omit<AppDeps, 'registry'> {
+  registry: TimedRegistry
   metrics: RouterMetrics
   limits: LimitChecks
+  /** Edge URLs with forward series, for pruning those of edges that left. */
+  forwardedTo: Set<string>
 }
+
+/** How often the per-edge series of edges that left are dropped. */
+const PRUNE_EVERY_MS = 60_000
 
 export function buildApp(deps: AppDeps): FastifyInstance {
   const app = Fastify({
@@ -44,9 +51,40 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     // So do requests Node's HTTP parser refuses before fastify sees them.
     clientErrorHandler: answerClientError,
     http: { requireHostHeader: false },
+    // A backend's own X-Request-Id is kept (logged here and on the edges, echoed back), so
+    // one push can be followed through every log; anything else gets a fresh id.
+    genReqId: (req) => {
+      const given = req.headers['x-request-id']
+      return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID()
+    },
   }) as unknown as FastifyInstance
+  let inFlight = 0
+  // Counted on Node's own request, so requests fastify never routes are counted too; 'close'
+  // fires once per response, whether it finished or the client left.
+  app.server.on('request', (_req, res: ServerResponse) => {
+    inFlight++
+    res.once('close', () => inFlight--)
+  })
   app.server.on('connect', (_req, socket: Socket) => writeRaw(socket, 404, errorBody('not_found', 'CONNECT is not supported')))
-  const routeDeps: RouteDeps = { ...deps, metrics: createRouterMetrics(deps.promRegistry), limits: createLimitChecks(deps.config) }
+  const metrics = createRouterMetrics(deps.promRegistry, () => inFlight)
+  const routeDeps: RouteDeps = {
+    ...deps,
+    registry: timedRegistry(deps.registry, metrics.registrySeconds),
+    metrics,
+    limits: createLimitChecks(deps.config),
+    forwardedTo: new Set(),
+  }
+  const pruner = setInterval(() => {
+    deps.registry.liveNodes().then(
+      (nodes) => pruneEdgeSeries(metrics.forwardSeconds, new Set(nodes.map((n) => n.url)), routeDeps.forwardedTo),
+      () => undefined, // the registry is down: prune next time
+    )
+  }, PRUNE_EVERY_MS)
+  pruner.unref()
+  app.addHook('onClose', (_app, done) => {
+    clearInterval(pruner)
+    done()
+  })
 
   // Every body is JSON, whatever Content-Type the backend sent (curl -d sends a form type).
   app.removeAllContentTypeParsers()
@@ -60,10 +98,12 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     isClosing = true
     done()
   })
-  app.addHook('onSend', (_req, reply, payload, done) => {
+  app.addHook('onSend', (req, reply, payload, done) => {
+    void reply.header('x-request-id', req.id)
     if (isClosing) void reply.header('connection', 'close')
     done(null, payload)
   })
+
 
   // Deny by default, decided on the route fastify matched (it decodes percent-escapes and
   // absolute-form targets): only the probes are public, unknown paths need a key too.
@@ -95,6 +135,8 @@ export function buildApp(deps: AppDeps): FastifyInstance {
 }
 
 const PUBLIC_ROUTES = new Set(['/healthz', '/readyz', '/metrics'])
+/** Request ids kept from X-Request-Id: short, and safe in logs and in a comma-separated header. */
+const REQUEST_ID = /^[\w.:@/+=-]{1,128}$/
 
 /** How much of an over-limit body is read and discarded before answering 413 (see drainRequest). */
 const DRAIN_MAX_BYTES = 16 * 1024 * 1024

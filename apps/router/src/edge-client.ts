@@ -2,6 +2,7 @@ import { Agent, request } from 'undici'
 import { Circuits } from './circuit.js'
 import type { z } from 'zod'
 import {
+  REQUEST_IDS,
   BroadcastResult,
   DeliveriesResult,
   DisconnectResult,
@@ -12,10 +13,11 @@ import {
 } from '@switchboard/protocol'
 
 /** Router -> edge calls. Each rejects on timeout, refusal, a non-200 answer or a malformed one. */
+/** `requestId` travels to the edge (X-Request-Id, or X-Request-Ids for a coalesced call) for its logs. */
 export interface EdgeClient {
-  deliver(edgeUrl: string, frame: string, to: readonly string[]): Promise<DeliveryResult>
-  broadcast(edgeUrl: string, frame: string): Promise<BroadcastResult>
-  disconnect(edgeUrl: string, request: InternalDisconnect): Promise<DisconnectResult>
+  deliver(edgeUrl: string, frame: string, to: readonly string[], requestId?: string): Promise<DeliveryResult>
+  broadcast(edgeUrl: string, frame: string, requestId?: string): Promise<BroadcastResult>
+  disconnect(edgeUrl: string, request: InternalDisconnect, requestId?: string): Promise<DisconnectResult>
   close(): Promise<void>
 }
 
@@ -32,6 +34,7 @@ export interface HttpEdgeClientOptions {
 /** A push waiting for its edge's next delivery call. */
 interface Pending {
   body: string
+  requestId: string
   resolve(result: DeliveryResult): void
   reject(err: unknown): void
 }
@@ -75,10 +78,10 @@ export class HttpEdgeClient implements EdgeClient {
     this.#callsPerEdge = options.callsPerEdge ?? 2
   }
 
-  deliver(edgeUrl: string, frame: string, to: readonly string[]): Promise<DeliveryResult> {
+  deliver(edgeUrl: string, frame: string, to: readonly string[], requestId = '-'): Promise<DeliveryResult> {
     let lane = this.#lanes.get(edgeUrl)
     if (!lane) this.#lanes.set(edgeUrl, (lane = { inFlight: 0, waiting: [] }))
-    const result = new Promise<DeliveryResult>((resolve, reject) => lane.waiting.push({ body: encodeDelivery(frame, to), resolve, reject }))
+    const result = new Promise<DeliveryResult>((resolve, reject) => lane.waiting.push({ body: encodeDelivery(frame, to), requestId, resolve, reject }))
     if (lane.inFlight < this.#callsPerEdge) this.#call(edgeUrl, lane)
     return result
   }
@@ -90,7 +93,8 @@ export class HttpEdgeClient implements EdgeClient {
     while (count < lane.waiting.length && (count === 0 || bytes + lane.waiting[count]!.body.length <= MAX_CALL_BYTES)) bytes += lane.waiting[count++]!.body.length
     const batch = lane.waiting.splice(0, count)
     lane.inFlight++
-    void this.#post(edgeUrl, internalRoutes.deliveries, batch.map((p) => p.body).join('\n'), DeliveriesResult)
+    const requestIds = { [REQUEST_IDS]: batch.map((p) => p.requestId).join(',') }
+    void this.#post(edgeUrl, internalRoutes.deliveries, batch.map((p) => p.body).join('\n'), DeliveriesResult, requestIds)
       .then(({ results }) => {
         if (results.length !== batch.length) throw new EdgeCallError(`edge answered ${results.length} results for ${batch.length} deliveries`)
         batch.forEach((p, i) => p.resolve(results[i]!))
@@ -103,12 +107,12 @@ export class HttpEdgeClient implements EdgeClient {
       })
   }
 
-  broadcast(edgeUrl: string, frame: string): Promise<BroadcastResult> {
-    return this.#post(edgeUrl, internalRoutes.broadcast, frame, BroadcastResult)
+  broadcast(edgeUrl: string, frame: string, requestId = '-'): Promise<BroadcastResult> {
+    return this.#post(edgeUrl, internalRoutes.broadcast, frame, BroadcastResult, { [REQUEST_IDS]: requestId })
   }
 
-  disconnect(edgeUrl: string, body: InternalDisconnect): Promise<DisconnectResult> {
-    return this.#post(edgeUrl, internalRoutes.disconnect, JSON.stringify(body), DisconnectResult)
+  disconnect(edgeUrl: string, body: InternalDisconnect, requestId = '-'): Promise<DisconnectResult> {
+    return this.#post(edgeUrl, internalRoutes.disconnect, JSON.stringify(body), DisconnectResult, { [REQUEST_IDS]: requestId })
   }
 
   close(): Promise<void> {
@@ -116,10 +120,10 @@ export class HttpEdgeClient implements EdgeClient {
   }
 
   /** One call to one edge, through that edge's circuit (keyed by its URL). */
-  async #post<S extends z.ZodType>(edge: string, route: string, body: string, schema: S): Promise<z.output<S>> {
+  async #post<S extends z.ZodType>(edge: string, route: string, body: string, schema: S, headers: Record<string, string>): Promise<z.output<S>> {
     if (!this.#circuits.allow(edge)) throw new EdgeCallError('edge skipped: it keeps failing')
     try {
-      const answer = await this.#send(edge + route, body, schema)
+      const answer = await this.#send(edge + route, body, schema, headers)
       this.#circuits.succeeded(edge)
       return answer
     } catch (err) {
@@ -128,11 +132,11 @@ export class HttpEdgeClient implements EdgeClient {
     }
   }
 
-  async #send<S extends z.ZodType>(url: string, body: string, schema: S): Promise<z.output<S>> {
+  async #send<S extends z.ZodType>(url: string, body: string, schema: S, headers: Record<string, string>): Promise<z.output<S>> {
     const res = await request(url, {
       method: 'POST',
       body,
-      headers: this.#headers,
+      headers: { ...this.#headers, ...headers },
       dispatcher: this.#agent,
       signal: AbortSignal.timeout(this.options.timeoutMs),
     })

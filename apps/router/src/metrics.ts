@@ -1,6 +1,9 @@
-import { Counter, Histogram, collectDefaultMetrics, type Registry as PromRegistry } from 'prom-client'
+import { Counter, Gauge, Histogram, collectDefaultMetrics, type Registry as PromRegistry } from 'prom-client'
+import type { Registry } from '@switchboard/registry'
 
-export function createRouterMetrics(registry: PromRegistry) {
+const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5]
+
+export function createRouterMetrics(registry: PromRegistry, inFlight: () => number) {
   collectDefaultMetrics({ register: registry })
   return {
     pushes: new Counter({
@@ -16,10 +19,36 @@ export function createRouterMetrics(registry: PromRegistry) {
     }),
     forwardSeconds: new Histogram({
       name: 'router_forward_seconds',
-      help: 'Duration of router -> edge calls, by outcome (ok, error).',
-      labelNames: ['result'] as const,
-      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+      help: 'Duration of router -> edge delivery calls, per push, by edge (its internal URL) and outcome (ok, error).',
+      labelNames: ['edge', 'result'] as const,
+      buckets: LATENCY_BUCKETS,
       registers: [registry],
+    }),
+    registrySeconds: new Histogram({
+      name: 'router_registry_seconds',
+      help: 'Duration of registry reads by operation (locate, live_nodes) and outcome (ok, error).',
+      labelNames: ['op', 'result'] as const,
+      buckets: LATENCY_BUCKETS,
+      registers: [registry],
+    }),
+    presenceQueries: new Counter({
+      name: 'router_presence_queries_total',
+      help: 'Presence requests by kind (single, batch).',
+      labelNames: ['kind'] as const,
+      registers: [registry],
+    }),
+    presenceUsers: new Counter({
+      name: 'router_presence_users_total',
+      help: 'User ids looked up by presence requests.',
+      registers: [registry],
+    }),
+    inFlight: new Gauge({
+      name: 'router_requests_in_flight',
+      help: 'HTTP requests received and not yet answered.',
+      registers: [registry],
+      collect() {
+        this.set(inFlight())
+      },
     }),
     registryErrors: new Counter({
       name: 'router_registry_errors_total',
@@ -29,3 +58,39 @@ export function createRouterMetrics(registry: PromRegistry) {
   }
 }
 export type RouterMetrics = ReturnType<typeof createRouterMetrics>
+
+/** The registry reads the routes make, each timed in router_registry_seconds. */
+export type TimedRegistry = Pick<Registry, 'locate' | 'liveNodes'>
+
+export function timedRegistry(registry: Registry, seconds: RouterMetrics['registrySeconds']): TimedRegistry {
+  const timed =
+    <A extends unknown[], T>(op: string, call: (...args: A) => Promise<T>) =>
+    async (...args: A): Promise<T> => {
+      const stop = seconds.startTimer({ op })
+      try {
+        const value = await call(...args)
+        stop({ result: 'ok' })
+        return value
+      } catch (err) {
+        stop({ result: 'error' })
+        throw err
+      }
+    }
+  return {
+    locate: timed('locate', (userIds) => registry.locate(userIds)),
+    liveNodes: timed('live_nodes', () => registry.liveNodes()),
+  }
+}
+
+/**
+ * Drops the per-edge forward series of edges that left, so label sets do not pile up as
+ * edges come and go (every deploy brings new ones).
+ */
+export function pruneEdgeSeries(forwardSeconds: RouterMetrics['forwardSeconds'], liveUrls: ReadonlySet<string>, seen: Set<string>): void {
+  for (const url of seen) {
+    if (liveUrls.has(url)) continue
+    forwardSeconds.remove({ edge: url, result: 'ok' })
+    forwardSeconds.remove({ edge: url, result: 'error' })
+    seen.delete(url)
+  }
+}

@@ -20,6 +20,12 @@ export const internalRoutes = {
   disconnect: '/internal/disconnect',
 } as const
 
+/**
+ * Router -> edge header: the request ids of the pushes a call carries, comma-separated in
+ * delivery order (one for a broadcast or disconnect). For logs only: edges never trust it.
+ */
+export const REQUEST_IDS = 'x-request-ids'
+
 export function encodeDelivery(frame: string, to: readonly string[]): string {
   return `${frame}\n${JSON.stringify(to)}`
 }

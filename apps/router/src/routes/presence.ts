@@ -11,11 +11,15 @@ import {
 import type { RouteDeps } from '../app.js'
 
 export const presenceRoutes = (deps: RouteDeps) => async (app: FastifyInstance) => {
-  const { registry, edges, log } = deps
+  const { registry, edges, metrics } = deps
+  const singleQueries = metrics.presenceQueries.labels('single')
+  const batchQueries = metrics.presenceQueries.labels('batch')
 
   app.get('/v1/presence/:userId', async (req): Promise<PresenceResponse> => {
     const { userId } = parseOrThrow(PresenceParams, req.params, 'userId')
     deps.limits.userId('userId', userId)
+    singleQueries.inc()
+    metrics.presenceUsers.inc()
     const conns = (await registry.locate([userId])).get(userId) ?? []
     return {
       userId,
@@ -28,6 +32,8 @@ export const presenceRoutes = (deps: RouteDeps) => async (app: FastifyInstance) 
     const { userIds } = parseOrThrow(PresenceQuery, req.body)
     deps.limits.presenceBatch(userIds)
     const unique = [...new Set(userIds)]
+    batchQueries.inc()
+    metrics.presenceUsers.inc(unique.length)
     const found = await registry.locate(unique)
     return { online: unique.filter((u) => found.has(u)), offline: unique.filter((u) => !found.has(u)) }
   })
@@ -38,9 +44,9 @@ export const presenceRoutes = (deps: RouteDeps) => async (app: FastifyInstance) 
     const urls = new Set((await registry.locate([userId])).get(userId)?.map((c) => c.url))
     const answers = await Promise.all(
       [...urls].map((url) =>
-        edges.disconnect(url, reason === undefined ? { userId } : { userId, reason }).catch((err: unknown) => {
+        edges.disconnect(url, reason === undefined ? { userId } : { userId, reason }, req.id).catch((err: unknown) => {
           // That edge's sockets stay open; its lease lapses if it is dead. Report what was closed.
-          log.warn({ err, edge: url }, 'disconnect call failed')
+          req.log.warn({ err, edge: url }, 'disconnect call failed')
           return { closed: 0 }
         }),
       ),

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto'
-import type { FastifyInstance } from 'fastify'
+import type { FastifyInstance, FastifyRequest } from 'fastify'
 import {
   BroadcastRequest,
   PushRequest,
@@ -16,19 +16,20 @@ type Result = (typeof RESULTS)[number]
 type Counter = { inc(n: number): void }
 
 export const pushRoutes = (deps: RouteDeps) => async (app: FastifyInstance) => {
-  const { registry, edges, metrics, log } = deps
+  const { registry, edges, metrics, log, forwardedTo } = deps
   const recipientsBy = Object.fromEntries(RESULTS.map((r) => [r, metrics.recipients.labels(r)])) as Record<Result, Counter>
 
-  /** Calls `call` on one edge; a failure is logged and counted, never thrown. */
-  async function forward<T>(url: string, call: () => Promise<T>): Promise<T | undefined> {
-    const stop = metrics.forwardSeconds.startTimer()
+  /** Calls `call` on one edge; a failure is logged (with the request's id) and counted, never thrown. */
+  async function forward<T>(req: FastifyRequest, url: string, call: () => Promise<T>): Promise<T | undefined> {
+    forwardedTo.add(url)
+    const stop = metrics.forwardSeconds.startTimer({ edge: url })
     try {
       const answer = await call()
       stop({ result: 'ok' })
       return answer
     } catch (err) {
       stop({ result: 'error' })
-      log.warn({ err, edge: url }, 'edge call failed')
+      req.log.warn({ err, edge: url }, 'edge call failed')
       return undefined
     }
   }
@@ -43,13 +44,16 @@ export const pushRoutes = (deps: RouteDeps) => async (app: FastifyInstance) => {
     const plan = planDelivery(recipients, await registry.locate([...recipients]))
     const outcomes = await Promise.all(
       [...plan.byEdge].map(async ([url, users]): Promise<EdgeOutcome> => {
-        const answer = await forward(url, () => edges.deliver(url, frame, users))
+        const answer = await forward(req, url, () => edges.deliver(url, frame, users, req.id))
         return answer ? { users, delivered: answer.delivered } : { users, failed: true }
       }),
     )
     const settled = settleDelivery(recipients, outcomes)
     metrics.pushes.inc()
     for (const result of RESULTS) if (settled[result].length > 0) recipientsBy[result].inc(settled[result].length)
+    if (log.isLevelEnabled('debug')) {
+      req.log.debug({ pushId: id, edges: plan.byEdge.size, delivered: settled.delivered.length, offline: settled.offline.length, failed: settled.failed.length }, 'push')
+    }
     return { id, ...settled }
   })
 
@@ -59,7 +63,7 @@ export const pushRoutes = (deps: RouteDeps) => async (app: FastifyInstance) => {
     const id = body.id ?? randomUUID()
     const frame = pushFrame(id, body.event, body.data, Date.now())
     const nodes = await registry.liveNodes()
-    const answers = await Promise.all(nodes.map((n) => forward(n.url, () => edges.broadcast(n.url, frame))))
+    const answers = await Promise.all(nodes.map((n) => forward(req, n.url, () => edges.broadcast(n.url, frame, req.id))))
     const reached = answers.filter((a) => a !== undefined)
     return { id, nodes: reached.length, connections: reached.reduce((sum, a) => sum + a.connections, 0) }
   })
