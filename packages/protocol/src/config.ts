@@ -91,32 +91,36 @@ function sharedSettings(e: SharedEnv) {
   }
 }
 
-export const EdgeEnv = z
-  .object({
-    ...Shared,
-    EDGE_HOST: z.string().min(1).default('0.0.0.0'),
-    EDGE_PORT: port(8080),
-    EDGE_INTERNAL_HOST: z.string().min(1).default('0.0.0.0'),
-    EDGE_INTERNAL_PORT: port(8081),
-    EDGE_NODE_ID: z.string().min(1).max(128).regex(/^[\w.-]+$/).optional(),
-    EDGE_ADVERTISE_URL: z.url({ protocol: /^https?$/ }).optional(),
-    EDGE_JWT_SECRET: secret(32).optional(),
-    EDGE_JWT_PUBLIC_KEY: publicKeyPem.optional(),
-    EDGE_JWT_JWKS_URL: z.url({ protocol: /^https?$/ }).optional(),
-    EDGE_JWT_ALGORITHMS: list.pipe(z.array(TokenAlgorithm).min(1)).optional(),
-    EDGE_JWT_ISSUER: z.string().min(1).optional(),
-    EDGE_JWT_AUDIENCE: z.string().min(1).optional(),
-    EDGE_JWT_CLOCK_TOLERANCE_S: z.coerce.number().int().min(0).max(300).default(5),
-    EDGE_ALLOWED_ORIGINS: list.default(['*']),
-    EDGE_DRAIN_MS: ms(10_000, 0),
-    EDGE_MAX_FRAME_BYTES: bytes(4_096),
-    EDGE_MAX_BACKPRESSURE_BYTES: bytes(1 << 20),
-    EDGE_IDLE_TIMEOUT_S: z.coerce.number().int().min(8).max(960).default(120),
-    EDGE_MAX_HANDSHAKES_PER_IP_PER_S: z.coerce.number().int().min(0).max(100_000).default(0),
-    EDGE_MAX_FRAMES_PER_S: z.coerce.number().int().min(1).max(10_000).default(20),
-    EDGE_MAX_CONNECTIONS_PER_USER: z.coerce.number().int().min(1).max(64).default(16),
-    EDGE_SESSION_POLICY: z.enum(['multi', 'single']).default('multi'),
-  })
+const EdgeEnvShape = z.object({
+  ...Shared,
+  EDGE_HOST: z.string().min(1).default('0.0.0.0'),
+  EDGE_PORT: port(8080),
+  EDGE_INTERNAL_HOST: z.string().min(1).default('0.0.0.0'),
+  EDGE_INTERNAL_PORT: port(8081),
+  EDGE_NODE_ID: z.string().min(1).max(128).regex(/^[\w.-]+$/).optional(),
+  EDGE_ADVERTISE_URL: z.url({ protocol: /^https?$/ }).optional(),
+  EDGE_JWT_SECRET: secret(32).optional(),
+  EDGE_JWT_PUBLIC_KEY: publicKeyPem.optional(),
+  EDGE_JWT_JWKS_URL: z.url({ protocol: /^https?$/ }).optional(),
+  EDGE_JWT_ALGORITHMS: list.pipe(z.array(TokenAlgorithm).min(1)).optional(),
+  EDGE_JWT_ISSUER: z.string().min(1).optional(),
+  EDGE_JWT_AUDIENCE: z.string().min(1).optional(),
+  EDGE_JWT_CLOCK_TOLERANCE_S: z.coerce.number().int().min(0).max(300).default(5),
+  EDGE_ALLOWED_ORIGINS: list.default(['*']),
+  EDGE_DRAIN_MS: ms(10_000, 0),
+  EDGE_MAX_FRAME_BYTES: bytes(4_096),
+  EDGE_MAX_BACKPRESSURE_BYTES: bytes(1 << 20),
+  EDGE_IDLE_TIMEOUT_S: z.coerce.number().int().min(8).max(960).default(120),
+  EDGE_MAX_HANDSHAKES_PER_IP_PER_S: z.coerce.number().int().min(0).max(100_000).default(0),
+  EDGE_MAX_FRAMES_PER_S: z.coerce.number().int().min(1).max(10_000).default(20),
+  EDGE_MAX_CONNECTIONS_PER_USER: z.coerce.number().int().min(1).max(64).default(16),
+  EDGE_SESSION_POLICY: z.enum(['multi', 'single']).default('multi'),
+})
+
+/** Every variable the edge reads (anything else in its environment is ignored). */
+export const EDGE_ENV_NAMES: readonly string[] = Object.keys(EdgeEnvShape.shape)
+
+export const EdgeEnv = EdgeEnvShape
   .refine(hasOneRedisTarget, ONE_REDIS_TARGET)
   .refine((e) => e.EDGE_JWT_SECRET || e.EDGE_JWT_PUBLIC_KEY || e.EDGE_JWT_JWKS_URL, {
     path: ['EDGE_JWT_SECRET'],
@@ -164,20 +168,24 @@ function defaultAlgorithms(secret?: string, publicKeyPem?: string, jwksUrl?: str
   return [...new Set(algs)]
 }
 
-export const RouterEnv = z
-  .object({
-    ...Shared,
-    ROUTER_HOST: z.string().min(1).default('0.0.0.0'),
-    ROUTER_PORT: port(3000),
-    ROUTER_API_KEYS: list.pipe(z.array(secret(16)).min(1, 'needs at least one key')),
-    ROUTER_FORWARD_TIMEOUT_MS: ms(2_000, 10),
-    ROUTER_BODY_LIMIT_BYTES: bytes(1 << 20),
-    ROUTER_MAX_RECIPIENTS: z.coerce.number().int().min(1).max(10_000).default(10_000),
-    ROUTER_MAX_PRESENCE_BATCH: z.coerce.number().int().min(1).max(10_000).default(10_000),
-    ROUTER_MAX_USER_ID_LENGTH: z.coerce.number().int().min(1).max(256).default(256),
-    ROUTER_MAX_EVENT_LENGTH: z.coerce.number().int().min(1).max(256).default(256),
-    REGISTRY_REAP_GRACE_MS: ms(30_000, 0),
-  })
+const RouterEnvShape = z.object({
+  ...Shared,
+  ROUTER_HOST: z.string().min(1).default('0.0.0.0'),
+  ROUTER_PORT: port(3000),
+  ROUTER_API_KEYS: list.pipe(z.array(secret(16)).min(1, 'needs at least one key')),
+  ROUTER_FORWARD_TIMEOUT_MS: ms(2_000, 10),
+  ROUTER_BODY_LIMIT_BYTES: bytes(1 << 20),
+  ROUTER_MAX_RECIPIENTS: z.coerce.number().int().min(1).max(10_000).default(10_000),
+  ROUTER_MAX_PRESENCE_BATCH: z.coerce.number().int().min(1).max(10_000).default(10_000),
+  ROUTER_MAX_USER_ID_LENGTH: z.coerce.number().int().min(1).max(256).default(256),
+  ROUTER_MAX_EVENT_LENGTH: z.coerce.number().int().min(1).max(256).default(256),
+  REGISTRY_REAP_GRACE_MS: ms(30_000, 0),
+})
+
+/** Every variable the router reads (anything else in its environment is ignored). */
+export const ROUTER_ENV_NAMES: readonly string[] = Object.keys(RouterEnvShape.shape)
+
+export const RouterEnv = RouterEnvShape
   .refine(hasOneRedisTarget, ONE_REDIS_TARGET)
   .transform((e) => ({
     ...sharedSettings(e),
