@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { createWriteStream } from 'node:fs'
+import { createWriteStream, mkdtempSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import { basename, dirname, join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
@@ -314,4 +315,31 @@ export async function startCluster(t: TestScope, opts: ClusterOptions = {}): Pro
     Promise.all(Array.from({ length: opts.edges ?? 2 }, () => addEdge(t))),
   ])
   return { redis, prefix, leaseTtlMs, edges, router, api: api(router.url, secrets.apiKeys[0]), addEdge }
+}
+
+export interface LocalRun {
+  proc: ChildProcess
+  exited: Promise<number | null>
+  /** Everything printed up to the banner's last line. */
+  out: string
+  /** The session file it writes for the CLI (its own, not the repository's). */
+  session: string
+}
+
+/** Starts `npm start` or `npm run cluster` (their dist scripts) and resolves once the banner is out. */
+export async function launchLocal(t: TestScope, script: 'main' | 'cluster', args: string[], env: Record<string, string>): Promise<LocalRun> {
+  const session = join(mkdtempSync(join(tmpdir(), 'sb-local-')), 'local.json')
+  const main = fileURLToPath(new URL(`../../apps/local/dist/${script}.js`, import.meta.url))
+  const proc = spawn(process.execPath, [main, ...args], { env: { PATH: process.env.PATH ?? '', SWITCHBOARD_SESSION_FILE: session, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+  const exited = new Promise<number | null>((resolve) => proc.once('exit', resolve))
+  t.teardown(() => proc.kill('SIGKILL'))
+  let out = ''
+  proc.stdout!.on('data', (d) => (out += d))
+  proc.stderr!.on('data', (d) => (out += d))
+  const deadline = Date.now() + 30_000
+  while (!out.includes('Ctrl-C stops everything')) {
+    if (Date.now() > deadline || proc.exitCode !== null) throw new Error(`no banner:\n${out}`)
+    await new Promise((r) => setTimeout(r, 50))
+  }
+  return { proc, exited, out, session }
 }

@@ -1,13 +1,10 @@
 // `npm start` as the README tells a newcomer: both modes print a banner whose websocket URL,
 // token, API key and curl line really deliver a push, and Ctrl-C stops everything (exit 0).
-import { spawn } from 'node:child_process'
 import { createServer } from 'node:net'
-import { fileURLToPath } from 'node:url'
 import t from 'tap'
 import { connectClient } from '../helpers/clients.js'
-import { startRedis } from '../helpers/redis.js'
-
-const LAUNCHER = fileURLToPath(new URL('../../apps/local/dist/main.js', import.meta.url))
+import { launchLocal } from '../helpers/processes.js'
+import { startRedis, type TestScope } from '../helpers/redis.js'
 
 /** `count` consecutive free ports (processes mode uses EDGE_PORT, +1, +2, +3). */
 async function freePorts(count: number): Promise<number> {
@@ -25,20 +22,7 @@ async function freePorts(count: number): Promise<number> {
   }
 }
 
-async function launch(t: { teardown(fn: () => unknown): void }, env: Record<string, string>) {
-  const proc = spawn(process.execPath, [LAUNCHER], { env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
-  const exited = new Promise<number | null>((resolve) => proc.once('exit', resolve))
-  t.teardown(() => proc.kill('SIGKILL'))
-  let out = ''
-  proc.stdout.on('data', (d) => (out += d))
-  proc.stderr.on('data', (d) => (out += d))
-  const deadline = Date.now() + 20_000
-  while (!out.includes('Ctrl-C stops everything')) {
-    if (Date.now() > deadline || proc.exitCode !== null) throw new Error(`no banner:\n${out}`)
-    await new Promise((r) => setTimeout(r, 50))
-  }
-  return { proc, exited, out }
-}
+const launch = (t: TestScope, env: Record<string, string>) => launchLocal(t, 'main', [], env)
 
 async function pushThroughBanner(t: import("tap").Test, out: string) {
   const wsUrl = out.match(/(ws:\/\/\S+\/v1\/ws)\?token=(\S+)/)

@@ -6,6 +6,11 @@ import type { Launch } from './standalone.js'
 
 type Env = Record<string, string | undefined>
 
+/** The Redis target the environment names, for display; undefined without one. */
+export function redisOf(env: Env): string | undefined {
+  return env.REDIS_URL || env.REDIS_CLUSTER_NODES || (env.REDIS_SENTINELS ? `sentinels ${env.REDIS_SENTINELS}` : undefined)
+}
+
 const script = (app: string) => fileURLToPath(new URL(`../../../${app}/dist/main.js`, import.meta.url))
 /** pino's warn level: below it, child logs are kept quiet unless LOG_LEVEL was set. */
 const WARN = 40

@@ -1,5 +1,4 @@
 import { randomBytes } from 'node:crypto'
-import { SignJWT } from 'jose'
 
 export interface DevSecrets {
   jwtSecret: string
@@ -13,11 +12,4 @@ export function generateSecrets(): DevSecrets {
   return { jwtSecret: hex(32), apiKey: `sk_dev_${hex(16)}`, internalToken: hex(24) }
 }
 
-export function mintDevToken(jwtSecret: string, userId: string, expiresIn = '24h'): Promise<string> {
-  return new SignJWT({})
-    .setProtectedHeader({ alg: 'HS256' })
-    .setSubject(userId)
-    .setIssuedAt()
-    .setExpirationTime(expiresIn)
-    .sign(new TextEncoder().encode(jwtSecret))
-}
+export { mintDevToken } from '@switchboard/cli'

@@ -1,0 +1,38 @@
+import { chmodSync, mkdirSync, rmSync, writeFileSync } from 'node:fs'
+import { dirname } from 'node:path'
+import { sessionFile, type LocalSession } from '@switchboard/cli'
+import { banner } from './banner.js'
+import { mintDevToken, type DevSecrets } from './secrets.js'
+import type { Launch } from './standalone.js'
+
+/**
+ * Runs a launch the way both local commands do: Ctrl-C stops everything (even before it is
+ * up), the banner shows how to connect and push, and the session file is there while it runs.
+ */
+export async function runLocal(launch: Launch, secrets: DevSecrets, describe: (edges: number) => string, cleanup: () => Promise<void> = async () => {}): Promise<void> {
+  const file = sessionFile()
+  const stop = () =>
+    void launch
+      .stop()
+      .then(cleanup)
+      .finally(() => {
+        rmSync(file, { force: true })
+        process.exit(0)
+      })
+  process.once('SIGINT', stop)
+  process.once('SIGTERM', stop)
+  const userId = 'alice'
+  try {
+    const running = await launch.ready
+    mkdirSync(dirname(file), { recursive: true })
+    writeFileSync(file, JSON.stringify({ ...running, apiKey: secrets.apiKey, jwtSecret: secrets.jwtSecret, pid: process.pid } satisfies LocalSession), { mode: 0o600 })
+    chmodSync(file, 0o600)
+    const token = await mintDevToken(secrets.jwtSecret, userId)
+    process.stdout.write(banner({ mode: describe(running.wsUrls.length), ...running, apiKey: secrets.apiKey, userId, token }))
+  } catch (err) {
+    process.stderr.write(`switchboard: ${(err as Error).message}\n`)
+    await launch.stop()
+    await cleanup()
+    process.exit(1)
+  }
+}

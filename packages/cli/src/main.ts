@@ -1,0 +1,162 @@
+import { parseArgs } from 'node:util'
+import type { NodesResponse, PresenceQueryResponse, PresenceResponse, PushResponse } from '@switchboard/protocol'
+import { readSession, sessionFile } from './session.js'
+import { mintDevToken } from './token.js'
+
+type Env = Record<string, string | undefined>
+
+const USAGE = `usage: switchboard <command> [options]
+
+  token --user <id> [--ttl 24h]          mint a development client token (HS256)
+  push --to <id>[,<id>...] --event <name> [--data <json>] [--id <id>]
+  presence <id> [<id>...]                who is online, and where
+  nodes                                  live edges and their connections
+
+options:
+  --url <router URL>    or SWITCHBOARD_URL
+  --key <API key>       or SWITCHBOARD_API_KEY
+  --secret <JWT secret> or EDGE_JWT_SECRET (token only)
+  --json                print the router's answer as JSON
+
+Without them, the values of the local Switchboard that \`npm start\` or \`npm run cluster\`
+is running are used. Exit status: 0 done, 1 the request failed, 2 bad usage.`
+
+/** A mistake in the command line: exit 2 with the usage. */
+class UsageError extends Error {}
+/** A request that failed: exit 1. */
+class RequestError extends Error {}
+
+/** Runs one command; resolves with the exit status. Output goes to `out`, errors to `err`. */
+export async function main(argv: string[], env: Env, out = process.stdout, err = process.stderr): Promise<number> {
+  try {
+    const { values, positionals } = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      strict: true,
+      options: {
+        user: { type: 'string' },
+        ttl: { type: 'string', default: '24h' },
+        to: { type: 'string' },
+        event: { type: 'string' },
+        data: { type: 'string' },
+        id: { type: 'string' },
+        url: { type: 'string' },
+        key: { type: 'string' },
+        secret: { type: 'string' },
+        json: { type: 'boolean', default: false },
+        help: { type: 'boolean', short: 'h', default: false },
+      },
+    })
+    const [command, ...rest] = positionals
+    if (values.help || command === 'help') {
+      out.write(`${USAGE}\n`)
+      return 0
+    }
+    const session = () => readSession(sessionFile(env))
+    const print = (answer: unknown, text: () => string) => out.write(`${values.json ? JSON.stringify(answer) : text()}\n`)
+
+    switch (command) {
+      case 'token': {
+        if (!values.user) throw new UsageError('token needs --user <id>')
+        const secret = values.secret ?? env.EDGE_JWT_SECRET ?? session()?.jwtSecret
+        if (!secret) throw new UsageError('no JWT secret: pass --secret or set EDGE_JWT_SECRET (or start a local Switchboard)')
+        out.write(`${await mintDevToken(secret, values.user, values.ttl)}\n`)
+        return 0
+      }
+      case 'push': {
+        if (!values.to || !values.event) throw new UsageError('push needs --to <id>[,<id>...] and --event <name>')
+        const body = { to: values.to.split(',').map((s) => s.trim()).filter(Boolean), event: values.event, data: parseData(values.data), ...(values.id ? { id: values.id } : {}) }
+        const answer = await call<PushResponse>('POST', '/v1/push', body)
+        print(answer, () =>
+          [`push ${answer.id}`, `  delivered  ${list(answer.delivered)}`, `  offline    ${list(answer.offline)}`, `  failed     ${list(answer.failed)}`].join('\n'),
+        )
+        return 0
+      }
+      case 'presence': {
+        if (rest.length === 0) throw new UsageError('presence needs at least one user id')
+        if (rest.length === 1) {
+          const answer = await call<PresenceResponse>('GET', `/v1/presence/${encodeURIComponent(rest[0]!)}`)
+          print(answer, () => {
+            if (!answer.online) return `${answer.userId}  offline`
+            const conns = answer.connections.map((c) => `    ${c.connId} on ${c.nodeId} since ${new Date(c.since).toISOString()}`)
+            return [`${answer.userId}  online (${answer.connections.length} connection${answer.connections.length === 1 ? '' : 's'})`, ...conns].join('\n')
+          })
+        } else {
+          const answer = await call<PresenceQueryResponse>('POST', '/v1/presence/query', { userIds: rest })
+          print(answer, () => [...answer.online.map((u) => `${u}  online`), ...answer.offline.map((u) => `${u}  offline`)].join('\n'))
+        }
+        return 0
+      }
+      case 'nodes': {
+        const answer = await call<NodesResponse>('GET', '/v1/nodes')
+        print(answer, () => {
+          if (answer.nodes.length === 0) return 'no live edges'
+          const rows = answer.nodes.map((n) => [n.nodeId, String(n.connections), n.draining ? 'draining' : 'serving', new Date(n.startedAt).toISOString()])
+          return table([['node', 'connections', 'state', 'started'], ...rows])
+        })
+        return 0
+      }
+      case undefined:
+        throw new UsageError('no command given')
+      default:
+        throw new UsageError(`unknown command "${command}"`)
+    }
+
+    /** One call to the router; a non-2xx answer becomes a RequestError with its code and message. */
+    async function call<T>(method: string, path: string, body?: unknown): Promise<T> {
+      const local = values.url && values.key ? undefined : session()
+      const url = values.url ?? env.SWITCHBOARD_URL ?? local?.routerUrl
+      const key = values.key ?? env.SWITCHBOARD_API_KEY ?? local?.apiKey
+      if (!url || !key) throw new UsageError('no router: pass --url and --key, set SWITCHBOARD_URL and SWITCHBOARD_API_KEY, or start a local Switchboard')
+      let res: Response
+      try {
+        res = await fetch(new URL(path, url), {
+          method,
+          headers: { authorization: `Bearer ${key}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+          body: body === undefined ? undefined : JSON.stringify(body),
+          signal: AbortSignal.timeout(10_000),
+        })
+      } catch (e) {
+        throw new RequestError(`cannot reach the router at ${url}: ${((e as Error).cause as Error | undefined)?.message ?? (e as Error).message}`)
+      }
+      const text = await res.text()
+      let answer: unknown
+      try {
+        answer = JSON.parse(text)
+      } catch {
+        throw new RequestError(`the router answered ${res.status} with a body that is not JSON: ${text.slice(0, 200)}`)
+      }
+      if (!res.ok) {
+        const e = (answer as { error?: { code?: string; message?: string } }).error
+        throw new RequestError(`the router answered ${res.status} ${e?.code ?? ''}: ${e?.message ?? text.slice(0, 200)}`)
+      }
+      return answer as T
+    }
+  } catch (e) {
+    if (e instanceof RequestError) {
+      err.write(`switchboard: ${e.message}\n`)
+      return 1
+    }
+    // parseArgs reports unknown options and missing values with plain errors (code ERR_PARSE_ARGS_*).
+    const usage = e instanceof UsageError || (e as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')
+    if (!usage) throw e
+    err.write(`switchboard: ${(e as Error).message}\n\n${USAGE}\n`)
+    return 2
+  }
+}
+
+function parseData(data: string | undefined): unknown {
+  if (data === undefined) return null
+  try {
+    return JSON.parse(data)
+  } catch {
+    throw new UsageError(`--data must be JSON (e.g. '{"text":"hi"}'), not ${data}`)
+  }
+}
+
+const list = (ids: readonly string[]) => (ids.length > 0 ? ids.join(', ') : '-')
+
+function table(rows: string[][]): string {
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)))
+  return rows.map((r) => r.map((cell, i) => cell.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n')
+}
