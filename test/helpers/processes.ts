@@ -6,7 +6,7 @@ import { basename, dirname, join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 import { api, type Api } from './clients.js'
-import { startRedis, uniquePrefix, type TestRedis, type TestScope } from './redis.js'
+import { startRedis, startRedisCluster, uniquePrefix, type TestRedis, type TestRedisCluster, type TestScope } from './redis.js'
 
 export const EDGE_MAIN = fileURLToPath(new URL('../../apps/edge/dist/main.js', import.meta.url))
 export const ROUTER_MAIN = fileURLToPath(new URL('../../apps/router/dist/main.js', import.meta.url))
@@ -297,21 +297,29 @@ export interface Cluster {
   addEdge(t: TestScope, opts?: Omit<EdgeOptions, 'redisUrl' | 'prefix' | 'leaseTtlMs'>): Promise<Edge>
 }
 
-/** Redis, N edges and a router sharing one registry prefix; everything is torn down with `t`. */
+/**
+ * Redis, N edges and a router sharing one registry prefix; everything is torn down with `t`.
+ * With SWITCHBOARD_TEST_REDIS=cluster the registry is a 3-master Redis Cluster instead
+ * (test/integration/on-redis-cluster/ runs whole suites that way); `redis` then refuses to
+ * stop or restart, so only suites that never do run there.
+ */
 export async function startCluster(t: TestScope, opts: ClusterOptions = {}): Promise<Cluster> {
-  const redis = await startRedis(t)
+  const onCluster = process.env.SWITCHBOARD_TEST_REDIS === 'cluster'
+  const redis = onCluster ? clusterAsRedis(await startRedisCluster(t, 3)) : await startRedis(t)
+  const redisEnv = onCluster ? { REDIS_CLUSTER_NODES: redis.url } : {}
+  const redisUrl = onCluster ? '' : redis.url
   const prefix = uniquePrefix()
   const leaseTtlMs = opts.leaseTtlMs ?? 3_000
   const addEdge: Cluster['addEdge'] = (scope, edgeOpts = {}) =>
     startEdge(scope, {
       ...edgeOpts,
-      redisUrl: redis.url,
+      redisUrl,
       prefix,
       leaseTtlMs,
-      env: { ...opts.edgeEnv, ...edgeOpts.env },
+      env: { ...redisEnv, ...opts.edgeEnv, ...edgeOpts.env },
     })
   const [router, edges] = await Promise.all([
-    startRouter(t, { redisUrl: redis.url, prefix, leaseTtlMs, env: opts.routerEnv }),
+    startRouter(t, { redisUrl, prefix, leaseTtlMs, env: { ...redisEnv, ...opts.routerEnv } }),
     Promise.all(Array.from({ length: opts.edges ?? 2 }, () => addEdge(t))),
   ])
   return { redis, prefix, leaseTtlMs, edges, router, api: api(router.url, secrets.apiKeys[0]), addEdge }
@@ -342,4 +350,10 @@ export async function launchLocal(t: TestScope, script: 'main' | 'cluster', args
     await new Promise((r) => setTimeout(r, 50))
   }
   return { proc, exited, out, session }
+}
+
+/** A Redis Cluster in the shape suites expect of one Redis: `url` holds the seed nodes. */
+function clusterAsRedis(cluster: TestRedisCluster): TestRedis {
+  const refuse = () => Promise.reject(new Error('this suite stops or restarts Redis: run it on a single Redis, not SWITCHBOARD_TEST_REDIS=cluster'))
+  return { url: cluster.nodes, port: cluster.ports[0]!, stop: refuse, start: refuse, restart: refuse }
 }
