@@ -159,6 +159,40 @@ export async function startRedis(t: TestScope): Promise<TestRedis> {
   }
 }
 
+export interface RedisProcessHandle {
+  readonly port: number
+  kill(signal: NodeJS.Signals): void
+}
+
+/**
+ * Servers of one topology in one temporary folder, all killed and the folder removed when
+ * the test ends. `start` takes the server's arguments for its port (or, with `raw`, its
+ * whole command line) and retries on another port if one was taken in between.
+ */
+function serverGroup(t: TestScope, name: string) {
+  const dir = mkdtempSync(join(tmpdir(), `sb-${name}-`))
+  const servers: RedisProcess[] = []
+  t.teardown(async () => {
+    for (const s of servers) s.proc.kill('SIGKILL')
+    await Promise.all(servers.map((s) => s.exited))
+    rmSync(dir, { recursive: true, force: true })
+  })
+  const start = async (args: (port: number) => string[], raw = false): Promise<RedisProcessHandle> => {
+    for (let attempt = 1; ; attempt++) {
+      const port = await freePort()
+      const server = raw ? spawnRedisWith(args(port)) : spawnRedis(port, args(port))
+      try {
+        await waitReady(server, port)
+        servers.push(server)
+        return { port, kill: (signal) => server.proc.kill(signal) }
+      } catch (err) {
+        if (attempt >= 3) throw err
+      }
+    }
+  }
+  return { dir, start }
+}
+
 export interface TestRedisCluster {
   /** `127.0.0.1:<port>,...`, as REDIS_CLUSTER_NODES takes it. */
   readonly nodes: string
@@ -174,28 +208,11 @@ const SLOTS = 16_384
  * knows every other. The test's teardown kills the servers and removes their files.
  */
 export async function startRedisCluster(t: TestScope, masters = 3): Promise<TestRedisCluster> {
-  const dir = mkdtempSync(join(tmpdir(), 'sb-cluster-'))
-  const servers: RedisProcess[] = []
-  t.teardown(async () => {
-    for (const s of servers) s.proc.kill('SIGKILL')
-    await Promise.all(servers.map((s) => s.exited))
-    rmSync(dir, { recursive: true, force: true })
-  })
+  const { dir, start } = serverGroup(t, 'cluster')
   const ports: number[] = []
   for (let i = 0; i < masters; i++) {
-    // A port taken between probe and bind shows as an early exit: try another.
-    for (let attempt = 1; ; attempt++) {
-      const port = await freePort()
-      const server = spawnRedis(port, ['--cluster-enabled', 'yes', '--cluster-config-file', join(dir, `nodes-${port}.conf`), '--dir', dir])
-      try {
-        await waitReady(server, port)
-        servers.push(server)
-        ports.push(port)
-        break
-      } catch (err) {
-        if (attempt >= 3) throw err
-      }
-    }
+    const node = await start((port) => ['--cluster-enabled', 'yes', '--cluster-config-file', join(dir, `nodes-${port}.conf`), '--dir', dir])
+    ports.push(node.port)
   }
 
   const admins = ports.map((port) => new Redis({ host: '127.0.0.1', port, lazyConnect: true, maxRetriesPerRequest: 0 }))
@@ -231,31 +248,12 @@ export interface TestRedisSentinel {
   masterPort(): Promise<number>
 }
 
-export interface RedisProcessHandle {
-  readonly port: number
-  kill(signal: NodeJS.Signals): void
-}
-
 /**
  * A master, one replica of it and one Sentinel (quorum 1, down after 1 s) on free ports.
  * Resolves once the replica is in sync and Sentinel knows it, so a failover can promote it.
  */
 export async function startRedisSentinel(t: TestScope): Promise<TestRedisSentinel> {
-  const dir = mkdtempSync(join(tmpdir(), 'sb-sentinel-'))
-  const servers: RedisProcess[] = []
-  t.teardown(async () => {
-    for (const s of servers) s.proc.kill('SIGKILL')
-    await Promise.all(servers.map((s) => s.exited))
-    rmSync(dir, { recursive: true, force: true })
-  })
-  /** `sentinel`: `args` is the whole command line, else extra server arguments. */
-  const start = async (args: (port: number) => string[], sentinel = false) => {
-    const port = await freePort()
-    const server = sentinel ? spawnRedisWith(args(port)) : spawnRedis(port, args(port))
-    servers.push(server)
-    await waitReady(server, port)
-    return { port, kill: (signal: NodeJS.Signals) => server.proc.kill(signal) }
-  }
+  const { dir, start } = serverGroup(t, 'sentinel')
   const name = 'sbmaster'
   // In the test's own folder: a replica keeps the snapshot it syncs from as dump.rdb.
   const master = await start(() => ['--dir', dir])
