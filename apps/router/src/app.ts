@@ -9,7 +9,7 @@ import type { Registry } from '@switchboard/registry'
 import type { RouterConfig } from './config.js'
 import type { EdgeClient } from './edge-client.js'
 import { createLimitChecks, type ApiLimits, type LimitChecks } from './limits.js'
-import { createRouterMetrics, pruneEdgeSeries, timedRegistry, type RouterMetrics, type TimedRegistry } from './metrics.js'
+import { createRouterMetrics, timedRegistry, type RouterMetrics, type TimedRegistry } from './metrics.js'
 import { healthRoutes } from './routes/health.js'
 import { nodeRoutes } from './routes/nodes.js'
 import { presenceRoutes } from './routes/presence.js'
@@ -28,8 +28,6 @@ export interface RouteDeps extends Omit<AppDeps, 'registry'> {
   registry: TimedRegistry
   metrics: RouterMetrics
   limits: LimitChecks
-  /** Edge URLs with forward series, for pruning those of edges that left. */
-  forwardedTo: Set<string>
 }
 
 /** How often the per-edge series of edges that left are dropped. */
@@ -72,11 +70,10 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     registry: timedRegistry(deps.registry, metrics.registrySeconds),
     metrics,
     limits: createLimitChecks(deps.config),
-    forwardedTo: new Set(),
   }
   const pruner = setInterval(() => {
     deps.registry.liveNodes().then(
-      (nodes) => pruneEdgeSeries(metrics.forwardSeconds, new Set(nodes.map((n) => n.url)), routeDeps.forwardedTo),
+      (nodes) => metrics.forward.prune(new Set(nodes.map((n) => n.url))),
       () => undefined, // the registry is down: prune next time
     )
   }, PRUNE_EVERY_MS)
@@ -103,7 +100,6 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     if (isClosing) void reply.header('connection', 'close')
     done(null, payload)
   })
-
 
   // Deny by default, decided on the route fastify matched (it decodes percent-escapes and
   // absolute-form targets): only the probes are public, unknown paths need a key too.

@@ -17,13 +17,15 @@ export function createRouterMetrics(registry: PromRegistry, inFlight: () => numb
       labelNames: ['result'] as const,
       registers: [registry],
     }),
-    forwardSeconds: new Histogram({
-      name: 'router_forward_seconds',
-      help: 'Duration of router -> edge delivery calls, per push, by edge (its internal URL) and outcome (ok, error).',
-      labelNames: ['edge', 'result'] as const,
-      buckets: LATENCY_BUCKETS,
-      registers: [registry],
-    }),
+    forward: perEdgeTimer(
+      new Histogram({
+        name: 'router_forward_seconds',
+        help: 'Duration of router -> edge delivery calls, per push, by edge (its internal URL) and outcome (ok, error).',
+        labelNames: ['edge', 'result'] as const,
+        buckets: LATENCY_BUCKETS,
+        registers: [registry],
+      }),
+    ),
     registrySeconds: new Histogram({
       name: 'router_registry_seconds',
       help: 'Duration of registry reads by operation (locate, live_nodes) and outcome (ok, error).',
@@ -83,14 +85,24 @@ export function timedRegistry(registry: Registry, seconds: RouterMetrics['regist
 }
 
 /**
- * Drops the per-edge forward series of edges that left, so label sets do not pile up as
- * edges come and go (every deploy brings new ones).
+ * Times router -> edge calls in router_forward_seconds by edge, and drops the series of
+ * edges that left (`prune`), so label sets do not pile up as edges come and go (every deploy
+ * brings new ones).
  */
-export function pruneEdgeSeries(forwardSeconds: RouterMetrics['forwardSeconds'], liveUrls: ReadonlySet<string>, seen: Set<string>): void {
-  for (const url of seen) {
-    if (liveUrls.has(url)) continue
-    forwardSeconds.remove({ edge: url, result: 'ok' })
-    forwardSeconds.remove({ edge: url, result: 'error' })
-    seen.delete(url)
+function perEdgeTimer(histogram: Histogram<'edge' | 'result'>) {
+  const seen = new Set<string>()
+  return {
+    start(edge: string) {
+      seen.add(edge)
+      return histogram.startTimer({ edge })
+    },
+    prune(liveEdges: ReadonlySet<string>) {
+      for (const edge of seen) {
+        if (liveEdges.has(edge)) continue
+        histogram.remove({ edge, result: 'ok' })
+        histogram.remove({ edge, result: 'error' })
+        seen.delete(edge)
+      }
+    },
   }
 }

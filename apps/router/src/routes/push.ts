@@ -16,13 +16,12 @@ type Result = (typeof RESULTS)[number]
 type Counter = { inc(n: number): void }
 
 export const pushRoutes = (deps: RouteDeps) => async (app: FastifyInstance) => {
-  const { registry, edges, metrics, log, forwardedTo } = deps
+  const { registry, edges, metrics, log } = deps
   const recipientsBy = Object.fromEntries(RESULTS.map((r) => [r, metrics.recipients.labels(r)])) as Record<Result, Counter>
 
   /** Calls `call` on one edge; a failure is logged (with the request's id) and counted, never thrown. */
   async function forward<T>(req: FastifyRequest, url: string, call: () => Promise<T>): Promise<T | undefined> {
-    forwardedTo.add(url)
-    const stop = metrics.forwardSeconds.startTimer({ edge: url })
+    const stop = metrics.forward.start(url)
     try {
       const answer = await call()
       stop({ result: 'ok' })
