@@ -49,6 +49,26 @@ export async function freePort(): Promise<number> {
   return address.port
 }
 
+/**
+ * The first of `count` consecutive ports that were free a moment ago, for services that
+ * take a base port and count up from it (local edges use EDGE_PORT, +1, +2, ...). Drawn below
+ * Linux's ephemeral range (32768+), where outgoing connections would take them.
+ */
+export async function freePortRange(count: number): Promise<number> {
+  for (;;) {
+    const base = 10_000 + 2 * Math.floor(Math.random() * 10_000)
+    const servers = await Promise.all(
+      Array.from({ length: count }, (_, i) =>
+        new Promise<ReturnType<typeof createServer> | undefined>((resolve) => {
+          const s = createServer().once('error', () => resolve(undefined)).listen(base + i, '127.0.0.1', () => resolve(s))
+        }),
+      ),
+    )
+    await Promise.all(servers.map((s) => s && new Promise((r) => s.close(r))))
+    if (servers.every(Boolean)) return base
+  }
+}
+
 /** One raw RESP PING; resolves true when the server answers +PONG. */
 function ping(port: number, timeoutMs = 500): Promise<boolean> {
   return new Promise((resolve) => {

@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url'
 import t from 'tap'
 import { connectClient } from '../helpers/clients.js'
 import { launchLocal, startCluster, testSecrets, type Edge } from '../helpers/processes.js'
-import { freePort } from '../helpers/redis.js'
+import { freePort, freePortRange } from '../helpers/redis.js'
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url))
 const CLI = join(ROOT, 'packages/cli/bin/switchboard.js')
@@ -78,7 +78,7 @@ t.test('bad usage exits 2 with the usage text', async (t) => {
 })
 
 t.test('npm run cluster -- --edges 3: its own Redis, three edges, found by the CLI without flags', async (t) => {
-  const [routerPort, edgePort] = [await freePort(), 30_000 + 2 * Math.floor(Math.random() * 5_000)]
+  const [routerPort, edgePort] = [await freePort(), await freePortRange(6)]
   const { proc, exited, out, session } = await launchLocal(t, 'cluster', ['--edges', '3'], { ROUTER_PORT: String(routerPort), EDGE_PORT: String(edgePort) })
   t.match(out, /router \+ 3 edges against redis:\/\/127\.0\.0\.1:\d+ \(started for this run\)/)
   const redisPort = Number(/redis:\/\/127\.0\.0\.1:(\d+)/.exec(out)![1])

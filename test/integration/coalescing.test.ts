@@ -4,7 +4,8 @@ import t from 'tap'
 import { connectUser } from '../helpers/clients.js'
 import { startCluster, testSecrets, type Edge } from '../helpers/processes.js'
 
-const cluster = await startCluster(t, { edges: 1 })
+// Debug logs on the edge: its 'internal call' lines list the request ids each call carried.
+const cluster = await startCluster(t, { edges: 1, edgeEnv: { LOG_LEVEL: 'debug' } })
 const edge = cluster.edges[0] as Edge
 const { jwtSecret } = testSecrets()
 
@@ -31,4 +32,16 @@ t.test('200 concurrent pushes to one edge: fewer calls, every answer and frame r
     for (let k = 0; k < 50; k++) ids.push(String((await client.nextFrame()).id))
     t.same(ids.sort(), pushes.filter((_, i) => i % 4 === n).map((p) => p.id).sort(), `${users[n]} got exactly its 50 frames`)
   }
+})
+
+t.test('coalesced calls carry every push\'s request id to the edge, however long the ids', async (t) => {
+  const { client } = await connectUser(t, edge.wsUrl, jwtSecret, 'co-long')
+  // 124-character ids: 200 of them in one header would pass uWS's 4 KB header limit.
+  const ids = Array.from({ length: 200 }, (_, i) => `${'r'.repeat(120)}${String(i).padStart(4, '0')}`)
+  const answers = await Promise.all(ids.map((id, i) => cluster.api.post('/v1/push', { to: ['co-long'], event: 'e', data: i }, { headers: { 'x-request-id': id } })))
+  const undelivered = answers.filter((a) => a.status !== 200 || a.body.delivered?.[0] !== 'co-long')
+  t.same(undelivered.map((a) => a.text), [], 'every push delivered')
+  const logged = new Set(edge.logRecords().filter((r) => r.msg === 'internal call').flatMap((r) => String(r.requestIds).split(',')))
+  t.same(ids.filter((id) => !logged.has(id)), [], 'every request id reached the edge log')
+  for (let k = 0; k < 200; k++) await client.nextFrame()
 })

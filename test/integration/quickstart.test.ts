@@ -1,26 +1,9 @@
 // `npm start` as the README tells a newcomer: both modes print a banner whose websocket URL,
 // token, API key and curl line really deliver a push, and Ctrl-C stops everything (exit 0).
-import { createServer } from 'node:net'
 import t from 'tap'
 import { connectClient } from '../helpers/clients.js'
 import { launchLocal } from '../helpers/processes.js'
-import { startRedis, type TestScope } from '../helpers/redis.js'
-
-/** `count` consecutive free ports (processes mode uses EDGE_PORT, +1, +2, +3). */
-async function freePorts(count: number): Promise<number> {
-  for (;;) {
-    const base = 20_000 + 2 * Math.floor(Math.random() * 10_000)
-    const servers = await Promise.all(
-      Array.from({ length: count }, (_, i) =>
-        new Promise<ReturnType<typeof createServer> | undefined>((resolve) => {
-          const s = createServer().once('error', () => resolve(undefined)).listen(base + i, '127.0.0.1', () => resolve(s))
-        }),
-      ),
-    )
-    await Promise.all(servers.map((s) => s && new Promise((r) => s.close(r))))
-    if (servers.every(Boolean)) return base
-  }
-}
+import { freePortRange, startRedis, type TestScope } from '../helpers/redis.js'
 
 const launch = (t: TestScope, env: Record<string, string>) => launchLocal(t, 'main', [], env)
 
@@ -45,7 +28,7 @@ t.test('standalone (no REDIS_URL): one process, in-memory registry', async (t) =
 
 t.test('with REDIS_URL: a router and two edges as processes', async (t) => {
   const redis = await startRedis(t)
-  const base = await freePorts(5)
+  const base = await freePortRange(5)
   const { proc, exited, out } = await launch(t, { REDIS_URL: redis.url, ROUTER_PORT: String(base + 4), EDGE_PORT: String(base) })
   t.match(out, /router \+ 2 edges/)
   t.match(out, new RegExp(`ws://127.0.0.1:${base + 2}/v1/ws`), 'the second edge is listed')

@@ -47,6 +47,11 @@ interface Lane {
 
 /** A coalesced call stops growing at this body size (edges accept 16 MiB). */
 const MAX_CALL_BYTES = 4 << 20
+/**
+ * ...or when its pushes' request ids (the X-Request-Ids header) reach this size: uWS refuses
+ * a request whose headers pass 4 KB, and every id must reach the edge's log. 55 UUIDs fit.
+ */
+const MAX_IDS_BYTES = 2_048
 
 export class EdgeCallError extends Error {
   override readonly name = 'EdgeCallError'
@@ -86,11 +91,17 @@ export class HttpEdgeClient implements EdgeClient {
     return result
   }
 
-  /** Sends what waits in `lane` (up to MAX_CALL_BYTES) as one call, then the next batch if any. */
+  /** Sends what waits in `lane` (within MAX_CALL_BYTES and MAX_IDS_BYTES) as one call, then the next batch if any. */
   #call(edgeUrl: string, lane: Lane): void {
     let bytes = 0
+    let idBytes = 0
     let count = 0
-    while (count < lane.waiting.length && (count === 0 || bytes + lane.waiting[count]!.body.length <= MAX_CALL_BYTES)) bytes += lane.waiting[count++]!.body.length
+    for (const p of lane.waiting) {
+      if (count > 0 && (bytes + p.body.length > MAX_CALL_BYTES || idBytes + p.requestId.length + 1 > MAX_IDS_BYTES)) break
+      bytes += p.body.length
+      idBytes += p.requestId.length + 1
+      count++
+    }
     const batch = lane.waiting.splice(0, count)
     lane.inFlight++
     const requestIds = { [REQUEST_IDS]: batch.map((p) => p.requestId).join(',') }
