@@ -1,4 +1,5 @@
 import type { Logger } from 'pino'
+import { timeCall } from '@switchboard/protocol'
 import type { ConnectionInfo, Evicted, Lease, NodeInfo, NodeStatus, Registry } from '@switchboard/registry'
 import type { EdgeMetrics } from './metrics.js'
 
@@ -173,16 +174,8 @@ export class Registration {
   }
 
   /** Records how long a registry call took, and whether it failed, in edge_registry_seconds. */
-  async #timed<T>(op: 'open' | 'renew' | 'add' | 'remove' | 'resync' | 'close', call: Promise<T>): Promise<T> {
-    const stop = this.deps.metrics.registrySeconds.startTimer({ op })
-    try {
-      const value = await call
-      stop({ result: 'ok' })
-      return value
-    } catch (err) {
-      stop({ result: 'error' })
-      throw err
-    }
+  #timed<T>(op: 'open' | 'renew' | 'add' | 'remove' | 'resync' | 'close', call: Promise<T>): Promise<T> {
+    return timeCall(this.deps.metrics.registrySeconds.startTimer({ op }), call)
   }
 
   #schedule(ms: number): void {

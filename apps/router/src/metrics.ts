@@ -1,4 +1,5 @@
 import { Counter, Gauge, Histogram, collectDefaultMetrics, type Registry as PromRegistry } from 'prom-client'
+import { timeCall } from '@switchboard/protocol'
 import type { Registry } from '@switchboard/registry'
 
 const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5]
@@ -65,22 +66,9 @@ export type RouterMetrics = ReturnType<typeof createRouterMetrics>
 export type TimedRegistry = Pick<Registry, 'locate' | 'liveNodes'>
 
 export function timedRegistry(registry: Registry, seconds: RouterMetrics['registrySeconds']): TimedRegistry {
-  const timed =
-    <A extends unknown[], T>(op: string, call: (...args: A) => Promise<T>) =>
-    async (...args: A): Promise<T> => {
-      const stop = seconds.startTimer({ op })
-      try {
-        const value = await call(...args)
-        stop({ result: 'ok' })
-        return value
-      } catch (err) {
-        stop({ result: 'error' })
-        throw err
-      }
-    }
   return {
-    locate: timed('locate', (userIds) => registry.locate(userIds)),
-    liveNodes: timed('live_nodes', () => registry.liveNodes()),
+    locate: (userIds) => timeCall(seconds.startTimer({ op: 'locate' }), registry.locate(userIds)),
+    liveNodes: () => timeCall(seconds.startTimer({ op: 'live_nodes' }), registry.liveNodes()),
   }
 }
 

@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util'
 import type { NodesResponse, PresenceQueryResponse, PresenceResponse, PushResponse } from '@switchboard/protocol'
-import { readSession, sessionFile } from './session.js'
+import { readSession, sessionFile, type LocalSession } from './session.js'
 import { mintDevToken } from './token.js'
 
 type Env = Record<string, string | undefined>
@@ -53,6 +53,7 @@ export async function main(argv: string[], env: Env, out = process.stdout, err =
       return 0
     }
     const session = () => readSession(sessionFile(env))
+    const call = <T>(method: string, path: string, body?: unknown) => request<T>(routerOf(values, env, session), method, path, body)
     const print = (answer: unknown, text: () => string) => out.write(`${values.json ? JSON.stringify(answer) : text()}\n`)
 
     switch (command) {
@@ -101,37 +102,6 @@ export async function main(argv: string[], env: Env, out = process.stdout, err =
       default:
         throw new UsageError(`unknown command "${command}"`)
     }
-
-    /** One call to the router; a non-2xx answer becomes a RequestError with its code and message. */
-    async function call<T>(method: string, path: string, body?: unknown): Promise<T> {
-      const local = values.url && values.key ? undefined : session()
-      const url = values.url ?? env.SWITCHBOARD_URL ?? local?.routerUrl
-      const key = values.key ?? env.SWITCHBOARD_API_KEY ?? local?.apiKey
-      if (!url || !key) throw new UsageError('no router: pass --url and --key, set SWITCHBOARD_URL and SWITCHBOARD_API_KEY, or start a local Switchboard')
-      let res: Response
-      try {
-        res = await fetch(new URL(path, url), {
-          method,
-          headers: { authorization: `Bearer ${key}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
-          body: body === undefined ? undefined : JSON.stringify(body),
-          signal: AbortSignal.timeout(10_000),
-        })
-      } catch (e) {
-        throw new RequestError(`cannot reach the router at ${url}: ${((e as Error).cause as Error | undefined)?.message ?? (e as Error).message}`)
-      }
-      const text = await res.text()
-      let answer: unknown
-      try {
-        answer = JSON.parse(text)
-      } catch {
-        throw new RequestError(`the router answered ${res.status} with a body that is not JSON: ${text.slice(0, 200)}`)
-      }
-      if (!res.ok) {
-        const e = (answer as { error?: { code?: string; message?: string } }).error
-        throw new RequestError(`the router answered ${res.status} ${e?.code ?? ''}: ${e?.message ?? text.slice(0, 200)}`)
-      }
-      return answer as T
-    }
   } catch (e) {
     if (e instanceof RequestError) {
       err.write(`switchboard: ${e.message}\n`)
@@ -143,6 +113,47 @@ export async function main(argv: string[], env: Env, out = process.stdout, err =
     err.write(`switchboard: ${(e as Error).message}\n\n${USAGE}\n`)
     return 2
   }
+}
+
+interface Router {
+  url: string
+  key: string
+}
+
+/** Flags first, then the environment, then the running local Switchboard. */
+function routerOf(flags: { url?: string; key?: string }, env: Env, session: () => LocalSession | undefined): Router {
+  const local = flags.url && flags.key ? undefined : session()
+  const url = flags.url ?? env.SWITCHBOARD_URL ?? local?.routerUrl
+  const key = flags.key ?? env.SWITCHBOARD_API_KEY ?? local?.apiKey
+  if (!url || !key) throw new UsageError('no router: pass --url and --key, set SWITCHBOARD_URL and SWITCHBOARD_API_KEY, or start a local Switchboard')
+  return { url, key }
+}
+
+/** One call to the router; a non-2xx answer becomes a RequestError with its code and message. */
+async function request<T>(router: Router, method: string, path: string, body?: unknown): Promise<T> {
+  let res: Response
+  try {
+    res = await fetch(new URL(path, router.url), {
+      method,
+      headers: { authorization: `Bearer ${router.key}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+      body: body === undefined ? undefined : JSON.stringify(body),
+      signal: AbortSignal.timeout(10_000),
+    })
+  } catch (e) {
+    throw new RequestError(`cannot reach the router at ${router.url}: ${((e as Error).cause as Error | undefined)?.message ?? (e as Error).message}`)
+  }
+  const text = await res.text()
+  let answer: unknown
+  try {
+    answer = JSON.parse(text)
+  } catch {
+    throw new RequestError(`the router answered ${res.status} with a body that is not JSON: ${text.slice(0, 200)}`)
+  }
+  if (!res.ok) {
+    const e = (answer as { error?: { code?: string; message?: string } }).error
+    throw new RequestError(`the router answered ${res.status} ${e?.code ?? ''}: ${e?.message ?? text.slice(0, 200)}`)
+  }
+  return answer as T
 }
 
 function parseData(data: string | undefined): unknown {

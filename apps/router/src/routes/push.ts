@@ -5,6 +5,7 @@ import {
   PushRequest,
   parseOrThrow,
   pushFrame,
+  timeCall,
   type BroadcastResponse,
   type PushResponse,
 } from '@switchboard/protocol'
@@ -20,17 +21,11 @@ export const pushRoutes = (deps: RouteDeps) => async (app: FastifyInstance) => {
   const recipientsBy = Object.fromEntries(RESULTS.map((r) => [r, metrics.recipients.labels(r)])) as Record<Result, Counter>
 
   /** Calls `call` on one edge; a failure is logged (with the request's id) and counted, never thrown. */
-  async function forward<T>(req: FastifyRequest, url: string, call: () => Promise<T>): Promise<T | undefined> {
-    const stop = metrics.forward.start(url)
-    try {
-      const answer = await call()
-      stop({ result: 'ok' })
-      return answer
-    } catch (err) {
-      stop({ result: 'error' })
+  function forward<T>(req: FastifyRequest, url: string, call: () => Promise<T>): Promise<T | undefined> {
+    return timeCall(metrics.forward.start(url), call()).catch((err: unknown) => {
       req.log.warn({ err, edge: url }, 'edge call failed')
       return undefined
-    }
+    })
   }
 
   app.post('/v1/push', async (req): Promise<PushResponse> => {
