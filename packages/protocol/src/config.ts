@@ -179,6 +179,8 @@ const RouterEnvShape = z.object({
   ROUTER_MAX_PRESENCE_BATCH: z.coerce.number().int().min(1).max(10_000).default(10_000),
   ROUTER_MAX_USER_ID_LENGTH: z.coerce.number().int().min(1).max(256).default(256),
   ROUTER_MAX_EVENT_LENGTH: z.coerce.number().int().min(1).max(256).default(256),
+  ROUTER_PIPELINE_MAX_IN_FLIGHT: z.coerce.number().int().min(1).max(100_000).default(1_024),
+  ROUTER_PIPELINE_MAX_BACKPRESSURE_BYTES: bytes(8 << 20),
   REGISTRY_REAP_GRACE_MS: ms(30_000, 0),
 })
 
@@ -198,6 +200,10 @@ export const RouterEnv = RouterEnvShape
     maxPresenceBatch: e.ROUTER_MAX_PRESENCE_BATCH,
     maxUserIdLength: e.ROUTER_MAX_USER_ID_LENGTH,
     maxEventLength: e.ROUTER_MAX_EVENT_LENGTH,
+    /** Requests a pipelined-ingress connection may have unanswered; more are answered 429 at once. */
+    pipelineMaxInFlight: e.ROUTER_PIPELINE_MAX_IN_FLIGHT,
+    /** Unsent answer bytes a pipelined-ingress connection may queue; past it, close 4008. */
+    pipelineMaxBackpressureBytes: e.ROUTER_PIPELINE_MAX_BACKPRESSURE_BYTES,
     reapGraceMs: e.REGISTRY_REAP_GRACE_MS,
   }))
 export type RouterConfig = Readonly<z.output<typeof RouterEnv>>

@@ -1,0 +1,52 @@
+/**
+ * The pipelined ingress: one websocket from a busy backend to a router, on the router's
+ * port, carrying many API requests without waiting for answers. Each request gets exactly
+ * one answer, with the HTTP API's status, body, limits and error messages; answers may come
+ * back in any order and are matched by `id`.
+ *
+ * Upgrade: `GET ws://<router>/v1/pipeline` with `authorization: Bearer <API key>` (or, for
+ * clients that cannot set headers, the subprotocol `bearer.<API key>` next to
+ * `switchboard.pipeline.v1`). A missing or unknown key is refused with 401 before the upgrade.
+ *
+ * Request (a text frame, JSON):  {"id":"r1","op":"push","body":{"to":["u1"],"event":"e","data":1}}
+ * Answer (a text frame, JSON):   {"id":"r1","status":200,"body":{"id":"…","delivered":["u1"],"offline":[],"failed":[]}}
+ *
+ * `id` is the request id (1 to 128 of `A-Za-z0-9_.:@/+=-`): it is the answer's key and
+ * plays X-Request-Id's part in the logs. `body` is the HTTP call's body (`presence` takes
+ * `{"userId":"u1"}`, `nodes` none). A frame the router cannot read as a request is answered
+ * with `"id":null` and a 400 (or with its id, when it had a valid one).
+ */
+export const PIPELINE_PATH = '/v1/pipeline'
+export const PIPELINE_PROTOCOL = 'switchboard.pipeline.v1'
+
+/** Each operation and the HTTP call whose semantics it has. */
+export const PIPELINE_OPS = {
+  push: 'POST /v1/push',
+  broadcast: 'POST /v1/broadcast',
+  presence: 'GET /v1/presence/:userId',
+  'presence.query': 'POST /v1/presence/query',
+  disconnect: 'POST /v1/disconnect',
+  nodes: 'GET /v1/nodes',
+} as const
+export type PipelineOp = keyof typeof PIPELINE_OPS
+
+export interface PipelineRequest {
+  id: string
+  op: PipelineOp
+  body?: unknown
+}
+
+export interface PipelineAnswer<B = unknown> {
+  id: string | null
+  status: number
+  body: B
+}
+
+/** Request ids, on both ingresses: short, and safe in logs and in a comma-separated header. */
+export const REQUEST_ID = /^[\w.:@/+=-]{1,128}$/
+
+/** Close codes of the pipelined ingress, beyond the websocket ones (1001 router shutting down, 1009 frame too big). */
+export const PipelineClose = {
+  /** The backend does not read its answers: past the router's bound of unsent bytes. */
+  tooSlow: 4008,
+} as const
