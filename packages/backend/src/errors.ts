@@ -1,0 +1,62 @@
+import type { ErrorCode } from '@switchboard/protocol'
+
+/**
+ * Codes the client gives itself, next to the router's own (`ErrorCode`: `invalid_request`,
+ * `unauthorized`, `payload_too_large`, `rate_limited`, `registry_unavailable`, ...).
+ * Each says whether the request may have been carried out, which is what decides a retry.
+ */
+export const clientErrorCodes = {
+  /** No answer within the call's `timeoutMs`. A write may still have been carried out. */
+  timeout: 'timeout',
+  /**
+   * The connection ended after the request was sent. A write may have been carried out, so
+   * it is never resent by the client; reads are retried once over HTTP before this is given.
+   */
+  connection_lost: 'connection_lost',
+  /** The router could not be reached: the request was never sent, so a retry is safe. */
+  unavailable: 'unavailable',
+  /** `close()` was called before the answer came. */
+  closed: 'closed',
+  /** The router's answer was not the API's JSON (a proxy's error page, say). */
+  bad_answer: 'bad_answer',
+  /** A bad argument or option, caught before anything was sent. */
+  invalid_argument: 'invalid_argument',
+} as const
+export type ClientErrorCode = keyof typeof clientErrorCodes
+
+/** The router's codes, the client's, and (for routers newer than this client) any other string. */
+export type BackendErrorCode = ErrorCode | ClientErrorCode | (string & {})
+
+export interface SwitchboardApiErrorOptions extends ErrorOptions {
+  /** HTTP status of the router's answer, when there was one. */
+  status?: number
+  requestId?: string
+}
+
+/**
+ * The one error every call rejects with. `code` is stable (branch on it, not on the
+ * message); `status` is the router's HTTP status when it answered.
+ */
+export class SwitchboardApiError extends Error {
+  override readonly name = 'SwitchboardApiError'
+  readonly code: BackendErrorCode
+  readonly status: number | undefined
+  /** The request id of the call (X-Request-Id, or the pipeline's `id`): find it in the router's logs. */
+  readonly requestId: string | undefined
+
+  constructor(code: BackendErrorCode, message: string, options: SwitchboardApiErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause })
+    this.code = code
+    this.status = options.status
+    this.requestId = options.requestId
+  }
+}
+
+/** The API error of a non-2xx answer: the router's `{"error":{"code","message"}}`. */
+export function errorOfAnswer(status: number, body: unknown, requestId: string): SwitchboardApiError {
+  const error = (body as { error?: { code?: unknown; message?: unknown } } | null)?.error
+  if (typeof error?.code === 'string') {
+    return new SwitchboardApiError(error.code, typeof error.message === 'string' ? error.message : error.code, { status, requestId })
+  }
+  return new SwitchboardApiError('bad_answer', `the router answered ${status} without an error code: ${JSON.stringify(body).slice(0, 200)}`, { status, requestId })
+}

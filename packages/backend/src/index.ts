@@ -1,0 +1,18 @@
+export { SwitchboardBackend, type CallOptions, type ClientState } from './client.js'
+export { SwitchboardApiError, clientErrorCodes, type BackendErrorCode, type ClientErrorCode } from './errors.js'
+export type { BackendLogger } from './logger.js'
+export type { BackendOptions } from './options.js'
+export { mintClientToken, type ClientTokenOptions } from './token.js'
+export type {
+  BroadcastRequest,
+  BroadcastResponse,
+  DisconnectRequest,
+  DisconnectResponse,
+  NodeView,
+  NodesResponse,
+  PresenceConnection,
+  PresenceQueryResponse,
+  PresenceResponse,
+  PushRequest,
+  PushResponse,
+} from '@switchboard/protocol'

@@ -1,0 +1,59 @@
+import type { PipelineOp } from '@switchboard/protocol'
+import type { SwitchboardApiError } from './errors.js'
+import { isRead, type Operation } from './operations.js'
+
+/** An answer with the HTTP API's status and body, from either transport. */
+export interface Answer {
+  status: number
+  body: unknown
+}
+
+/** Where a call is: waiting for an in-flight slot, or sent on one of the transports. */
+export type Stage = 'waiting' | 'pipeline' | 'http'
+
+/** One call from the moment it is made to its settling; it is settled exactly once. */
+export class PendingRequest implements Operation {
+  readonly id: string
+  readonly op: PipelineOp
+  readonly body: unknown
+  readonly isRead: boolean
+  readonly promise: Promise<unknown>
+  stage: Stage = 'waiting'
+  isSettled = false
+  /** Whether it holds one of the client's `maxInFlight` slots. */
+  hasSlot = false
+  /** Set once a read lost with its pipeline has been sent again over HTTP. */
+  isRetried = false
+  timer: NodeJS.Timeout | undefined
+  /** Aborts the HTTP call, when it went over HTTP. */
+  abort: AbortController | undefined
+  #resolve!: (value: unknown) => void
+  #reject!: (err: SwitchboardApiError) => void
+
+  constructor(id: string, op: PipelineOp, body: unknown) {
+    this.id = id
+    this.op = op
+    this.body = body
+    this.isRead = isRead(op)
+    this.promise = new Promise((resolve, reject) => {
+      this.#resolve = resolve
+      this.#reject = reject
+    })
+  }
+
+  /** The pipeline frame: `{"id","op","body"}`. */
+  frame(): string {
+    return JSON.stringify(this.body === undefined ? { id: this.id, op: this.op } : { id: this.id, op: this.op, body: this.body })
+  }
+
+  /** Settles once; later calls are ignored. Returns whether this call settled it. */
+  settle(outcome: { value: unknown } | { error: SwitchboardApiError }): boolean {
+    if (this.isSettled) return false
+    this.isSettled = true
+    clearTimeout(this.timer)
+    this.timer = undefined
+    if ('error' in outcome) this.#reject(outcome.error)
+    else this.#resolve(outcome.value)
+    return true
+  }
+}
