@@ -1,5 +1,5 @@
 import { parseArgs } from 'node:util'
-import type { NodesResponse, PresenceQueryResponse, PresenceResponse, PushResponse } from '@switchboard/protocol'
+import { SwitchboardApiError, SwitchboardBackend } from '@switchboard/backend'
 import { readSession, sessionFile, type LocalSession } from './session.js'
 import { mintDevToken } from './token.js'
 
@@ -53,7 +53,7 @@ export async function main(argv: string[], env: Env, out = process.stdout, err =
       return 0
     }
     const session = () => readSession(sessionFile(env))
-    const call = <T>(method: string, path: string, body?: unknown) => request<T>(routerOf(values, env, session), method, path, body)
+    const call = <T>(fn: (router: SwitchboardBackend) => Promise<T>) => request(routerOf(values, env, session), fn)
     const print = (answer: unknown, text: () => string) => out.write(`${values.json ? JSON.stringify(answer) : text()}\n`)
 
     switch (command) {
@@ -67,7 +67,7 @@ export async function main(argv: string[], env: Env, out = process.stdout, err =
       case 'push': {
         if (!values.to || !values.event) throw new UsageError('push needs --to <id>[,<id>...] and --event <name>')
         const body = { to: values.to.split(',').map((s) => s.trim()).filter(Boolean), event: values.event, data: parseData(values.data), ...(values.id ? { id: values.id } : {}) }
-        const answer = await call<PushResponse>('POST', '/v1/push', body)
+        const answer = await call((router) => router.push(body))
         print(answer, () =>
           [`push ${answer.id}`, `  delivered  ${list(answer.delivered)}`, `  offline    ${list(answer.offline)}`, `  failed     ${list(answer.failed)}`].join('\n'),
         )
@@ -76,20 +76,20 @@ export async function main(argv: string[], env: Env, out = process.stdout, err =
       case 'presence': {
         if (rest.length === 0) throw new UsageError('presence needs at least one user id')
         if (rest.length === 1) {
-          const answer = await call<PresenceResponse>('GET', `/v1/presence/${encodeURIComponent(rest[0]!)}`)
+          const answer = await call((router) => router.presence(rest[0]!))
           print(answer, () => {
             if (!answer.online) return `${answer.userId}  offline`
             const conns = answer.connections.map((c) => `    ${c.connId} on ${c.nodeId} since ${new Date(c.since).toISOString()}`)
             return [`${answer.userId}  online (${answer.connections.length} connection${answer.connections.length === 1 ? '' : 's'})`, ...conns].join('\n')
           })
         } else {
-          const answer = await call<PresenceQueryResponse>('POST', '/v1/presence/query', { userIds: rest })
+          const answer = await call((router) => router.presenceQuery(rest))
           print(answer, () => [...answer.online.map((u) => `${u}  online`), ...answer.offline.map((u) => `${u}  offline`)].join('\n'))
         }
         return 0
       }
       case 'nodes': {
-        const answer = await call<NodesResponse>('GET', '/v1/nodes')
+        const answer = await call((router) => router.nodes())
         print(answer, () => {
           if (answer.nodes.length === 0) return 'no live edges'
           const rows = answer.nodes.map((n) => [n.nodeId, String(n.connections), n.draining ? 'draining' : 'serving', new Date(n.startedAt).toISOString()])
@@ -129,31 +129,32 @@ function routerOf(flags: { url?: string; key?: string }, env: Env, session: () =
   return { url, key }
 }
 
-/** One call to the router; a non-2xx answer becomes a RequestError with its code and message. */
-async function request<T>(router: Router, method: string, path: string, body?: unknown): Promise<T> {
-  let res: Response
+/**
+ * One call to the router over HTTP (a one-shot command has no use for the pipeline); a
+ * failure becomes a RequestError: the router's status, code and message, or why it could not
+ * be reached.
+ */
+async function request<T>(router: Router, fn: (client: SwitchboardBackend) => Promise<T>): Promise<T> {
+  let client: SwitchboardBackend
   try {
-    res = await fetch(new URL(path, router.url), {
-      method,
-      headers: { authorization: `Bearer ${router.key}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
-      body: body === undefined ? undefined : JSON.stringify(body),
-      signal: AbortSignal.timeout(10_000),
-    })
+    client = new SwitchboardBackend({ url: router.url, apiKey: router.key, transport: 'http', timeoutMs: 10_000 })
   } catch (e) {
-    throw new RequestError(`cannot reach the router at ${router.url}: ${((e as Error).cause as Error | undefined)?.message ?? (e as Error).message}`)
+    throw requestError(e, router)
   }
-  const text = await res.text()
-  let answer: unknown
   try {
-    answer = JSON.parse(text)
-  } catch {
-    throw new RequestError(`the router answered ${res.status} with a body that is not JSON: ${text.slice(0, 200)}`)
+    return await fn(client)
+  } catch (e) {
+    throw requestError(e, router)
+  } finally {
+    await client.close()
   }
-  if (!res.ok) {
-    const e = (answer as { error?: { code?: string; message?: string } }).error
-    throw new RequestError(`the router answered ${res.status} ${e?.code ?? ''}: ${e?.message ?? text.slice(0, 200)}`)
-  }
-  return answer as T
+}
+
+function requestError(e: unknown, router: Router): unknown {
+  if (!(e instanceof SwitchboardApiError)) return e // a bug, not a failed request: main lets it surface
+  if (e.code === 'bad_answer') return new RequestError(e.message)
+  if (e.status !== undefined) return new RequestError(`the router answered ${e.status} ${e.code}: ${e.message}`)
+  return new RequestError(`cannot reach the router at ${router.url}: ${(e.cause as Error | undefined)?.message ?? e.message}`)
 }
 
 function parseData(data: string | undefined): unknown {
