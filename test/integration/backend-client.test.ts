@@ -1,0 +1,74 @@
+// The backend client (@switchboard/backend) against a real router, edge and Redis: calls go
+// over the router's pipelined ingress, and answers and errors are the HTTP API's.
+import t from 'tap'
+import { SwitchboardBackend, mintClientToken, type BackendLogger } from '@switchboard/backend'
+import { connectClient } from '../helpers/clients.js'
+import { startCluster, testSecrets, type Edge } from '../helpers/processes.js'
+
+/** Warnings the client logged (a lost or refused pipeline): none are expected here. */
+function warnings(): { log: BackendLogger; lines: string[] } {
+  const lines: string[] = []
+  const ignore = () => undefined
+  return { log: { debug: ignore, info: ignore, warn: (fields, message) => lines.push(`${message} ${JSON.stringify(fields)}`) }, lines }
+}
+
+t.test('over the pipeline: pushes reach a connected user, presence, nodes, broadcast, disconnect, and the router\'s error codes', async (t) => {
+  const cluster = await startCluster(t, { edges: 1 })
+  const edge = cluster.edges[0] as Edge
+  const { jwtSecret, apiKeys } = testSecrets()
+  const { log, lines } = warnings()
+  const sb = new SwitchboardBackend({ url: cluster.router.url, apiKey: apiKeys[0], log })
+  t.teardown(() => sb.close())
+  await sb.connect()
+  t.equal(sb.state, 'connected', 'the router accepts the pipelined ingress')
+
+  const user = await connectClient(edge.wsUrl, await mintClientToken({ secret: jwtSecret, userId: 'bk-alice' }), { t })
+  t.match(await user.nextFrame(), { type: 'welcome', nodeId: edge.nodeId }, 'a minted token connects')
+
+  const presence = await sb.presence('bk-alice')
+  t.match(presence, { userId: 'bk-alice', online: true, connections: [{ nodeId: edge.nodeId }] })
+  t.same(await sb.presenceQuery(['bk-alice', 'bk-nobody']), { online: ['bk-alice'], offline: ['bk-nobody'] })
+  t.match(await sb.nodes(), { nodes: [{ nodeId: edge.nodeId, draining: false }] })
+
+  const answer = await sb.push({ to: ['bk-alice', 'bk-nobody'], event: 'chat.message', data: { text: 'hi' }, id: 'bk-1' })
+  t.same(answer, { id: 'bk-1', delivered: ['bk-alice'], offline: ['bk-nobody'], failed: [] })
+  t.match(await user.nextFrame(), { type: 'push', id: 'bk-1', event: 'chat.message', data: { text: 'hi' } })
+
+  const many = await Promise.all(Array.from({ length: 200 }, (_, i) => sb.push({ to: ['bk-alice'], event: 'n', data: i })))
+  t.ok(many.every((a) => a.delivered[0] === 'bk-alice'), '200 pushes in one turn, all delivered')
+  const seen = new Set<unknown>()
+  for (let i = 0; i < 200; i++) seen.add((await user.nextFrame()).data)
+  t.equal(seen.size, 200, 'and each reached the socket once')
+
+  await t.rejects(sb.push({ to: ['bk-alice'], event: '' }), { name: 'SwitchboardApiError', code: 'invalid_request', status: 400, message: /^event/ })
+  await t.rejects(sb.push({ to: [], event: 'e' }), { code: 'invalid_request', status: 400, message: /^to/ })
+  await t.rejects(sb.presenceQuery([]), { code: 'invalid_request', status: 400, message: /^userIds/ })
+  await t.rejects(sb.disconnect({ userId: 'x'.repeat(300) }), { code: 'invalid_request', status: 400, message: /^userId/ })
+
+  t.match(await sb.broadcast({ event: 'maintenance', data: { in: 5 } }), { nodes: 1, connections: 1 })
+  t.match(await user.nextFrame(), { type: 'push', event: 'maintenance', data: { in: 5 } })
+  t.same(await sb.disconnect({ userId: 'bk-alice', reason: 'banned' }), { closed: 1 })
+  t.match(await user.closed, { code: 4500, reason: 'banned' })
+
+  t.equal(sb.state, 'connected', 'every call went over the pipeline')
+  t.same(lines, [], 'no pipeline warnings')
+})
+
+t.test('the HTTP transport gives the same answers and codes', async (t) => {
+  const cluster = await startCluster(t, { edges: 1 })
+  const sb = new SwitchboardBackend({ url: cluster.router.url, apiKey: testSecrets().apiKeys[0], transport: 'http' })
+  t.teardown(() => sb.close())
+  t.same(await sb.push({ to: ['bk-nobody'], event: 'e', id: 'h-1' }), { id: 'h-1', delivered: [], offline: ['bk-nobody'], failed: [] })
+  t.same(await sb.presence('bk/nobody here'), { userId: 'bk/nobody here', online: false, connections: [] })
+  await t.rejects(sb.push({ to: ['a'], event: '' }), { code: 'invalid_request', status: 400, message: /^event/ })
+  t.equal(sb.state, 'http')
+})
+
+t.test('a key the router does not know is refused at the upgrade: unauthorized, with no retry loop', async (t) => {
+  const cluster = await startCluster(t, { edges: 1 })
+  const sb = new SwitchboardBackend({ url: cluster.router.url, apiKey: 'not-a-router-key-0123456789' })
+  t.teardown(() => sb.close())
+  await t.rejects(sb.connect(), { code: 'unauthorized', status: 401 })
+  await t.rejects(sb.push({ to: ['a'], event: 'e' }), { code: 'unauthorized', status: 401 })
+  t.equal(sb.state, 'unauthorized')
+})
