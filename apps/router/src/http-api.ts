@@ -32,8 +32,6 @@ interface Route {
 const PUBLIC: ReadonlySet<RouteName> = new Set(['healthz', 'readyz', 'metrics'])
 const POSTS: Record<string, RouteName> = { push: 'push', broadcast: 'broadcast', disconnect: 'disconnect' }
 
-/** Longest raw :userId segment routed; longer ones are refused before decoding (as fastify's maxParamLength did). */
-const MAX_PARAM_LENGTH = 1024
 /** How much of an over-limit body is read and discarded before answering 413 (see `Exchange`). */
 const DRAIN_MAX_BYTES = 16 << 20
 const DRAIN_MAX_MS = 5_000
@@ -244,7 +242,6 @@ export function routeOf(method: string, path: string): Route | SwitchboardError 
     if (name instanceof SwitchboardError) return name
     return isGet && (name === 'healthz' || name === 'readyz' || name === 'metrics') ? { name } : undefined
   }
-  if (raw.length === 4 && isGet && raw[3]!.length > MAX_PARAM_LENGTH) return new SwitchboardError('invalid_request', 'userId: too long')
   const segments: string[] = []
   for (const s of raw) {
     const decoded = decode(s)
