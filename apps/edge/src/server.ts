@@ -10,7 +10,7 @@ import {
   type WebSocket,
   type us_listen_socket,
 } from 'uWebSockets.js'
-import { CloseCode, PONG_FRAME, REQUEST_IDS, createBearerCheck, internalRoutes, parseClientFrame, welcomeFrame } from '@switchboard/protocol'
+import { CloseCode, LINK_PATH, PONG_FRAME, REQUEST_IDS, createBearerCheck, internalRoutes, parseClientFrame, welcomeFrame } from '@switchboard/protocol'
 import type { ConnectionInfo, Registry } from '@switchboard/registry'
 import { createPublicKey } from 'node:crypto'
 import { createOriginCheck, tokenFromProtocols } from './auth.js'
@@ -24,6 +24,7 @@ import { createEvictor } from './evictions.js'
 import { KeyedRateLimiter } from './rate-limit.js'
 import { Registration } from './registration.js'
 import { createInternalCalls, type InternalOp } from './internal-calls.js'
+import { createRouterLinks } from './router-link.js'
 
 export interface EdgeDeps {
   config: EdgeConfig
@@ -38,7 +39,7 @@ export interface Edge {
   readonly nodeId: string
   readonly port: number
   readonly internalPort: number
-  /** Stops accepting, closes every socket with 1001 spread over `drainMs`, leaves the registry. */
+  /** Stops accepting, closes every client socket with 1001 spread over `drainMs`, leaves the registry, then closes the router links. */
   drain(drainMs?: number): Promise<void>
 }
 
@@ -108,6 +109,7 @@ export async function startEdge(deps: EdgeDeps): Promise<Edge> {
     userOf: (ws) => ws.getUserData().userId,
   })
   const calls = createInternalCalls({ sockets: index, deliveryCalls: metrics.deliveries, log })
+  const links = createRouterLinks({ isInternalCaller, calls, log })
   let draining = false
 
   const connectionInfo = (conn: Conn): ConnectionInfo => ({ userId: conn.userId, connId: connIds.format(conn.seq), since: startedAt + conn.sinceMs })
@@ -153,6 +155,7 @@ export async function startEdge(deps: EdgeDeps): Promise<Edge> {
       res.onAborted(() => undefined) // answered asynchronously; nothing to clean up if the scraper leaves
       void deps.promRegistry.metrics().then((text) => sendJson(res, 200, text, deps.promRegistry.contentType))
     })
+    .ws(LINK_PATH, links.behavior)
     .post(internalRoutes.deliveries, (res, req) => internalCall(res, req, 'deliveries'))
     .post(internalRoutes.deliver, (res, req) => internalCall(res, req, 'deliver'))
     .post(internalRoutes.broadcast, (res, req) => internalCall(res, req, 'broadcast'))
@@ -160,7 +163,8 @@ export async function startEdge(deps: EdgeDeps): Promise<Edge> {
     .any('/*', (res) => sendError(res, 404, 'not_found', 'no such route'))
 
   /**
-   * An internal call over HTTP: token check, body read, then `calls`. The routers' request ids (REQUEST_IDS) go into the call's log line and into the
+   * An internal call over HTTP: token check, body read, then the same `calls` the router link
+   * uses. The routers' request ids (REQUEST_IDS) go into the call's log line and into the
    * warning of a refused one, so a push can be followed from router to edge.
    */
   function internalCall(res: HttpResponse, req: HttpRequest, op: InternalOp): void {
@@ -305,6 +309,8 @@ export async function startEdge(deps: EdgeDeps): Promise<Edge> {
       ),
     )
     await registration.stop().catch((err: unknown) => log.warn({ err }, 'leaving the registry failed; entries lapse with the lease'))
+    // Routers could still call until the registry said this edge was gone: links close last.
+    links.closeAll()
     us_listen_socket_close(internalSocket)
     jwks?.stop()
     log.info('drained')
