@@ -72,3 +72,19 @@ t.test('a key the router does not know is refused at the upgrade: unauthorized, 
   await t.rejects(sb.push({ to: ['a'], event: 'e' }), { code: 'unauthorized', status: 401 })
   t.equal(sb.state, 'unauthorized')
 })
+
+t.test('a router whose in-flight bound (4) is far below the client\'s (100): every push is answered 200 and delivered exactly once', async (t) => {
+  const cluster = await startCluster(t, { edges: 1, routerEnv: { ROUTER_PIPELINE_MAX_IN_FLIGHT: '4' } })
+  const { jwtSecret, apiKeys } = testSecrets()
+  const sb = new SwitchboardBackend({ url: cluster.router.url, apiKey: apiKeys[0], maxInFlight: 100 })
+  t.teardown(() => sb.close())
+  await sb.connect()
+  const user = await connectClient((cluster.edges[0] as Edge).wsUrl, await mintClientToken({ secret: jwtSecret, userId: 'bk-bob' }), { t })
+  await user.nextFrame()
+  const answers = await Promise.all(Array.from({ length: 100 }, (_, i) => sb.push({ to: ['bk-bob'], event: 'n', data: i })))
+  t.ok(answers.every((a) => a.delivered[0] === 'bk-bob'), 'every push answered 200 and delivered')
+  const seen: unknown[] = []
+  for (let i = 0; i < 100; i++) seen.push((await user.nextFrame()).data)
+  t.same([...seen].sort((a, b) => (a as number) - (b as number)), answers.map((_, i) => i), 'each reached the socket exactly once')
+  t.equal(sb.state, 'connected')
+})
