@@ -2,7 +2,8 @@
 // the HTTP API on one port, with scripted answers (test/helpers/fake-router.ts).
 import { execFile } from 'node:child_process'
 import { generateKeyPairSync } from 'node:crypto'
-import { Socket } from 'node:net'
+import { once } from 'node:events'
+import { createServer, Socket, type AddressInfo } from 'node:net'
 import { fileURLToPath } from 'node:url'
 import t from 'tap'
 import { REQUEST_ID } from '@switchboard/protocol'
@@ -91,6 +92,25 @@ t.test('a router bound lower than the client\'s: its 429s are absorbed, every pu
   t.ok(fake.refused.count > 0, 'the router did refuse some')
   t.ok(fake.maxConcurrent.value <= 3)
   t.equal(fake.requests.length, 30, 'each push was carried out exactly once')
+})
+
+t.test('calls the router refused (429) and never carried out go over HTTP when the pipeline is lost, writes included', async (t) => {
+  const fake = await startFakeRouter(t, { maxInFlight: 1, answer: (req) => (req.via === 'pipeline' ? new Promise<never>(() => undefined) : defaultAnswer(req)) })
+  const sb = client(t, fake)
+  await sb.connect()
+  const pushes = [0, 1, 2].map((i) => sb.push({ to: [`u${i}`], event: 'e' }))
+  const first = t.rejects(pushes[0]!, { code: 'connection_lost' })
+  await fake.received(1)
+  const [ws] = [...fake.sockets]
+  // The client reads frames in order: its pong comes after it has read the two 429s sent before the ping.
+  ws!.ping()
+  await once(ws!, 'pong')
+  t.equal(fake.refused.count, 2)
+  ws!.terminate()
+  await first
+  t.same((await pushes[1]!).delivered, ['u1'])
+  t.same((await pushes[2]!).delivered, ['u2'])
+  t.same(fake.requests.map((r) => `${r.via} ${(r.body as { to: string[] }).to[0]}`), ['pipeline u0', 'http u1', 'http u2'], 'each carried out once')
 })
 
 t.test('a call times out; its late answer is dropped and its id can be used again', async (t) => {
@@ -302,6 +322,37 @@ t.test('close() rejects what is pending, and later calls', async (t) => {
   await t.rejects(sb.nodes(), { code: 'closed' })
   await t.rejects(sb.connect(), { code: 'closed' })
   t.equal(sb.state, 'closed')
+})
+
+t.test('close() while the pipeline is still opening cuts the attempt', async (t) => {
+  // A server that takes the connection and never answers the upgrade.
+  const sockets: Socket[] = []
+  const server = createServer((socket) => sockets.push(socket))
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  t.teardown(() => new Promise((resolve) => server.close(resolve)))
+  const sb = new SwitchboardBackend({ url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, apiKey: 'k'.repeat(16) })
+  const connecting = sb.connect()
+  const outcome = t.rejects(connecting, { code: 'closed' })
+  while (sockets.length === 0) await once(server, 'connection')
+  t.equal(sb.state, 'connecting')
+  const ended = once(sockets[0]!, 'close')
+  await sb.close()
+  await outcome
+  await ended
+  t.pass('the half-open socket was closed')
+})
+
+t.test('a body that is not JSON rejects as invalid_argument, and is not sent', async (t) => {
+  const fake = await startFakeRouter(t)
+  const sb = client(t, fake, { maxInFlight: 1 })
+  await sb.connect()
+  await t.rejects(sb.push({ to: ['a'], event: 'e', data: { n: 1n } }), { code: 'invalid_argument', message: /not JSON/ })
+  const cyclic: Record<string, unknown> = {}
+  cyclic.self = cyclic
+  await t.rejects(sb.broadcast({ event: 'e', data: cyclic }), { code: 'invalid_argument' })
+  t.same((await sb.push({ to: ['b'], event: 'e' })).delivered, ['b'], 'no slot was lost')
+  t.equal(fake.requests.length, 1)
 })
 
 const BACKEND = fileURLToPath(new URL('../../packages/backend/dist/index.js', import.meta.url))

@@ -174,7 +174,12 @@ export class SwitchboardBackend {
     if (typeof id !== 'string' || !REQUEST_ID.test(id)) {
       return Promise.reject(new SwitchboardApiError('invalid_argument', 'requestId: 1 to 128 of A-Za-z0-9_.:@/+=-'))
     }
-    const req = new PendingRequest(id, op, body)
+    let req: PendingRequest
+    try {
+      req = new PendingRequest(id, op, body)
+    } catch (err) {
+      return Promise.reject(new SwitchboardApiError('invalid_argument', `the request is not JSON: ${(err as Error).message}`, { requestId: id, cause: err }))
+    }
     // The timer is ref'ed: a call in progress keeps the process alive, an idle client does not.
     req.timer = setTimeout(() => this.#timeOut(req, timeoutMs), timeoutMs)
     this.#waiting.push(req)

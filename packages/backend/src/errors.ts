@@ -2,26 +2,17 @@ import type { ErrorCode } from '@switchboard/protocol'
 
 /**
  * Codes the client gives itself, next to the router's own (`ErrorCode`: `invalid_request`,
- * `unauthorized`, `payload_too_large`, `rate_limited`, `registry_unavailable`, ...).
- * Each says whether the request may have been carried out, which is what decides a retry.
+ * `unauthorized`, `payload_too_large`, `rate_limited`, `registry_unavailable`, ...), each
+ * with what it means. What matters for a retry is whether the request may have been carried out.
  */
 export const clientErrorCodes = {
-  /** No answer within the call's `timeoutMs`. A write may still have been carried out. */
-  timeout: 'timeout',
-  /**
-   * The connection ended after the request was sent. A write may have been carried out, so
-   * it is never resent by the client; reads are retried once over HTTP before this is given.
-   */
-  connection_lost: 'connection_lost',
-  /** The router could not be reached: the request was never sent, so a retry is safe. */
-  unavailable: 'unavailable',
-  /** `close()` was called before the answer came. */
-  closed: 'closed',
-  /** The router's answer was not the API's JSON (a proxy's error page, say). */
-  bad_answer: 'bad_answer',
-  /** A bad argument or option, caught before anything was sent. */
-  invalid_argument: 'invalid_argument',
-} as const
+  timeout: 'no answer within the call\'s timeoutMs; a write may still have been carried out',
+  connection_lost: 'the connection ended after the request was sent; a write may have been carried out, so it is never resent (reads are retried once over HTTP first)',
+  unavailable: 'the router could not be reached and nothing was sent: a retry is safe',
+  closed: 'close() was called before the answer came',
+  bad_answer: 'the router\'s answer was not the API\'s JSON (a proxy\'s error page, say)',
+  invalid_argument: 'a bad argument or option, caught before anything was sent',
+} as const satisfies Record<string, string>
 export type ClientErrorCode = keyof typeof clientErrorCodes
 
 /** The router's codes, the client's, and (for routers newer than this client) any other string. */

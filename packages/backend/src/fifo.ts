@@ -11,12 +11,6 @@ export class Fifo<T> {
     this.#items.push(item)
   }
 
-  /** Puts `item` first, ahead of everything waiting. */
-  unshift(item: T): void {
-    if (this.#head > 0) this.#items[--this.#head] = item
-    else this.#items.unshift(item)
-  }
-
   shift(): T | undefined {
     if (this.#head === this.#items.length) return undefined
     const item = this.#items[this.#head]

@@ -4,6 +4,8 @@ import { PIPELINE_OPS, type PipelineOp } from '@switchboard/protocol'
 export interface Operation {
   op: PipelineOp
   body?: unknown
+  /** `body` serialized, when the caller has it already. */
+  bodyJson?: string | undefined
 }
 
 /**
@@ -25,8 +27,8 @@ export interface HttpCall {
 }
 
 /** The HTTP call that has the operation's semantics, taken from the protocol's own table. */
-export function httpCallOf({ op, body }: Operation): HttpCall {
+export function httpCallOf({ op, body, bodyJson }: Operation): HttpCall {
   const [method, template] = PIPELINE_OPS[op].split(' ') as ['GET' | 'POST', string]
   const path = template.replace(':userId', () => encodeURIComponent(String((body as { userId?: unknown } | undefined)?.userId ?? '')))
-  return { method, path, body: method === 'GET' ? undefined : JSON.stringify(body ?? {}) }
+  return { method, path, body: method === 'GET' ? undefined : (bodyJson ?? JSON.stringify(body ?? {})) }
 }

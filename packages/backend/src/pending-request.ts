@@ -16,6 +16,8 @@ export class PendingRequest implements Operation {
   readonly id: string
   readonly op: PipelineOp
   readonly body: unknown
+  /** `body` as JSON, serialized once for either transport; undefined when there is none. */
+  readonly bodyJson: string | undefined
   readonly isRead: boolean
   readonly promise: Promise<unknown>
   stage: Stage = 'waiting'
@@ -30,10 +32,12 @@ export class PendingRequest implements Operation {
   #resolve!: (value: unknown) => void
   #reject!: (err: SwitchboardApiError) => void
 
+  /** Throws what JSON.stringify throws for a body that is not JSON (a BigInt, a cycle). */
   constructor(id: string, op: PipelineOp, body: unknown) {
     this.id = id
     this.op = op
     this.body = body
+    this.bodyJson = body === undefined ? undefined : JSON.stringify(body)
     this.isRead = isRead(op)
     this.promise = new Promise((resolve, reject) => {
       this.#resolve = resolve
@@ -43,7 +47,8 @@ export class PendingRequest implements Operation {
 
   /** The pipeline frame: `{"id","op","body"}`. */
   frame(): string {
-    return JSON.stringify(this.body === undefined ? { id: this.id, op: this.op } : { id: this.id, op: this.op, body: this.body })
+    const head = `{"id":${JSON.stringify(this.id)},"op":${JSON.stringify(this.op)}`
+    return this.bodyJson === undefined ? `${head}}` : `${head},"body":${this.bodyJson}}`
   }
 
   /** Settles once; later calls are ignored. Returns whether this call settled it. */

@@ -87,10 +87,14 @@ export class PipelineSocket {
     )
   }
 
-  /** Opens the websocket; rejects with UpgradeRefused for an HTTP refusal, or with the network error. */
-  static async open(options: PipelineSocketOptions, events: PipelineSocketEvents): Promise<PipelineSocket> {
+  /**
+   * Opens the websocket; rejects with UpgradeRefused for an HTTP refusal, with the network
+   * error, or with the abort reason once `signal` aborts (the half-open socket is cut).
+   */
+  static async open(options: PipelineSocketOptions, events: PipelineSocketEvents, signal: AbortSignal): Promise<PipelineSocket> {
     // Loaded at the first pipeline: an HTTP-only user (the CLI) does not pay for it at startup.
     const { default: WebSocketClass } = await import('ws')
+    signal.throwIfAborted()
     const ws = new WebSocketClass(options.url, {
       headers: { authorization: `Bearer ${options.apiKey}` },
       handshakeTimeout: options.handshakeTimeoutMs,
@@ -104,7 +108,15 @@ export class PipelineSocket {
       tcp.unref()
     })
     return new Promise<PipelineSocket>((resolve, reject) => {
-      const onError = (err: Error) => reject(err)
+      const onAbort = () => {
+        ws.terminate()
+        reject(signal.reason)
+      }
+      signal.addEventListener('abort', onAbort, { once: true })
+      const onError = (err: Error) => {
+        signal.removeEventListener('abort', onAbort)
+        reject(err)
+      }
       ws.on('error', onError)
       ws.once('unexpected-response', (req, res) => {
         const chunks: Buffer[] = []
@@ -114,6 +126,7 @@ export class PipelineSocket {
           size += chunk.length
         })
         const refuse = () => {
+          signal.removeEventListener('abort', onAbort)
           reject(new UpgradeRefused(res.statusCode ?? 0, refusalError(Buffer.concat(chunks).toString('utf8'))))
           req.destroy()
         }
@@ -121,6 +134,7 @@ export class PipelineSocket {
         res.once('error', refuse)
       })
       ws.once('open', () => {
+        signal.removeEventListener('abort', onAbort)
         ws.off('error', onError)
         // After the open, a socket error is followed by 'close', which is what counts.
         ws.on('error', () => undefined)

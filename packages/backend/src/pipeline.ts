@@ -64,6 +64,8 @@ export class Pipeline {
   #failures = 0
   #openedAt = 0
   #retryTimer: NodeJS.Timeout | undefined
+  /** Aborts the attempt under way, if any. */
+  #opening: AbortController | undefined
   #refusal: SwitchboardApiError | undefined
   #waiters: { resolve(): void; reject(err: SwitchboardApiError): void }[] = []
 
@@ -138,6 +140,7 @@ export class Pipeline {
     if (this.#state === 'closed') return
     this.#state = 'closed'
     clearTimeout(this.#retryTimer)
+    this.#opening?.abort(new SwitchboardApiError('closed', 'the client is closed'))
     this.#settleWaiters(new SwitchboardApiError('closed', 'the client is closed'))
     this.#sent.clear()
     this.#parked.drain()
@@ -147,6 +150,7 @@ export class Pipeline {
   #open(): void {
     if (this.#state === 'idle') this.#state = 'connecting'
     const { apiKey, handshakeTimeoutMs, pingIntervalMs } = this.#options
+    const opening = (this.#opening = new AbortController())
     PipelineSocket.open(
       { url: this.#url, apiKey, handshakeTimeoutMs, pingIntervalMs },
       {
@@ -154,10 +158,15 @@ export class Pipeline {
         malformed: (text) => this.#options.log.warn({ frame: text.slice(0, 200) }, 'the router sent a pipeline frame that is not an answer'),
         closed: (code, reason) => this.#onClosed(code, reason),
       },
-    ).then(
-      (socket) => this.#onOpen(socket),
-      (err: Error) => this.#onFailed(err),
+      opening.signal,
     )
+      .finally(() => {
+        if (this.#opening === opening) this.#opening = undefined
+      })
+      .then(
+        (socket) => this.#onOpen(socket),
+        (err: Error) => this.#onFailed(err),
+      )
   }
 
   #onOpen(socket: PipelineSocket): void {
