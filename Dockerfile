@@ -5,6 +5,7 @@ WORKDIR /app
 COPY package.json package-lock.json tsconfig.base.json tsconfig.json ./
 COPY packages/protocol/package.json packages/protocol/
 COPY packages/registry/package.json packages/registry/
+COPY packages/backend/package.json packages/backend/
 COPY apps/edge/package.json apps/edge/
 COPY apps/router/package.json apps/router/
 COPY apps/local/package.json apps/local/

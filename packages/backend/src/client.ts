@@ -242,18 +242,13 @@ export class SwitchboardBackend {
   }
 
   #timeOut(req: PendingRequest, timeoutMs: number): void {
-    const stage = req.stage
-    const settled = this.#settle(req, {
-      error: new SwitchboardApiError(
-        'timeout',
-        `no answer within ${timeoutMs} ms${stage === 'waiting' ? ` (waited for one of ${this.#options.maxInFlight} in-flight slots)` : ''}`,
-        { requestId: req.id },
-      ),
-    })
-    if (!settled) return
-    if (stage === 'waiting') this.#waitingCount--
-    else if (stage === 'pipeline') this.#pipeline?.abandon(req)
+    if (req.isSettled) return
+    const waited = req.stage === 'waiting' ? ` (waited for one of ${this.#options.maxInFlight} in-flight slots)` : ''
+    // Forgotten by its transport first, so the slot it frees cannot be handed to a call that reuses its id.
+    if (req.stage === 'waiting') this.#waitingCount--
+    else if (req.stage === 'pipeline') this.#pipeline?.abandon(req)
     else req.abort?.abort()
+    this.#settle(req, { error: new SwitchboardApiError('timeout', `no answer within ${timeoutMs} ms${waited}`, { requestId: req.id }) })
   }
 
   /** Settles `req` and frees its slot for the next waiting call. */
