@@ -226,8 +226,9 @@ function answerCheck(match: RouteMatch, request: unknown): (body: unknown) => st
 
 function isAuthorized(value: string | undefined): boolean {
   if (value === undefined) return false
-  // The HTTP parser strips optional whitespace around a header value.
-  const trimmed = value.replace(/^[ \t]+|[ \t]+$/g, '')
+  // The HTTP parser strips optional whitespace around a header value; uWS also drops
+  // obs-text bytes (0x80-0xff) at its end.
+  const trimmed = value.replace(/^[ \t]+|[ \t\x80-\xff]+$/g, '')
   return apiKeys.some((key) => trimmed === `Bearer ${key}`)
 }
 
