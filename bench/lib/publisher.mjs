@@ -75,7 +75,10 @@ async function run({ target, users, batch = 1, rate, durationMs, maxInFlight = 6
     inFlight++
     sent++
     try {
-      delivered += await send(recipients(users, batch))
+      // Await first, then add: `delivered += await …` reads `delivered` before the await and
+      // writes back a stale sum, losing whatever concurrent sends added meanwhile.
+      const count = await send(recipients(users, batch))
+      delivered += count
     } catch (err) {
       errors++
       firstError ??= String(err.message ?? err)
