@@ -79,9 +79,11 @@ export class Registration {
     })
   }
 
-  /** Removes a connection's entry once its registration and any resync have finished. */
-  async unregister(registered: Promise<void>, userId: string, connId: string): Promise<void> {
-    await registered
+  /**
+   * Removes a connection's entry once any resync has finished. Call it only after the
+   * connection's `register` resolved, so the removal cannot overtake the write.
+   */
+  async unregister(userId: string, connId: string): Promise<void> {
     await this.#resyncing
     const lease = this.#lease
     if (!lease) return

@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto'
 import type { Logger } from 'pino'
 import type { Registry as PromRegistry } from 'prom-client'
 import {
@@ -11,34 +10,21 @@ import {
   type WebSocket,
   type us_listen_socket,
 } from 'uWebSockets.js'
-import {
-  CloseCode,
-  createBearerCheck,
-  DisconnectResult,
-  InternalDisconnect,
-  PONG_FRAME,
-  REQUEST_IDS,
-  decodeDeliveries,
-  decodeDelivery,
-  internalRoutes,
-  parseClientFrame,
-  welcomeFrame,
-  type BroadcastResult,
-  type DeliveriesResult,
-  type Delivery,
-  type DeliveryResult,
-} from '@switchboard/protocol'
+import { CloseCode, LINK_PATH, PONG_FRAME, REQUEST_IDS, createBearerCheck, internalRoutes, parseClientFrame, welcomeFrame } from '@switchboard/protocol'
 import type { ConnectionInfo, Registry } from '@switchboard/registry'
 import { createPublicKey } from 'node:crypto'
 import { createOriginCheck, tokenFromProtocols } from './auth.js'
 import { JwksCache, createTokenVerifier, type TokenVerifier } from './tokens.js'
 import type { EdgeConfig } from './config.js'
-import { ConnectionTable } from './connections.js'
+import { ConnIds } from './conn-ids.js'
+import { UserSockets } from './delivery.js'
 import { readBody, sendError, sendJson } from './http.js'
 import { createEdgeMetrics } from './metrics.js'
 import { createEvictor } from './evictions.js'
 import { KeyedRateLimiter } from './rate-limit.js'
 import { Registration } from './registration.js'
+import { createInternalCalls, type InternalOp } from './internal-calls.js'
+import { createRouterLinks } from './router-link.js'
 
 export interface EdgeDeps {
   config: EdgeConfig
@@ -53,19 +39,26 @@ export interface Edge {
   readonly nodeId: string
   readonly port: number
   readonly internalPort: number
-  /** Stops accepting, closes every socket with 1001 spread over `drainMs`, leaves the registry. */
+  /** Stops accepting, closes every client socket with 1001 spread over `drainMs`, leaves the registry, then closes the router links. */
   drain(drainMs?: number): Promise<void>
 }
 
+/** Where a client socket is in its life: a small integer, not a promise per socket. */
+const Registering = 0
+const Open = 1
+const Closed = 2
+type ConnState = typeof Registering | typeof Open | typeof Closed
+
+/** Per client socket, for its whole life: small integers next to the user id. */
 interface Conn {
-  userId: string
-  connId: string
-  since: number
-  /** Resolves once the registry write for this socket finished (or was handed to resync). */
-  registered: Promise<void>
-  /** Set by the close handler: the socket must not be touched afterwards. */
-  isClosed: boolean
-  /** Client frames in the current one-second window, and when it started (ms). */
+  readonly userId: string
+  /** Its connId is `connIds.format(seq)`, built when needed. */
+  readonly seq: number
+  /** Connected at, in ms since the edge started (a small integer). */
+  readonly sinceMs: number
+  /** Registering until its registry entry is written and the welcome sent; Closed from the close handler on. */
+  state: ConnState
+  /** Client frames in the current one-second window, and when it started (ms since the edge started). */
   frames: number
   windowStartMs: number
 }
@@ -76,6 +69,7 @@ const MAX_INTERNAL_BODY_BYTES = 16 << 20
 
 export async function startEdge(deps: EdgeDeps): Promise<Edge> {
   const { config, registry, log } = deps
+  const startedAt = Date.now()
   const jwks = config.jwt.jwksUrl ? new JwksCache({ url: config.jwt.jwksUrl, log }) : undefined
   await jwks?.start()
   const verifyToken =
@@ -87,14 +81,38 @@ export async function startEdge(deps: EdgeDeps): Promise<Edge> {
   const isOriginAllowed = createOriginCheck(config.allowedOrigins)
   const isInternalCaller = createBearerCheck([config.internalToken])
   const handshakes = config.maxHandshakesPerIpPerS > 0 ? new KeyedRateLimiter(config.maxHandshakesPerIpPerS) : undefined
-  const table = new ConnectionTable<Socket>()
-  /** Every open socket, welcomed or not, for evictions by connId. */
-  const byConnId = new Map<string, Socket>()
-  const metrics = createEdgeMetrics(deps.promRegistry, () => table.size)
+  const connIds = new ConnIds()
+  /** Every open client socket by seq, welcomed or not: evictions by connId and resyncs. */
+  const bySeq = new Map<number, Socket>()
+  const openSocket = (connId: string): Socket | undefined => {
+    const seq = connIds.parse(connId)
+    return seq === undefined ? undefined : bySeq.get(seq)
+  }
+  /** Pings answered before the welcome is out, by socket: a pong never overtakes the welcome. */
+  const owedPongs = new Map<Conn, number>()
+  // Read at scrape time only, once `index` exists.
+  const metrics = createEdgeMetrics(deps.promRegistry, () => index.size)
   const framesSent = { push: metrics.framesSent.labels('push'), welcome: metrics.framesSent.labels('welcome'), pong: metrics.framesSent.labels('pong') }
-  const connIdPrefix = `${Date.now().toString(36)}${randomBytes(4).toString('hex')}`
-  let connSeq = 0
+  /** The welcomed client sockets by user, and the writes to them. */
+  const index = new UserSockets<Socket>({
+    maxBackpressureBytes: config.maxBackpressureBytes,
+    metrics: {
+      pushesWritten: {
+        inc: (n) => {
+          metrics.framesOut.inc(n)
+          framesSent.push.inc(n)
+        },
+      },
+      backpressureCloses: metrics.backpressureCloses,
+    },
+    findConn: openSocket,
+    userOf: (ws) => ws.getUserData().userId,
+  })
+  const calls = createInternalCalls({ sockets: index, deliveryCalls: metrics.deliveries, log })
+  const links = createRouterLinks({ isInternalCaller, calls, log })
   let draining = false
+
+  const connectionInfo = (conn: Conn): ConnectionInfo => ({ userId: conn.userId, connId: connIds.format(conn.seq), since: startedAt + conn.sinceMs })
 
   const internal = App()
   const internalSocket = await listen(internal, config.internalHost, config.internalPort)
@@ -103,14 +121,14 @@ export async function startEdge(deps: EdgeDeps): Promise<Edge> {
 
   const registration = new Registration({
     registry,
-    node: { nodeId: config.nodeId, url, startedAt: Date.now() },
+    node: { nodeId: config.nodeId, url, startedAt },
     leaseTtlMs: config.leaseTtlMs,
     log,
     metrics,
     // Every open socket, welcomed or not: one whose registration is in flight under a lease
     // just lost must be re-written too (Redis applies that earlier write first).
-    liveConnections: () => [...byConnId.values()].map((ws) => connectionInfo(ws.getUserData())),
-    status: () => ({ connections: table.size, draining }),
+    liveConnections: () => Array.from(bySeq.values(), (ws) => connectionInfo(ws.getUserData())),
+    status: () => ({ connections: index.size, draining }),
     maxConnectionsPerUser: config.maxConnectionsPerUser,
     onEvicted: createEvictor({
       registry,
@@ -120,43 +138,12 @@ export async function startEdge(deps: EdgeDeps): Promise<Edge> {
         ? { code: CloseCode.replaced, reason: 'replaced by a newer session' }
         : { code: CloseCode.tooManyConnections, reason: 'too many connections for this user' }),
       closeLocal: (connId, code, reason) => {
-        const ws = byConnId.get(connId)
+        const ws = openSocket(connId)
         ws?.end(code, reason)
         return ws !== undefined
       },
     }),
   })
-
-  /**
-   * Writes one serialized frame to each socket. A socket whose unsent backlog is past
-   * `maxBackpressureBytes` is closed with 4008 instead; the frame that crosses the bound
-   * is still queued, so a backlog never exceeds the bound plus one frame.
-   */
-  function write(sockets: readonly Socket[], frame: string): number {
-    let written = 0
-    for (const ws of sockets) {
-      if (ws.getBufferedAmount() > config.maxBackpressureBytes) {
-        metrics.backpressureCloses.inc()
-        ws.end(CloseCode.tooSlow, 'too slow')
-        continue
-      }
-      ws.cork(() => ws.send(frame, false))
-      written++
-    }
-    metrics.framesOut.inc(written)
-    framesSent.push.inc(written)
-    return written
-  }
-
-  function deliver({ frame, to }: Delivery): DeliveryResult {
-    const answer: DeliveryResult = { delivered: [], missing: [] }
-    for (const userId of to) {
-      const sockets = table.socketsOf(userId)
-      if (sockets.length > 0 && write(sockets, frame) > 0) answer.delivered.push(userId)
-      else answer.missing.push(userId)
-    }
-    return answer
-  }
 
   internal
     .get('/healthz', (res) => sendJson(res, 200, { status: 'ok' }))
@@ -168,65 +155,57 @@ export async function startEdge(deps: EdgeDeps): Promise<Edge> {
       res.onAborted(() => undefined) // answered asynchronously; nothing to clean up if the scraper leaves
       void deps.promRegistry.metrics().then((text) => sendJson(res, 200, text, deps.promRegistry.contentType))
     })
-    .post(internalRoutes.deliveries, (res, req) =>
-      internalCall(res, req, 'deliveries', (body): DeliveriesResult | undefined => {
-        const deliveries = decodeDeliveries(body)
-        if (!deliveries) return undefined
-        metrics.deliveries.inc()
-        return { results: deliveries.map(deliver) }
-      }),
-    )
-    .post(internalRoutes.deliver, (res, req) =>
-      internalCall(res, req, 'deliver', (body) => {
-        const delivery = decodeDelivery(body)
-        if (!delivery) return undefined
-        metrics.deliveries.inc()
-        return deliver(delivery)
-      }),
-    )
-    .post(internalRoutes.broadcast, (res, req) =>
-      internalCall(res, req, 'broadcast', (frame): BroadcastResult => ({ connections: write(table.all(), frame) })),
-    )
-    .post(internalRoutes.disconnect, (res, req) =>
-      internalCall(res, req, 'disconnect', (body) => {
-        const r = InternalDisconnect.safeParse(safeJson(body))
-        if (!r.success) return undefined
-        const { userId, connIds, code = CloseCode.kicked, reason = 'disconnected' } = r.data
-        const sockets = connIds
-          ? connIds.flatMap((id) => byConnId.get(id) ?? []).filter((ws) => ws.getUserData().userId === userId)
-          : table.socketsOf(userId)
-        for (const ws of sockets) ws.end(code, reason)
-        return DisconnectResult.parse({ closed: sockets.length })
-      }),
-    )
+    .ws(LINK_PATH, links.behavior)
+    .post(internalRoutes.deliveries, (res, req) => internalCall(res, req, 'deliveries'))
+    .post(internalRoutes.deliver, (res, req) => internalCall(res, req, 'deliver'))
+    .post(internalRoutes.broadcast, (res, req) => internalCall(res, req, 'broadcast'))
+    .post(internalRoutes.disconnect, (res, req) => internalCall(res, req, 'disconnect'))
     .any('/*', (res) => sendError(res, 404, 'not_found', 'no such route'))
 
   /**
-   * Token check, body read, then `handle`; `handle` returning undefined means a malformed body
-   * (400). The routers' request ids (REQUEST_IDS) go into the debug line of every call and
-   * into the warning of a refused one, so a push can be followed from router to edge.
+   * An internal call over HTTP: token check, body read, then the same `calls` the router link
+   * uses. The routers' request ids (REQUEST_IDS) go into the call's log line and into the
+   * warning of a refused one, so a push can be followed from router to edge.
    */
-  function internalCall(res: HttpResponse, req: HttpRequest, route: string, handle: (body: string) => unknown): void {
+  function internalCall(res: HttpResponse, req: HttpRequest, op: InternalOp): void {
     const requestIds = req.getHeader(REQUEST_IDS).slice(0, 4096) // uWS: headers are readable only now
     if (!isInternalCaller(req.getHeader('authorization'))) {
       res.onAborted(() => undefined)
-      log.warn({ route, requestIds }, 'internal call refused: bad token')
+      log.warn({ route: op, requestIds }, 'internal call refused: bad token')
       return sendError(res, 401, 'unauthorized', 'internal token required')
     }
     readBody(res, MAX_INTERNAL_BODY_BYTES).then(
       (body) => {
         if (body === undefined) return
-        const answer = handle(body.toString('utf8'))
-        if (answer === undefined) {
-          log.warn({ route, requestIds }, 'malformed internal request')
-          sendError(res, 400, 'invalid_request', 'malformed internal request')
-        } else {
-          if (log.isLevelEnabled('debug')) log.debug({ route, requestIds, answer: summary(answer) }, 'internal call')
-          sendJson(res, 200, answer)
-        }
+        const answer = calls(op, body.toString('utf8'), requestIds, 'http')
+        sendJson(res, answer.status, answer.body)
       },
       () => sendError(res, 413, 'payload_too_large', 'internal request too large'),
     )
+  }
+
+  /**
+   * The socket's entry is written (or queued for resync while Redis is down): welcome means
+   * reachable, so only now does it join the index and get its welcome. A push that finds the
+   * entry is handled in a later macrotask than this continuation, so it finds the socket.
+   */
+  function registered(ws: Socket, conn: Conn): void {
+    if (conn.state === Registering && draining) ws.end(CloseCode.draining, 'edge draining') // the close handler marks it Closed
+    const pongs = owedPongs.get(conn) ?? 0
+    if (pongs > 0) owedPongs.delete(conn)
+    if (conn.state === Closed) {
+      // Closed while registering: its removal runs only now, so it cannot overtake the write.
+      void registration.unregister(conn.userId, connIds.format(conn.seq))
+      return
+    }
+    conn.state = Open
+    index.add(conn.userId, ws)
+    ws.cork(() => {
+      ws.send(welcomeFrame(connIds.format(conn.seq), config.nodeId), false)
+      for (let i = 0; i < pongs; i++) ws.send(PONG_FRAME, false)
+    })
+    framesSent.welcome.inc()
+    if (pongs > 0) framesSent.pong.inc(pongs)
   }
 
   await registration.start()
@@ -239,7 +218,7 @@ export async function startEdge(deps: EdgeDeps): Promise<Edge> {
       idleTimeout: config.idleTimeoutS,
       sendPingsAutomatically: true,
       // uWS drops frames past its own bound, and then the close frame too (the client would
-      // see 1006). Our bound is enforced in write(); uWS's sits above it with room for one
+      // see 1006). Our bound is enforced by UserSockets; uWS's sits above it with room for one
       // more frame and the 4008 close frame.
       maxBackpressure: config.maxBackpressureBytes + MAX_INTERNAL_BODY_BYTES,
       closeOnBackpressureLimit: false,
@@ -267,30 +246,19 @@ export async function startEdge(deps: EdgeDeps): Promise<Edge> {
           return refuse(401, 'unauthorized', 'unauthorized', 'invalid or expired token')
         }
         metrics.handshakes.inc({ result: 'ok' })
-        const connId = `${connIdPrefix}.${(connSeq++).toString(36)}`
-        const conn: Conn = { userId, connId, since: Date.now(), registered: Promise.resolve(), isClosed: false, frames: 0, windowStartMs: 0 }
+        const conn: Conn = { userId, seq: connIds.nextSeq(), sinceMs: Date.now() - startedAt, state: Registering, frames: 0, windowStartMs: -1_000 }
         // Upgraded synchronously, inside the handler: see createHs256Verifier.
         res.upgrade(conn, key, offered.selected, extensions, context)
       },
       open: (ws) => {
         const conn = ws.getUserData()
-        byConnId.set(conn.connId, ws)
-        // Welcome means reachable: the socket joins the table, and gets its welcome, once its
-        // entry is written (or queued for resync while Redis is down). A push that finds the
-        // entry is handled in a later macrotask than this continuation, so it finds the socket.
-        conn.registered = registration.register(connectionInfo(conn))
-        void conn.registered.then(() => {
-          if (conn.isClosed) return
-          if (draining) return ws.end(CloseCode.draining, 'edge draining')
-          table.add(conn.userId, ws)
-          ws.cork(() => ws.send(welcomeFrame(conn.connId, config.nodeId), false))
-          framesSent.welcome.inc()
-        })
+        bySeq.set(conn.seq, ws)
+        void registration.register(connectionInfo(conn)).then(() => registered(ws, conn))
       },
       message: (ws, message, isBinary) => {
         const conn = ws.getUserData()
         metrics.framesReceived.inc()
-        const now = Date.now()
+        const now = Date.now() - startedAt
         if (now - conn.windowStartMs >= 1_000) {
           conn.windowStartMs = now
           conn.frames = 0
@@ -299,20 +267,22 @@ export async function startEdge(deps: EdgeDeps): Promise<Edge> {
         if (message.byteLength > config.maxFrameBytes) return ws.end(CloseCode.messageTooBig, 'frame too big')
         const frame = isBinary ? undefined : parseClientFrame(Buffer.from(message).toString('utf8'))
         if (!frame) return ws.end(CloseCode.protocolViolation, 'invalid frame')
-        // Chained on the registration, so a pong never overtakes the welcome.
-        void conn.registered.then(() => {
-          if (conn.isClosed) return
-          ws.cork(() => ws.send(PONG_FRAME, false))
-          framesSent.pong.inc()
-        })
+        if (conn.state === Registering) {
+          owedPongs.set(conn, (owedPongs.get(conn) ?? 0) + 1) // sent right after the welcome
+          return
+        }
+        ws.cork(() => ws.send(PONG_FRAME, false))
+        framesSent.pong.inc()
       },
       close: (ws, code) => {
         const conn = ws.getUserData()
-        conn.isClosed = true
-        byConnId.delete(conn.connId)
-        table.remove(conn.userId, ws)
+        const wasOpen = conn.state === Open
+        conn.state = Closed
+        bySeq.delete(conn.seq)
         metrics.closes.inc({ code: String(code) })
-        void registration.unregister(conn.registered, conn.userId, conn.connId)
+        if (!wasOpen) return // still registering: registered() removes its entry once written
+        index.remove(conn.userId, ws)
+        void registration.unregister(conn.userId, connIds.format(conn.seq))
       },
     })
     .any('/*', (res) => sendError(res, 404, 'not_found', 'websocket endpoint is /v1/ws'))
@@ -324,22 +294,23 @@ export async function startEdge(deps: EdgeDeps): Promise<Edge> {
     if (draining) return
     draining = true
     us_listen_socket_close(publicSocket)
-    log.info({ connections: table.size, drainMs }, 'draining')
+    log.info({ connections: index.size, drainMs }, 'draining')
     await registration.renewNow().catch(() => undefined) // announce draining; failures are already logged
-    const sockets = table.all()
     await Promise.all(
-      sockets.map(
+      index.all().map(
         (ws) =>
           new Promise<void>((resolve) => {
             // Spread with jitter, so the clients don't all come back at the same moment.
             setTimeout(() => {
-              if (!ws.getUserData().isClosed) ws.end(CloseCode.draining, 'edge draining')
+              if (ws.getUserData().state !== Closed) ws.end(CloseCode.draining, 'edge draining')
               resolve()
             }, Math.random() * drainMs)
           }),
       ),
     )
     await registration.stop().catch((err: unknown) => log.warn({ err }, 'leaving the registry failed; entries lapse with the lease'))
+    // Routers could still call until the registry said this edge was gone: links close last.
+    links.closeAll()
     us_listen_socket_close(internalSocket)
     jwks?.stop()
     log.info('drained')
@@ -348,31 +319,8 @@ export async function startEdge(deps: EdgeDeps): Promise<Edge> {
   return { nodeId: config.nodeId, port, internalPort, drain }
 }
 
-function connectionInfo(conn: Conn): ConnectionInfo {
-  return { userId: conn.userId, connId: conn.connId, since: conn.since }
-}
-
 function listen(app: TemplatedApp, host: string, port: number): Promise<us_listen_socket> {
   return new Promise((resolve, reject) => {
     app.listen(host, port, (socket) => (socket ? resolve(socket) : reject(new Error(`cannot listen on ${host}:${port}`))))
   })
-}
-
-function safeJson(text: string): unknown {
-  try {
-    return JSON.parse(text)
-  } catch {
-    return undefined // the caller's schema rejects it
-  }
-}
-
-/** What an internal call's debug line says about its answer: counts, never user ids. */
-function summary(answer: unknown): unknown {
-  if (typeof answer !== 'object' || answer === null) return answer
-  if ('results' in answer) {
-    const { results } = answer as DeliveriesResult
-    return { pushes: results.length, delivered: results.reduce((n, r) => n + r.delivered.length, 0) }
-  }
-  if ('delivered' in answer) return { pushes: 1, delivered: (answer as DeliveryResult).delivered.length }
-  return answer // broadcast { connections } or disconnect { closed }
 }

@@ -2,7 +2,7 @@ import pino from 'pino'
 import { Registry as PromRegistry } from 'prom-client'
 import { loadEdgeConfig, startEdge } from '@switchboard/edge'
 import { MemoryRegistry } from '@switchboard/registry'
-import { HttpEdgeClient, buildApp, loadRouterConfig, startReaper } from '@switchboard/router'
+import { LinkEdgeClient, buildApp, loadRouterConfig, startReaper } from '@switchboard/router'
 import type { DevSecrets } from './secrets.js'
 
 type Env = Record<string, string | undefined>
@@ -31,19 +31,18 @@ async function runStandalone(env: Env, secrets: DevSecrets) {
   const registry = new MemoryRegistry()
 
   const edge = await startEdge({ config: edgeConfig, registry, log: log.child({ service: 'edge' }), promRegistry: new PromRegistry() })
-  const edges = new HttpEdgeClient({ internalToken: secrets.internalToken, timeoutMs: routerConfig.forwardTimeoutMs })
+  const edges = new LinkEdgeClient({ internalToken: secrets.internalToken, timeoutMs: routerConfig.forwardTimeoutMs })
   const app = buildApp({ config: routerConfig, registry, edges, log: log.child({ service: 'router' }), promRegistry: new PromRegistry() })
   const stopReaper = startReaper({ registry, log, graceMs: routerConfig.reapGraceMs, settleMs: 0 })
-  await app.listen({ host: routerConfig.host, port: routerConfig.port })
+  const port = await app.listen(routerConfig.host, routerConfig.port)
 
-  const address = app.server.address()
   return {
-    routerUrl: `http://127.0.0.1:${typeof address === 'object' && address ? address.port : routerConfig.port}`,
+    routerUrl: `http://127.0.0.1:${port}`,
     wsUrls: [`ws://127.0.0.1:${edge.port}`],
     async stop() {
       stopReaper()
       await edge.drain(0)
-      await app.close()
+      await app.close(1_000)
       await edges.close()
     },
   }

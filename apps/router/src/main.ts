@@ -3,7 +3,7 @@ import { Registry as PromRegistry } from 'prom-client'
 import { RedisRegistry, createRedisClient } from '@switchboard/registry'
 import { buildApp } from './app.js'
 import { loadRouterConfig, type RouterConfig } from './config.js'
-import { HttpEdgeClient } from './edge-client.js'
+import { LinkEdgeClient } from './edge-link.js'
 import { startReaper } from './reaper.js'
 
 let config: RouterConfig
@@ -24,24 +24,24 @@ const registry = new RedisRegistry(redis, {
   prefix: config.registryPrefix,
   liveRefreshMs: Math.min(1_000, Math.floor(config.leaseTtlMs / 4)),
 })
-const edges = new HttpEdgeClient({ internalToken: config.internalToken, timeoutMs: config.forwardTimeoutMs })
+const edges = new LinkEdgeClient({ internalToken: config.internalToken, timeoutMs: config.forwardTimeoutMs })
 const app = buildApp({ config, registry, edges, log, promRegistry: new PromRegistry() })
 const stopReaper = startReaper({ registry, log, graceMs: config.reapGraceMs, settleMs: config.leaseTtlMs + 5_000 })
 
+let port: number
 try {
-  await app.listen({ host: config.host, port: config.port })
+  port = await app.listen(config.host, config.port)
 } catch (err) {
   log.fatal({ err }, `cannot listen on ${config.host}:${config.port}`)
   process.exit(1)
 }
-const address = app.server.address()
-log.info({ port: typeof address === 'object' && address ? address.port : config.port }, 'router listening')
+log.info({ port }, 'router listening')
 
 process.once('SIGTERM', () => {
   stopReaper()
-  // close() stops accepting and waits for in-flight requests.
+  // close() stops accepting and waits for the requests in flight on both ingresses.
   app
-    .close()
+    .close(config.forwardTimeoutMs + config.redisCommandTimeoutMs + 1_000)
     .then(() => edges.close())
     .then(
       () => {

@@ -47,7 +47,7 @@ export function createRouterMetrics(registry: PromRegistry, inFlight: () => numb
     }),
     inFlight: new Gauge({
       name: 'router_requests_in_flight',
-      help: 'HTTP requests received and not yet answered.',
+      help: 'Requests received and not yet answered, HTTP and pipelined.',
       registers: [registry],
       collect() {
         this.set(inFlight())

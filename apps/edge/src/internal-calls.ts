@@ -1,0 +1,100 @@
+import type { Logger } from 'pino'
+import {
+  CloseCode,
+  InternalDisconnect,
+  decodeDeliveries,
+  decodeDelivery,
+  errorBody,
+  type BroadcastResult,
+  type DeliveriesResult,
+  type DeliveryResult,
+  type DisconnectResult,
+  type LinkOp,
+} from '@switchboard/protocol'
+import type { Count, PushSocket, UserSockets } from './delivery.js'
+
+/** The router -> edge calls: the link's ops, and `deliver`, which only 0.1 routers send (HTTP). */
+export type InternalOp = LinkOp | 'deliver'
+
+/** An answer as both transports send it: the HTTP status and JSON body, or a link answer's. */
+export interface InternalAnswer {
+  status: 200 | 400
+  body: string
+}
+
+export interface InternalCallDeps<S extends PushSocket> {
+  sockets: UserSockets<S>
+  /** edge_deliver_requests_total: one per well-formed delivery call, whatever its transport. */
+  deliveryCalls: Count
+  log: Logger
+}
+
+/**
+ * Answers an internal call from its op and body. `via` and `requestIds` (the routers' request
+ * ids, comma-separated) are for logs only.
+ */
+export type InternalCalls = (op: InternalOp, payload: string, requestIds: string, via: 'http' | 'link') => InternalAnswer
+
+const MALFORMED: InternalAnswer = { status: 400, body: JSON.stringify(errorBody('invalid_request', 'malformed internal request')) }
+
+/**
+ * One implementation of the internal calls for the HTTP routes and the router link, so both
+ * answer the same bytes for the same body. Synchronous: a link answers in the frame's callback.
+ */
+export function createInternalCalls<S extends PushSocket>(deps: InternalCallDeps<S>): InternalCalls {
+  const { sockets, deliveryCalls, log } = deps
+
+  function run(op: InternalOp, payload: string): DeliveriesResult | DeliveryResult | BroadcastResult | DisconnectResult | undefined {
+    switch (op) {
+      case 'deliveries': {
+        const deliveries = decodeDeliveries(payload)
+        if (!deliveries) return undefined
+        deliveryCalls.inc()
+        return { results: deliveries.map((d) => sockets.deliver(d.frame, d.to)) }
+      }
+      case 'deliver': {
+        const delivery = decodeDelivery(payload)
+        if (!delivery) return undefined
+        deliveryCalls.inc()
+        return sockets.deliver(delivery.frame, delivery.to)
+      }
+      case 'broadcast':
+        // The body is the frame itself, written as is.
+        return { connections: sockets.broadcast(payload) }
+      case 'disconnect': {
+        const r = InternalDisconnect.safeParse(safeJson(payload))
+        if (!r.success) return undefined
+        const { userId, connIds, code = CloseCode.kicked, reason = 'disconnected' } = r.data
+        return { closed: sockets.disconnect(userId, code, reason, connIds) }
+      }
+    }
+  }
+
+  return (op, payload, requestIds, via) => {
+    const answer = run(op, payload)
+    if (answer === undefined) {
+      log.warn({ route: op, via, requestIds }, 'malformed internal request')
+      return MALFORMED
+    }
+    if (log.isLevelEnabled('debug')) log.debug({ route: op, via, requestIds, answer: summary(answer) }, 'internal call')
+    return { status: 200, body: JSON.stringify(answer) }
+  }
+}
+
+function safeJson(text: string): unknown {
+  try {
+    return JSON.parse(text)
+  } catch {
+    return undefined // the caller's schema rejects it
+  }
+}
+
+/** What an internal call's debug line says about its answer: counts, never user ids. */
+function summary(answer: object): unknown {
+  if ('results' in answer) {
+    const { results } = answer as DeliveriesResult
+    return { pushes: results.length, delivered: results.reduce((n, r) => n + r.delivered.length, 0) }
+  }
+  if ('delivered' in answer) return { pushes: 1, delivered: (answer as DeliveryResult).delivered.length }
+  return answer // broadcast { connections } or disconnect { closed }
+}

@@ -1,0 +1,146 @@
+import { randomUUID } from 'node:crypto'
+import type { Logger } from 'pino'
+import {
+  BroadcastRequest,
+  DisconnectRequest,
+  PresenceParams,
+  PresenceQuery,
+  PushRequest,
+  parseOrThrow,
+  pushFrame,
+  timeCall,
+  type BroadcastResponse,
+  type DisconnectResponse,
+  type NodesResponse,
+  type PresenceQueryResponse,
+  type PresenceResponse,
+  type PushResponse,
+} from '@switchboard/protocol'
+import type { EdgeClient } from './edge-client.js'
+import type { LimitChecks } from './limits.js'
+import type { RouterMetrics, TimedRegistry } from './metrics.js'
+import { planDelivery, settleDelivery, type EdgeOutcome } from './plan.js'
+
+export interface ApiDeps {
+  registry: TimedRegistry
+  edges: EdgeClient
+  metrics: RouterMetrics
+  limits: LimitChecks
+  log: Logger
+}
+
+/**
+ * The router's operations, whatever the transport: HTTP (http-api.ts) and the pipelined
+ * ingress (pipeline.ts) both parse a request, call one of these and map the answer or the
+ * SwitchboardError it throws. So both have the same validation, limits and messages.
+ * `requestId` is the caller's request id, for the logs here and on the edges.
+ */
+export interface Api {
+  push(body: unknown, requestId: string): Promise<PushResponse>
+  broadcast(body: unknown, requestId: string): Promise<BroadcastResponse>
+  presence(params: unknown): Promise<PresenceResponse>
+  presenceQuery(body: unknown): Promise<PresenceQueryResponse>
+  disconnect(body: unknown, requestId: string): Promise<DisconnectResponse>
+  nodes(): Promise<NodesResponse>
+}
+
+const RESULTS = ['delivered', 'offline', 'failed'] as const
+type Result = (typeof RESULTS)[number]
+
+export function createApi(deps: ApiDeps): Api {
+  const { registry, edges, metrics, limits, log } = deps
+  const recipientsBy = Object.fromEntries(RESULTS.map((r) => [r, metrics.recipients.labels(r)])) as Record<Result, { inc(n: number): void }>
+  const singleQueries = metrics.presenceQueries.labels('single')
+  const batchQueries = metrics.presenceQueries.labels('batch')
+
+  /** Calls `call` on one edge; a failure is logged (with the request's id) and counted, never thrown. */
+  function forward<T>(requestId: string, url: string, call: () => Promise<T>): Promise<T | undefined> {
+    return timeCall(metrics.forward.start(url), call()).catch((err: unknown) => {
+      log.warn({ err, edge: url, reqId: requestId }, 'edge call failed')
+      return undefined
+    })
+  }
+
+  return {
+    async push(input, requestId) {
+      const body = parseOrThrow(PushRequest, input)
+      limits.recipients(body.to)
+      limits.event(body.event)
+      const id = body.id ?? randomUUID()
+      const frame = pushFrame(id, body.event, body.data, Date.now())
+      const recipients = new Set(body.to)
+      const plan = planDelivery(recipients, await registry.locate([...recipients]))
+      const outcomes = await Promise.all(
+        [...plan.byEdge].map(async ([url, users]): Promise<EdgeOutcome> => {
+          const answer = await forward(requestId, url, () => edges.deliver(url, frame, users, requestId))
+          return answer ? { users, delivered: answer.delivered } : { users, failed: true }
+        }),
+      )
+      const settled = settleDelivery(recipients, outcomes)
+      metrics.pushes.inc()
+      for (const result of RESULTS) if (settled[result].length > 0) recipientsBy[result].inc(settled[result].length)
+      if (log.isLevelEnabled('debug')) {
+        log.debug({ reqId: requestId, pushId: id, edges: plan.byEdge.size, delivered: settled.delivered.length, offline: settled.offline.length, failed: settled.failed.length }, 'push')
+      }
+      return { id, ...settled }
+    },
+
+    async broadcast(input, requestId) {
+      const body = parseOrThrow(BroadcastRequest, input)
+      limits.event(body.event)
+      const id = body.id ?? randomUUID()
+      const frame = pushFrame(id, body.event, body.data, Date.now())
+      const nodes = await registry.liveNodes()
+      const answers = await Promise.all(nodes.map((n) => forward(requestId, n.url, () => edges.broadcast(n.url, frame, requestId))))
+      const reached = answers.filter((a) => a !== undefined)
+      return { id, nodes: reached.length, connections: reached.reduce((sum, a) => sum + a.connections, 0) }
+    },
+
+    async presence(params) {
+      const { userId } = parseOrThrow(PresenceParams, params, 'userId')
+      limits.userId('userId', userId)
+      singleQueries.inc()
+      metrics.presenceUsers.inc()
+      const conns = (await registry.locate([userId])).get(userId) ?? []
+      return {
+        userId,
+        online: conns.length > 0,
+        connections: conns.map(({ connId, nodeId, since }) => ({ connId, nodeId, since })),
+      }
+    },
+
+    async presenceQuery(input) {
+      const { userIds } = parseOrThrow(PresenceQuery, input)
+      limits.presenceBatch(userIds)
+      const unique = [...new Set(userIds)]
+      batchQueries.inc()
+      metrics.presenceUsers.inc(unique.length)
+      const found = await registry.locate(unique)
+      return { online: unique.filter((u) => found.has(u)), offline: unique.filter((u) => !found.has(u)) }
+    },
+
+    async disconnect(input, requestId) {
+      const { userId, reason } = parseOrThrow(DisconnectRequest, input)
+      limits.userId('userId', userId)
+      const urls = new Set((await registry.locate([userId])).get(userId)?.map((c) => c.url))
+      const answers = await Promise.all(
+        [...urls].map((url) =>
+          edges.disconnect(url, reason === undefined ? { userId } : { userId, reason }, requestId).catch((err: unknown) => {
+            // That edge's sockets stay open; its lease lapses if it is dead. Report what was closed.
+            log.warn({ err, edge: url, reqId: requestId }, 'disconnect call failed')
+            return { closed: 0 }
+          }),
+        ),
+      )
+      return { closed: answers.reduce((sum, a) => sum + a.closed, 0) }
+    },
+
+    async nodes() {
+      const live = await registry.liveNodes()
+      const nodes = live
+        .map(({ nodeId, connections, draining, startedAt }) => ({ nodeId, connections, draining, startedAt }))
+        .sort((a, b) => a.nodeId.localeCompare(b.nodeId))
+      return { nodes }
+    },
+  }
+}

@@ -1,0 +1,287 @@
+import WebSocket from 'ws'
+import type { z } from 'zod'
+import {
+  BroadcastResult,
+  DeliveriesResult,
+  DisconnectResult,
+  LINK_PATH,
+  MAX_LINK_FRAME_BYTES,
+  MAX_RECIPIENTS_PER_CALL,
+  decodeLinkAnswer,
+  encodeDelivery,
+  encodeLinkCall,
+  type DeliveryResult,
+  type InternalDisconnect,
+  type LinkOp,
+} from '@switchboard/protocol'
+import { Circuits } from './circuit.js'
+import { EdgeCallError, type EdgeClient } from './edge-client.js'
+
+export interface LinkEdgeClientOptions {
+  internalToken: string
+  /** Whole-call bound, connecting included: past it the call fails and the link is dropped. */
+  timeoutMs: number
+  /** How often an open link is pinged; a link that missed a whole period's pong is dropped. */
+  pingEveryMs?: number
+  /** A link with nothing in flight for this long is closed (edges come and go with deploys). */
+  idleCloseMs?: number
+}
+
+/** A coalesced delivery call stops growing at this many bytes (the edge accepts MAX_LINK_FRAME_BYTES). */
+const MAX_CALL_BYTES = 4 << 20
+
+/** One call on a link: sent (or waiting for the link to open) and not yet answered. */
+interface Call {
+  op: LinkOp
+  requestIds: string
+  payload: string
+  /** ms epoch past which the call fails. */
+  deadline: number
+  isSent: boolean
+  settle(body: unknown): void
+  fail(err: unknown): void
+}
+
+/** A push waiting for this turn's delivery call to its edge. */
+interface Delivery {
+  body: string
+  recipients: number
+  requestId: string
+  resolve(result: DeliveryResult): void
+  reject(err: unknown): void
+}
+
+/**
+ * Router -> edge calls over one persistent websocket per edge (protocol: LINK_PATH in
+ * @switchboard/protocol), instead of one HTTP request per call. Calls are pipelined and
+ * answered by id; the pushes bound for one edge in one event-loop turn go as one
+ * `deliveries` call, so a busy router writes one frame per edge per turn.
+ *
+ * What the HTTP client had is kept: every call is bounded by `timeoutMs` (connecting
+ * included), an edge that keeps failing is skipped for a while (Circuits), request ids reach
+ * the edge's log, and a lost link is reopened by the next call. A call that times out drops
+ * its link, so a half-open connection turns every call on it into a failure within the
+ * timeout and the next call reconnects; an edge restart closes the link and fails its calls
+ * at once.
+ */
+export class LinkEdgeClient implements EdgeClient {
+  readonly #links = new Map<string, Link>()
+  readonly #circuits = new Circuits({ threshold: 3, baseCooldownMs: 250, maxCooldownMs: 5_000 })
+  #isClosed = false
+
+  constructor(private readonly options: LinkEdgeClientOptions) {}
+
+  deliver(edgeUrl: string, frame: string, to: readonly string[], requestId = '-'): Promise<DeliveryResult> {
+    return this.#link(edgeUrl).deliver(encodeDelivery(frame, to), to.length, requestId)
+  }
+
+  broadcast(edgeUrl: string, frame: string, requestId = '-'): Promise<BroadcastResult> {
+    return this.#link(edgeUrl).call('broadcast', requestId, frame, BroadcastResult)
+  }
+
+  disconnect(edgeUrl: string, body: InternalDisconnect, requestId = '-'): Promise<DisconnectResult> {
+    return this.#link(edgeUrl).call('disconnect', requestId, JSON.stringify(body), DisconnectResult)
+  }
+
+  async close(): Promise<void> {
+    this.#isClosed = true
+    for (const link of this.#links.values()) link.close(new EdgeCallError('router shutting down'))
+    this.#links.clear()
+  }
+
+  #link(edgeUrl: string): Link {
+    if (this.#isClosed) throw new EdgeCallError('edge client closed')
+    let link = this.#links.get(edgeUrl)
+    if (!link) {
+      link = new Link(edgeUrl, this.options, this.#circuits, () => this.#links.delete(edgeUrl))
+      this.#links.set(edgeUrl, link)
+    }
+    return link
+  }
+}
+
+/** The link to one edge: its socket (opened on demand), its calls in flight, this turn's deliveries. */
+class Link {
+  readonly #wsUrl: string
+  readonly #headers: Record<string, string>
+  #ws: WebSocket | undefined
+  #isOpen = false
+  /** In deadline order: every call has the same timeout, and Maps iterate in insertion order. */
+  readonly #calls = new Map<number, Call>()
+  #nextCallId = 1
+  #deliveries: Delivery[] = []
+  #timer: NodeJS.Timeout | undefined
+  #pinger: NodeJS.Timeout | undefined
+  #isPongDue = false
+  #lastUsedMs = Date.now()
+
+  constructor(
+    private readonly edgeUrl: string,
+    private readonly options: LinkEdgeClientOptions,
+    private readonly circuits: Circuits,
+    private readonly onIdle: () => void,
+  ) {
+    this.#wsUrl = `${edgeUrl.replace(/^http/, 'ws')}${LINK_PATH}`
+    this.#headers = { authorization: `Bearer ${options.internalToken}` }
+  }
+
+  /** Joins this turn's delivery call to the edge; the call goes out once the turn's I/O is done. */
+  deliver(body: string, recipients: number, requestId: string): Promise<DeliveryResult> {
+    return new Promise((resolve, reject) => {
+      if (this.#deliveries.length === 0) setImmediate(() => this.#flushDeliveries())
+      this.#deliveries.push({ body, recipients, requestId, resolve, reject })
+    })
+  }
+
+  call<S extends z.ZodType>(op: LinkOp, requestIds: string, payload: string, schema: S): Promise<z.output<S>> {
+    return new Promise((resolve, reject) => {
+      this.#start(op, requestIds, payload, (body) => {
+        const parsed = schema.safeParse(body)
+        if (parsed.success) resolve(parsed.data)
+        else reject(new EdgeCallError('edge answered a malformed body'))
+      }, reject)
+    })
+  }
+
+  close(err: unknown): void {
+    clearInterval(this.#pinger)
+    clearTimeout(this.#timer)
+    this.#ws?.terminate()
+    this.#ws = undefined
+    this.#isOpen = false
+    for (const d of this.#deliveries.splice(0)) d.reject(err)
+    for (const call of this.#calls.values()) call.fail(err)
+    this.#calls.clear()
+  }
+
+  /** Sends what waits as `deliveries` calls, each within MAX_CALL_BYTES and MAX_RECIPIENTS_PER_CALL. */
+  #flushDeliveries(): void {
+    const waiting = this.#deliveries
+    this.#deliveries = []
+    for (let i = 0; i < waiting.length; ) {
+      let bytes = 0
+      let recipients = 0
+      let j = i
+      while (j < waiting.length && (j === i || (bytes + waiting[j]!.body.length <= MAX_CALL_BYTES && recipients + waiting[j]!.recipients <= MAX_RECIPIENTS_PER_CALL))) {
+        bytes += waiting[j]!.body.length + 1
+        recipients += waiting[j]!.recipients
+        j++
+      }
+      const batch = waiting.slice(i, j)
+      i = j
+      const payload = batch.length === 1 ? batch[0]!.body : batch.map((d) => d.body).join('\n')
+      const requestIds = batch.length === 1 ? batch[0]!.requestId : batch.map((d) => d.requestId).join(',')
+      const fail = (err: unknown) => batch.forEach((d) => d.reject(err))
+      this.#start('deliveries', requestIds, payload, (body) => {
+        const parsed = DeliveriesResult.safeParse(body)
+        if (!parsed.success) return fail(new EdgeCallError('edge answered a malformed body'))
+        const { results } = parsed.data
+        if (results.length !== batch.length) return fail(new EdgeCallError(`edge answered ${results.length} results for ${batch.length} deliveries`))
+        batch.forEach((d, k) => d.resolve(results[k]!))
+      }, fail)
+    }
+  }
+
+  #start(op: LinkOp, requestIds: string, payload: string, settle: (body: unknown) => void, fail: (err: unknown) => void): void {
+    if (!this.circuits.allow(this.edgeUrl)) return fail(new EdgeCallError('edge skipped: it keeps failing'))
+    this.#lastUsedMs = Date.now()
+    const callId = this.#nextCallId++
+    this.#calls.set(callId, { op, requestIds, payload, deadline: this.#lastUsedMs + this.options.timeoutMs, isSent: false, settle, fail })
+    this.#timer ??= setTimeout(() => this.#expire(), this.options.timeoutMs)
+    if (this.#isOpen) this.#send(callId)
+    else this.#connect()
+  }
+
+  #send(callId: number): void {
+    const call = this.#calls.get(callId)!
+    call.isSent = true
+    this.#ws!.send(encodeLinkCall(callId, call.op, call.requestIds, call.payload), { binary: true })
+  }
+
+  #connect(): void {
+    if (this.#ws) return // already connecting
+    const ws = new WebSocket(this.#wsUrl, { headers: this.#headers, perMessageDeflate: false, maxPayload: MAX_LINK_FRAME_BYTES, handshakeTimeout: this.options.timeoutMs })
+    this.#ws = ws
+    ws.on('open', () => {
+      if (this.#ws !== ws) return
+      this.#isOpen = true
+      for (const [callId, call] of this.#calls) if (!call.isSent) this.#send(callId)
+      this.#startPings(ws)
+    })
+    ws.on('message', (data: Buffer) => this.#answer(data))
+    ws.on('pong', () => (this.#isPongDue = false))
+    ws.on('unexpected-response', (_req, res) => {
+      res.resume()
+      this.#drop(ws, new EdgeCallError(`edge refused the link: ${res.statusCode}`))
+    })
+    ws.on('error', (err) => this.#drop(ws, new EdgeCallError(`edge link failed: ${err.message}`, { cause: err })))
+    ws.on('close', (code) => this.#drop(ws, new EdgeCallError(`edge link closed (${code})`)))
+  }
+
+  #answer(data: Buffer): void {
+    const answer = decodeLinkAnswer(data.toString('utf8'))
+    if (!answer) return this.#drop(this.#ws!, new EdgeCallError('edge sent a malformed answer'))
+    const call = this.#calls.get(answer.callId)
+    if (!call) return // it timed out: already failed
+    this.#calls.delete(answer.callId)
+    if (answer.status !== 200) {
+      this.circuits.failed(this.edgeUrl)
+      return call.fail(new EdgeCallError(`edge answered ${answer.status}: ${answer.body.slice(0, 200)}`))
+    }
+    let body: unknown
+    try {
+      body = JSON.parse(answer.body)
+    } catch {
+      this.circuits.failed(this.edgeUrl)
+      return call.fail(new EdgeCallError('edge answered a body that is not JSON'))
+    }
+    this.circuits.succeeded(this.edgeUrl)
+    call.settle(body)
+  }
+
+  /** Fails the calls whose deadline passed; a sent one means the link is stuck, so it is dropped. */
+  #expire(): void {
+    this.#timer = undefined
+    const now = Date.now()
+    let isStuck = false
+    for (const [callId, call] of this.#calls) {
+      if (call.deadline > now) {
+        this.#timer = setTimeout(() => this.#expire(), call.deadline - now)
+        break
+      }
+      this.#calls.delete(callId)
+      isStuck ||= call.isSent || this.#ws !== undefined
+      call.fail(new EdgeCallError(`edge did not answer within ${this.options.timeoutMs} ms`))
+    }
+    if (isStuck && this.#ws) this.#drop(this.#ws, new EdgeCallError('edge link timed out'))
+  }
+
+  /** Ends `ws` (if it is still this link's socket): its calls fail now, the next call reconnects. */
+  #drop(ws: WebSocket, err: EdgeCallError): void {
+    if (this.#ws !== ws) return
+    this.circuits.failed(this.edgeUrl)
+    clearInterval(this.#pinger)
+    this.#ws = undefined
+    this.#isOpen = false
+    ws.terminate()
+    for (const call of this.#calls.values()) call.fail(err)
+    this.#calls.clear()
+    clearTimeout(this.#timer)
+    this.#timer = undefined
+  }
+
+  #startPings(ws: WebSocket): void {
+    this.#isPongDue = false
+    this.#pinger = setInterval(() => {
+      if (this.#calls.size === 0 && Date.now() - this.#lastUsedMs > (this.options.idleCloseMs ?? 60_000)) {
+        this.close(new EdgeCallError('idle link closed'))
+        this.onIdle()
+        return
+      }
+      if (this.#isPongDue) return this.#drop(ws, new EdgeCallError('edge link missed a pong'))
+      this.#isPongDue = true
+      ws.ping()
+    }, this.options.pingEveryMs ?? 5_000)
+    this.#pinger.unref()
+  }
+}

@@ -1,0 +1,271 @@
+import { randomUUID } from 'node:crypto'
+import type { Logger } from 'pino'
+import type { Registry as PromRegistry } from 'prom-client'
+import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js'
+import { REQUEST_ID, SwitchboardError } from '@switchboard/protocol'
+import { errorAnswer } from './answers.js'
+import type { Api } from './api.js'
+import type { RouterMetrics, TimedRegistry } from './metrics.js'
+import { parseJsonBody } from './json-body.js'
+
+export interface HttpApiDeps {
+  api: Api
+  /** For /readyz. */
+  registry: TimedRegistry
+  isApiKey: (authorization: string) => boolean
+  bodyLimitBytes: number
+  log: Logger
+  metrics: RouterMetrics
+  promRegistry: PromRegistry
+  /** Read at every answer: while closing, answers end their connection. */
+  isClosing: () => boolean
+  /** Counts requests received and not yet answered (router_requests_in_flight). */
+  inFlight: { n: number }
+}
+
+type RouteName = 'healthz' | 'readyz' | 'metrics' | 'push' | 'broadcast' | 'presence' | 'presenceQuery' | 'disconnect' | 'nodes'
+interface Route {
+  name: RouteName
+  userId?: string
+}
+
+const PUBLIC: ReadonlySet<RouteName> = new Set(['healthz', 'readyz', 'metrics'])
+const POSTS: Record<string, RouteName> = { push: 'push', broadcast: 'broadcast', disconnect: 'disconnect' }
+
+/** How much of an over-limit body is read and discarded before answering 413 (see `Exchange`). */
+const DRAIN_MAX_BYTES = 16 << 20
+const DRAIN_MAX_MS = 5_000
+
+const STATUS_LINE: Record<number, string> = {
+  200: '200 OK',
+  400: '400 Bad Request',
+  401: '401 Unauthorized',
+  404: '404 Not Found',
+  413: '413 Payload Too Large',
+  500: '500 Internal Server Error',
+  503: '503 Service Unavailable',
+}
+
+/**
+ * The HTTP API on uWebSockets.js: every request, whatever its path or method, lands in one
+ * handler that routes it itself. So absolute paths, percent-escapes and unknown paths are
+ * decided in one place (deny by default: only the probes answer without a key), and every
+ * answer a request gets is the contract's JSON with its X-Request-Id.
+ *
+ * A request's whole body is read before it is answered, even one that will be refused
+ * (bounded by DRAIN_MAX_BYTES and DRAIN_MAX_MS): answering and closing while the client is
+ * still sending makes the kernel reset the connection under its writes, destroying the
+ * answer unread.
+ *
+ * Requests that are not HTTP/1.1 uWS can parse (broken framing, control bytes in the head,
+ * absolute-form targets, HTTP/1.0, a head over 4 KiB) never reach this handler: uWS refuses
+ * them with a plain 400/431/505 and closes the connection (README, "HTTP API").
+ */
+export function serveHttpApi(app: TemplatedApp, deps: HttpApiDeps): void {
+  const { api, log, metrics } = deps
+
+  async function answer(route: Route, body: Buffer | undefined, requestId: string): Promise<unknown> {
+    switch (route.name) {
+      case 'healthz':
+        return { status: 'ok' }
+      case 'nodes':
+        return api.nodes()
+      case 'presence':
+        return api.presence({ userId: route.userId })
+      case 'push':
+        return api.push(parseJsonBody(body), requestId)
+      case 'broadcast':
+        return api.broadcast(parseJsonBody(body), requestId)
+      case 'presenceQuery':
+        return api.presenceQuery(parseJsonBody(body))
+      case 'disconnect':
+        return api.disconnect(parseJsonBody(body), requestId)
+      default:
+        throw new Error(`unrouted ${route.name}`) // readyz and metrics are answered before
+    }
+  }
+
+  function dispatch(ex: Exchange, route: Route | SwitchboardError | undefined, authorization: string, contentType: string | undefined, body: Buffer | undefined, isTooLarge: boolean): void {
+    if (route instanceof SwitchboardError) return ex.error(route)
+    if (!(route && PUBLIC.has(route.name)) && !deps.isApiKey(authorization)) {
+      return ex.error(new SwitchboardError('unauthorized', 'a valid API key is required (Authorization: Bearer <key>)'))
+    }
+    if (!route) return ex.error(new SwitchboardError('not_found', `no route ${ex.method} ${ex.path}`))
+    if (isTooLarge) return ex.error(new SwitchboardError('payload_too_large', 'body exceeds the size limit'))
+    if (ex.method === 'POST' && contentType !== undefined && !MEDIA_TYPE.test(contentType)) {
+      return ex.error(new SwitchboardError('invalid_request', 'body: send JSON (Content-Type: application/json)'))
+    }
+    if (route.name === 'readyz') {
+      deps.registry.liveNodes().then(
+        () => ex.send(200, JSON.stringify({ ready: true, registry: 'ok' })),
+        (err: unknown) => {
+          log.warn({ err }, 'not ready: registry unavailable')
+          ex.send(503, JSON.stringify({ ready: false, registry: 'unavailable' }))
+        },
+      )
+      return
+    }
+    if (route.name === 'metrics') {
+      deps.promRegistry.metrics().then(
+        (text) => ex.send(200, text, deps.promRegistry.contentType),
+        (err: unknown) => ex.error(err),
+      )
+      return
+    }
+    let pending: Promise<unknown>
+    try {
+      pending = answer(route, body, ex.requestId)
+    } catch (err) {
+      return ex.error(err)
+    }
+    pending.then(
+      (value) => ex.send(200, JSON.stringify(value)),
+      (err: unknown) => ex.error(err),
+    )
+  }
+
+  app.any('/*', (res, req) => {
+    deps.inFlight.n++
+    const method = req.getCaseSensitiveMethod()
+    const path = req.getUrl()
+    const given = req.getHeader('x-request-id')
+    const requestId = given.length > 0 && REQUEST_ID.test(given) ? given : randomUUID()
+    const authorization = req.getHeader('authorization')
+    const contentType = contentTypeOf(req)
+    const route = routeOf(method, path)
+    const wantsBody = route !== undefined && !(route instanceof SwitchboardError) && method === 'POST'
+    const ex = new Exchange(res, deps, method, path, requestId)
+    ex.read(req, wantsBody ? deps.bodyLimitBytes : 0, (body, isTooLarge) => dispatch(ex, route, authorization, contentType, body, isTooLarge))
+  })
+
+  /** One request and its answer: the body read, the one answer sent (never after an abort). */
+  class Exchange {
+    #isDone = false
+    constructor(
+      readonly res: HttpResponse,
+      readonly deps: HttpApiDeps,
+      readonly method: string,
+      readonly path: string,
+      readonly requestId: string,
+    ) {
+      res.onAborted(() => this.#finish())
+    }
+
+    /**
+     * Reads the body, keeping up to `limitBytes` (0: reads and drops it), then calls `done`
+     * once. Past the limit it goes on reading and dropping up to DRAIN_MAX_BYTES, then answers
+     * `isTooLarge`; past that too, or after DRAIN_MAX_MS, the connection is cut.
+     */
+    read(req: HttpRequest, limitBytes: number, done: (body: Buffer | undefined, isTooLarge: boolean) => void): void {
+      const declared = Number(req.getHeader('content-length') || 0)
+      let isTooLarge = limitBytes > 0 && declared > limitBytes
+      let size = 0
+      let chunks: Buffer[] = []
+      let timer: NodeJS.Timeout | undefined
+      this.res.onData((chunk, isLast) => {
+        if (this.#isDone) return
+        size += chunk.byteLength
+        if (limitBytes > 0 && !isTooLarge) {
+          if (size > limitBytes) {
+            isTooLarge = true
+            chunks = []
+          } else if (chunk.byteLength > 0) {
+            chunks.push(Buffer.from(chunk.slice(0))) // uWS reuses the chunk's memory after this call
+          }
+        }
+        if (size > DRAIN_MAX_BYTES) return this.#cut(timer)
+        if (!isLast) {
+          timer ??= setTimeout(() => this.#cut(timer), DRAIN_MAX_MS)
+          return
+        }
+        clearTimeout(timer)
+        done(isTooLarge || chunks.length === 0 ? undefined : chunks.length === 1 ? chunks[0] : Buffer.concat(chunks), isTooLarge)
+      })
+    }
+
+    send(status: number, body: string, contentType = 'application/json'): void {
+      if (this.#isDone) return
+      this.#finish()
+      const close = this.deps.isClosing()
+      this.res.cork(() => {
+        this.res.writeStatus(STATUS_LINE[status] ?? String(status)).writeHeader('content-type', contentType).writeHeader('x-request-id', this.requestId)
+        if (this.method === 'HEAD') this.res.endWithoutBody(Buffer.byteLength(body), close)
+        else this.res.end(body, close)
+      })
+    }
+
+    error(err: unknown): void {
+      const { status, body } = errorAnswer(err, { log: this.deps.log, metrics: this.deps.metrics, requestId: this.requestId, what: this.path })
+      this.send(status, JSON.stringify(body))
+    }
+
+    #finish(): void {
+      if (this.#isDone) return
+      this.#isDone = true
+      this.deps.inFlight.n--
+    }
+
+    #cut(timer: NodeJS.Timeout | undefined): void {
+      clearTimeout(timer)
+      if (this.#isDone) return
+      this.#finish()
+      this.res.close()
+    }
+  }
+}
+
+/** A syntactically valid media type (RFC 9110): the body is read as JSON whatever it names. */
+const MEDIA_TYPE = /^[\w!#$%&'*+.^`|~-]+\/[\w!#$%&'*+.^`|~-]+(\s*;\s*[\w!#$%&'*+.^`|~-]+=([\w!#$%&'*+.^`|~-]+|"[^"\\]*"))*\s*$/
+
+/** The Content-Type header, or undefined when there is none (uWS answers '' for absent and empty alike). */
+function contentTypeOf(req: HttpRequest): string | undefined {
+  const value = req.getHeader('content-type')
+  if (value !== '') return value
+  let isPresent = false
+  req.forEach((name) => {
+    if (name === 'content-type') isPresent = true
+  })
+  return isPresent ? '' : undefined
+}
+
+/**
+ * Which route serves `method path`: undefined for none (404), a SwitchboardError for a path
+ * that cannot be decoded. Segments are percent-decoded before matching, so `/%76%31/nodes`
+ * is `/v1/nodes`, and an escaped `/` inside a segment never splits it.
+ */
+export function routeOf(method: string, path: string): Route | SwitchboardError | undefined {
+  const raw = path.split('/')
+  if (raw[0] !== '') return undefined
+  const isGet = method === 'GET' || method === 'HEAD'
+  if (raw.length === 2) {
+    const name = decode(raw[1]!)
+    if (name instanceof SwitchboardError) return name
+    return isGet && (name === 'healthz' || name === 'readyz' || name === 'metrics') ? { name } : undefined
+  }
+  const segments: string[] = []
+  for (const s of raw) {
+    const decoded = decode(s)
+    if (decoded instanceof SwitchboardError) return decoded
+    segments.push(decoded)
+  }
+  if (segments[1] !== 'v1') return undefined
+  if (segments.length === 3) {
+    const name = segments[2]!
+    if (method === 'POST') return Object.hasOwn(POSTS, name) ? { name: POSTS[name]! } : undefined
+    return isGet && name === 'nodes' ? { name: 'nodes' } : undefined
+  }
+  if (segments.length === 4 && segments[2] === 'presence') {
+    if (method === 'POST') return segments[3] === 'query' ? { name: 'presenceQuery' } : undefined
+    return isGet ? { name: 'presence', userId: segments[3]! } : undefined
+  }
+  return undefined
+}
+
+function decode(segment: string): string | SwitchboardError {
+  if (!segment.includes('%')) return segment
+  try {
+    return decodeURIComponent(segment)
+  } catch {
+    return new SwitchboardError('invalid_request', 'path: not a valid URL')
+  }
+}

@@ -1,0 +1,114 @@
+// The internal calls both transports share (HTTP routes and the router link), and the edge's
+// connection ids, with fake sockets.
+import t from 'tap'
+import pino from 'pino'
+import { encodeDeliveries, encodeDelivery, pushFrame } from '@switchboard/protocol'
+import { ConnIds } from '../../apps/edge/dist/conn-ids.js'
+import { UserSockets, type PushSocket } from '../../apps/edge/dist/delivery.js'
+import { createInternalCalls } from '../../apps/edge/dist/internal-calls.js'
+
+interface Fake extends PushSocket {
+  userId: string
+  connId: string
+  sent: string[]
+  closedWith?: number
+}
+
+function setup() {
+  const open = new Map<string, Fake>()
+  const sockets = new UserSockets<Fake>({
+    maxBackpressureBytes: 1_000,
+    metrics: { pushesWritten: { inc: () => undefined }, backpressureCloses: { inc: () => undefined } },
+    findConn: (connId) => open.get(connId),
+    userOf: (s) => s.userId,
+  })
+  const connect = (userId: string, connId: string): Fake => {
+    const s: Fake = {
+      userId,
+      connId,
+      sent: [],
+      getBufferedAmount: () => 0,
+      cork: (cb) => cb(),
+      send: (m) => s.sent.push(m),
+      end: (code) => {
+        s.closedWith = code
+        open.delete(connId)
+        sockets.remove(userId, s)
+      },
+    }
+    open.set(connId, s)
+    sockets.add(userId, s)
+    return s
+  }
+  const deliveryCalls = { n: 0, inc: () => void deliveryCalls.n++ }
+  const calls = createInternalCalls({ sockets, deliveryCalls, log: pino({ level: 'silent' }) })
+  return { calls, connect, deliveryCalls }
+}
+
+const MALFORMED = { status: 400, body: JSON.stringify({ error: { code: 'invalid_request', message: 'malformed internal request' } }) }
+
+t.test('deliveries answer one result per delivery, in order, and are counted', async (t) => {
+  const { calls, connect, deliveryCalls } = setup()
+  const a = connect('a', 'c1')
+  const f1 = pushFrame('m1', 'e', 1, 1)
+  const f2 = pushFrame('m2', 'e', 2, 2)
+  const answer = calls('deliveries', encodeDeliveries([{ frame: f1, to: ['a', 'b'] }, { frame: f2, to: ['b'] }]), 'r1,r2', 'link')
+  t.same(answer, { status: 200, body: JSON.stringify({ results: [{ delivered: ['a'], missing: ['b'] }, { delivered: [], missing: ['b'] }] }) })
+  t.same(a.sent, [f1])
+  t.equal(deliveryCalls.n, 1)
+  t.same(calls('deliver', encodeDelivery(f2, ['a']), '', 'http'), { status: 200, body: '{"delivered":["a"],"missing":[]}' }, 'the 0.1 single-delivery call')
+  t.equal(deliveryCalls.n, 2)
+})
+
+t.test('malformed bodies answer 400 and are not counted', async (t) => {
+  const { calls, deliveryCalls } = setup()
+  const bad: [Parameters<typeof calls>[0], string][] = [
+    ['deliveries', ''],
+    ['deliveries', 'no newline'],
+    ['deliveries', '{}\n[1]'],
+    ['deliveries', '{}\n[""]'],
+    ['deliveries', `{}\n${JSON.stringify(['x'.repeat(257)])}`],
+    ['deliveries', '{}\n{"0":"a"}'],
+    ['deliveries', '{}\n["a"]\n{}'],
+    ['deliveries', '\n["a"]'],
+    ['deliveries', '{}\n[not json'],
+    ['deliver', '{}\n[null]'],
+    ['disconnect', 'not json'],
+    ['disconnect', '{"userId":""}'],
+    ['disconnect', '{"userId":"a","code":1000}'],
+  ]
+  for (const [op, body] of bad) t.same(calls(op, body, '', 'http'), MALFORMED, `${op} ${JSON.stringify(body).slice(0, 40)}`)
+  t.equal(deliveryCalls.n, 0)
+})
+
+t.test('a delivery call holds at most 100,000 recipients in all', async (t) => {
+  const { calls } = setup()
+  const half = Array.from({ length: 50_000 }, (_, i) => `u${i}`)
+  t.equal(calls('deliveries', encodeDeliveries([{ frame: '{}', to: half }, { frame: '{}', to: half }]), '', 'http').status, 200)
+  t.same(calls('deliveries', encodeDeliveries([{ frame: '{}', to: half }, { frame: '{}', to: [...half, 'one more'] }]), '', 'http'), MALFORMED)
+})
+
+t.test('broadcast writes its body as the frame; disconnect closes with 4500 by default', async (t) => {
+  const { calls, connect } = setup()
+  const [a1, a2, b] = [connect('a', 'c1'), connect('a', 'c2'), connect('b', 'c3')]
+  t.same(calls('broadcast', '{"type":"push"}', '', 'link'), { status: 200, body: '{"connections":3}' })
+  t.same(b.sent, ['{"type":"push"}'])
+  t.same(calls('disconnect', '{"userId":"a","connIds":["c2","c3"],"code":4501}', '', 'link'), { status: 200, body: '{"closed":1}' })
+  t.equal(a2.closedWith, 4501)
+  t.same(calls('disconnect', '{"userId":"a"}', '', 'http'), { status: 200, body: '{"closed":1}' })
+  t.equal(a1.closedWith, 4500)
+  t.equal(b.closedWith, undefined)
+})
+
+t.test('connection ids: only the exact ids this incarnation issued parse back', async (t) => {
+  const ids = new ConnIds('lz0p1abc')
+  const seqs = [ids.nextSeq(), ids.nextSeq(), ids.nextSeq()]
+  t.same(seqs, [0, 1, 2])
+  t.equal(ids.format(71), 'lz0p1abc.1z')
+  t.equal(ids.parse('lz0p1abc.1z'), 71)
+  t.equal(ids.parse(ids.format(0)), 0)
+  for (const other of ['lz0p1abc.', 'lz0p1abc.1z!', 'lz0p1abc.01z', 'lz0p1abc.-1', 'lz0p1abcd.1', 'other.1', 'lz0p1abc', '', 'lz0p1abc.zzzzzzzzzzzzzzzzzz']) {
+    t.equal(ids.parse(other), undefined, JSON.stringify(other))
+  }
+  t.not(new ConnIds().prefix, new ConnIds().prefix, 'a random prefix per incarnation')
+})

@@ -1,0 +1,117 @@
+// The router's link to edges against a fake edge (a `ws` server speaking the link protocol):
+// pipelining, one frame per edge per turn, timeouts on a link that stops answering, an edge
+// that goes away, and a refused upgrade. Timing bounds derive from TIMEOUT_MS.
+import { once } from 'node:events'
+import type { AddressInfo } from 'node:net'
+import t, { type Test } from 'tap'
+import { WebSocketServer, type WebSocket } from 'ws'
+import { decodeDeliveries, decodeLinkCall, encodeLinkAnswer } from '@switchboard/protocol'
+import { LinkEdgeClient } from '@switchboard/router'
+
+const TOKEN = 'internal-token-0123456789'
+const TIMEOUT_MS = 400
+
+interface FakeEdge {
+  url: string
+  frames: string[]
+  sockets: WebSocket[]
+  /** When false, calls are read but never answered (a stuck edge or a half-open link). */
+  answering: boolean
+}
+
+async function fakeEdge(t: Test, opts: { refuse?: number } = {}): Promise<FakeEdge> {
+  const wss = new WebSocketServer({
+    port: 0,
+    host: '127.0.0.1',
+    verifyClient: (info, done) => (opts.refuse ? done(false, opts.refuse) : done(info.req.headers.authorization === `Bearer ${TOKEN}`, 401)),
+  })
+  await once(wss, 'listening')
+  t.teardown(() => {
+    for (const ws of wss.clients) ws.terminate()
+    wss.close()
+  })
+  const edge: FakeEdge = { url: `http://127.0.0.1:${(wss.address() as AddressInfo).port}`, frames: [], sockets: [], answering: true }
+  wss.on('connection', (ws) => {
+    edge.sockets.push(ws)
+    ws.on('message', (data: Buffer) => {
+      const text = data.toString('utf8')
+      edge.frames.push(text)
+      const call = decodeLinkCall(text)!
+      if (!edge.answering) return
+      if (call.op === 'deliveries') {
+        const results = decodeDeliveries(call.payload)!.map((d) => ({ delivered: d.to.filter((u) => u.startsWith('on')), missing: d.to.filter((u) => !u.startsWith('on')) }))
+        ws.send(encodeLinkAnswer(call.callId, 200, JSON.stringify({ results })))
+      } else if (call.op === 'broadcast') ws.send(encodeLinkAnswer(call.callId, 200, '{"connections":3}'))
+      else ws.send(encodeLinkAnswer(call.callId, 400, '{"error":{"code":"invalid_request","message":"malformed internal request"}}'))
+    })
+  })
+  return edge
+}
+
+function client(t: Test) {
+  const c = new LinkEdgeClient({ internalToken: TOKEN, timeoutMs: TIMEOUT_MS, pingEveryMs: 60_000 })
+  t.teardown(() => c.close())
+  return c
+}
+
+const frame = (n: number) => JSON.stringify({ type: 'push', id: `m${n}`, event: 'e', data: n, ts: 0 })
+
+t.test('pushes for one edge in one turn go as one call; each gets its own answer', async (t) => {
+  const edge = await fakeEdge(t)
+  const c = client(t)
+  const answers = await Promise.all(Array.from({ length: 50 }, (_, i) => c.deliver(edge.url, frame(i), [`on-${i}`, `off-${i}`], `req-${i}`)))
+  answers.forEach((a, i) => t.same(a, { delivered: [`on-${i}`], missing: [`off-${i}`] }, `push ${i}`))
+  t.equal(edge.frames.length, 1, 'one frame')
+  t.equal(decodeLinkCall(edge.frames[0]!)!.requestIds, Array.from({ length: 50 }, (_, i) => `req-${i}`).join(','), 'every request id, in order')
+  t.same(await c.broadcast(edge.url, frame(0), 'b'), { connections: 3 }, 'another call on the same link')
+  t.equal(edge.sockets.length, 1, 'one connection for all of it')
+  await t.rejects(c.disconnect(edge.url, { userId: 'x' }), /edge answered 400/, 'a non-200 answer rejects that call')
+})
+
+t.test('an edge that stops answering: calls fail within the timeout, the link is dropped and reopened', async (t) => {
+  const edge = await fakeEdge(t)
+  const c = client(t)
+  await c.deliver(edge.url, frame(1), ['on-a'])
+  edge.answering = false
+  const started = Date.now()
+  const closed = once(edge.sockets[0]!, 'close')
+  await t.rejects(c.deliver(edge.url, frame(2), ['on-a']), /did not answer within/)
+  const elapsed = Date.now() - started
+  t.ok(elapsed >= TIMEOUT_MS - 20 && elapsed < TIMEOUT_MS + 300, `failed after ${elapsed} ms (timeout ${TIMEOUT_MS})`)
+  await closed
+  t.pass('the stuck link was closed')
+  edge.answering = true
+  t.same(await c.deliver(edge.url, frame(3), ['on-a']), { delivered: ['on-a'], missing: [] }, 'the next call reconnects')
+  t.equal(edge.sockets.length, 2)
+})
+
+t.test('an edge that goes away fails its calls at once, not after the timeout', async (t) => {
+  const edge = await fakeEdge(t)
+  const c = client(t)
+  await c.deliver(edge.url, frame(1), ['on-a'])
+  edge.answering = false
+  const onWire = once(edge.sockets[0]!, 'message')
+  const pending = c.deliver(edge.url, frame(2), ['on-a'])
+  await onWire
+  const started = Date.now()
+  edge.sockets[0]!.terminate()
+  await t.rejects(pending, /link closed|link failed/)
+  t.ok(Date.now() - started < TIMEOUT_MS / 2, `failed ${Date.now() - started} ms after the edge left`)
+})
+
+t.test('a refused link and an unreachable edge fail the call within the timeout', async (t) => {
+  const edge = await fakeEdge(t, { refuse: 401 })
+  const c = client(t)
+  await t.rejects(c.deliver(edge.url, frame(1), ['on-a']), /refused the link: 401|link failed/)
+  const started = Date.now()
+  await t.rejects(c.deliver('http://127.0.0.1:1', frame(1), ['on-a']), /link failed|link closed/)
+  t.ok(Date.now() - started <= TIMEOUT_MS + 100, 'no hang')
+})
+
+t.test('after repeated failures an edge is skipped at once (circuit)', async (t) => {
+  const c = client(t)
+  for (let i = 0; i < 3; i++) await c.deliver('http://127.0.0.1:1', frame(i), ['on-a']).catch(() => undefined)
+  const started = Date.now()
+  await t.rejects(c.deliver('http://127.0.0.1:1', frame(9), ['on-a']), /skipped/)
+  t.ok(Date.now() - started < 20, 'skipped without connecting')
+})
