@@ -16,7 +16,7 @@ import { registry } from './scenarios/registry.mjs'
 // is read in 10 ms ticks per process, so a run needs thousands of pushes).
 const SIZES = {
   full: { clients: 10_000, nodes: [1, 3], rates: [1_000, 5_000], warmUpMs: 1_000, durationMs: 6_000, maxDurationMs: 5_000, batchDurationMs: 4_000, memory: [10_000, 19_000], storm: 10_000, registryUsers: 1_000_000, registryRounds: 30, loadProcesses: 4 },
-  smoke: { clients: 200, nodes: [1, 3], rates: [100, 300], warmUpMs: 200, durationMs: 500, maxDurationMs: 400, batchDurationMs: 300, memory: [100, 200], storm: 200, registryUsers: 20_000, registryRounds: 5, loadProcesses: 2 },
+  smoke: { clients: 200, nodes: [1, 3], rates: [100, 300], warmUpMs: 0, durationMs: 400, maxDurationMs: 300, batchDurationMs: 300, memory: [100, 200], storm: 200, registryUsers: 20_000, registryRounds: 5, loadProcesses: 2 },
 }
 const SCENARIOS = { memory, pushes, storm, registry }
 

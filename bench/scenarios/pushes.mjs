@@ -97,7 +97,7 @@ export async function pushes(sizes, log) {
     const publisher = startChild('publisher.mjs')
     const targets = targetsOf(system, redis)
     // Unmeasured: the first pushes after a start pay for JIT compilation and opening connections.
-    for (const target of targets) await measure(system, fleet, publisher, target, { rate: sizes.rates[0], durationMs: sizes.warmUpMs, maxInFlight: 256 })
+    if (sizes.warmUpMs > 0) for (const target of targets) await measure(system, fleet, publisher, target, { rate: sizes.rates[0], durationMs: sizes.warmUpMs, maxInFlight: 256 })
     const isLast = nodes === sizes.nodes.at(-1) || kind === 'bare'
     // Each mode through every ingress in turn, so a slow spell of the shared host hits both alike.
     for (const [mode, run] of modesAt(sizes, isLast)) {

@@ -17,6 +17,7 @@ interface PushRun {
   ingress?: string
   nodes: number
   mode: string
+  rate: number | null
   expected: number
   acknowledged: number | null
   received: number
@@ -38,7 +39,7 @@ t.test('npm run bench:smoke runs every scenario and reports whole results', asyn
   const results = JSON.parse(await readFile(`${root}bench/results/smoke/latest.json`, 'utf8'))
   t.match(results.machine, { cpus: Number, node: String, redis: String })
   const pushes: PushRun[] = results.pushes
-  const name = (r: PushRun) => `${r.system}${r.ingress ? ` ${r.ingress}` : ''} ×${r.nodes} ${r.mode}`
+  const name = (r: PushRun) => `${r.system}${r.ingress ? ` ${r.ingress}` : ''} ×${r.nodes} ${r.mode}${r.rate ? ` ${r.rate}/s` : ''}`
 
   for (const system of ['switchboard', 'socketio', 'bare']) {
     const runs = pushes.filter((r) => r.system === system)
