@@ -6,7 +6,7 @@ import { SwitchboardError } from '@switchboard/protocol'
  * is `invalid_request`. V8's JSON.parse is iterative, so no nesting depth overflows it;
  * the schemas bound `data`'s depth before anything serializes it again.
  */
-export function parseJsonBody(body: Buffer | string | undefined): unknown {
+export function parseJsonBody(body: Buffer | string | undefined, checkKeys = true): unknown {
   let text = typeof body === 'string' ? body : body?.toString('utf8') ?? ''
   if (text.charCodeAt(0) === 0xfeff) text = text.slice(1)
   if (text.trim() === '') throw new SwitchboardError('invalid_request', 'body: required')
@@ -16,10 +16,15 @@ export function parseJsonBody(body: Buffer | string | undefined): unknown {
   } catch {
     throw new SwitchboardError('invalid_request', 'body: not valid JSON')
   }
+  if (checkKeys) refusePrototypeKeys(text, value)
+  return value
+}
+
+/** Throws `invalid_request` when `value` (parsed from `text`) has `__proto__` or `constructor` keys. */
+export function refusePrototypeKeys(text: string, value: unknown): void {
   if ((text.includes('__proto__') || text.includes('constructor')) && hasPrototypeKeys(value)) {
     throw new SwitchboardError('invalid_request', 'body: must not contain "__proto__" or "constructor" keys')
   }
-  return value
 }
 
 function hasPrototypeKeys(value: unknown): boolean {

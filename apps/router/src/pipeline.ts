@@ -12,7 +12,7 @@ import {
 } from '@switchboard/protocol'
 import { errorAnswer } from './answers.js'
 import type { Api } from './api.js'
-import { parseJsonBody } from './json-body.js'
+import { parseJsonBody, refusePrototypeKeys } from './json-body.js'
 import type { RouterMetrics } from './metrics.js'
 
 export interface PipelineDeps {
@@ -69,7 +69,7 @@ export function servePipeline(app: TemplatedApp, deps: PipelineDeps): Pipeline {
     let op: PipelineOp
     let body: unknown
     try {
-      const request = parseJsonBody(text)
+      const request = parseJsonBody(text, false)
       if (typeof request !== 'object' || request === null || Array.isArray(request)) throw new SwitchboardError('invalid_request', 'request: must be a JSON object {"id","op","body"}')
       const r = request as Record<string, unknown>
       if (typeof r.id !== 'string' || !REQUEST_ID.test(r.id)) throw new SwitchboardError('invalid_request', 'id: required, 1 to 128 of A-Za-z0-9_.:@/+=-')
@@ -77,6 +77,7 @@ export function servePipeline(app: TemplatedApp, deps: PipelineDeps): Pipeline {
       if (typeof r.op !== 'string' || !Object.hasOwn(PIPELINE_OPS, r.op)) throw new SwitchboardError('not_found', `op: no operation ${JSON.stringify(r.op)}; one of ${Object.keys(PIPELINE_OPS).join(', ')}`)
       op = r.op as PipelineOp
       body = r.body
+      refusePrototypeKeys(text, body)
     } catch (err) {
       return reply(ws, backend, id, err)
     }
