@@ -1,17 +1,40 @@
 // The publisher process: sends pushes the way a business backend would, at a fixed rate or as
 // fast as it goes with a bounded number in flight, and stamps each with `t` (µs, hrtime).
-// - switchboard: POST /v1/push to the router (undici, keep-alive pool).
+// - switchboard, ingress `http`: POST /v1/push to the router (undici, keep-alive pool).
+// - switchboard, ingress `pipeline`: the router's pipelined websocket ingress, one connection
+//   with every push in flight on it (pipeline-client.mjs).
 // - socketio: @socket.io/redis-emitter to rooms `user:<id>` (one PUBLISH per push).
 // - bare: POST /push to the bare uWebSockets.js server (undici).
 import { Emitter } from '@socket.io/redis-emitter'
 import { Redis } from 'ioredis-v5'
 import { Pool } from 'undici'
+import { connectPipeline } from './pipeline-client.mjs'
 
 const nowUs = () => Number(process.hrtime.bigint() / 1000n)
 const PAD = 'x'.repeat(120) // a push frame of about 200 bytes, as in the incumbent's published figures
 
-/** Returns send(to[]) → Promise<number of recipients the system says it delivered, or -1 when unknown>. */
-function sender({ system, port, apiKey }) {
+/** Switchboard's push API over HTTP/1.1, with the pipeline client's shape: push(body) → answer body. */
+function httpPushClient({ port, apiKey }) {
+  const pool = new Pool(`http://127.0.0.1:${port}`, { connections: 64, keepAliveTimeout: 60_000 })
+  const headers = { 'content-type': 'application/json', authorization: `Bearer ${apiKey}` }
+  return {
+    push: async (body) => {
+      const res = await pool.request({ path: '/v1/push', method: 'POST', headers, body: JSON.stringify(body) })
+      const answer = await res.body.json()
+      if (res.statusCode !== 200) throw new Error(`push answered ${res.statusCode}: ${JSON.stringify(answer)}`)
+      return answer
+    },
+  }
+}
+
+/** A client of Switchboard's router for `ingress`; each has push(body) → Promise<the push answer body>. */
+const pushClients = {
+  http: async (target) => httpPushClient(target),
+  pipeline: (target) => connectPipeline(target),
+}
+
+/** Resolves with send(to[]) → Promise<number of recipients the system says it delivered, or -1 when unknown>. */
+async function sender({ system, ingress, port, apiKey }) {
   if (system === 'socketio') {
     const redis = new Redis({ host: '127.0.0.1', port })
     let published
@@ -24,21 +47,18 @@ function sender({ system, port, apiKey }) {
       return -1
     }
   }
-  const pool = new Pool(`http://127.0.0.1:${port}`, { connections: 64, keepAliveTimeout: 60_000 })
   if (system === 'bare') {
+    const pool = new Pool(`http://127.0.0.1:${port}`, { connections: 64, keepAliveTimeout: 60_000 })
     return async (to) => {
       const frame = JSON.stringify({ type: 'push', id: 'b', event: 'bench', data: { t: nowUs(), pad: PAD }, ts: Date.now() })
       const res = await pool.request({ path: '/push', method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ to, frame }) })
       return (await res.body.json()).delivered
     }
   }
-  const headers = { 'content-type': 'application/json', authorization: `Bearer ${apiKey}` }
-  return async (to) => {
-    const res = await pool.request({ path: '/v1/push', method: 'POST', headers, body: JSON.stringify({ to, event: 'bench', data: { t: nowUs(), pad: PAD } }) })
-    const answer = await res.body.json()
-    if (res.statusCode !== 200) throw new Error(`push answered ${res.statusCode}: ${JSON.stringify(answer)}`)
-    return answer.delivered.length
-  }
+  const connect = pushClients[ingress]
+  if (!connect) throw new Error(`unknown ingress ${ingress}; choose from ${Object.keys(pushClients).join(', ')}`)
+  const client = await connect({ port, apiKey })
+  return async (to) => (await client.push({ to, event: 'bench', data: { t: nowUs(), pad: PAD } })).delivered.length
 }
 
 /** `batch` distinct random users. */
@@ -50,24 +70,26 @@ function recipients(users, batch) {
   return [...picked]
 }
 
+const senders = new Map()
+
 /**
  * Sends for `durationMs`: with `rate`, that many pushes a second on schedule (never more than
  * `maxInFlight` outstanding); without, as fast as answers come back with `maxInFlight` outstanding.
+ * `delivered` is the sum of what the system answered (null when it does not say: the emitter).
  */
-const senders = new Map()
-
 async function run({ target, users, batch = 1, rate, durationMs, maxInFlight = 64 }) {
   const key = JSON.stringify(target)
   let send = senders.get(key)
   if (!send) {
-    senders.set(key, (send = sender(target)))
-    await send(['warm-up']) // opens the connection; nobody of that name is connected
+    senders.set(key, (send = await sender(target)))
+    await send(['warm-up']) // warms the connection; nobody of that name is connected
   }
   const startedUs = nowUs()
   const endUs = startedUs + durationMs * 1000
   let sent = 0
   let inFlight = 0
   let delivered = 0
+  let isDeliveredUnknown = false
   let errors = 0
   let firstError
   let wake
@@ -75,7 +97,11 @@ async function run({ target, users, batch = 1, rate, durationMs, maxInFlight = 6
     inFlight++
     sent++
     try {
-      delivered += await send(recipients(users, batch))
+      // Await first, then add: `delivered += await …` reads `delivered` before the await and
+      // writes back a stale sum, losing whatever concurrent sends added meanwhile.
+      const count = await send(recipients(users, batch))
+      if (count >= 0) delivered += count
+      else isDeliveredUnknown = true
     } catch (err) {
       errors++
       firstError ??= String(err.message ?? err)
@@ -95,7 +121,7 @@ async function run({ target, users, batch = 1, rate, durationMs, maxInFlight = 6
   }
   const sentUs = nowUs()
   while (inFlight > 0) await new Promise((resolve) => (wake = resolve))
-  return { sent, delivered, errors, firstError, startedUs, sentUs, endedUs: nowUs() }
+  return { sent, delivered: isDeliveredUnknown ? null : delivered, errors, firstError, startedUs, sentUs, endedUs: nowUs() }
 }
 
 process.on('message', async (message) => {

@@ -1,9 +1,14 @@
-// Scenarios 2, 3 and 6: single-recipient pushes at a fixed rate and as fast as they go, batch
-// pushes of 100 and 1,000 recipients, and how the work spreads as nodes are added; for
-// Switchboard over N edges, the socket.io incumbent over N nodes and the bare uWS floor.
+// Scenarios 2, 3 and 6: single-recipient pushes at two fixed rates and as fast as they go,
+// batch pushes of 100 and 1,000 recipients at the largest N, and how the work spreads as nodes
+// are added; for Switchboard over N edges (through each of the router's ingresses, HTTP and
+// the pipelined websocket, side by side on the same cluster), the socket.io incumbent over N
+// nodes and the bare uWS floor.
 import { closeFleet, collect, connectFleet, resetFleet, settle } from '../lib/fleet.mjs'
 import { ask, cpuMeter, secrets, startBare, startChild, startRedis, startSocketIo, startSwitchboard, stop, stopSystem, sum } from '../lib/harness.mjs'
 import { percentiles, round } from '../lib/stats.mjs'
+
+/** The router's ingresses, each measured on the same cluster: POST /v1/push and the pipelined websocket. */
+export const INGRESSES = ['http', 'pipeline']
 
 /** How many messages each edge / node has taken in: router delivery calls, or adapter messages from Redis. */
 async function messagesIn(system) {
@@ -33,6 +38,7 @@ async function measure(system, fleet, publisher, target, run) {
   const seconds = (Math.max(lastReceiveUs, published.sentUs) - published.startedUs) / 1e6
   return {
     sent: published.sent,
+    acknowledged: published.delivered, // recipients the system answered as delivered (null: it does not say)
     errors: published.errors,
     firstError: published.firstError,
     achievedPushesPerS: Math.round(published.sent / ((published.sentUs - published.startedUs) / 1e6)),
@@ -43,6 +49,7 @@ async function measure(system, fleet, publisher, target, run) {
     latencyMs: percentiles(latencies),
     latencySamples: latencies,
     cpuMs,
+    // Every server process (router, edges and Redis; socket.io nodes and Redis) per frame received: µs per delivered push.
     cpuMsPer1000: round((sum(cpuMs) * 1000) / Math.max(1, received), 1),
     messagesInPerPush: inAfter.map((after, i) => round((after - inBefore[i]) / Math.max(1, published.sent), 3)),
   }
@@ -54,10 +61,25 @@ async function startSystem(kind, nodes, redis) {
   return startBare()
 }
 
-function targetOf(system, redis) {
-  if (system.kind === 'switchboard') return { system: 'switchboard', port: system.router.port, apiKey: secrets.apiKey }
-  if (system.kind === 'socketio') return { system: 'socketio', port: redis.port }
-  return { system: 'bare', port: system.port }
+/** What the publisher sends to: one target per Switchboard ingress, one for the others. */
+function targetsOf(system, redis) {
+  if (system.kind === 'switchboard') return INGRESSES.map((ingress) => ({ system: 'switchboard', ingress, port: system.router.port, apiKey: secrets.apiKey }))
+  if (system.kind === 'socketio') return [{ system: 'socketio', port: redis.port }]
+  return [{ system: 'bare', port: system.port }]
+}
+
+/** The runs at `nodes`: both fixed rates and max everywhere; batches only at the largest N (and bare). */
+function modesAt(sizes, isLast) {
+  return [
+    ...sizes.rates.map((rate) => ['fixed', { rate, durationMs: sizes.durationMs, maxInFlight: 256 }]),
+    ['max', { durationMs: sizes.maxDurationMs, maxInFlight: 128 }],
+    ...(isLast
+      ? [
+          ['batch100', { batch: 100, durationMs: sizes.batchDurationMs, maxInFlight: 16 }],
+          ['batch1000', { batch: 1000, durationMs: sizes.batchDurationMs, maxInFlight: 4 }],
+        ]
+      : []),
+  ]
 }
 
 export async function pushes(sizes, log) {
@@ -73,17 +95,18 @@ export async function pushes(sizes, log) {
     const fleet = await connectFleet({ system: kind, ports: system.ports, users, processes: sizes.loadProcesses })
     log(`${kind} ×${nodes}: ${fleet.connected} clients connected in ${Math.round(fleet.elapsedMs)} ms${fleet.failed ? `, ${fleet.failed} failed: ${fleet.errors.join('; ')}` : ''}`)
     const publisher = startChild('publisher.mjs')
-    const target = targetOf(system, redis)
+    const targets = targetsOf(system, redis)
+    // Unmeasured: the first pushes after a start pay for JIT compilation and opening connections.
+    if (sizes.warmUpMs > 0) for (const target of targets) await measure(system, fleet, publisher, target, { rate: sizes.rates[0], durationMs: sizes.warmUpMs, maxInFlight: 256 })
     const isLast = nodes === sizes.nodes.at(-1) || kind === 'bare'
-    const modes = [
-      ['fixed', { rate: sizes.rate, durationMs: sizes.durationMs, maxInFlight: 256 }],
-      ['max', { durationMs: sizes.maxDurationMs, maxInFlight: 128 }],
-      ...(isLast ? [['batch100', { batch: 100, durationMs: sizes.maxDurationMs, maxInFlight: 16 }], ['batch1000', { batch: 1000, durationMs: sizes.maxDurationMs, maxInFlight: 4 }]] : []),
-    ]
-    for (const [mode, run] of modes) {
-      const result = await measure(system, fleet, publisher, target, run)
-      runs.push({ system: kind, nodes, mode, clients: fleet.connected, ...result })
-      log(`  ${mode}: ${result.deliveredPerS}/s delivered, p99 ${result.latencyMs.p99} ms, ${result.cpuMsPer1000} CPU ms/1000, lost ${result.lost}, messages in per push ${result.messagesInPerPush.join('/')}`)
+    // Each mode through every ingress in turn, so a slow spell of the shared host hits both alike.
+    for (const [mode, run] of modesAt(sizes, isLast)) {
+      for (const target of targets) {
+        const result = await measure(system, fleet, publisher, target, run)
+        runs.push({ system: kind, ...(target.ingress ? { ingress: target.ingress } : {}), nodes, mode, rate: run.rate ?? null, batch: run.batch ?? 1, clients: fleet.connected, ...result })
+        const name = `${target.ingress ? `${target.ingress} ` : ''}${mode}${run.rate ? ` ${run.rate}/s` : ''}`
+        log(`  ${name}: ${result.deliveredPerS}/s delivered, p99 ${result.latencyMs.p99} ms, ${result.cpuMsPer1000} CPU ms/1000, lost ${result.lost}${result.errors ? `, ${result.errors} errors (${result.firstError})` : ''}, messages in per push ${result.messagesInPerPush.join('/')}`)
+      }
     }
     await publisher.stop()
     await closeFleet(fleet)
@@ -92,4 +115,3 @@ export async function pushes(sizes, log) {
   }
   return runs
 }
-

@@ -9,6 +9,26 @@ import t from 'tap'
 
 const root = fileURLToPath(new URL('../../', import.meta.url))
 
+// The smoke run starts ~15 server clusters one after another; a slow CI host needs more than the default 120 s.
+t.setTimeout(300_000)
+
+interface PushRun {
+  system: string
+  ingress?: string
+  nodes: number
+  mode: string
+  rate: number | null
+  expected: number
+  acknowledged: number | null
+  received: number
+  lost: number
+  errors: number
+  firstError?: string
+  deliveredPerS: number
+  latencyMs: { p99: number }
+  messagesInPerPush: number[]
+}
+
 t.test('npm run bench:smoke runs every scenario and reports whole results', async (t) => {
   const run = spawn(process.execPath, ['bench/run.mjs', '--smoke'], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] })
   let output = ''
@@ -18,22 +38,32 @@ t.test('npm run bench:smoke runs every scenario and reports whole results', asyn
   t.equal(code, 0, `bench exits 0\n${output.slice(-3000)}`)
   const results = JSON.parse(await readFile(`${root}bench/results/smoke/latest.json`, 'utf8'))
   t.match(results.machine, { cpus: Number, node: String, redis: String })
+  const pushes: PushRun[] = results.pushes
+  const name = (r: PushRun) => `${r.system}${r.ingress ? ` ${r.ingress}` : ''} ×${r.nodes} ${r.mode}${r.rate ? ` ${r.rate}/s` : ''}`
 
-  const systems = ['switchboard', 'socketio', 'bare']
-  for (const system of systems) {
-    const runs = results.pushes.filter((r: { system: string }) => r.system === system)
-    t.ok(runs.length >= 4, `${system}: push runs measured`)
+  for (const system of ['switchboard', 'socketio', 'bare']) {
+    const runs = pushes.filter((r) => r.system === system)
+    t.ok(runs.length >= 5, `${system}: push runs measured`)
     for (const r of runs) {
-      t.equal(r.lost, 0, `${system} ×${r.nodes} ${r.mode}: every push frame arrived`)
-      t.ok(r.received > 0 && r.deliveredPerS > 0 && r.latencyMs.p99 > 0, `${system} ×${r.nodes} ${r.mode}: latency and rate measured`)
+      t.equal(r.errors, 0, `${name(r)}: no errors${r.firstError ? ` (${r.firstError})` : ''}`)
+      t.equal(r.lost, 0, `${name(r)}: every push frame arrived`)
+      t.ok(r.received > 0 && r.deliveredPerS > 0 && r.latencyMs.p99 > 0, `${name(r)}: latency and rate measured`)
     }
     const memory = results.memory.filter((m: { system: string }) => m.system === system)
     t.ok(memory.length === 2 && memory.every((m: { rssKiBPerConnection: number, failed: number }) => m.failed === 0 && Number.isFinite(m.rssKiBPerConnection)), `${system}: memory measured`)
     const storm = results.storm.find((s: { system: string }) => s.system === system)
-    t.ok(storm && storm.failed === 0 && storm.connectionsPerS > 0, `${system}: storm connected everyone`)
+    t.ok(storm && storm.failed === 0 && storm.connectionsPerS > 0 && storm.cpuMsPer1000 > 0, `${system}: storm connected everyone`)
   }
-  const spread = results.pushes.find((r: { system: string, nodes: number, mode: string }) => r.system === 'switchboard' && r.nodes === 2 && r.mode === 'fixed')
-  t.ok(spread.messagesInPerPush.every((m: number) => m > 0 && m < 1), 'Switchboard: each edge takes in only part of the pushes')
+  for (const ingress of ['http', 'pipeline']) {
+    const runs = pushes.filter((r) => r.system === 'switchboard' && r.ingress === ingress)
+    t.same([...new Set(runs.map((r) => r.nodes))], [1, 3], `${ingress}: measured at N = 1 and 3`)
+    t.ok(runs.some((r) => r.mode === 'batch100'), `${ingress}: batches measured`)
+    for (const r of runs) t.ok(r.acknowledged === r.expected && r.received > 0, `${name(r)}: the router answered every recipient delivered`)
+  }
+  const spread = pushes.filter((r) => r.system === 'switchboard' && r.nodes === 3 && r.mode === 'fixed')
+  t.ok(spread.length > 0 && spread.every((r) => r.messagesInPerPush.every((m) => m > 0 && m < 1)), 'Switchboard: each edge takes in only part of the pushes')
   t.ok(results.registry.locateMs.count > 0 && results.registry.presenceQueryMs.p99 > 0, 'registry lookups measured')
-  t.match(await readFile(`${root}bench/results/smoke/summary.md`, 'utf8'), /### Targets/, 'summary written')
+  const summary = await readFile(`${root}bench/results/smoke/summary.md`, 'utf8')
+  t.match(summary, /### Targets/, 'summary written')
+  t.match(summary, /Switchboard, pipeline/, 'summary reports the pipelined ingress')
 })
