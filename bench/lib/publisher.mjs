@@ -1,36 +1,28 @@
 // The publisher process: sends pushes the way a business backend would, at a fixed rate or as
 // fast as it goes with a bounded number in flight, and stamps each with `t` (µs, hrtime).
-// - switchboard, ingress `http`: POST /v1/push to the router (undici, keep-alive pool).
-// - switchboard, ingress `pipeline`: the router's pipelined websocket ingress, one connection
-//   with every push in flight on it (pipeline-client.mjs).
+// - switchboard: the backend client (@switchboard/backend), ingress `http` (POST /v1/push over a
+//   keep-alive pool) or `pipeline` (the router's pipelined websocket, every push in flight on one
+//   connection).
 // - socketio: @socket.io/redis-emitter to rooms `user:<id>` (one PUBLISH per push).
 // - bare: POST /push to the bare uWebSockets.js server (undici).
 import { Emitter } from '@socket.io/redis-emitter'
 import { Redis } from 'ioredis-v5'
 import { Pool } from 'undici'
-import { connectPipeline } from './pipeline-client.mjs'
+import { SwitchboardBackend } from '@switchboard/backend'
 
 const nowUs = () => Number(process.hrtime.bigint() / 1000n)
 const PAD = 'x'.repeat(120) // a push frame of about 200 bytes, as in the incumbent's published figures
 
-/** Switchboard's push API over HTTP/1.1, with the pipeline client's shape: push(body) → answer body. */
-function httpPushClient({ port, apiKey }) {
-  const pool = new Pool(`http://127.0.0.1:${port}`, { connections: 64, keepAliveTimeout: 60_000 })
-  const headers = { 'content-type': 'application/json', authorization: `Bearer ${apiKey}` }
-  return {
-    push: async (body) => {
-      const res = await pool.request({ path: '/v1/push', method: 'POST', headers, body: JSON.stringify(body) })
-      const answer = await res.body.json()
-      if (res.statusCode !== 200) throw new Error(`push answered ${res.statusCode}: ${JSON.stringify(answer)}`)
-      return answer
-    },
-  }
-}
-
-/** A client of Switchboard's router for `ingress`; each has push(body) → Promise<the push answer body>. */
-const pushClients = {
-  http: async (target) => httpPushClient(target),
-  pipeline: (target) => connectPipeline(target),
+/**
+ * Switchboard's router through the backend client (@switchboard/backend), over one ingress:
+ * `http` (a keep-alive pool) or `pipeline` (one websocket, connected before the measurement
+ * so that no push takes the HTTP fallback). The client's in-flight bound sits above the
+ * publisher's, so it never queues.
+ */
+async function switchboardClient({ port, apiKey, ingress }) {
+  const sb = new SwitchboardBackend({ url: `http://127.0.0.1:${port}`, apiKey, transport: ingress, maxInFlight: 1_000, httpConnections: 64 })
+  if (ingress === 'pipeline') await sb.connect()
+  return sb
 }
 
 /** Resolves with send(to[]) → Promise<number of recipients the system says it delivered, or -1 when unknown>. */
@@ -55,9 +47,8 @@ async function sender({ system, ingress, port, apiKey }) {
       return (await res.body.json()).delivered
     }
   }
-  const connect = pushClients[ingress]
-  if (!connect) throw new Error(`unknown ingress ${ingress}; choose from ${Object.keys(pushClients).join(', ')}`)
-  const client = await connect({ port, apiKey })
+  if (ingress !== 'http' && ingress !== 'pipeline') throw new Error(`unknown ingress ${ingress}; choose http or pipeline`)
+  const client = await switchboardClient({ port, apiKey, ingress })
   return async (to) => (await client.push({ to, event: 'bench', data: { t: nowUs(), pad: PAD } })).delivered.length
 }
 
