@@ -64,9 +64,10 @@ function track(child) {
 /** Starts a Node process with an IPC channel and the GC hook preloaded (see servers/gc-hook.mjs). */
 function startNode(script, env, args = []) {
   // BENCH_PROFILE=router (or edge, socketio-node, ...) writes a CPU profile of those processes to bench/results/profiles.
+  // BENCH_SERVER_FLAGS='--some-v8-flag' starts every server with those Node/V8 flags (A/B tests).
   const profile = process.env.BENCH_PROFILE && script.includes(process.env.BENCH_PROFILE) ? ['--cpu-prof', `--cpu-prof-dir=${benchDir}results/profiles`] : []
   return track(
-    spawn(process.execPath, [...profile, '--expose-gc', '--import', `${benchDir}servers/gc-hook.mjs`, script, ...args], {
+    spawn(process.execPath, [...profile, ...(process.env.BENCH_SERVER_FLAGS?.split(' ').filter(Boolean) ?? []), '--expose-gc', '--import', `${benchDir}servers/gc-hook.mjs`, script, ...args], {
       env: { ...process.env, ...env },
       stdio: ['ignore', 'pipe', 'inherit', 'ipc'],
     }),
