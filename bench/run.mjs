@@ -7,6 +7,7 @@
 import { mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises'
 import { fileURLToPath } from 'node:url'
 import { killAll, machine } from './lib/harness.mjs'
+import { capacityMarkdown } from './lib/capacity.mjs'
 import { markdown, plots, targets } from './lib/report.mjs'
 import { memory, storm } from './scenarios/connections.mjs'
 import { pushes } from './scenarios/pushes.mjs'
@@ -59,8 +60,20 @@ if (!smoke && isFullRun) {
   const begin = '<!-- figures:begin -->'
   const end = '<!-- figures:end -->'
   await writeFile(file, `${text.slice(0, text.indexOf(begin) + begin.length)}\n${summary}${text.slice(text.indexOf(end))}`)
+  await writeCapacity(results)
 }
 log(`\n${summary}`)
 const missed = targets(results).filter((t) => t.ok === false)
 log(`${missed.length === 0 ? 'every target measured is met' : `${missed.length} target(s) missed`}; results in ${outDir}`)
 process.exit(0)
+
+/** docs/CAPACITY.md's model, from this run's figures (between its capacity markers). */
+async function writeCapacity(run) {
+  const model = capacityMarkdown(run)
+  if (!model) return log('capacity model: a scenario it needs is missing; docs/CAPACITY.md left as it was')
+  const file = fileURLToPath(new URL('../docs/CAPACITY.md', import.meta.url))
+  const text = await readFile(file, 'utf8')
+  const begin = '<!-- capacity:begin -->'
+  const end = '<!-- capacity:end -->'
+  await writeFile(file, `${text.slice(0, text.indexOf(begin) + begin.length)}\n${model}${text.slice(text.indexOf(end))}`)
+}
