@@ -109,6 +109,9 @@ t.test('past the in-flight bound a request is answered 429 at once', async (t) =
   t.ok(limited.length > 0, `${limited.length} of ${answers.length} were over the bound`)
   t.ok(answers.filter((a) => a.status === 200).length >= MAX_IN_FLIGHT, 'at least the bound were served')
   t.ok(limited.every((a) => a.body.error.code === 'rate_limited'))
+  const metrics = await (await fetch(`${cluster.router.url}/metrics`)).text()
+  t.ok(Number(/^router_pipeline_refusals_total\{reason="in_flight"\} (\d+)/m.exec(metrics)?.[1]) >= limited.length, 'counted in router_pipeline_refusals_total')
+  t.match(metrics, /^router_pipeline_connections [1-9]/m, 'open connections are counted')
 })
 
 t.test('the upgrade needs an API key; the subprotocol form is accepted', async (t) => {

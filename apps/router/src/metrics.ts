@@ -53,6 +53,17 @@ export function createRouterMetrics(registry: PromRegistry, inFlight: () => numb
         this.set(inFlight())
       },
     }),
+    pipelineConnections: new Gauge({
+      name: 'router_pipeline_connections',
+      help: 'Open pipelined-ingress connections (backends).',
+      registers: [registry],
+    }),
+    pipelineRefusals: new Counter({
+      name: 'router_pipeline_refusals_total',
+      help: 'Pipelined-ingress refusals by reason: in_flight (a request answered 429 past the per-connection bound), too_slow (a connection closed with 4008).',
+      labelNames: ['reason'] as const,
+      registers: [registry],
+    }),
     registryErrors: new Counter({
       name: 'router_registry_errors_total',
       help: 'Requests answered 503 because the registry could not answer.',

@@ -82,6 +82,7 @@ export function servePipeline(app: TemplatedApp, deps: PipelineDeps): Pipeline {
       return reply(ws, backend, id, err)
     }
     if (backend.inFlight >= deps.maxInFlight) {
+      deps.metrics.pipelineRefusals.inc({ reason: 'in_flight' })
       return reply(ws, backend, id, new SwitchboardError('rate_limited', `too many requests in flight on this connection (at most ${deps.maxInFlight}); wait for answers`))
     }
     backend.inFlight++
@@ -141,6 +142,7 @@ export function servePipeline(app: TemplatedApp, deps: PipelineDeps): Pipeline {
       for (const text of out) ws.send(text, false)
     })
     if (ws.getBufferedAmount() > deps.maxBackpressureBytes) {
+      deps.metrics.pipelineRefusals.inc({ reason: 'too_slow' })
       log.warn({ buffered: ws.getBufferedAmount() }, 'pipelined backend too slow to read its answers: closing it')
       ws.end(PipelineClose.tooSlow, 'too slow')
     }
@@ -168,12 +170,14 @@ export function servePipeline(app: TemplatedApp, deps: PipelineDeps): Pipeline {
     },
     open: (ws) => {
       sockets.add(ws)
+      deps.metrics.pipelineConnections.set(sockets.size)
     },
     message: (ws, message) => handle(ws, ws.getUserData(), Buffer.from(message).toString('utf8')),
     close: (ws) => {
       const backend = ws.getUserData()
       backend.isClosed = true
       sockets.delete(ws)
+      deps.metrics.pipelineConnections.set(sockets.size)
     },
   })
 
