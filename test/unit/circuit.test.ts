@@ -31,3 +31,14 @@ t.test('the cooldown is capped', async (t) => {
   now = 1_000
   t.ok(c.allow('e'))
 })
+
+t.test('trip opens the circuit at once, for one cooldown', async (t) => {
+  let now = 0
+  const c = new Circuits({ threshold: 3, baseCooldownMs: 100, maxCooldownMs: 1_000, now: () => now })
+  c.trip('e')
+  t.notOk(c.allow('e'), 'skipped after a single trip')
+  now = 100
+  t.ok(c.allow('e'), 'probed after the base cooldown')
+  c.succeeded('e')
+  t.ok(c.allow('e'))
+})

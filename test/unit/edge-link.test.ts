@@ -81,7 +81,15 @@ t.test('an edge that stops answering: calls fail within the timeout, the link is
   await closed
   t.pass('the stuck link was closed')
   edge.answering = true
-  t.same(await c.deliver(edge.url, frame(3), ['on-a']), { delivered: ['on-a'], missing: [] }, 'the next call reconnects')
+  const skippedAt = Date.now()
+  await t.rejects(c.deliver(edge.url, frame(3), ['on-a']), /skipped/, 'the edge is skipped at once for a cooldown (circuit)')
+  t.ok(Date.now() - skippedAt < 50)
+  // After the cooldown (at most 5 s) one probe goes through, on a new connection.
+  let answer
+  for (const deadline = Date.now() + 6_000; !answer && Date.now() < deadline; ) {
+    answer = await c.deliver(edge.url, frame(4), ['on-a']).catch(() => new Promise((r) => setTimeout(r, 50)).then(() => undefined))
+  }
+  t.same(answer, { delivered: ['on-a'], missing: [] }, 'the probe reconnects')
   t.equal(edge.sockets.length, 2)
 })
 

@@ -32,6 +32,17 @@ export class Circuits {
     this.#state.set(edge, s)
   }
 
+  /**
+   * Opens the circuit at once: for a failure that is evidence on its own, such as a
+   * persistent link that stopped answering (every call on it would wait out the timeout).
+   */
+  trip(edge: string): void {
+    const s = this.#state.get(edge) ?? { failures: 0, openUntil: 0 }
+    s.failures = Math.max(s.failures, this.options.threshold)
+    s.openUntil = this.#now() + this.#cooldown(s.failures)
+    this.#state.set(edge, s)
+  }
+
   #cooldown(failures: number): number {
     const { threshold, baseCooldownMs, maxCooldownMs } = this.options
     return Math.min(maxCooldownMs, baseCooldownMs * 2 ** Math.min(failures - threshold, 16))

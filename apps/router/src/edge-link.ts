@@ -253,7 +253,11 @@ class Link {
       isStuck ||= call.isSent || this.#ws !== undefined
       call.fail(new EdgeCallError(`edge did not answer within ${this.options.timeoutMs} ms`))
     }
-    if (isStuck && this.#ws) this.#drop(this.#ws, new EdgeCallError('edge link timed out'))
+    if (!isStuck || !this.#ws) return
+    // A link that stopped answering is a stopped or overloaded edge: skip it (circuit) rather
+    // than let the next pushes wait out the timeout on a new connection too.
+    this.circuits.trip(this.edgeUrl)
+    this.#drop(this.#ws, new EdgeCallError('edge link timed out'))
   }
 
   /** Ends `ws` (if it is still this link's socket): its calls fail now, the next call reconnects. */
