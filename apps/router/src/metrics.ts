@@ -6,7 +6,7 @@ const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0
 
 export function createRouterMetrics(registry: PromRegistry, inFlight: () => number) {
   collectDefaultMetrics({ register: registry })
-  return {
+  const metrics = {
     pushes: new Counter({
       name: 'router_pushes_total',
       help: 'Accepted push requests.',
@@ -70,6 +70,9 @@ export function createRouterMetrics(registry: PromRegistry, inFlight: () => numb
       registers: [registry],
     }),
   }
+  // Served at 0 from the start, so a dashboard and its alerts see the series before the first refusal.
+  for (const reason of ['in_flight', 'too_slow'] as const) metrics.pipelineRefusals.inc({ reason }, 0)
+  return metrics
 }
 export type RouterMetrics = ReturnType<typeof createRouterMetrics>
 
