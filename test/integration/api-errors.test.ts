@@ -152,6 +152,22 @@ t.test('a client still sending an over-limit body gets its 413, not a reset', as
   t.match(answer, /"code":"payload_too_large"/, 'with the error body')
 })
 
+t.test('a wanted body may arrive slowly: only a refused one being drained is on a clock', async (t) => {
+  const body = JSON.stringify({ to: ['slow-u'], event: 'e', data: 1 })
+  const socket = connect({ host: '127.0.0.1', port: router.port })
+  await once(socket, 'connect')
+  let received = ''
+  socket.on('data', (chunk: Buffer) => (received += chunk.toString('latin1')))
+  const closed = once(socket, 'close')
+  socket.write(`POST /v1/push HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${apiKeys[0]}\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body.slice(0, 10)}`)
+  // Past the router's 5 s drain clock for refused bodies (DRAIN_MAX_MS), within uWS's idle timeout.
+  await setTimeout(5_500)
+  socket.write(body.slice(10))
+  await closed
+  t.match(received, /^HTTP\/1\.1 200 /, 'served')
+  t.match(received, /"offline":\["slow-u"\]/)
+})
+
 t.test('an unknown route is 404 not_found', async (t) => {
   isError(t, await authed.get('/v1/nothing-here'), 404, 'not_found', 'GET /v1/nothing-here')
   isError(t, await authed.post('/v1/pushes', { to: ['u1'], event: 'e' }), 404, 'not_found', 'POST /v1/pushes')

@@ -175,7 +175,8 @@ export function serveHttpApi(app: TemplatedApp, deps: HttpApiDeps): void {
         }
         if (size > DRAIN_MAX_BYTES) return this.#cut(timer)
         if (!isLast) {
-          timer ??= setTimeout(() => this.#cut(timer), DRAIN_MAX_MS)
+          // Only a body being dropped is on a clock; a wanted one may take its time (uWS's idle timeout bounds a stalled client).
+          if (isTooLarge || limitBytes === 0) timer ??= setTimeout(() => this.#cut(timer), DRAIN_MAX_MS)
           return
         }
         clearTimeout(timer)
