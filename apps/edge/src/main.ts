@@ -1,8 +1,4 @@
-import pino from 'pino'
-import { Registry as PromRegistry } from 'prom-client'
-import { RedisRegistry, createRedisClient } from '@switchboard/registry'
 import { loadEdgeConfig, type EdgeConfig } from './config.js'
-import { startEdge } from './server.js'
 
 let config: EdgeConfig
 try {
@@ -11,6 +7,11 @@ try {
   process.stderr.write(`edge: ${(err as Error).message}\n`)
   process.exit(1)
 }
+// The rest loads only once the configuration is valid, so a bad value stops the process at once.
+const { default: pino } = await import('pino')
+const { Registry: PromRegistry } = await import('prom-client')
+const { RedisRegistry, createRedisClient } = await import('@switchboard/registry')
+const { startEdge } = await import('./server.js')
 const log = pino({ level: config.logLevel, base: { service: 'edge', nodeId: config.nodeId } })
 if (!config.redis) {
   log.fatal('a registry is required: set REDIS_URL, REDIS_CLUSTER_NODES or REDIS_SENTINELS (for a single-process Switchboard without Redis, run `npm start` with none of them)')

@@ -1,10 +1,4 @@
-import pino from 'pino'
-import { Registry as PromRegistry } from 'prom-client'
-import { RedisRegistry, createRedisClient } from '@switchboard/registry'
-import { buildApp } from './app.js'
 import { loadRouterConfig, type RouterConfig } from './config.js'
-import { LinkEdgeClient } from './edge-link.js'
-import { startReaper } from './reaper.js'
 
 let config: RouterConfig
 try {
@@ -13,6 +7,13 @@ try {
   process.stderr.write(`router: ${(err as Error).message}\n`)
   process.exit(1)
 }
+// The rest loads only once the configuration is valid, so a bad value stops the process at once.
+const { default: pino } = await import('pino')
+const { Registry: PromRegistry } = await import('prom-client')
+const { RedisRegistry, createRedisClient } = await import('@switchboard/registry')
+const { buildApp } = await import('./app.js')
+const { LinkEdgeClient } = await import('./edge-link.js')
+const { startReaper } = await import('./reaper.js')
 const log = pino({ level: config.logLevel, base: { service: 'router' }, redact: ['req.headers.authorization'] })
 if (!config.redis) {
   log.fatal('a registry is required: set REDIS_URL, REDIS_CLUSTER_NODES or REDIS_SENTINELS (for a single-process Switchboard without Redis, run `npm start` with none of them)')
