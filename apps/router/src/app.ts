@@ -41,9 +41,9 @@ const CLOSE_POLL_MS = 10
  * (locate-batch.ts) and timed; deliveries go through `edges` (one link per edge).
  */
 export function buildApp(deps: AppDeps): RouterApp {
+  /** Requests received and not yet answered, on both ingresses. */
   const inFlight = { n: 0 }
-  let pipeline: ReturnType<typeof servePipeline> | undefined
-  const metrics = createRouterMetrics(deps.promRegistry, () => inFlight.n + (pipeline?.inFlight() ?? 0))
+  const metrics = createRouterMetrics(deps.promRegistry, () => inFlight.n)
   const timed = timedRegistry(deps.registry, metrics.registrySeconds)
   const registry = { ...timed, locate: batchLocates(timed.locate) }
   const api = createApi({ registry, edges: deps.edges, metrics, limits: createLimitChecks(deps.config), log: deps.log })
@@ -51,7 +51,7 @@ export function buildApp(deps: AppDeps): RouterApp {
   let isClosing = false
   const app = App()
   // The websocket route first: a plain GET of its path falls through to the HTTP API (404).
-  pipeline = servePipeline(app, {
+  const pipeline = servePipeline(app, {
     api,
     isApiKey,
     log: deps.log,
@@ -60,6 +60,7 @@ export function buildApp(deps: AppDeps): RouterApp {
     maxInFlight: deps.config.pipelineMaxInFlight,
     maxBackpressureBytes: deps.config.pipelineMaxBackpressureBytes,
     isClosing: () => isClosing,
+    inFlight,
   })
   serveHttpApi(app, { api, registry, isApiKey, bodyLimitBytes: deps.config.bodyLimitBytes, log: deps.log, metrics, promRegistry: deps.promRegistry, isClosing: () => isClosing, inFlight })
 
@@ -86,7 +87,7 @@ export function buildApp(deps: AppDeps): RouterApp {
       clearInterval(pruner)
       if (listenSocket) us_listen_socket_close(listenSocket)
       const deadline = Date.now() + graceMs
-      while (inFlight.n + pipeline.inFlight() > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, CLOSE_POLL_MS))
+      while (inFlight.n > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, CLOSE_POLL_MS))
       // Answers written in the last turn are flushed by then (setImmediate) before the sockets go.
       await new Promise((r) => setImmediate(r))
       pipeline.closeAll()

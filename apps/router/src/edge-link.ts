@@ -143,15 +143,10 @@ class Link {
     })
   }
 
+  /** Ends the link for good (client closed, or idle): everything waiting or in flight fails. */
   close(err: unknown): void {
-    clearInterval(this.#pinger)
-    clearTimeout(this.#timer)
-    this.#ws?.terminate()
-    this.#ws = undefined
-    this.#isOpen = false
     for (const d of this.#deliveries.splice(0)) d.reject(err)
-    for (const call of this.#calls.values()) call.fail(err)
-    this.#calls.clear()
+    this.#teardown(err)
   }
 
   /** Sends what waits as `deliveries` calls, each within MAX_CALL_BYTES and MAX_RECIPIENTS_PER_CALL. */
@@ -264,14 +259,19 @@ class Link {
   #drop(ws: WebSocket, err: EdgeCallError): void {
     if (this.#ws !== ws) return
     this.circuits.failed(this.edgeUrl)
+    this.#teardown(err)
+  }
+
+  /** Closes the socket, stops its timers and fails every call on it; the next call reconnects. */
+  #teardown(err: unknown): void {
     clearInterval(this.#pinger)
-    this.#ws = undefined
-    this.#isOpen = false
-    ws.terminate()
-    for (const call of this.#calls.values()) call.fail(err)
-    this.#calls.clear()
     clearTimeout(this.#timer)
     this.#timer = undefined
+    this.#ws?.terminate()
+    this.#ws = undefined
+    this.#isOpen = false
+    for (const call of this.#calls.values()) call.fail(err)
+    this.#calls.clear()
   }
 
   #startPings(ws: WebSocket): void {

@@ -112,13 +112,7 @@ export function serveHttpApi(app: TemplatedApp, deps: HttpApiDeps): void {
       )
       return
     }
-    let pending: Promise<unknown>
-    try {
-      pending = answer(route, body, ex.requestId)
-    } catch (err) {
-      return ex.error(err)
-    }
-    pending.then(
+    answer(route, body, ex.requestId).then(
       (value) => ex.send(200, JSON.stringify(value)),
       (err: unknown) => ex.error(err),
     )
@@ -134,7 +128,7 @@ export function serveHttpApi(app: TemplatedApp, deps: HttpApiDeps): void {
     const contentType = contentTypeOf(req)
     const route = routeOf(method, path)
     const wantsBody = route !== undefined && !(route instanceof SwitchboardError) && method === 'POST'
-    const ex = new Exchange(res, deps, method, path, requestId)
+    const ex = new Exchange(res, method, path, requestId)
     ex.read(req, wantsBody ? deps.bodyLimitBytes : 0, (body, isTooLarge) => dispatch(ex, route, authorization, contentType, body, isTooLarge))
   })
 
@@ -143,7 +137,6 @@ export function serveHttpApi(app: TemplatedApp, deps: HttpApiDeps): void {
     #isDone = false
     constructor(
       readonly res: HttpResponse,
-      readonly deps: HttpApiDeps,
       readonly method: string,
       readonly path: string,
       readonly requestId: string,
@@ -187,7 +180,7 @@ export function serveHttpApi(app: TemplatedApp, deps: HttpApiDeps): void {
     send(status: number, body: string, contentType = 'application/json'): void {
       if (this.#isDone) return
       this.#finish()
-      const close = this.deps.isClosing()
+      const close = deps.isClosing()
       this.res.cork(() => {
         this.res.writeStatus(STATUS_LINE[status] ?? String(status)).writeHeader('content-type', contentType).writeHeader('x-request-id', this.requestId)
         if (this.method === 'HEAD') this.res.endWithoutBody(Buffer.byteLength(body), close)
@@ -196,14 +189,14 @@ export function serveHttpApi(app: TemplatedApp, deps: HttpApiDeps): void {
     }
 
     error(err: unknown): void {
-      const { status, body } = errorAnswer(err, { log: this.deps.log, metrics: this.deps.metrics, requestId: this.requestId, what: this.path })
+      const { status, body } = errorAnswer(err, { log: deps.log, metrics: deps.metrics, requestId: this.requestId, what: this.path })
       this.send(status, JSON.stringify(body))
     }
 
     #finish(): void {
       if (this.#isDone) return
       this.#isDone = true
-      this.deps.inFlight.n--
+      deps.inFlight.n--
     }
 
     #cut(timer: NodeJS.Timeout | undefined): void {

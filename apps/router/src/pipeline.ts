@@ -26,6 +26,8 @@ export interface PipelineDeps {
   /** Unsent answer bytes one connection may queue; past it the connection closes with 4008. */
   maxBackpressureBytes: number
   isClosing: () => boolean
+  /** The app's count of requests received and not yet answered, both ingresses. */
+  inFlight: { n: number }
 }
 
 /** One backend connection. */
@@ -41,10 +43,6 @@ type Socket = WebSocket<Backend>
 const ENVELOPE_BYTES = 1024
 
 export interface Pipeline {
-  /** Open connections. */
-  readonly size: number
-  /** Requests received on all connections and not yet answered. */
-  inFlight(): number
   /** Closes every connection with 1001 (answers already sent stay sent). */
   closeAll(): void
 }
@@ -62,7 +60,6 @@ export interface Pipeline {
 export function servePipeline(app: TemplatedApp, deps: PipelineDeps): Pipeline {
   const { api, log } = deps
   const sockets = new Set<Socket>()
-  let inFlight = 0
 
   function handle(ws: Socket, backend: Backend, text: string): void {
     let id: string | null = null
@@ -86,15 +83,9 @@ export function servePipeline(app: TemplatedApp, deps: PipelineDeps): Pipeline {
       return reply(ws, backend, id, new SwitchboardError('rate_limited', `too many requests in flight on this connection (at most ${deps.maxInFlight}); wait for answers`))
     }
     backend.inFlight++
-    inFlight++
-    let pending: Promise<unknown>
-    try {
-      pending = call(op, body, id)
-    } catch (err) {
-      pending = Promise.reject(err)
-    }
+    deps.inFlight.n++
     const requestId = id
-    pending.then(
+    call(op, body, id).then(
       (value) => answered(ws, backend, requestId, 200, value),
       (err: unknown) => answered(ws, backend, requestId, undefined, err),
     )
@@ -119,7 +110,7 @@ export function servePipeline(app: TemplatedApp, deps: PipelineDeps): Pipeline {
 
   function answered(ws: Socket, backend: Backend, id: string, status: number | undefined, value: unknown): void {
     backend.inFlight--
-    inFlight--
+    deps.inFlight.n--
     if (status === 200) queue(ws, backend, answerText(id, 200, JSON.stringify(value)))
     else reply(ws, backend, id, value)
   }
@@ -182,10 +173,6 @@ export function servePipeline(app: TemplatedApp, deps: PipelineDeps): Pipeline {
   })
 
   return {
-    get size() {
-      return sockets.size
-    },
-    inFlight: () => inFlight,
     closeAll() {
       for (const ws of [...sockets]) ws.end(1001, 'router shutting down')
     },
