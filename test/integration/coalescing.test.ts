@@ -1,7 +1,7 @@
 // Concurrent pushes bound for one edge share delivery calls, and each push still gets its own
 // answer and its own frame, in a real router, edge and Redis.
 import t from 'tap'
-import { connectUser } from '../helpers/clients.js'
+import { connectUser, eventually } from '../helpers/clients.js'
 import { startCluster, testSecrets, type Edge } from '../helpers/processes.js'
 
 // Debug logs on the edge: its 'internal call' lines list the request ids each call carried.
@@ -41,7 +41,13 @@ t.test('coalesced calls carry every push\'s request id to the edge, however long
   const answers = await Promise.all(ids.map((id, i) => cluster.api.post('/v1/push', { to: ['co-long'], event: 'e', data: i }, { headers: { 'x-request-id': id } })))
   const undelivered = answers.filter((a) => a.status !== 200 || a.body.delivered?.[0] !== 'co-long')
   t.same(undelivered.map((a) => a.text), [], 'every push delivered')
-  const logged = new Set(edge.logRecords().filter((r) => r.msg === 'internal call').flatMap((r) => String(r.requestIds).split(',')))
-  t.same(ids.filter((id) => !logged.has(id)), [], 'every request id reached the edge log')
+  // The edge writes its line before it answers, but the line reaches us through its stdout pipe,
+  // which may still be in flight when the last answer arrives: wait for the lines, then compare.
+  const missing = () => {
+    const logged = new Set(edge.logRecords().filter((r) => r.msg === 'internal call').flatMap((r) => String(r.requestIds).split(',')))
+    return ids.filter((id) => !logged.has(id))
+  }
+  await eventually(() => missing().length === 0).catch(() => undefined)
+  t.same(missing(), [], 'every request id reached the edge log')
   for (let k = 0; k < 200; k++) await client.nextFrame()
 })
