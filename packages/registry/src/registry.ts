@@ -1,3 +1,5 @@
+import type { CloseCause } from '@switchboard/protocol'
+
 /** What an edge announces about itself; kept with its lease. */
 export interface NodeInfo {
   /** Stable name (`EDGE_NODE_ID`); a restart under the same name supersedes the old incarnation. */
@@ -72,8 +74,12 @@ export interface Registry {
    * new session replaces the old one, and of two racing sessions exactly one survives.
    */
   addConnections(lease: Lease, conns: readonly ConnectionInfo[], maxPerUser?: number): Promise<Evicted[]>
-  /** Removes only this connId: a newer connection of the same user, here or elsewhere, survives. Returns whether it was there. */
-  removeConnection(lease: Lease, userId: string, connId: string): Promise<boolean>
+  /**
+   * Removes only this connId: a newer connection of the same user, here or elsewhere, survives.
+   * Returns whether it was there. `cause` (default 'close') is the cause of the user's offline
+   * event if this was their last connection.
+   */
+  removeConnection(lease: Lease, userId: string, connId: string, cause?: CloseCause): Promise<boolean>
   /** Re-writes every given connection under `lease` (after the lease was lost or Redis restarted empty). Idempotent; evicts as `addConnections`. */
   resync(lease: Lease, conns: readonly ConnectionInfo[], maxPerUser?: number): Promise<Evicted[]>
   /** Live connections of each user; users without any are absent from the map. Entries of lapsed leases are left out. */
