@@ -29,6 +29,7 @@ COPY --from=build /app/bench/package.json bench/
 RUN npm ci --omit=dev && npm cache clean --force
 COPY --from=build /app/packages/protocol/dist packages/protocol/dist
 COPY --from=build /app/packages/registry/dist packages/registry/dist
+COPY --from=build /app/packages/registry/lua packages/registry/lua
 COPY --from=build /app/apps/edge/dist apps/edge/dist
 COPY --from=build /app/apps/router/dist apps/router/dist
 # The node image's unprivileged user; the services need no privilege (ports above 1024).

@@ -6,6 +6,7 @@ import { RedisRegistry, createRedisClient } from '@switchboard/registry'
 import { loadConfig, RouterEnv } from '@switchboard/protocol'
 import { startRedisCluster, uniquePrefix } from '../helpers/redis.js'
 import { registryContract } from './registry-contract.js'
+import { presenceContract } from './presence-contract.js'
 
 const redisCluster = await startRedisCluster(t, 3)
 // The client is built from the same variable the services read.
@@ -28,6 +29,12 @@ t.test('REDIS_CLUSTER_NODES makes a Cluster client', async (t) => {
 
 registryContract(t, async (t) => {
   const registry = new RedisRegistry(client(t), { prefix: uniquePrefix(), liveRefreshMs: 0 })
+  t.teardown(() => registry.close())
+  return registry
+})
+
+presenceContract(t, async (t, presence) => {
+  const registry = new RedisRegistry(client(t), { prefix: uniquePrefix(), liveRefreshMs: 0, presence })
   t.teardown(() => registry.close())
   return registry
 })

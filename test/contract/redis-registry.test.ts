@@ -4,6 +4,7 @@ import { SwitchboardError } from '@switchboard/protocol'
 import { startRedis, uniquePrefix, type TestRedis } from '../helpers/redis.js'
 import { eventually } from '../helpers/clients.js'
 import { registryContract } from './registry-contract.js'
+import { presenceContract } from './presence-contract.js'
 
 const redis = await startRedis(t)
 
@@ -17,6 +18,12 @@ function client(t: { teardown(fn: () => unknown): void }) {
 // contract demands; the cached view's bound is tested on its own below.
 registryContract(t, async (t) => {
   const registry = new RedisRegistry(client(t), { prefix: uniquePrefix(), liveRefreshMs: 0 })
+  t.teardown(() => registry.close())
+  return registry
+})
+
+presenceContract(t, async (t, presence) => {
+  const registry = new RedisRegistry(client(t), { prefix: uniquePrefix(), liveRefreshMs: 0, presence })
   t.teardown(() => registry.close())
   return registry
 })
@@ -67,7 +74,9 @@ t.test('cleaning up a crashed incarnation leaves no keys behind', async (t) => {
     await new Promise((r) => setTimeout(r, 50))
   }
   t.equal(reaped, 1)
-  t.same(await keysNow(), baseline.filter((k) => !k.endsWith(':gcq')), 'only the empty control keys remain')
+  // Presence keeps its own keys (events, held offlines, the last version): not entries.
+  const presence = /:(ev|h|hc|v)$/
+  t.same((await keysNow()).filter((k) => !presence.test(k)), baseline.filter((k) => !k.endsWith(':gcq')), 'only the empty control keys remain')
   t.equal(await registry.renew(lease, { connections: 0, draining: false }), false, 'a reaped incarnation cannot come back')
 })
 

@@ -32,6 +32,16 @@ export interface Keys {
   users(partition: number): string
   /** SET of userIds in this partition with an entry of incarnation `incId`. */
   index(partition: number, incId: string): string
+  /** The partition's keys in the order every partition script takes them (KEYS[1..6]). */
+  partition(partition: number, incId?: string): string[]
+  /** HASH sinkId -> id of the partition's last event that sink acknowledged. */
+  cursors(partition: number): string
+  /** HASH partition -> "workerId expiryMs": who delivers each partition's events. */
+  readonly owners: string
+  /** ZSET workerId -> expiry: the routers delivering events. */
+  readonly workers: string
+  /** STREAM of every partition's events, in each partition's order: the pull API's feed. */
+  readonly feed: string
 }
 
 export function buildKeys(prefix: string): Keys {
@@ -43,5 +53,14 @@ export function buildKeys(prefix: string): Keys {
     gcq: `${ctl}:gcq`,
     users: (p) => `${prefix}{p${p}}:u`,
     index: (p, incId) => `${prefix}{p${p}}:i:${incId}`,
+    // users, index, events (STREAM), holds (ZSET userId -> due ms), hold causes (HASH), last version (STRING)
+    partition: (p, incId = '-') => {
+      const tag = `${prefix}{p${p}}`
+      return [`${tag}:u`, `${tag}:i:${incId}`, `${tag}:ev`, `${tag}:h`, `${tag}:hc`, `${tag}:v`]
+    },
+    cursors: (p) => `${prefix}{p${p}}:cur`,
+    owners: `${ctl}:own`,
+    workers: `${ctl}:workers`,
+    feed: `${prefix}{feed}:ev`,
   }
 }

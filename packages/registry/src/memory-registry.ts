@@ -1,6 +1,13 @@
 import { randomInt } from 'node:crypto'
+import type { CloseCause, PresenceCause, PresenceEvent } from '@switchboard/protocol'
+import { partitionOf, PARTITIONS } from './keys.js'
 import {
+  DEFAULT_PRESENCE,
   MAX_CONNECTIONS_PER_USER,
+  type FeedPage,
+  type PresenceSettings,
+  type SnapshotPage,
+  type StoredEvent,
   type ConnectionInfo,
   type Evicted,
   type Lease,
@@ -14,6 +21,7 @@ import {
 export interface MemoryRegistryOptions {
   /** ms epoch clock; tests inject their own. Defaults to `Date.now`. */
   now?: () => number
+  presence?: Partial<PresenceSettings>
 }
 
 interface Incarnation {
@@ -42,15 +50,27 @@ export class MemoryRegistry implements Registry {
   readonly #current = new Map<string, string>()
   /** userId -> connId -> entry, oldest first (insertion order). */
   readonly #users = new Map<string, Map<string, Entry>>()
+  readonly #presence: PresenceSettings
+  readonly #events = new EventStreams()
+  /** userId -> held offline. */
+  readonly #holds = new Map<string, { due: number; cause: CloseCause | 'edge_lost' }>()
+  /** `${partition} ${sinkId}` -> acknowledged position. */
+  readonly #acks = new Map<string, string>()
+  /** partition -> owner and expiry. */
+  readonly #owners = new Map<number, { workerId: string; expiresAt: number }>()
+  readonly #workers = new Map<string, number>()
+  readonly #feed = new EventStreams()
+  readonly partitions = PARTITIONS
 
   constructor(options: MemoryRegistryOptions = {}) {
     this.#now = options.now ?? Date.now
+    this.#presence = { ...DEFAULT_PRESENCE, ...options.presence }
   }
 
   async openLease(node: NodeInfo, ttlMs: number): Promise<Lease> {
     const now = this.#now()
     const previous = this.#current.get(node.nodeId)
-    if (previous !== undefined) this.#forget(previous)
+    if (previous !== undefined) this.#forget(previous, 'edge_lost')
     const lease: Lease = Object.freeze({
       nodeId: node.nodeId,
       url: node.url,
@@ -78,28 +98,33 @@ export class MemoryRegistry implements Registry {
   }
 
   async closeLease(lease: Lease): Promise<void> {
-    this.#forget(lease.incId)
+    this.#forget(lease.incId, 'drain')
   }
 
   async addConnections(lease: Lease, conns: readonly ConnectionInfo[], maxPerUser = MAX_CONNECTIONS_PER_USER): Promise<Evicted[]> {
-    const inc = this.#incs.get(lease.incId)
-    // An unknown incarnation (superseded, closed, reaped) must never show entries again.
-    if (!inc) return []
-    const max = Math.min(Math.max(1, maxPerUser), MAX_CONNECTIONS_PER_USER)
-    return conns.flatMap((conn) => this.#add(inc, conn, max))
+    return this.#addAll(lease, conns, maxPerUser, 'connect')
   }
 
-  async removeConnection(_lease: Lease, userId: string, connId: string): Promise<boolean> {
+  async removeConnection(_lease: Lease, userId: string, connId: string, cause: CloseCause = 'close'): Promise<boolean> {
     // The connId is the fencing token: whoever asks, only that exact entry goes.
     const entries = this.#users.get(userId)
     const entry = entries?.get(connId)
     if (!entries || !entry) return false
     this.#deleteEntry(userId, entries, connId, entry)
+    if (entries.size === 0) this.#wentEmpty(userId, cause)
     return true
   }
 
-  resync(lease: Lease, conns: readonly ConnectionInfo[], maxPerUser?: number): Promise<Evicted[]> {
-    return this.addConnections(lease, conns, maxPerUser)
+  async resync(lease: Lease, conns: readonly ConnectionInfo[], maxPerUser = MAX_CONNECTIONS_PER_USER): Promise<Evicted[]> {
+    return this.#addAll(lease, conns, maxPerUser, 'resync')
+  }
+
+  #addAll(lease: Lease, conns: readonly ConnectionInfo[], maxPerUser: number, cause: PresenceCause): Evicted[] {
+    const inc = this.#incs.get(lease.incId)
+    // An unknown incarnation (superseded, closed, reaped) must never show entries again.
+    if (!inc) return []
+    const max = Math.min(Math.max(1, maxPerUser), MAX_CONNECTIONS_PER_USER)
+    return conns.flatMap((conn) => this.#add(inc, conn, max, cause))
   }
 
   async locate(userIds: readonly string[]): Promise<Map<string, Located[]>> {
@@ -142,23 +167,107 @@ export class MemoryRegistry implements Registry {
     let cleaned = 0
     for (const [incId, inc] of this.#incs) {
       if (now - inc.expiresAt <= graceMs) continue
-      this.#forget(incId)
+      this.#forget(incId, 'edge_lost')
       cleaned += 1
     }
     return cleaned
+  }
+
+  async claimPartitions(workerId: string, ttlMs: number, handoverMs: number): Promise<number[]> {
+    const now = this.#now()
+    this.#workers.set(workerId, now + ttlMs)
+    for (const [id, expiresAt] of this.#workers) if (expiresAt <= now) this.#workers.delete(id)
+    const share = Math.ceil(PARTITIONS / this.#workers.size)
+    const mine: number[] = []
+    const free: number[] = []
+    for (let p = 0; p < PARTITIONS; p++) {
+      const owner = this.#owners.get(p)
+      if (owner?.workerId === workerId) mine.push(p)
+      else if (!owner || owner.expiresAt <= now) free.push(p)
+    }
+    while (mine.length > share) this.#owners.set(mine.pop()!, { workerId: '~', expiresAt: now + handoverMs })
+    for (const p of free) {
+      if (mine.length >= share) break
+      mine.push(p)
+    }
+    for (const p of mine) this.#owners.set(p, { workerId, expiresAt: now + ttlMs })
+    return mine
+  }
+
+  async pump(partition: number, after: string, count: number): Promise<{ events: StoredEvent[]; nextHoldInMs: number | undefined }> {
+    const now = this.#now()
+    let next: number | undefined
+    for (const [userId, hold] of this.#holds) {
+      if (partitionOf(userId) !== partition) continue
+      if (hold.due > now) {
+        next = Math.min(next ?? Infinity, hold.due - now)
+        continue
+      }
+      this.#holds.delete(userId)
+      if (!this.#users.has(userId)) this.#emit(userId, false, hold.cause, 0)
+    }
+    const events = this.#events.after(partition, after, count).map(({ position, event }) => ({ ...event, id: `${position}.${partition}`, partition, position }))
+    return { events, nextHoldInMs: next }
+  }
+
+  async acknowledged(partition: number, sinkIds: readonly string[]): Promise<(string | undefined)[]> {
+    return sinkIds.map((id) => this.#acks.get(`${partition} ${id}`))
+  }
+
+  async acknowledge(partition: number, sinkId: string, position: string): Promise<void> {
+    this.#acks.set(`${partition} ${sinkId}`, position)
+  }
+
+  async backlog(partition: number): Promise<{ length: number; oldestTs: number | undefined }> {
+    this.#events.trim(partition, this.#now() - this.#presence.retentionMs)
+    const list = this.#events.list(partition)
+    return { length: list.length, oldestTs: list[0]?.event.ts }
+  }
+
+  async appendFeed(events: readonly PresenceEvent[]): Promise<void> {
+    for (const e of events) this.#feed.append(0, this.#now(), e)
+    this.#feed.trim(0, this.#now() - this.#presence.retentionMs)
+  }
+
+  async readFeed(after: string, count: number): Promise<FeedPage> {
+    const list = this.#feed.list(0)
+    return { events: this.#feed.after(0, after, count), oldest: list[0]?.position ?? '', newest: list.at(-1)?.position ?? '0-0' }
+  }
+
+  async snapshot(partition: number, _cursor: string, _count: number): Promise<SnapshotPage> {
+    // One page per partition: a process's users fit in memory anyway.
+    const users: SnapshotPage['users'] = []
+    for (const [userId, entries] of this.#users) if (partitionOf(userId) === partition) users.push({ userId, connections: entries.size })
+    for (const userId of this.#holds.keys()) if (partitionOf(userId) === partition) users.push({ userId, connections: 0 })
+    return { users, cursor: '0' }
   }
 
   async close(): Promise<void> {
     // Nothing to stop: expiry is computed on read.
   }
 
+  /** Records a transition, as the Redis scripts do: ver strictly increasing per partition, following the clock in µs. */
+  #emit(userId: string, online: boolean, cause: PresenceCause, connections: number): void {
+    const now = this.#now()
+    const p = partitionOf(userId)
+    const ver = this.#events.nextVersion(p, now * 1000)
+    this.#events.append(p, now, { id: '', type: online ? 'user.online' : 'user.offline', userId, ver, cause, connections, ts: now })
+    this.#events.trim(p, now - this.#presence.retentionMs)
+  }
+
+  #wentEmpty(userId: string, cause: CloseCause | 'edge_lost'): void {
+    if (this.#presence.offlineGraceMs > 0) this.#holds.set(userId, { due: this.#now() + this.#presence.offlineGraceMs, cause })
+    else this.#emit(userId, false, cause, 0)
+  }
+
   /** Adds or moves one entry; returns the user's oldest entries evicted beyond `max`. */
-  #add(inc: Incarnation, conn: ConnectionInfo, max: number): Evicted[] {
+  #add(inc: Incarnation, conn: ConnectionInfo, max: number, cause: PresenceCause): Evicted[] {
     const { userId, connId, since } = conn
     let entries = this.#users.get(userId)
     if (!entries) {
       entries = new Map()
       this.#users.set(userId, entries)
+      if (!this.#holds.delete(userId)) this.#emit(userId, true, cause, 1)
     }
     const existing = entries.get(connId)
     if (existing) {
@@ -198,8 +307,8 @@ export class MemoryRegistry implements Registry {
     if (ids.size === 0) held.delete(userId)
   }
 
-  /** Drops an incarnation and every entry it still holds. */
-  #forget(incId: string): void {
+  /** Drops an incarnation and every entry it still holds; users left without one go offline with `cause`. */
+  #forget(incId: string, cause: 'drain' | 'edge_lost'): void {
     const inc = this.#incs.get(incId)
     if (!inc) return
     this.#incs.delete(incId)
@@ -210,7 +319,10 @@ export class MemoryRegistry implements Registry {
       for (const connId of connIds) {
         if (entries.get(connId)?.incId === incId) entries.delete(connId)
       }
-      if (entries.size === 0) this.#users.delete(userId)
+      if (entries.size === 0) {
+        this.#users.delete(userId)
+        this.#wentEmpty(userId, cause)
+      }
     }
   }
 
@@ -222,4 +334,56 @@ export class MemoryRegistry implements Registry {
       if (!this.#incs.has(incId)) return incId
     }
   }
+}
+
+/** Streams of events by partition, with Redis-like positions "ms-seq". */
+class EventStreams {
+  readonly #lists = new Map<number, { position: string; event: PresenceEvent }[]>()
+  readonly #last = new Map<number, { ms: number; seq: number; ver: number }>()
+
+  list(partition: number): { position: string; event: PresenceEvent }[] {
+    let list = this.#lists.get(partition)
+    if (!list) this.#lists.set(partition, (list = []))
+    return list
+  }
+
+  nextVersion(partition: number, floor: number): number {
+    const last = this.#lastOf(partition)
+    last.ver = Math.max(last.ver + 1, floor)
+    return last.ver
+  }
+
+  append(partition: number, now: number, event: PresenceEvent): string {
+    const last = this.#lastOf(partition)
+    if (now > last.ms) Object.assign(last, { ms: now, seq: 0 })
+    else last.seq += 1
+    const position = `${last.ms}-${last.seq}`
+    this.list(partition).push({ position, event })
+    return position
+  }
+
+  after(partition: number, after: string, count: number): { position: string; event: PresenceEvent }[] {
+    const list = this.list(partition)
+    const from = list.findIndex((e) => comparePositions(e.position, after) > 0)
+    return from < 0 ? [] : list.slice(from, from + count)
+  }
+
+  trim(partition: number, oldestMs: number): void {
+    const list = this.list(partition)
+    const keep = list.findIndex((e) => Number(e.position.split('-')[0]) >= oldestMs)
+    list.splice(0, keep < 0 ? list.length : keep)
+  }
+
+  #lastOf(partition: number): { ms: number; seq: number; ver: number } {
+    let last = this.#last.get(partition)
+    if (!last) this.#last.set(partition, (last = { ms: 0, seq: 0, ver: 0 }))
+    return last
+  }
+}
+
+/** Orders stream positions "ms-seq". */
+export function comparePositions(a: string, b: string): number {
+  const [am = 0, as = 0] = a.split('-').map(Number)
+  const [bm = 0, bs = 0] = b.split('-').map(Number)
+  return am - bm || as - bs
 }

@@ -2,15 +2,34 @@ import { randomBytes } from 'node:crypto'
 import { Cluster } from 'ioredis'
 import { SwitchboardError } from '@switchboard/protocol'
 import { buildKeys, partitionOf, PARTITIONS, type Keys } from './keys.js'
+import type { CloseCause, PresenceCause, PresenceEvent } from '@switchboard/protocol'
+import { LiveView } from './live-view.js'
 import * as lua from './scripts/lua.js'
 import type { LuaScript, RedisClient } from './scripts/lua.js'
-import { MAX_CONNECTIONS_PER_USER, type ConnectionInfo, type Evicted, type Lease, type LiveNode, type Located, type NodeInfo, type NodeStatus, type Registry } from './registry.js'
+import {
+  DEFAULT_PRESENCE,
+  MAX_CONNECTIONS_PER_USER,
+  type ConnectionInfo,
+  type Evicted,
+  type FeedPage,
+  type Lease,
+  type LiveNode,
+  type Located,
+  type NodeInfo,
+  type NodeStatus,
+  type PresenceSettings,
+  type Registry,
+  type SnapshotPage,
+  type StoredEvent,
+} from './registry.js'
 
 export interface RedisRegistryOptions {
   /** Key prefix, so several deployments (or tests) share one Redis. */
   prefix?: string
   /** How stale the routers' view of live incarnations may get; keep it well under two thirds of the lease TTL. */
   liveRefreshMs?: number
+  /** Held offlines and event retention; every process writing the registry must use the same. */
+  presence?: Partial<PresenceSettings>
 }
 
 /** Pairs per script call, so one call never blocks Redis for long. */
@@ -28,10 +47,13 @@ export class RedisRegistry implements Registry {
   readonly #redis: RedisClient
   readonly #keys: Keys
   readonly #live: LiveView
+  readonly #presence: PresenceSettings
+  readonly partitions = PARTITIONS
 
   constructor(redis: RedisClient, options: RedisRegistryOptions = {}) {
     this.#redis = redis
     this.#keys = buildKeys(options.prefix ?? 'sb:')
+    this.#presence = { ...DEFAULT_PRESENCE, ...options.presence }
     this.#live = new LiveView((script, args) => this.#run(script, [this.#keys.nodes, this.#keys.inc], args), options.liveRefreshMs ?? 1_000)
   }
 
@@ -50,19 +72,34 @@ export class RedisRegistry implements Registry {
 
   async closeLease(lease: Lease): Promise<void> {
     await this.#run(lua.leave, this.#ctl(), [lease.incId, lease.nodeId])
-    await this.#collect(lease.incId)
+    await this.#collect(lease.incId, 'drain')
     await this.#run(zrem, [this.#keys.gcq], [lease.incId])
   }
 
-  async addConnections(lease: Lease, conns: readonly ConnectionInfo[], maxPerUser = MAX_CONNECTIONS_PER_USER): Promise<Evicted[]> {
+  addConnections(lease: Lease, conns: readonly ConnectionInfo[], maxPerUser = MAX_CONNECTIONS_PER_USER): Promise<Evicted[]> {
+    return this.#add(lease, conns, maxPerUser, 'connect')
+  }
+
+  async removeConnection(lease: Lease, userId: string, connId: string, cause: CloseCause = 'close'): Promise<boolean> {
+    const keys = this.#keys.partition(partitionOf(userId), lease.incId)
+    const removed = await this.#run(lua.remove, keys, [userId, connId, lease.incId, cause, ...this.#settings()])
+    return Number(removed) === 1
+  }
+
+  resync(lease: Lease, conns: readonly ConnectionInfo[], maxPerUser = MAX_CONNECTIONS_PER_USER): Promise<Evicted[]> {
+    // Adding is an upsert that moves existing connIds to this incarnation.
+    return this.#add(lease, conns, maxPerUser, 'resync')
+  }
+
+  async #add(lease: Lease, conns: readonly ConnectionInfo[], maxPerUser: number, cause: PresenceCause): Promise<Evicted[]> {
     const max = Math.min(Math.max(1, maxPerUser), MAX_CONNECTIONS_PER_USER)
     const byPartition = groupBy(conns, (c) => partitionOf(c.userId))
     const calls: Promise<unknown>[] = []
     for (const [p, group] of byPartition) {
       for (let i = 0; i < group.length; i += BATCH) {
-        const args: (string | number)[] = [lease.incId, max]
+        const args: (string | number)[] = [lease.incId, max, cause, ...this.#settings()]
         for (const c of group.slice(i, i + BATCH)) args.push(c.userId, c.connId, c.since)
-        calls.push(this.#run(lua.add, [this.#keys.users(p), this.#keys.index(p, lease.incId)], args))
+        calls.push(this.#run(lua.add, this.#keys.partition(p, lease.incId), args))
       }
     }
     const evicted: Evicted[] = []
@@ -73,17 +110,6 @@ export class RedisRegistry implements Registry {
       }
     }
     return evicted
-  }
-
-  async removeConnection(lease: Lease, userId: string, connId: string): Promise<boolean> {
-    const p = partitionOf(userId)
-    const removed = await this.#run(lua.remove, [this.#keys.users(p), this.#keys.index(p, lease.incId)], [userId, connId, lease.incId])
-    return Number(removed) === 1
-  }
-
-  resync(lease: Lease, conns: readonly ConnectionInfo[], maxPerUser?: number): Promise<Evicted[]> {
-    // Adding is an upsert that moves existing connIds to this incarnation.
-    return this.addConnections(lease, conns, maxPerUser)
   }
 
   async locate(userIds: readonly string[]): Promise<Map<string, Located[]>> {
@@ -137,9 +163,9 @@ export class RedisRegistry implements Registry {
     const reaped = Number(await this.#run(lua.reap, this.#ctl(), [graceMs, 100]))
     // Clean up every due incarnation: reaped just now, superseded by a restart, or left over by a dead claimer.
     for (;;) {
-      const incId = String(await this.#run(lua.claim, [this.#keys.gcq], [GC_VISIBILITY_MS]))
+      const incId = String(await this.#run(lua.claimGc, [this.#keys.gcq], [GC_VISIBILITY_MS]))
       if (!incId) break
-      await this.#collect(incId)
+      await this.#collect(incId, 'edge_lost')
       await this.#run(zrem, [this.#keys.gcq], [incId])
     }
     return reaped
@@ -149,14 +175,75 @@ export class RedisRegistry implements Registry {
     // Nothing to stop: the live view refreshes on demand, and the client belongs to the caller.
   }
 
+  async claimPartitions(workerId: string, ttlMs: number, handoverMs: number): Promise<number[]> {
+    const k = this.#keys
+    return ((await this.#run(lua.own, [k.owners, k.workers], [workerId, ttlMs, PARTITIONS, handoverMs])) as number[]).map(Number)
+  }
+
+  async pump(partition: number, after: string, count: number): Promise<{ events: StoredEvent[]; nextHoldInMs: number | undefined }> {
+    const reply = (await this.#run(lua.pump, this.#keys.partition(partition), [HOLDS_PER_PUMP, ...this.#settings(), after, count])) as unknown[]
+    const next = Number(reply[0])
+    const events: StoredEvent[] = []
+    for (let i = 1; i + 1 < reply.length; i += 2) {
+      const event = parseEvent(partition, String(reply[i]), reply[i + 1] as string[])
+      if (event) events.push(event)
+    }
+    return { events, nextHoldInMs: next < 0 ? undefined : next }
+  }
+
+  async acknowledged(partition: number, sinkIds: readonly string[]): Promise<(string | undefined)[]> {
+    if (sinkIds.length === 0) return []
+    const values = (await this.#run(hmget, [this.#keys.cursors(partition)], sinkIds)) as (string | null)[]
+    return values.map((v) => v ?? undefined)
+  }
+
+  async acknowledge(partition: number, sinkId: string, position: string): Promise<void> {
+    await this.#run(hset, [this.#keys.cursors(partition)], [sinkId, position])
+  }
+
+  async backlog(partition: number): Promise<{ length: number; oldestTs: number | undefined }> {
+    const [length, first] = (await this.#run(streamHead, [this.#keys.partition(partition)[2]!], [])) as [number, string | undefined]
+    return { length, oldestTs: first ? streamMs(first) : undefined }
+  }
+
+  async appendFeed(events: readonly PresenceEvent[]): Promise<void> {
+    if (events.length === 0) return
+    const oldest = Math.max(0, Math.min(...events.map((e) => e.ts)) - this.#presence.retentionMs)
+    await this.#run(xadd, [this.#keys.feed], [oldest, ...events.map((e) => JSON.stringify(e))])
+  }
+
+  async readFeed(after: string, count: number): Promise<FeedPage> {
+    const [page, first, last] = (await this.#run(xrange, [this.#keys.feed], [after, count])) as [[string, string[]][], string, string]
+    const events: FeedPage['events'] = []
+    for (const [position, fields] of page) {
+      try {
+        events.push({ position, event: JSON.parse(fields[1] ?? '') as PresenceEvent })
+      } catch {
+        // written only by appendFeed; a corrupt entry is skipped rather than blocking the feed
+      }
+    }
+    return { events, oldest: first, newest: last || '0-0' }
+  }
+
+  async snapshot(partition: number, cursor: string, count: number): Promise<SnapshotPage> {
+    const reply = (await this.#run(lua.snapshot, this.#keys.partition(partition), [cursor, count])) as unknown[]
+    const users: SnapshotPage['users'] = []
+    for (let i = 1; i + 1 < reply.length; i += 2) users.push({ userId: String(reply[i]), connections: Number(reply[i + 1]) })
+    return { users, cursor: String(reply[0]) }
+  }
+
   /** Strips an incarnation's entries from every partition, through its index. */
-  async #collect(incId: string): Promise<void> {
+  async #collect(incId: string, cause: 'drain' | 'edge_lost'): Promise<void> {
     await Promise.all(
       Array.from({ length: PARTITIONS }, async (_, p) => {
-        const keys = [this.#keys.users(p), this.#keys.index(p, incId)]
-        while (Number(await this.#run(lua.collect, keys, [incId, BATCH])) > 0);
+        const keys = this.#keys.partition(p, incId)
+        while (Number(await this.#run(lua.collect, keys, [incId, BATCH, cause, ...this.#settings()])) > 0);
       }),
     )
+  }
+
+  #settings(): [number, number] {
+    return [this.#presence.offlineGraceMs, this.#presence.retentionMs]
   }
 
   #ctl(): string[] {
@@ -181,84 +268,52 @@ export class RedisRegistry implements Registry {
 type PlainCommand = (redis: RedisClient, keys: readonly string[], args: readonly (string | number)[]) => Promise<unknown>
 const hmget: PlainCommand = (redis, [key], fields) => redis.hmget(key!, ...(fields as string[]))
 const zrem: PlainCommand = (redis, [key], members) => redis.zrem(key!, ...members.map(String))
-
-/**
- * The routers' view of which incarnations hold a lease. Refreshed in full at most every
- * `refreshMs`; an incarnation met in an entry but unknown here, or whose cached lease has
- * passed its expiry, is checked against Redis before the entry is used, so a new node is
- * seen at once and a dead one never past its expiry.
- */
-class LiveView {
-  #nodes = new Map<string, LiveNode>()
-  /** Checked and found without a lease since the last full refresh. */
-  #dead = new Set<string>()
-  /** Redis clock minus local clock, ms. */
-  #offsetMs = 0
-  #refreshedAt = 0
-  #refreshing: Promise<LiveNode[]> | undefined
-
-  constructor(
-    private readonly run: (script: LuaScript, args: readonly (string | number)[]) => Promise<unknown>,
-    private readonly refreshMs: number,
-  ) {}
-
-  async ensureFresh(): Promise<void> {
-    if (Date.now() - this.#refreshedAt >= this.refreshMs) await this.refresh()
-  }
-
-  refresh(): Promise<LiveNode[]> {
-    this.#refreshing ??= this.#fetchAll().finally(() => (this.#refreshing = undefined))
-    return this.#refreshing
-  }
-
-  async resolve(incIds: Iterable<string>): Promise<void> {
-    const unknown = [...incIds].filter((id) => !this.get(id) && !this.#dead.has(id))
-    if (unknown.length === 0) return
-    const reply = (await this.run(lua.check, unknown)) as string[]
-    this.#setClock(Number(reply[0]))
-    unknown.forEach((incId, i) => {
-      const node = parseNode(incId, reply[1 + 2 * i], reply[2 + 2 * i])
-      if (node && node.expiresAt > this.#redisNow()) this.#nodes.set(incId, node)
-      else this.#dead.add(incId)
-    })
-  }
-
-  /** The incarnation if its lease is unexpired by Redis' clock as of now. */
-  get(incId: string): LiveNode | undefined {
-    const node = this.#nodes.get(incId)
-    return node && node.expiresAt > this.#redisNow() ? node : undefined
-  }
-
-  async #fetchAll(): Promise<LiveNode[]> {
-    const reply = (await this.run(lua.live, [])) as string[]
-    this.#setClock(Number(reply[0]))
-    const nodes = new Map<string, LiveNode>()
-    for (let i = 1; i + 2 < reply.length; i += 3) {
-      const node = parseNode(reply[i]!, reply[i + 1], reply[i + 2])
-      if (node) nodes.set(node.incId, node)
-    }
-    this.#nodes = nodes
-    this.#dead.clear()
-    this.#refreshedAt = Date.now()
-    return [...nodes.values()]
-  }
-
-  #setClock(redisNowMs: number): void {
-    this.#offsetMs = redisNowMs - Date.now()
-  }
-
-  #redisNow(): number {
-    return Date.now() + this.#offsetMs
-  }
+const hset: PlainCommand = (redis, [key], [field, value]) => redis.hset(key!, String(field), String(value))
+const streamHead: PlainCommand = async (redis, [key]) => {
+  const [length, first] = await Promise.all([redis.xlen(key!), redis.xrange(key!, '-', '+', 'COUNT', 1)])
+  return [length, first[0]?.[0]]
+}
+/** ARGV oldestMs then one JSON event per entry. */
+const xadd: PlainCommand = async (redis, [key], [oldest, ...events]) => {
+  const pipeline = redis.pipeline()
+  for (const e of events) pipeline.xadd(key!, 'MINID', '~', String(oldest), '*', 'e', String(e))
+  const results = await pipeline.exec()
+  const failed = results?.find(([err]) => err)
+  if (failed) throw failed[0]
+}
+/** Returns [entries after ARGV[0] (up to ARGV[1]), oldest id, newest id]. */
+const xrange: PlainCommand = async (redis, [key], [after, count]) => {
+  const [page, first, last] = await Promise.all([
+    redis.xrange(key!, `(${String(after)}`, '+', 'COUNT', Number(count)),
+    redis.xrange(key!, '-', '+', 'COUNT', 1),
+    redis.xrevrange(key!, '+', '-', 'COUNT', 1),
+  ])
+  return [page, first[0]?.[0] ?? '', last[0]?.[0] ?? '']
 }
 
-function parseNode(incId: string, expiry: string | undefined, info: string | undefined): LiveNode | undefined {
-  if (!expiry || !info) return undefined
-  try {
-    const n = JSON.parse(info) as Omit<LiveNode, 'incId' | 'expiresAt'>
-    return { incId, expiresAt: Number(expiry), nodeId: n.nodeId, url: n.url, startedAt: n.startedAt, connections: n.connections, draining: n.draining }
-  } catch {
-    return undefined // written only by openLease/renew; a corrupt value hides one node rather than failing every lookup
+/** Holds settled per pump call, so one call never blocks Redis for long. */
+const HOLDS_PER_PUMP = 500
+
+/** ms part of a stream id "ms-seq". */
+function streamMs(id: string): number {
+  return Number(id.slice(0, id.indexOf('-')))
+}
+
+/** A partition stream entry: fields u (userId) t (1 online, 0 offline) v (ver) c (cause) n (connections). */
+function parseEvent(partition: number, position: string, fields: string[]): StoredEvent | undefined {
+  const f: Record<string, string> = {}
+  for (let i = 0; i + 1 < fields.length; i += 2) f[fields[i]!] = fields[i + 1]!
+  if (f.u === undefined || f.v === undefined) return undefined
+  return {
+    id: `${position}.${partition}`,
+    type: f.t === '1' ? 'user.online' : 'user.offline',
+    userId: f.u,
+    ver: Number(f.v),
+    cause: f.c as PresenceCause,
+    connections: Number(f.n ?? 0),
+    ts: streamMs(position),
+    partition,
+    position,
   }
 }
 

@@ -1,4 +1,4 @@
-import type { CloseCause } from '@switchboard/protocol'
+import type { CloseCause, PresenceEvent } from '@switchboard/protocol'
 
 /** What an edge announces about itself; kept with its lease. */
 export interface NodeInfo {
@@ -56,7 +56,8 @@ export interface LiveNode extends NodeInfo, NodeStatus {
   expiresAt: number
 }
 
-export interface Registry {
+/** What an edge writes: its lease and its connections' entries. */
+export interface EdgeRegistry {
   /** Starts a new incarnation. Supersedes any earlier incarnation with the same nodeId: its entries are dead at once and queued for clean-up. */
   openLease(node: NodeInfo, ttlMs: number): Promise<Lease>
   /**
@@ -65,13 +66,14 @@ export interface Registry {
    * or Redis lost its data); the caller opens a new lease and calls `resync`.
    */
   renew(lease: Lease, status: NodeStatus): Promise<boolean>
-  /** Ends the incarnation now and removes its entries. */
+  /** Ends the incarnation now and removes its entries (their users' offline cause: 'drain'). */
   closeLease(lease: Lease): Promise<void>
   /**
    * Registers connections of this incarnation; idempotent per connId. Atomically per user,
    * the oldest connections beyond `maxPerUser` (default and ceiling MAX_CONNECTIONS_PER_USER)
    * are removed and returned, wherever they are, so their sockets can be closed: with 1, a
    * new session replaces the old one, and of two racing sessions exactly one survives.
+   * A user who had no entry goes online (cause 'connect').
    */
   addConnections(lease: Lease, conns: readonly ConnectionInfo[], maxPerUser?: number): Promise<Evicted[]>
   /**
@@ -80,12 +82,8 @@ export interface Registry {
    * event if this was their last connection.
    */
   removeConnection(lease: Lease, userId: string, connId: string, cause?: CloseCause): Promise<boolean>
-  /** Re-writes every given connection under `lease` (after the lease was lost or Redis restarted empty). Idempotent; evicts as `addConnections`. */
+  /** Re-writes every given connection under `lease` (after the lease was lost or Redis restarted empty). Idempotent; evicts as `addConnections`; onlines it causes say 'resync'. */
   resync(lease: Lease, conns: readonly ConnectionInfo[], maxPerUser?: number): Promise<Evicted[]>
-  /** Live connections of each user; users without any are absent from the map. Entries of lapsed leases are left out. */
-  locate(userIds: readonly string[]): Promise<Map<string, Located[]>>
-  /** Nodes whose lease has not lapsed. */
-  liveNodes(): Promise<LiveNode[]>
   /**
    * Names the server(s) holding the registry now: on Redis, the master's `run_id` (every
    * master's, on a Cluster). It changes when a failover promotes a replica or a server
@@ -93,11 +91,83 @@ export interface Registry {
    * edge that sees it change re-registers everything it holds.
    */
   serverIdentity(): Promise<string>
+}
+
+/** What a router reads to route pushes and answer presence queries. */
+export interface RouterRegistry {
+  /** Live connections of each user; users without any are absent from the map. Entries of lapsed leases are left out. */
+  locate(userIds: readonly string[]): Promise<Map<string, Located[]>>
+  /** Nodes whose lease has not lapsed. */
+  liveNodes(): Promise<LiveNode[]>
+}
+
+/** Clean-up after dead edges: any router runs it, idempotently. */
+export interface RegistryJanitor {
   /**
-   * Clean-up: forgets incarnations whose lease lapsed more than `graceMs` ago and removes
-   * their (and superseded incarnations') entries. Returns the number of incarnations cleaned.
+   * Forgets incarnations whose lease lapsed more than `graceMs` ago and removes their (and
+   * superseded incarnations') entries; users left without a connection go offline with cause
+   * 'edge_lost'. Returns the number of incarnations cleaned.
    */
   reap(graceMs: number): Promise<number>
+}
+
+/** A presence event as stored: its partition and its position in the partition's stream. */
+export interface StoredEvent extends PresenceEvent {
+  partition: number
+  /** Stream position, increasing within the partition; `id` is made of it and the partition. */
+  position: string
+}
+
+/** Where the events feed is: positions are opaque, increasing strings. */
+export interface FeedPage {
+  events: { position: string; event: PresenceEvent }[]
+  /** The oldest position still retained ('' when the feed is empty). */
+  oldest: string
+  /** The newest position ('0-0' when the feed is empty). */
+  newest: string
+}
+
+/** A page of the users announced online in one partition. */
+export interface SnapshotPage {
+  users: { userId: string; connections: number }[]
+  /** Scan cursor within the partition; '0' when the partition is done. */
+  cursor: string
+}
+
+/**
+ * The presence events the edges' and the janitor's writes record, and what the routers'
+ * delivery workers need to deliver them: partitions shared among workers, held offlines
+ * settled, per-sink acknowledgements, the merged feed and a snapshot.
+ */
+export interface PresenceLog {
+  /** Number of event partitions (events of one user are always in the same one). */
+  readonly partitions: number
+  /** Claims this worker's share of the partitions for `ttlMs`; a partition given up is not claimed by anyone for `handoverMs`. */
+  claimPartitions(workerId: string, ttlMs: number, handoverMs: number): Promise<number[]>
+  /** Turns the partition's due held offlines into events, then reads up to `count` events after `after` ('0-0': from the start). */
+  pump(partition: number, after: string, count: number): Promise<{ events: StoredEvent[]; nextHoldInMs: number | undefined }>
+  /** The last position each sink acknowledged in the partition (undefined: none yet). */
+  acknowledged(partition: number, sinkIds: readonly string[]): Promise<(string | undefined)[]>
+  acknowledge(partition: number, sinkId: string, position: string): Promise<void>
+  /** The oldest event still retained in the partition, and how many are retained. */
+  backlog(partition: number): Promise<{ length: number; oldestTs: number | undefined }>
+  /** Appends events to the merged feed (the pull API's), trimming it to the retention. */
+  appendFeed(events: readonly PresenceEvent[]): Promise<void>
+  readFeed(after: string, count: number): Promise<FeedPage>
+  snapshot(partition: number, cursor: string, count: number): Promise<SnapshotPage>
+}
+
+export interface PresenceSettings {
+  /** An offline is held this long and cancelled if the user is back (0: announced at once). */
+  offlineGraceMs: number
+  /** Events older than this are trimmed from the partitions and the feed. */
+  retentionMs: number
+}
+
+export const DEFAULT_PRESENCE: PresenceSettings = { offlineGraceMs: 5_000, retentionMs: 25 * 3_600_000 }
+
+/** The whole registry: each process uses the role it needs. */
+export interface Registry extends EdgeRegistry, RouterRegistry, RegistryJanitor, PresenceLog {
   /** Stops timers; does not close a client it was given. */
   close(): Promise<void>
 }

@@ -1,0 +1,52 @@
+-- Prepended to every script. Redis clock; scripts are effect-replicated (Redis >= 5), so TIME is allowed.
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- Entries are "connId:incId:since" separated by spaces; connIds and incIds are [0-9a-z.].
+local function inc_of(e) return string.match(e, '^[^:]*:([^:]*):') end
+
+-- Presence. Partition scripts get KEYS users, index, events, holds, hold causes, last version
+-- (one slot: the partition's tag) and these settings in ARGV, parsed by presence_settings.
+local P = { grace = 0, retention = 0 }
+local function presence_settings(grace_ms, retention_ms)
+  P.grace, P.retention = tonumber(grace_ms), tonumber(retention_ms)
+end
+
+-- Records one transition in the partition's stream. ver is strictly increasing per partition
+-- (so per user), and follows the clock in us, so it keeps increasing after Redis lost its data.
+local function emit(uid, online, cause, conns)
+  local t = redis.call('TIME')
+  local us = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  local ver = math.max(tonumber(redis.call('GET', KEYS[6]) or '0') + 1, us)
+  local v = string.format('%.0f', ver)
+  redis.call('SET', KEYS[6], v)
+  local oldest = math.floor(us / 1000) - P.retention
+  redis.call('XADD', KEYS[3], 'MINID', '~', oldest, '*', 'u', uid, 't', online and '1' or '0', 'v', v, 'c', cause, 'n', conns)
+end
+
+-- The user's last entry is gone: offline now, or held for the grace (cancelled by a return).
+local function went_empty(uid, cause)
+  if P.grace > 0 then
+    redis.call('ZADD', KEYS[4], now_ms() + P.grace, uid)
+    redis.call('HSET', KEYS[5], uid, cause)
+  else
+    emit(uid, false, cause, 0)
+  end
+end
+
+-- The user had no entry and now has `conns`: online, unless an offline was being held.
+local function went_live(uid, cause, conns)
+  if redis.call('ZREM', KEYS[4], uid) == 1 then
+    redis.call('HDEL', KEYS[5], uid)
+  else
+    emit(uid, true, cause, conns)
+  end
+end
+
+local function count(v)
+  local n = 0
+  for _ in string.gmatch(v, '%S+') do n = n + 1 end
+  return n
+end

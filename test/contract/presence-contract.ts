@@ -1,0 +1,164 @@
+import type { Test } from 'tap'
+import { partitionOf, type PresenceSettings, type Registry, type StoredEvent } from '@switchboard/registry'
+import { eventually } from '../helpers/clients.js'
+
+/** A fresh registry sharing no state with any other, with these presence settings. */
+export type MakePresenceRegistry = (t: Test, presence: Partial<PresenceSettings>) => Promise<Registry>
+
+// Short, so held offlines come due quickly; the waits below are derived from it.
+const graceMs = 300
+const ttlMs = 300
+
+let seq = 0
+const uid = (name: string) => `${name}-${process.pid}-${++seq}`
+const node = (name: string) => ({ nodeId: uid(name), url: `http://${name}.test:8081`, startedAt: Date.now() })
+const conn = (userId: string, connId = uid('c')) => ({ userId, connId, since: Date.now() })
+
+/** Every event recorded for these users so far (held offlines that are due settled first), in order. */
+async function eventsOf(registry: Registry, ...userIds: string[]): Promise<StoredEvent[]> {
+  const out: StoredEvent[] = []
+  for (const p of new Set(userIds.map(partitionOf))) {
+    const { events } = await registry.pump(p, '0-0', 10_000)
+    out.push(...events.filter((e) => userIds.includes(e.userId)))
+  }
+  return out
+}
+
+const summary = (events: readonly StoredEvent[]) => events.map((e) => `${e.userId} ${e.type} ${e.cause} ${e.connections}`)
+
+/** The presence-event rules every Registry implementation must follow. */
+export function presenceContract(t: Test, make: MakePresenceRegistry): void {
+  t.test('transitions only: first connection online, last one offline, with their causes', async (t) => {
+    const registry = await make(t, { offlineGraceMs: 0 })
+    const lease = await registry.openLease(node('e'), 60_000)
+    const u = uid('u')
+    const [a, b] = [conn(u), conn(u)]
+    await registry.addConnections(lease, [a])
+    await registry.addConnections(lease, [b])
+    await registry.removeConnection(lease, u, a.connId)
+    t.same(summary(await eventsOf(registry, u)), [`${u} user.online connect 1`], 'a second connection and its close are not events')
+    await registry.removeConnection(lease, u, b.connId, 'disconnect_api')
+    await registry.removeConnection(lease, u, b.connId, 'close')
+    t.same(summary(await eventsOf(registry, u)), [`${u} user.online connect 1`, `${u} user.offline disconnect_api 0`], 'a repeated removal records nothing')
+  })
+
+  t.test('versions increase strictly per user, ids are unique, ts is the transition time', async (t) => {
+    const registry = await make(t, { offlineGraceMs: 0 })
+    const lease = await registry.openLease(node('e'), 60_000)
+    const u = uid('u')
+    const before = Date.now()
+    for (let i = 0; i < 20; i++) {
+      const c = conn(u)
+      await registry.addConnections(lease, [c])
+      await registry.removeConnection(lease, u, c.connId)
+    }
+    const events = await eventsOf(registry, u)
+    t.equal(events.length, 40)
+    t.ok(events.every((e, i) => i === 0 || e.ver > events[i - 1]!.ver), 'ver strictly increasing')
+    t.equal(new Set(events.map((e) => e.id)).size, 40, 'ids unique')
+    t.ok(events.every((e, i) => e.type === (i % 2 === 0 ? 'user.online' : 'user.offline')), 'alternating')
+    // The registry's clock (Redis TIME) and ours may differ a little.
+    t.ok(events.every((e) => e.ts >= before - 1_000 && e.ts <= Date.now() + 1_000), 'ts near now')
+  })
+
+  t.test('eviction and single-session replacement keep the user online: no event', async (t) => {
+    const registry = await make(t, { offlineGraceMs: 0 })
+    const [l1, l2] = [await registry.openLease(node('e1'), 60_000), await registry.openLease(node('e2'), 60_000)]
+    const u = uid('u')
+    const old = conn(u)
+    await registry.addConnections(l1, [old])
+    const evicted = await registry.addConnections(l2, [conn(u)], 1)
+    t.same(evicted.map((e) => e.connId), [old.connId])
+    t.equal(await registry.removeConnection(l1, u, old.connId, 'replaced'), false, 'the replaced socket\'s removal finds nothing')
+    t.same(summary(await eventsOf(registry, u)), [`${u} user.online connect 1`])
+  })
+
+  t.test('an offline is held for the grace and cancelled by a return within it', async (t) => {
+    const registry = await make(t, { offlineGraceMs: graceMs })
+    const lease = await registry.openLease(node('e'), 60_000)
+    const [back, gone] = [uid('back'), uid('gone')]
+    const [b1, g1] = [conn(back), conn(gone)]
+    await registry.addConnections(lease, [b1, g1])
+    const closedAt = Date.now()
+    await registry.removeConnection(lease, back, b1.connId, 'close')
+    await registry.removeConnection(lease, gone, g1.connId, 'drain')
+    t.same(summary(await eventsOf(registry, back, gone)).filter((s) => s.includes('offline')), [], 'nothing during the grace')
+    const snapshot = await registry.snapshot(partitionOf(gone), '0', 1_000)
+    t.ok(snapshot.users.some((u) => u.userId === gone), 'a held user is still online in the snapshot')
+    await registry.addConnections(lease, [conn(back)])
+    const events = await eventually(async () => {
+      const all = await eventsOf(registry, back, gone)
+      return all.some((e) => e.type === 'user.offline') && all
+    }, { timeoutMs: graceMs + 5_000 })
+    t.ok(Date.now() - closedAt >= graceMs, 'not before the grace ended')
+    t.same(summary(events.filter((e) => e.userId === gone)), [`${gone} user.online connect 1`, `${gone} user.offline drain 0`], 'the held offline came out with its cause')
+    t.same(summary(events.filter((e) => e.userId === back)), [`${back} user.online connect 1`], 'the return cancelled the other')
+  })
+
+  t.test('a crashed edge: its users without another connection go offline edge_lost, the others get nothing', async (t) => {
+    const registry = await make(t, { offlineGraceMs: 0 })
+    const crashed = await registry.openLease(node('crashed'), ttlMs)
+    const other = await registry.openLease(node('other'), 60_000)
+    const [alone, both] = [uid('alone'), uid('both')]
+    await registry.addConnections(crashed, [conn(alone), conn(both)])
+    await registry.addConnections(other, [conn(both)])
+    t.ok(await eventually(async () => (await registry.reap(0)) > 0 || undefined, { timeoutMs: ttlMs + 5_000 }), 'reaped once lapsed')
+    await registry.renew(other, { connections: 1, draining: false })
+    const events = await eventsOf(registry, alone, both)
+    t.same(summary(events.filter((e) => e.type === 'user.offline')), [`${alone} user.offline edge_lost 0`])
+    t.same(summary(events.filter((e) => e.userId === both)), [`${both} user.online connect 1`], 'the user connected elsewhere got nothing')
+  })
+
+  t.test('closing a lease takes its remaining users offline with cause drain; a resync brings them back with cause resync', async (t) => {
+    const registry = await make(t, { offlineGraceMs: 0 })
+    const lease = await registry.openLease(node('e'), 60_000)
+    const u = uid('u')
+    const c = conn(u)
+    await registry.addConnections(lease, [c])
+    await registry.closeLease(lease)
+    const next = await registry.openLease(node('e'), 60_000)
+    await registry.resync(next, [c])
+    t.same(summary(await eventsOf(registry, u)), [`${u} user.online connect 1`, `${u} user.offline drain 0`, `${u} user.online resync 1`])
+  })
+
+  t.test('acknowledgements are kept per partition and sink', async (t) => {
+    const registry = await make(t, {})
+    t.same(await registry.acknowledged(7, ['a', 'b']), [undefined, undefined])
+    await registry.acknowledge(7, 'a', '123-4')
+    t.same(await registry.acknowledged(7, ['a', 'b']), ['123-4', undefined])
+    t.same(await registry.acknowledged(8, ['a']), [undefined])
+  })
+
+  t.test('partitions are shared among workers, each owned by one, and a given-up one waits out the handover', async (t) => {
+    const registry = await make(t, {})
+    const all = await registry.claimPartitions('w1', 5_000, 60_000)
+    t.equal(all.length, registry.partitions, 'a lone worker owns every partition')
+    const second = await registry.claimPartitions('w2', 5_000, 60_000)
+    t.same(second, [], 'the second worker waits while the first owns all')
+    const first = await registry.claimPartitions('w1', 5_000, 60_000)
+    t.equal(first.length, registry.partitions / 2, 'the first gives up half')
+    t.same(await registry.claimPartitions('w2', 5_000, 60_000), [], 'which nobody takes during the handover')
+    const quick = await make(t, {})
+    await quick.claimPartitions('w1', 5_000, 0)
+    await quick.claimPartitions('w2', 5_000, 0)
+    const a = await quick.claimPartitions('w1', 5_000, 0)
+    const b = await quick.claimPartitions('w2', 5_000, 0)
+    t.equal(a.length + b.length, quick.partitions, 'with no handover the two share them all')
+    t.equal(new Set([...a, ...b]).size, quick.partitions, 'disjointly')
+  })
+
+  t.test('the feed keeps events in order and reads from any position', async (t) => {
+    const registry = await make(t, {})
+    t.same((await registry.readFeed('0-0', 10)).events, [])
+    const events = Array.from({ length: 5 }, (_, i) => ({ id: `e${i}`, type: 'user.online' as const, userId: 'u', ver: i + 1, cause: 'connect' as const, connections: 1, ts: Date.now() }))
+    await registry.appendFeed(events.slice(0, 3))
+    await registry.appendFeed(events.slice(3))
+    const first = await registry.readFeed('0-0', 2)
+    t.same(first.events.map((e) => e.event.id), ['e0', 'e1'])
+    const rest = await registry.readFeed(first.events[1]!.position, 10)
+    t.same(rest.events.map((e) => e.event), events.slice(2))
+    t.equal(rest.newest, rest.events[2]!.position)
+    t.equal(rest.oldest, first.events[0]!.position)
+  })
+}
+
