@@ -22,7 +22,7 @@ redis.on('error', (err) => log.debug({ err }, 'redis connection error')) // outa
 const edge = await startEdge({
   config,
   log,
-  registry: new RedisRegistry(redis, { prefix: config.registryPrefix }),
+  registry: new RedisRegistry(redis, { prefix: config.registryPrefix, presence: config.presence }),
   promRegistry: new PromRegistry(),
 })
 

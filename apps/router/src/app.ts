@@ -11,9 +11,10 @@ import { createLimitChecks, type ApiLimits } from './limits.js'
 import { batchLocates } from './locate-batch.js'
 import { createRouterMetrics, timedRegistry } from './metrics.js'
 import { servePipeline } from './pipeline.js'
+import { createPullApi } from './presence/pull-api.js'
 
 export interface AppDeps {
-  config: Pick<RouterConfig, 'apiKeys' | 'bodyLimitBytes' | 'pipelineMaxInFlight' | 'pipelineMaxBackpressureBytes'> & ApiLimits
+  config: Pick<RouterConfig, 'apiKeys' | 'bodyLimitBytes' | 'pipelineMaxInFlight' | 'pipelineMaxBackpressureBytes'> & Partial<Pick<RouterConfig, 'presencePollMs'>> & ApiLimits
   registry: Registry
   edges: EdgeClient
   log: Logger
@@ -62,7 +63,8 @@ export function buildApp(deps: AppDeps): RouterApp {
     isClosing: () => isClosing,
     inFlight,
   })
-  serveHttpApi(app, { api, registry, isApiKey, bodyLimitBytes: deps.config.bodyLimitBytes, log: deps.log, metrics, promRegistry: deps.promRegistry, isClosing: () => isClosing, inFlight })
+  const pull = createPullApi({ registry: deps.registry, pollMs: deps.config.presencePollMs ?? 250, isClosing: () => isClosing })
+  serveHttpApi(app, { api, pull, registry, isApiKey, bodyLimitBytes: deps.config.bodyLimitBytes, log: deps.log, metrics, promRegistry: deps.promRegistry, isClosing: () => isClosing, inFlight })
 
   const pruner = setInterval(() => {
     deps.registry.liveNodes().then(

@@ -5,11 +5,14 @@ import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js'
 import { REQUEST_ID, SwitchboardError } from '@switchboard/protocol'
 import { errorAnswer } from './answers.js'
 import type { Api } from './api.js'
+import type { PullApi } from './presence/pull-api.js'
 import type { RouterMetrics, TimedRegistry } from './metrics.js'
 import { parseJsonBody } from './json-body.js'
 
 export interface HttpApiDeps {
   api: Api
+  /** The presence events stream and snapshot (HTTP only). */
+  pull: PullApi
   /** For /readyz. */
   registry: TimedRegistry
   isApiKey: (authorization: string) => boolean
@@ -23,7 +26,7 @@ export interface HttpApiDeps {
   inFlight: { n: number }
 }
 
-type RouteName = 'healthz' | 'readyz' | 'metrics' | 'push' | 'broadcast' | 'presence' | 'presenceQuery' | 'disconnect' | 'nodes'
+type RouteName = 'healthz' | 'readyz' | 'metrics' | 'push' | 'broadcast' | 'presence' | 'presenceQuery' | 'presenceEvents' | 'presenceSnapshot' | 'disconnect' | 'nodes'
 interface Route {
   name: RouteName
   userId?: string
@@ -41,6 +44,7 @@ const STATUS_LINE: Record<number, string> = {
   400: '400 Bad Request',
   401: '401 Unauthorized',
   404: '404 Not Found',
+  410: '410 Gone',
   413: '413 Payload Too Large',
   500: '500 Internal Server Error',
   503: '503 Service Unavailable',
@@ -64,8 +68,12 @@ const STATUS_LINE: Record<number, string> = {
 export function serveHttpApi(app: TemplatedApp, deps: HttpApiDeps): void {
   const { api, log, metrics } = deps
 
-  async function answer(route: Route, body: Buffer | undefined, requestId: string): Promise<unknown> {
+  async function answer(route: Route, body: Buffer | undefined, requestId: string, query: string): Promise<unknown> {
     switch (route.name) {
+      case 'presenceEvents':
+        return deps.pull.events(new URLSearchParams(query))
+      case 'presenceSnapshot':
+        return deps.pull.snapshot(new URLSearchParams(query))
       case 'healthz':
         return { status: 'ok' }
       case 'nodes':
@@ -85,7 +93,7 @@ export function serveHttpApi(app: TemplatedApp, deps: HttpApiDeps): void {
     }
   }
 
-  function dispatch(ex: Exchange, route: Route | SwitchboardError | undefined, authorization: string, contentType: string | undefined, body: Buffer | undefined, isTooLarge: boolean): void {
+  function dispatch(ex: Exchange, route: Route | SwitchboardError | undefined, authorization: string, contentType: string | undefined, query: string, body: Buffer | undefined, isTooLarge: boolean): void {
     if (route instanceof SwitchboardError) return ex.error(route)
     if (!(route && PUBLIC.has(route.name)) && !deps.isApiKey(authorization)) {
       return ex.error(new SwitchboardError('unauthorized', 'a valid API key is required (Authorization: Bearer <key>)'))
@@ -112,7 +120,7 @@ export function serveHttpApi(app: TemplatedApp, deps: HttpApiDeps): void {
       )
       return
     }
-    answer(route, body, ex.requestId).then(
+    answer(route, body, ex.requestId, query).then(
       (value) => ex.send(200, JSON.stringify(value)),
       (err: unknown) => ex.error(err),
     )
@@ -126,10 +134,11 @@ export function serveHttpApi(app: TemplatedApp, deps: HttpApiDeps): void {
     const requestId = given.length > 0 && REQUEST_ID.test(given) ? given : randomUUID()
     const authorization = req.getHeader('authorization')
     const contentType = contentTypeOf(req)
+    const query = req.getQuery() ?? ''
     const route = routeOf(method, path)
     const wantsBody = route !== undefined && !(route instanceof SwitchboardError) && method === 'POST'
     const ex = new Exchange(res, method, path, requestId)
-    ex.read(req, wantsBody ? deps.bodyLimitBytes : 0, (body, isTooLarge) => dispatch(ex, route, authorization, contentType, body, isTooLarge))
+    ex.read(req, wantsBody ? deps.bodyLimitBytes : 0, (body, isTooLarge) => dispatch(ex, route, authorization, contentType, query, body, isTooLarge))
   })
 
   /** One request and its answer: the body read, the one answer sent (never after an abort). */
@@ -250,7 +259,11 @@ export function routeOf(method: string, path: string): Route | SwitchboardError 
   }
   if (segments.length === 4 && segments[2] === 'presence') {
     if (method === 'POST') return segments[3] === 'query' ? { name: 'presenceQuery' } : undefined
-    return isGet ? { name: 'presence', userId: segments[3]! } : undefined
+    if (!isGet) return undefined
+    // Two reserved ids: users named "events" or "snapshot" are looked up with POST /v1/presence/query.
+    if (segments[3] === 'events') return { name: 'presenceEvents' }
+    if (segments[3] === 'snapshot') return { name: 'presenceSnapshot' }
+    return { name: 'presence', userId: segments[3]! }
   }
   return undefined
 }

@@ -63,6 +63,8 @@ const Shared = {
   SWITCHBOARD_INTERNAL_TOKEN: secret(16),
   LEASE_TTL_MS: ms(10_000, 300),
   LOG_LEVEL: logLevel,
+  PRESENCE_OFFLINE_GRACE_MS: ms(5_000, 0),
+  PRESENCE_RETENTION_MS: z.coerce.number().int().min(60_000).max(30 * 86_400_000).default(25 * 3_600_000),
 }
 
 type SharedEnv = z.output<z.ZodObject<typeof Shared>>
@@ -88,6 +90,8 @@ function sharedSettings(e: SharedEnv) {
     internalToken: e.SWITCHBOARD_INTERNAL_TOKEN,
     leaseTtlMs: e.LEASE_TTL_MS,
     logLevel: e.LOG_LEVEL,
+    /** Every process writing the registry must use the same (they are applied where the registry is written). */
+    presence: { offlineGraceMs: e.PRESENCE_OFFLINE_GRACE_MS, retentionMs: e.PRESENCE_RETENTION_MS },
   }
 }
 
@@ -181,14 +185,40 @@ const RouterEnvShape = z.object({
   ROUTER_MAX_EVENT_LENGTH: z.coerce.number().int().min(1).max(256).default(256),
   ROUTER_PIPELINE_MAX_IN_FLIGHT: z.coerce.number().int().min(1).max(100_000).default(1_024),
   ROUTER_PIPELINE_MAX_BACKPRESSURE_BYTES: bytes(8 << 20),
-  REGISTRY_REAP_GRACE_MS: ms(30_000, 0),
+  REGISTRY_REAP_GRACE_MS: ms(0, 0),
+  PRESENCE_WEBHOOK_URL: list.pipe(z.array(z.url({ protocol: /^https?$/ }))).optional(),
+  PRESENCE_WEBHOOK_SECRET: z
+    .string()
+    .transform((s) => s.split(/[\s,]+/).filter((x) => x.length > 0))
+    .pipe(z.array(z.string().refine(isWebhookSecret, 'each secret must be whsec_ followed by the base64 of 24 to 64 bytes')).min(1))
+    .optional(),
+  PRESENCE_WEBHOOK_TIMEOUT_MS: ms(5_000, 10),
+  PRESENCE_WEBHOOK_BATCH_MAX: z.coerce.number().int().min(1).max(1_000).default(100),
+  PRESENCE_WEBHOOK_BATCH_MS: ms(250, 0),
+  PRESENCE_WEBHOOK_RETRY_FOR_MS: z.coerce.number().int().min(1_000).max(30 * 86_400_000).default(86_400_000),
+  PRESENCE_POLL_MS: ms(250, 10),
 })
+
+/** `whsec_` and the base64 of a 24 to 64 byte key (the Standard Webhooks secret format). */
+function isWebhookSecret(s: string): boolean {
+  if (!/^whsec_[A-Za-z0-9+/]+={0,2}$/.test(s)) return false
+  const bytes = Buffer.from(s.slice(6), 'base64').length
+  return bytes >= 24 && bytes <= 64
+}
 
 /** Every variable the router reads (anything else in its environment is ignored). */
 export const ROUTER_ENV_NAMES: readonly string[] = Object.keys(RouterEnvShape.shape)
 
 export const RouterEnv = RouterEnvShape
   .refine(hasOneRedisTarget, ONE_REDIS_TARGET)
+  .refine((e) => !e.PRESENCE_WEBHOOK_URL?.length || e.PRESENCE_WEBHOOK_SECRET, {
+    path: ['PRESENCE_WEBHOOK_SECRET'],
+    message: 'required with PRESENCE_WEBHOOK_URL: one or more whsec_ secrets',
+  })
+  .refine((e) => e.PRESENCE_RETENTION_MS >= e.PRESENCE_WEBHOOK_RETRY_FOR_MS, {
+    path: ['PRESENCE_RETENTION_MS'],
+    message: 'must be at least PRESENCE_WEBHOOK_RETRY_FOR_MS, or retried events could be trimmed first',
+  })
   .transform((e) => ({
     ...sharedSettings(e),
     host: e.ROUTER_HOST,
@@ -205,6 +235,16 @@ export const RouterEnv = RouterEnvShape
     /** Unsent answer bytes a pipelined-ingress connection may queue; past it, close 4008. */
     pipelineMaxBackpressureBytes: e.ROUTER_PIPELINE_MAX_BACKPRESSURE_BYTES,
     reapGraceMs: e.REGISTRY_REAP_GRACE_MS,
+    webhooks: {
+      urls: e.PRESENCE_WEBHOOK_URL ?? [],
+      secrets: e.PRESENCE_WEBHOOK_SECRET ?? [],
+      timeoutMs: e.PRESENCE_WEBHOOK_TIMEOUT_MS,
+      batchMax: e.PRESENCE_WEBHOOK_BATCH_MAX,
+      batchMs: e.PRESENCE_WEBHOOK_BATCH_MS,
+      retryForMs: e.PRESENCE_WEBHOOK_RETRY_FOR_MS,
+    },
+    /** How often a router's delivery worker settles held offlines and reads its partitions. */
+    presencePollMs: e.PRESENCE_POLL_MS,
   }))
 export type RouterConfig = Readonly<z.output<typeof RouterEnv>>
 

@@ -8,6 +8,7 @@ export const errorTable = {
   unauthorized: { http: 401 },
   forbidden: { http: 403 },
   not_found: { http: 404 },
+  cursor_expired: { http: 410 },
   payload_too_large: { http: 413 },
   rate_limited: { http: 429 },
   internal: { http: 500 },

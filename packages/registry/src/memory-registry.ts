@@ -218,10 +218,10 @@ export class MemoryRegistry implements Registry {
     this.#acks.set(`${partition} ${sinkId}`, position)
   }
 
-  async backlog(partition: number): Promise<{ length: number; oldestTs: number | undefined }> {
+  async backlog(partition: number): Promise<{ length: number; oldestTs: number | undefined; newest: string }> {
     this.#events.trim(partition, this.#now() - this.#presence.retentionMs)
     const list = this.#events.list(partition)
-    return { length: list.length, oldestTs: list[0]?.event.ts }
+    return { length: list.length, oldestTs: list[0]?.event.ts, newest: list.at(-1)?.position ?? '0-0' }
   }
 
   async appendFeed(events: readonly PresenceEvent[]): Promise<void> {
@@ -231,7 +231,7 @@ export class MemoryRegistry implements Registry {
 
   async readFeed(after: string, count: number): Promise<FeedPage> {
     const list = this.#feed.list(0)
-    return { events: this.#feed.after(0, after, count), oldest: list[0]?.position ?? '', newest: list.at(-1)?.position ?? '0-0' }
+    return { events: this.#feed.after(0, after, count), oldest: list[0]?.position ?? '', newest: list.at(-1)?.position ?? '0-0', trimmed: this.#feed.trimmed(0) }
   }
 
   async snapshot(partition: number, _cursor: string, _count: number): Promise<SnapshotPage> {
@@ -340,6 +340,7 @@ export class MemoryRegistry implements Registry {
 class EventStreams {
   readonly #lists = new Map<number, { position: string; event: PresenceEvent }[]>()
   readonly #last = new Map<number, { ms: number; seq: number; ver: number }>()
+  readonly #trimmed = new Map<number, string>()
 
   list(partition: number): { position: string; event: PresenceEvent }[] {
     let list = this.#lists.get(partition)
@@ -371,7 +372,13 @@ class EventStreams {
   trim(partition: number, oldestMs: number): void {
     const list = this.list(partition)
     const keep = list.findIndex((e) => Number(e.position.split('-')[0]) >= oldestMs)
-    list.splice(0, keep < 0 ? list.length : keep)
+    const removed = list.splice(0, keep < 0 ? list.length : keep)
+    if (removed.length > 0) this.#trimmed.set(partition, removed.at(-1)!.position)
+  }
+
+  /** The newest position trimmed away ('0-0' if none). */
+  trimmed(partition: number): string {
+    return this.#trimmed.get(partition) ?? '0-0'
   }
 
   #lastOf(partition: number): { ms: number; seq: number; ver: number } {

@@ -201,9 +201,9 @@ export class RedisRegistry implements Registry {
     await this.#run(hset, [this.#keys.cursors(partition)], [sinkId, position])
   }
 
-  async backlog(partition: number): Promise<{ length: number; oldestTs: number | undefined }> {
-    const [length, first] = (await this.#run(streamHead, [this.#keys.partition(partition)[2]!], [])) as [number, string | undefined]
-    return { length, oldestTs: first ? streamMs(first) : undefined }
+  async backlog(partition: number): Promise<{ length: number; oldestTs: number | undefined; newest: string }> {
+    const [length, first, last] = (await this.#run(streamEnds, [this.#keys.partition(partition)[2]!], [])) as [number, string | undefined, string | undefined]
+    return { length, oldestTs: first ? streamMs(first) : undefined, newest: last ?? '0-0' }
   }
 
   async appendFeed(events: readonly PresenceEvent[]): Promise<void> {
@@ -213,7 +213,7 @@ export class RedisRegistry implements Registry {
   }
 
   async readFeed(after: string, count: number): Promise<FeedPage> {
-    const [page, first, last] = (await this.#run(xrange, [this.#keys.feed], [after, count])) as [[string, string[]][], string, string]
+    const [page, first, last, trimmed] = (await this.#run(xrange, [this.#keys.feed], [after, count])) as [[string, string[]][], string, string, string]
     const events: FeedPage['events'] = []
     for (const [position, fields] of page) {
       try {
@@ -222,7 +222,7 @@ export class RedisRegistry implements Registry {
         // written only by appendFeed; a corrupt entry is skipped rather than blocking the feed
       }
     }
-    return { events, oldest: first, newest: last || '0-0' }
+    return { events, oldest: first, newest: last || '0-0', trimmed }
   }
 
   async snapshot(partition: number, cursor: string, count: number): Promise<SnapshotPage> {
@@ -269,9 +269,9 @@ type PlainCommand = (redis: RedisClient, keys: readonly string[], args: readonly
 const hmget: PlainCommand = (redis, [key], fields) => redis.hmget(key!, ...(fields as string[]))
 const zrem: PlainCommand = (redis, [key], members) => redis.zrem(key!, ...members.map(String))
 const hset: PlainCommand = (redis, [key], [field, value]) => redis.hset(key!, String(field), String(value))
-const streamHead: PlainCommand = async (redis, [key]) => {
-  const [length, first] = await Promise.all([redis.xlen(key!), redis.xrange(key!, '-', '+', 'COUNT', 1)])
-  return [length, first[0]?.[0]]
+const streamEnds: PlainCommand = async (redis, [key]) => {
+  const [length, first, last] = await Promise.all([redis.xlen(key!), redis.xrange(key!, '-', '+', 'COUNT', 1), redis.xrevrange(key!, '+', '-', 'COUNT', 1)])
+  return [length, first[0]?.[0], last[0]?.[0]]
 }
 /** ARGV oldestMs then one JSON event per entry. */
 const xadd: PlainCommand = async (redis, [key], [oldest, ...events]) => {
@@ -281,14 +281,26 @@ const xadd: PlainCommand = async (redis, [key], [oldest, ...events]) => {
   const failed = results?.find(([err]) => err)
   if (failed) throw failed[0]
 }
-/** Returns [entries after ARGV[0] (up to ARGV[1]), oldest id, newest id]. */
+/** Returns [entries after ARGV[0] (up to ARGV[1]), oldest id, newest id, newest id trimmed]. */
 const xrange: PlainCommand = async (redis, [key], [after, count]) => {
-  const [page, first, last] = await Promise.all([
+  const [page, first, last, trimmed] = await Promise.all([
     redis.xrange(key!, `(${String(after)}`, '+', 'COUNT', Number(count)),
     redis.xrange(key!, '-', '+', 'COUNT', 1),
     redis.xrevrange(key!, '+', '-', 'COUNT', 1),
+    maxDeleted(redis, key!),
   ])
-  return [page, first[0]?.[0] ?? '', last[0]?.[0] ?? '']
+  return [page, first[0]?.[0] ?? '', last[0]?.[0] ?? '', trimmed]
+}
+/** XINFO STREAM's max-deleted-entry-id (Redis >= 7): what trimming removed last. */
+async function maxDeleted(redis: RedisClient, key: string): Promise<string> {
+  try {
+    const info = (await redis.call('XINFO', 'STREAM', key)) as unknown[]
+    const i = info.indexOf('max-deleted-entry-id')
+    return i >= 0 ? String(info[i + 1]) : '0-0'
+  } catch (err) {
+    if ((err as Error).message.includes('no such key')) return '0-0'
+    throw err
+  }
 }
 
 /** Holds settled per pump call, so one call never blocks Redis for long. */

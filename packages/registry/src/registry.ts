@@ -125,6 +125,8 @@ export interface FeedPage {
   oldest: string
   /** The newest position ('0-0' when the feed is empty). */
   newest: string
+  /** The newest position trimmed away ('0-0' if none): a cursor before it may have missed events. */
+  trimmed: string
 }
 
 /** A page of the users announced online in one partition. */
@@ -149,8 +151,8 @@ export interface PresenceLog {
   /** The last position each sink acknowledged in the partition (undefined: none yet). */
   acknowledged(partition: number, sinkIds: readonly string[]): Promise<(string | undefined)[]>
   acknowledge(partition: number, sinkId: string, position: string): Promise<void>
-  /** The oldest event still retained in the partition, and how many are retained. */
-  backlog(partition: number): Promise<{ length: number; oldestTs: number | undefined }>
+  /** How many events the partition retains, the oldest one's time, and the newest position ('0-0' if none). */
+  backlog(partition: number): Promise<{ length: number; oldestTs: number | undefined; newest: string }>
   /** Appends events to the merged feed (the pull API's), trimming it to the retention. */
   appendFeed(events: readonly PresenceEvent[]): Promise<void>
   readFeed(after: string, count: number): Promise<FeedPage>

@@ -1,0 +1,273 @@
+import { createHash } from 'node:crypto'
+import type { Logger } from 'pino'
+import type { PresenceEvent } from '@switchboard/protocol'
+import { comparePositions, type PresenceLog, type StoredEvent } from '@switchboard/registry'
+import type { PresenceMetrics } from './metrics.js'
+import type { Attempt, Sink } from './sink.js'
+
+export interface RelayOptions {
+  registry: PresenceLog
+  sinks: readonly Sink[]
+  /** Unique per router process. */
+  workerId: string
+  log: Logger
+  metrics: PresenceMetrics
+  /** How often owned partitions are pumped (held offlines settled, new events read). */
+  pollMs: number
+  batchMax: number
+  /** A batch smaller than batchMax waits at most this long for more events. */
+  batchMs: number
+  /** A batch failing for longer than this is dropped (logged and counted). */
+  retryForMs: number
+  /** Ends a delivery attempt; a partition given up waits this plus a margin before another router takes it. */
+  attemptTimeoutMs: number
+  retryDelayMs: (attempt: number, retryAfterMs: number | undefined) => number
+  now?: () => number
+}
+
+/** How long a claim on partitions lasts unless renewed; renewed every CLAIM_TTL_MS / 5. */
+export const CLAIM_TTL_MS = 5_000
+/** Events read per partition per pump. */
+const READ_COUNT = 1_000
+/** Events buffered per partition before reading pauses until the slowest sink catches up. */
+const BUFFER_MAX = 10_000
+
+interface Buffered {
+  event: StoredEvent
+  /** Local time it was read: a batch waits batchMs from its oldest event's reading. */
+  readAt: number
+}
+
+interface PartitionState {
+  /** Position up to which events have been read into `buffer`. */
+  readTo: string
+  buffer: Buffered[]
+}
+
+interface SinkState {
+  sink: Sink
+  /** Acknowledged position per owned partition. */
+  acked: Map<number, string>
+  inFlight: boolean
+  disabled: boolean
+}
+
+/**
+ * A router's presence delivery worker. It claims its share of the event partitions (one
+ * worker per partition across all routers, so a user's events go out in order), pumps them
+ * (settling held offlines, reading new events), and hands each sink batches in order: a sink
+ * gets its next batch only once the previous one is acknowledged, and its acknowledgement is
+ * stored per partition, so another router resumes there if this one dies. A slow or failing
+ * sink holds back only itself.
+ */
+export class PresenceRelay {
+  readonly #o: RelayOptions
+  readonly #now: () => number
+  readonly #partitions = new Map<number, PartitionState>()
+  readonly #sinks: SinkState[]
+  #timers = new Set<NodeJS.Timeout>()
+  #stopped = false
+  /** Local time until which the current claim is certainly held. */
+  #claimValidUntil = 0
+  #failing = false
+
+  constructor(options: RelayOptions) {
+    this.#o = options
+    this.#now = options.now ?? Date.now
+    this.#sinks = options.sinks.map((sink) => ({ sink, acked: new Map(), inFlight: false, disabled: false }))
+  }
+
+  start(): void {
+    void this.#claimLoop()
+    void this.#pumpLoop()
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true
+    for (const t of this.#timers) clearTimeout(t)
+    this.#timers.clear()
+  }
+
+  /** Partitions this worker delivers now. */
+  get owned(): number[] {
+    return [...this.#partitions.keys()]
+  }
+
+  async #claimLoop(): Promise<void> {
+    while (!this.#stopped) {
+      const started = this.#now()
+      try {
+        const owned = await this.#o.registry.claimPartitions(this.#o.workerId, CLAIM_TTL_MS, this.#o.attemptTimeoutMs + 1_000)
+        this.#claimValidUntil = started + CLAIM_TTL_MS - 500
+        await this.#adopt(new Set(owned))
+        if (this.#failing) this.#o.log.info('presence delivery: registry reachable again')
+        this.#failing = false
+      } catch (err) {
+        if (!this.#failing) this.#o.log.warn({ err }, 'presence delivery: claiming partitions failed')
+        this.#failing = true
+      }
+      await this.#sleep(CLAIM_TTL_MS / 5)
+    }
+  }
+
+  /** Starts delivering newly owned partitions from each sink's acknowledgement; forgets the others. */
+  async #adopt(owned: Set<number>): Promise<void> {
+    const { registry } = this.#o
+    for (const p of this.#partitions.keys()) {
+      if (owned.has(p)) continue
+      this.#partitions.delete(p)
+      for (const s of this.#sinks) s.acked.delete(p)
+      this.#o.metrics.backlog.remove(String(p))
+    }
+    const ids = this.#sinks.map((s) => s.sink.id)
+    for (const p of owned) {
+      if (this.#partitions.has(p)) continue
+      const acks = await registry.acknowledged(p, ids)
+      let start: string | undefined
+      if (acks.some((a) => a === undefined)) {
+        // A sink never acknowledged here: it starts at the partition's present end, so a newly
+        // configured endpoint is not sent the whole retained history.
+        start = (await registry.backlog(p)).newest
+        for (const [i, ack] of acks.entries()) if (ack === undefined) await registry.acknowledge(p, ids[i]!, start)
+      }
+      const positions = acks.map((a) => a ?? start!)
+      this.#sinks.forEach((s, i) => s.acked.set(p, positions[i]!))
+      const readTo = positions.reduce((min, pos) => (comparePositions(pos, min) < 0 ? pos : min), positions[0] ?? '0-0')
+      if (!this.#partitions.has(p) && owned.has(p)) this.#partitions.set(p, { readTo, buffer: [] })
+    }
+    this.#o.metrics.partitions.set(this.#partitions.size)
+  }
+
+  async #pumpLoop(): Promise<void> {
+    while (!this.#stopped) {
+      await Promise.all([...this.#partitions].map(([p, state]) => this.#pump(p, state)))
+      for (const s of this.#sinks) this.#deliver(s)
+      this.#updateGauges()
+      await this.#sleep(this.#o.pollMs)
+    }
+  }
+
+  async #pump(p: number, state: PartitionState): Promise<void> {
+    if (state.buffer.length >= BUFFER_MAX) return
+    try {
+      const { events } = await this.#o.registry.pump(p, state.readTo, READ_COUNT)
+      if (this.#partitions.get(p) !== state) return // given up meanwhile
+      const readAt = this.#now()
+      for (const event of events) {
+        state.buffer.push({ event, readAt })
+        this.#o.metrics.events.inc({ type: event.type, cause: event.cause })
+      }
+      if (events.length > 0) state.readTo = events.at(-1)!.position
+    } catch (err) {
+      if (!this.#failing) this.#o.log.warn({ err, partition: p }, 'presence delivery: reading events failed')
+      this.#failing = true
+    }
+  }
+
+  /** Sends the sink its next batch if it has none in flight and one is ready. */
+  #deliver(s: SinkState): void {
+    if (s.inFlight || s.disabled || this.#stopped) return
+    const batch: StoredEvent[] = []
+    let oldestReadAt = Infinity
+    for (const [p, state] of this.#partitions) {
+      const acked = s.acked.get(p) ?? '0-0'
+      for (const b of state.buffer) {
+        if (batch.length >= this.#o.batchMax) break
+        if (comparePositions(b.event.position, acked) <= 0) continue
+        batch.push(b.event)
+        oldestReadAt = Math.min(oldestReadAt, b.readAt)
+      }
+    }
+    if (batch.length === 0) return
+    if (batch.length < this.#o.batchMax && this.#now() - oldestReadAt < this.#o.batchMs) return
+    s.inFlight = true
+    void this.#send(s, batch).finally(() => {
+      s.inFlight = false
+      this.#trimBuffers()
+      this.#deliver(s)
+    })
+  }
+
+  /** Sends one batch until acknowledged, dropped after retryForMs, or the sink is gone. */
+  async #send(s: SinkState, batch: StoredEvent[]): Promise<void> {
+    const { log, metrics } = this.#o
+    const label = s.sink.label
+    const batchId = `msg_${createHash('sha256').update(batch.map((e) => e.id).join(',')).digest('base64url').slice(0, 24)}`
+    const body: PresenceEvent[] = batch.map(({ id, type, userId, ver, cause, connections, ts }) => ({ id, type, userId, ver, cause, connections, ts }))
+    const firstAt = this.#now()
+    for (let attempt = 0; !this.#stopped; attempt++) {
+      if (this.#now() > this.#claimValidUntil) {
+        // Our claim may have lapsed (a stall): another router may own these partitions now.
+        await this.#sleep(this.#o.pollMs)
+        if (batch.some((e) => !this.#partitions.has(e.partition))) return
+        continue
+      }
+      const result: Attempt = await s.sink.send(batchId, body).catch((err: unknown) => ({ outcome: 'retry' as const, error: String(err) }))
+      metrics.deliveries.inc({ sink: label, outcome: result.outcome })
+      if (result.outcome === 'ack') return this.#acknowledge(s, batch)
+      if (result.outcome === 'gone') {
+        s.disabled = true
+        metrics.disabled.set({ sink: label }, 1)
+        log.error({ sink: label }, 'presence webhook endpoint answered 410 Gone: disabled; no more events are sent to it until the routers restart')
+        return
+      }
+      if (this.#now() - firstAt > this.#o.retryForMs) {
+        metrics.deliveries.inc({ sink: label, outcome: 'dropped' })
+        log.error({ sink: label, events: batch.length, error: result.error }, 'presence delivery: batch dropped after failing for the whole retry window')
+        return this.#acknowledge(s, batch)
+      }
+      if (attempt === 0) log.warn({ sink: label, error: result.error }, 'presence delivery failed; retrying with backoff')
+      await this.#sleep(this.#o.retryDelayMs(attempt, result.outcome === 'retry' ? result.retryAfterMs : undefined))
+      if (batch.some((e) => !this.#partitions.has(e.partition))) return // given up meanwhile: its new owner resends
+    }
+  }
+
+  async #acknowledge(s: SinkState, batch: readonly StoredEvent[]): Promise<void> {
+    const last = new Map<number, string>()
+    for (const e of batch) last.set(e.partition, e.position)
+    const now = this.#now()
+    for (const e of batch) this.#o.metrics.lag.observe({ sink: s.sink.label }, Math.max(0, now - e.ts) / 1_000)
+    for (const [p, position] of last) {
+      if (!this.#partitions.has(p)) continue
+      s.acked.set(p, position)
+      // Stored for whoever delivers the partition next; a failed write only means a resend.
+      await this.#o.registry.acknowledge(p, s.sink.id, position).catch((err: unknown) => {
+        this.#o.log.warn({ err, partition: p }, 'presence delivery: storing an acknowledgement failed; those events may be sent again')
+      })
+    }
+  }
+
+  /** Drops buffered events every active sink has acknowledged. */
+  #trimBuffers(): void {
+    const active = this.#sinks.filter((s) => !s.disabled)
+    for (const [p, state] of this.#partitions) {
+      let keep = 0
+      while (keep < state.buffer.length && active.every((s) => comparePositions(state.buffer[keep]!.event.position, s.acked.get(p) ?? '0-0') <= 0)) keep++
+      if (keep > 0) state.buffer.splice(0, keep)
+    }
+  }
+
+  #updateGauges(): void {
+    const now = this.#now()
+    for (const [p, state] of this.#partitions) this.#o.metrics.backlog.set({ partition: String(p) }, state.buffer.length)
+    for (const s of this.#sinks) {
+      let oldest: number | undefined
+      for (const [p, state] of this.#partitions) {
+        const acked = s.acked.get(p) ?? '0-0'
+        const first = state.buffer.find((b) => comparePositions(b.event.position, acked) > 0)
+        if (first) oldest = Math.min(oldest ?? Infinity, first.event.ts)
+      }
+      this.#o.metrics.oldestUnacked.set({ sink: s.sink.label }, oldest === undefined ? 0 : Math.max(0, now - oldest) / 1_000)
+    }
+  }
+
+  #sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.#timers.delete(timer)
+        resolve()
+      }, ms)
+      this.#timers.add(timer)
+    })
+  }
+}
