@@ -2,7 +2,7 @@ import pino from 'pino'
 import { Registry as PromRegistry } from 'prom-client'
 import { loadEdgeConfig, startEdge } from '@switchboard/edge'
 import { MemoryRegistry } from '@switchboard/registry'
-import { LinkEdgeClient, buildApp, loadRouterConfig, startReaper } from '@switchboard/router'
+import { LinkEdgeClient, buildApp, loadRouterConfig, startPresenceDelivery, startReaper } from '@switchboard/router'
 import type { DevSecrets } from './secrets.js'
 
 type Env = Record<string, string | undefined>
@@ -28,12 +28,14 @@ async function runStandalone(env: Env, secrets: DevSecrets) {
   const edgeConfig = loadEdgeConfig({ EDGE_NODE_ID: 'edge-1', EDGE_INTERNAL_HOST: '127.0.0.1', ...shared, EDGE_JWT_SECRET: secrets.jwtSecret })
   const routerConfig = loadRouterConfig({ ...shared, ROUTER_API_KEYS: secrets.apiKey })
   const log = pino({ level: routerConfig.logLevel })
-  const registry = new MemoryRegistry()
+  const registry = new MemoryRegistry({ presence: routerConfig.presence })
 
   const edge = await startEdge({ config: edgeConfig, registry, log: log.child({ service: 'edge' }), promRegistry: new PromRegistry() })
   const edges = new LinkEdgeClient({ internalToken: secrets.internalToken, timeoutMs: routerConfig.forwardTimeoutMs })
-  const app = buildApp({ config: routerConfig, registry, edges, log: log.child({ service: 'router' }), promRegistry: new PromRegistry() })
+  const promRegistry = new PromRegistry()
+  const app = buildApp({ config: routerConfig, registry, edges, log: log.child({ service: 'router' }), promRegistry })
   const stopReaper = startReaper({ registry, log, graceMs: routerConfig.reapGraceMs, settleMs: 0 })
+  const presence = startPresenceDelivery({ config: routerConfig, registry, log: log.child({ service: 'router' }), promRegistry })
   const port = await app.listen(routerConfig.host, routerConfig.port)
 
   return {
@@ -41,6 +43,7 @@ async function runStandalone(env: Env, secrets: DevSecrets) {
     wsUrls: [`ws://127.0.0.1:${edge.port}`],
     async stop() {
       stopReaper()
+      await presence.stop()
       await edge.drain(0)
       await app.close(1_000)
       await edges.close()

@@ -14,6 +14,7 @@ const { RedisRegistry, createRedisClient } = await import('@switchboard/registry
 const { buildApp } = await import('./app.js')
 const { LinkEdgeClient } = await import('./edge-link.js')
 const { startReaper } = await import('./reaper.js')
+const { startPresenceDelivery } = await import('./presence/start.js')
 const log = pino({ level: config.logLevel, base: { service: 'router' }, redact: ['req.headers.authorization'] })
 if (!config.redis) {
   log.fatal('a registry is required: set REDIS_URL, REDIS_CLUSTER_NODES or REDIS_SENTINELS (for a single-process Switchboard without Redis, run `npm start` with none of them)')
@@ -24,10 +25,13 @@ redis.on('error', (err) => log.debug({ err }, 'redis connection error')) // surf
 const registry = new RedisRegistry(redis, {
   prefix: config.registryPrefix,
   liveRefreshMs: Math.min(1_000, Math.floor(config.leaseTtlMs / 4)),
+  presence: config.presence,
 })
 const edges = new LinkEdgeClient({ internalToken: config.internalToken, timeoutMs: config.forwardTimeoutMs })
-const app = buildApp({ config, registry, edges, log, promRegistry: new PromRegistry() })
-const stopReaper = startReaper({ registry, log, graceMs: config.reapGraceMs, settleMs: config.leaseTtlMs + 5_000 })
+const promRegistry = new PromRegistry()
+const app = buildApp({ config, registry, edges, log, promRegistry })
+const stopReaper = startReaper({ registry, log, graceMs: config.reapGraceMs, settleMs: config.leaseTtlMs + 5_000, intervalMs: Math.min(1_000, Math.floor(config.leaseTtlMs / 3)) })
+const presence = startPresenceDelivery({ config, registry, log, promRegistry })
 
 let port: number
 try {
@@ -40,6 +44,7 @@ log.info({ port }, 'router listening')
 
 process.once('SIGTERM', () => {
   stopReaper()
+  void presence.stop()
   // close() stops accepting and waits for the requests in flight on both ingresses.
   app
     .close(config.forwardTimeoutMs + config.redisCommandTimeoutMs + 1_000)

@@ -29,6 +29,8 @@ export interface RelayOptions {
 export const CLAIM_TTL_MS = 5_000
 /** Events read per partition per pump. */
 const READ_COUNT = 1_000
+/** How far before this router's start a sink seen for the first time begins. */
+export const NEW_SINK_LOOKBACK_MS = 60_000
 /** Events buffered per partition before reading pauses until the slowest sink catches up. */
 const BUFFER_MAX = 10_000
 
@@ -70,10 +72,12 @@ export class PresenceRelay {
   /** Local time until which the current claim is certainly held. */
   #claimValidUntil = 0
   #failing = false
+  readonly #startedAt: number
 
   constructor(options: RelayOptions) {
     this.#o = options
     this.#now = options.now ?? Date.now
+    this.#startedAt = this.#now()
     this.#sinks = options.sinks.map((sink) => ({ sink, acked: new Map(), inFlight: false, disabled: false }))
   }
 
@@ -123,13 +127,9 @@ export class PresenceRelay {
     for (const p of owned) {
       if (this.#partitions.has(p)) continue
       const acks = await registry.acknowledged(p, ids)
-      let start: string | undefined
-      if (acks.some((a) => a === undefined)) {
-        // A sink never acknowledged here: it starts at the partition's present end, so a newly
-        // configured endpoint is not sent the whole retained history.
-        start = (await registry.backlog(p)).newest
-        for (const [i, ack] of acks.entries()) if (ack === undefined) await registry.acknowledge(p, ids[i]!, start)
-      }
+      // A sink that never acknowledged here starts a little before this router did: a newly
+      // configured endpoint gets no retained history beyond that, and nothing since.
+      const start = `${Math.max(0, this.#startedAt - NEW_SINK_LOOKBACK_MS)}-0`
       const positions = acks.map((a) => a ?? start!)
       this.#sinks.forEach((s, i) => s.acked.set(p, positions[i]!))
       const readTo = positions.reduce((min, pos) => (comparePositions(pos, min) < 0 ? pos : min), positions[0] ?? '0-0')
