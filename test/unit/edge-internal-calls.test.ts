@@ -2,7 +2,7 @@
 // connection ids, with fake sockets.
 import t from 'tap'
 import pino from 'pino'
-import { encodeDeliveries, encodeDelivery, pushFrame } from '@switchboard/protocol'
+import { type CloseCause, encodeDeliveries, encodeDelivery, pushFrame } from '@switchboard/protocol'
 import { ConnIds } from '../../apps/edge/dist/conn-ids.js'
 import { UserSockets, type PushSocket } from '../../apps/edge/dist/delivery.js'
 import { createInternalCalls } from '../../apps/edge/dist/internal-calls.js'
@@ -12,6 +12,7 @@ interface Fake extends PushSocket {
   connId: string
   sent: string[]
   closedWith?: number
+  cause?: CloseCause
 }
 
 function setup() {
@@ -21,6 +22,13 @@ function setup() {
     metrics: { pushesWritten: { inc: () => undefined }, backpressureCloses: { inc: () => undefined } },
     findConn: (connId) => open.get(connId),
     userOf: (s) => s.userId,
+    // As uWS: the close handler runs before the close returns.
+    close: (s, code, _reason, cause) => {
+      s.closedWith = code
+      s.cause = cause
+      open.delete(s.connId)
+      sockets.remove(s.userId, s)
+    },
   })
   const connect = (userId: string, connId: string): Fake => {
     const s: Fake = {
@@ -30,11 +38,6 @@ function setup() {
       getBufferedAmount: () => 0,
       cork: (cb) => cb(),
       send: (m) => s.sent.push(m),
-      end: (code) => {
-        s.closedWith = code
-        open.delete(connId)
-        sockets.remove(userId, s)
-      },
     }
     open.set(connId, s)
     sockets.add(userId, s)
@@ -95,8 +98,10 @@ t.test('broadcast writes its body as the frame; disconnect closes with 4500 by d
   t.same(b.sent, ['{"type":"push"}'])
   t.same(calls('disconnect', '{"userId":"a","connIds":["c2","c3"],"code":4501}', '', 'link'), { status: 200, body: '{"closed":1}' })
   t.equal(a2.closedWith, 4501)
+  t.equal(a2.cause, 'disconnect_api', 'an eviction asked by another edge is a disconnect call here')
   t.same(calls('disconnect', '{"userId":"a"}', '', 'http'), { status: 200, body: '{"closed":1}' })
   t.equal(a1.closedWith, 4500)
+  t.equal(a1.cause, 'disconnect_api')
   t.equal(b.closedWith, undefined)
 })
 
