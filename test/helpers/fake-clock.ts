@@ -27,8 +27,8 @@ export class FakeClock implements Clock {
 
   constructor(
     start = 1_700_000_000_000,
-    /** What random() answers: fixed, so backoffs and drain delays are exact. */
-    readonly randomValue = 0.5,
+    /** What random() answers: fixed by default, so backoffs and drain delays are exact. */
+    private readonly nextRandom: () => number = () => 0.5,
   ) {
     this.#now = start
   }
@@ -38,7 +38,7 @@ export class FakeClock implements Clock {
   }
 
   random(): number {
-    return this.randomValue
+    return this.nextRandom()
   }
 
   setTimeout(fn: () => void, ms: number): Timer {

@@ -2,10 +2,10 @@
 // connection ids, with fake sockets.
 import t from 'tap'
 import pino from 'pino'
-import { type CloseCause, encodeDeliveries, encodeDelivery, pushFrame } from '@switchboard/protocol'
+import { LINK_OPS, internalRoutes, type CloseCause, encodeDeliveries, encodeDelivery, pushFrame } from '@switchboard/protocol'
 import { ConnIds } from '../../apps/edge/dist/conn-ids.js'
 import { UserSockets, type PushSocket } from '../../apps/edge/dist/delivery.js'
-import { createInternalCalls } from '../../apps/edge/dist/internal-calls.js'
+import { INTERNAL_OPS, createInternalCalls, internalHttpRoutes } from '../../apps/edge/dist/internal-calls.js'
 
 interface Fake extends PushSocket {
   userId: string
@@ -116,4 +116,14 @@ t.test('connection ids: only the exact ids this incarnation issued parse back', 
     t.equal(ids.parse(other), undefined, JSON.stringify(other))
   }
   t.not(new ConnIds().prefix, new ConnIds().prefix, 'a random prefix per incarnation')
+})
+
+t.test('the route table: one HTTP route per internal op, the one routers call', async (t) => {
+  t.same([...INTERNAL_OPS].sort(), ['broadcast', 'deliver', 'deliveries', 'disconnect'])
+  t.same(
+    INTERNAL_OPS.map((op) => internalHttpRoutes[op]),
+    INTERNAL_OPS.map((op) => internalRoutes[op]),
+  )
+  t.equal(new Set(Object.values(internalHttpRoutes)).size, INTERNAL_OPS.length, 'no two ops share a route')
+  t.same(LINK_OPS.filter((op) => !INTERNAL_OPS.includes(op)), [], 'every link op has an HTTP route too')
 })

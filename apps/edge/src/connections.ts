@@ -191,15 +191,16 @@ export class Connections<S extends ClientSocket> {
   closeAll(drainMs: number): Promise<void> {
     const clock = this.#clock
     return Promise.all(
-      this.sockets.all().map(
-        (ws) =>
-          new Promise<void>((resolve) => {
-            clock.setTimeout(() => {
-              if (ws.getUserData().state !== Closed) this.close(ws, CloseCode.draining, 'edge draining', 'drain')
-              resolve()
-            }, clock.random() * drainMs)
-          }),
-      ),
+      this.sockets.all().map((ws) => {
+        // Read now: a socket the client closes meanwhile must not be touched (uWS throws).
+        const conn = ws.getUserData()
+        return new Promise<void>((resolve) => {
+          clock.setTimeout(() => {
+            if (conn.state !== Closed) this.close(ws, CloseCode.draining, 'edge draining', 'drain')
+            resolve()
+          }, clock.random() * drainMs)
+        })
+      }),
     ).then(() => undefined)
   }
 
