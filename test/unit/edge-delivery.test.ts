@@ -1,13 +1,14 @@
-// The edge's delivery path through its seam: fake sockets that behave like uWS's (end() runs
+// The edge's delivery path through its seam: fake sockets that behave like uWS's (close() runs
 // the close handler before it returns; a closed socket throws on any use), no network.
 import t from 'tap'
+import type { CloseCause } from '@switchboard/protocol'
 import { UserSockets, type PushSocket } from '../../apps/edge/dist/delivery.js'
 
 const MAX_BACKLOG = 1_000
 
 class FakeSocket implements PushSocket {
   readonly sent: string[] = []
-  closed: { code: number | undefined; reason: string | undefined } | undefined
+  closed: { code: number; reason: string; cause: CloseCause } | undefined
   /** What getBufferedAmount() reports. */
   backlog = 0
 
@@ -34,9 +35,10 @@ class FakeSocket implements PushSocket {
     return 1
   }
 
-  end(code?: number, reason?: string): void {
+  /** As the edge closes a socket: the cause recorded, then uWS's end(). */
+  close(code: number, reason: string, cause: CloseCause): void {
     this.#ensureOpen()
-    this.closed = { code, reason }
+    this.closed = { code, reason, cause }
     this.onClose(this)
   }
 
@@ -63,6 +65,7 @@ function edge() {
     metrics,
     findConn: (connId) => open.get(connId),
     userOf: (socket) => socket.userId,
+    close: (socket, code, reason, cause) => socket.close(code, reason, cause),
   })
   let seq = 0
   /** An open socket; welcomed (in the index) unless `welcomed` is false. */
@@ -109,7 +112,7 @@ t.test('a socket whose backlog is past the bound is closed with 4008 instead of 
   atBound.backlog = MAX_BACKLOG
 
   t.same(sockets.deliver('F', ['erin']), { delivered: ['erin'], missing: [] }, 'delivered: written to at least one socket')
-  t.same(slow.closed, { code: 4008, reason: 'too slow' })
+  t.same(slow.closed, { code: 4008, reason: 'too slow', cause: 'evicted' }, 'the edge dropped a slow consumer')
   t.same(slow.sent, [], 'the slow socket is not written to')
   t.same(fast.sent, ['F'])
   t.same(atBound.sent, ['F'], 'a backlog exactly at the bound is still written to')
@@ -157,7 +160,7 @@ t.test('disconnect by user closes all of that user\'s sockets and no other', asy
   const other = connect('ivan')
 
   t.equal(sockets.disconnect('hana', 4500, 'bye'), 3)
-  t.same(hers.map((s) => s.closed), [1, 2, 3].map(() => ({ code: 4500, reason: 'bye' })))
+  t.same(hers.map((s) => s.closed), [1, 2, 3].map(() => ({ code: 4500, reason: 'bye', cause: 'disconnect_api' })))
   t.equal(other.closed, undefined)
   t.equal(sockets.countOf('hana'), 0)
   t.equal(sockets.size, 1)
@@ -176,7 +179,11 @@ t.test('disconnect by connIds closes only those connections of that user', async
 
   const closed = sockets.disconnect('kim', 4501, 'replaced', [k1.connId, registering.connId, other.connId, 'unknown', k1.connId])
   t.equal(closed, 2, 'a connId of another user, an unknown one and a repeat are skipped')
-  t.same([k1, registering].map((s) => s.closed), [{ code: 4501, reason: 'replaced' }, { code: 4501, reason: 'replaced' }])
+  t.same(
+    [k1, registering].map((s) => s.closed),
+    [1, 2].map(() => ({ code: 4501, reason: 'replaced', cause: 'disconnect_api' })),
+    'the disconnect call\'s cause, whatever code it asks for',
+  )
   t.same([k2, k3, other].map((s) => s.closed), [undefined, undefined, undefined])
   t.equal(sockets.countOf('kim'), 2)
   t.same(sockets.deliver('F', ['kim']), { delivered: ['kim'], missing: [] })

@@ -2,16 +2,17 @@
 // connection ids, with fake sockets.
 import t from 'tap'
 import pino from 'pino'
-import { encodeDeliveries, encodeDelivery, pushFrame } from '@switchboard/protocol'
+import { LINK_OPS, internalRoutes, type CloseCause, encodeDeliveries, encodeDelivery, pushFrame } from '@switchboard/protocol'
 import { ConnIds } from '../../apps/edge/dist/conn-ids.js'
 import { UserSockets, type PushSocket } from '../../apps/edge/dist/delivery.js'
-import { createInternalCalls } from '../../apps/edge/dist/internal-calls.js'
+import { INTERNAL_OPS, createInternalCalls, internalHttpRoutes } from '../../apps/edge/dist/internal-calls.js'
 
 interface Fake extends PushSocket {
   userId: string
   connId: string
   sent: string[]
   closedWith?: number
+  cause?: CloseCause
 }
 
 function setup() {
@@ -21,6 +22,13 @@ function setup() {
     metrics: { pushesWritten: { inc: () => undefined }, backpressureCloses: { inc: () => undefined } },
     findConn: (connId) => open.get(connId),
     userOf: (s) => s.userId,
+    // As uWS: the close handler runs before the close returns.
+    close: (s, code, _reason, cause) => {
+      s.closedWith = code
+      s.cause = cause
+      open.delete(s.connId)
+      sockets.remove(s.userId, s)
+    },
   })
   const connect = (userId: string, connId: string): Fake => {
     const s: Fake = {
@@ -30,11 +38,6 @@ function setup() {
       getBufferedAmount: () => 0,
       cork: (cb) => cb(),
       send: (m) => s.sent.push(m),
-      end: (code) => {
-        s.closedWith = code
-        open.delete(connId)
-        sockets.remove(userId, s)
-      },
     }
     open.set(connId, s)
     sockets.add(userId, s)
@@ -95,8 +98,10 @@ t.test('broadcast writes its body as the frame; disconnect closes with 4500 by d
   t.same(b.sent, ['{"type":"push"}'])
   t.same(calls('disconnect', '{"userId":"a","connIds":["c2","c3"],"code":4501}', '', 'link'), { status: 200, body: '{"closed":1}' })
   t.equal(a2.closedWith, 4501)
+  t.equal(a2.cause, 'disconnect_api', 'an eviction asked by another edge is a disconnect call here')
   t.same(calls('disconnect', '{"userId":"a"}', '', 'http'), { status: 200, body: '{"closed":1}' })
   t.equal(a1.closedWith, 4500)
+  t.equal(a1.cause, 'disconnect_api')
   t.equal(b.closedWith, undefined)
 })
 
@@ -111,4 +116,14 @@ t.test('connection ids: only the exact ids this incarnation issued parse back', 
     t.equal(ids.parse(other), undefined, JSON.stringify(other))
   }
   t.not(new ConnIds().prefix, new ConnIds().prefix, 'a random prefix per incarnation')
+})
+
+t.test('the route table: one HTTP route per internal op, the one routers call', async (t) => {
+  t.same([...INTERNAL_OPS].sort(), ['broadcast', 'deliver', 'deliveries', 'disconnect'])
+  t.same(
+    INTERNAL_OPS.map((op) => internalHttpRoutes[op]),
+    INTERNAL_OPS.map((op) => internalRoutes[op]),
+  )
+  t.equal(new Set(Object.values(internalHttpRoutes)).size, INTERNAL_OPS.length, 'no two ops share a route')
+  t.same(LINK_OPS.filter((op) => !INTERNAL_OPS.includes(op)), [], 'every link op has an HTTP route too')
 })

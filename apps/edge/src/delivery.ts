@@ -1,15 +1,10 @@
-import { CloseCode, type DeliveryResult } from '@switchboard/protocol'
+import { CloseCode, type CloseCause, type DeliveryResult } from '@switchboard/protocol'
 
 /** What delivery needs of a socket: uWS's WebSocket has it, and tests pass fakes. */
 export interface PushSocket {
   getBufferedAmount(): number
   cork(cb: () => void): unknown
   send(message: string, isBinary?: boolean): unknown
-  /**
-   * Closes with a close frame. uWS runs the close handler, which calls `remove`, before
-   * `end` returns; the socket must not be touched afterwards (uWS throws).
-   */
-  end(code?: number, reason?: string): void
 }
 
 /** A prom-client Counter, or a fake. */
@@ -29,6 +24,12 @@ export interface UserSocketsDeps<S> {
   /** Any open socket of this edge by connId, welcomed or not (closes by connId). */
   findConn(connId: string): S | undefined
   userOf(socket: S): string
+  /**
+   * Records `cause` for the socket's unregistration, then closes it with a close frame. uWS
+   * runs the close handler, which calls `remove`, before this returns; the socket must not be
+   * touched afterwards (uWS throws).
+   */
+  close(socket: S, code: number, reason: string, cause: CloseCause): void
 }
 
 /**
@@ -111,16 +112,19 @@ export class UserSockets<S extends PushSocket> {
   }
 
   /**
-   * Closes the sockets of `userId`: all of its welcomed ones, or only `connIds` (welcomed or
-   * not; a connId of another user is ignored). Returns how many were closed.
+   * The internal disconnect call: closes the sockets of `userId`, all of its welcomed ones, or
+   * only `connIds` (welcomed or not; a connId of another user is ignored), with cause
+   * `disconnect_api` whatever the code (also for another edge's evictions: their entries are
+   * already gone, so no offline event carries it). Returns how many were closed.
    */
   disconnect(userId: string, code: number, reason: string, connIds?: readonly string[]): number {
+    const { close } = this.#deps
     let closed = 0
     if (connIds) {
       for (const connId of connIds) {
         const socket = this.#deps.findConn(connId)
         if (socket === undefined || this.#deps.userOf(socket) !== userId) continue
-        socket.end(code, reason)
+        close(socket, code, reason, 'disconnect_api')
         closed++
       }
       return closed
@@ -128,11 +132,11 @@ export class UserSockets<S extends PushSocket> {
     const entry = this.#byUser.get(userId)
     if (entry instanceof Set) {
       for (const socket of entry) {
-        socket.end(code, reason)
+        close(socket, code, reason, 'disconnect_api')
         closed++
       }
     } else if (entry !== undefined) {
-      entry.end(code, reason)
+      close(entry, code, reason, 'disconnect_api')
       closed++
     }
     return closed
@@ -157,14 +161,14 @@ export class UserSockets<S extends PushSocket> {
   }
 
   /**
-   * A socket whose unsent backlog is past `maxBackpressureBytes` is closed with 4008 instead;
-   * the frame that crosses the bound is still queued, so a backlog never exceeds the bound
-   * plus one frame.
+   * A socket whose unsent backlog is past `maxBackpressureBytes` is closed with 4008 instead
+   * (cause `evicted`: the edge drops a slow consumer); the frame that crosses the bound is
+   * still queued, so a backlog never exceeds the bound plus one frame.
    */
   #write(socket: S, frame: string): boolean {
     if (socket.getBufferedAmount() > this.#deps.maxBackpressureBytes) {
       this.#deps.metrics.backpressureCloses.inc()
-      socket.end(CloseCode.tooSlow, 'too slow')
+      this.#deps.close(socket, CloseCode.tooSlow, 'too slow', 'evicted')
       return false
     }
     this.#corked = socket

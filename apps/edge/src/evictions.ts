@@ -1,16 +1,23 @@
 import type { Logger } from 'pino'
-import { internalRoutes, type InternalDisconnect } from '@switchboard/protocol'
+import { CloseCode, internalRoutes, type CloseCause, type InternalDisconnect } from '@switchboard/protocol'
 import type { Evicted, Registry } from '@switchboard/registry'
+
+/**
+ * How an evicted socket is closed under each session policy: 4501 when a newer session
+ * replaced it (single), 4502 past the per-user limit (multi), and the cause its removal carries.
+ */
+export const evictionCloses = {
+  single: { code: CloseCode.replaced, reason: 'replaced by a newer session', cause: 'replaced' },
+  multi: { code: CloseCode.tooManyConnections, reason: 'too many connections for this user', cause: 'evicted' },
+} as const satisfies Record<string, { code: 4501 | 4502; reason: string; cause: CloseCause }>
 
 export interface EvictionDeps {
   registry: Registry
   internalToken: string
   log: Logger
-  /** 4501 under the single-session policy, 4502 for the per-user limit. */
-  code: 4501 | 4502
-  reason: string
+  policy: keyof typeof evictionCloses
   /** Closes the socket if it is on this edge; false if it is not here. */
-  closeLocal: (connId: string, code: number, reason: string) => boolean
+  closeLocal: (connId: string, code: number, reason: string, cause: CloseCause) => boolean
   timeoutMs?: number
 }
 
@@ -20,9 +27,11 @@ export interface EvictionDeps {
  * is already gone, so a socket that cannot be reached only misses pushes until it closes.
  */
 export function createEvictor(deps: EvictionDeps): (evicted: readonly Evicted[]) => Promise<void> {
-  const { registry, log, code, reason } = deps
+  const { registry, log } = deps
+  const { code, reason, cause } = evictionCloses[deps.policy]
   return async (evicted) => {
-    const remote = evicted.filter((e) => !deps.closeLocal(e.connId, code, reason))
+    // Elsewhere, the holding edge closes it as a disconnect call: the entry is already gone.
+    const remote = evicted.filter((e) => !deps.closeLocal(e.connId, code, reason, cause))
     if (remote.length === 0) return
     const urls = new Map((await registry.liveNodes()).map((n) => [n.incId, n.url]))
     // One call per (edge, user): edge URL -> userId -> connIds.

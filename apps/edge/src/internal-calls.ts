@@ -5,6 +5,7 @@ import {
   decodeDeliveries,
   decodeDelivery,
   errorBody,
+  internalRoutes,
   type BroadcastResult,
   type DeliveriesResult,
   type DeliveryResult,
@@ -15,6 +16,20 @@ import type { Count, PushSocket, UserSockets } from './delivery.js'
 
 /** The router -> edge calls: the link's ops, and `deliver`, which only 0.1 routers send (HTTP). */
 export type InternalOp = LinkOp | 'deliver'
+
+/**
+ * The HTTP route of each internal call, as a table the server registers: an op without a route
+ * (or a route without an op) does not compile.
+ */
+export const internalHttpRoutes: { readonly [op in InternalOp]: string } = {
+  deliveries: internalRoutes.deliveries,
+  deliver: internalRoutes.deliver,
+  broadcast: internalRoutes.broadcast,
+  disconnect: internalRoutes.disconnect,
+}
+
+/** Every internal op, in the table's order. */
+export const INTERNAL_OPS = Object.keys(internalHttpRoutes) as InternalOp[]
 
 /** An answer as both transports send it: the HTTP status and JSON body, or a link answer's. */
 export interface InternalAnswer {

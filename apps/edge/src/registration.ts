@@ -1,6 +1,7 @@
 import type { Logger } from 'pino'
-import { timeCall } from '@switchboard/protocol'
+import { timeCall, type CloseCause } from '@switchboard/protocol'
 import type { ConnectionInfo, Evicted, Lease, NodeInfo, NodeStatus, Registry } from '@switchboard/registry'
+import { systemClock, type Clock, type Timer } from './clock.js'
 import type { EdgeMetrics } from './metrics.js'
 
 export interface RegistrationDeps {
@@ -16,6 +17,8 @@ export interface RegistrationDeps {
   maxConnectionsPerUser: number
   /** Closes the sockets of evicted connections (wherever they are). */
   onEvicted: (evicted: readonly Evicted[]) => Promise<void>
+  /** Renewals, backoffs and their jitter; defaults to the real ones. */
+  clock?: Clock
 }
 
 const MAX_BACKOFF_MS = 5_000
@@ -34,17 +37,22 @@ const MAX_BACKOFF_MS = 5_000
 export class Registration {
   #lease: Lease | undefined
   #pending: { conn: ConnectionInfo; done: () => void }[] = []
-  #failedRemovals: { userId: string; connId: string }[] = []
+  /** Replayed after the next resync, each with the cause its offline event (if any) carries. */
+  #failedRemovals: { userId: string; connId: string; cause: CloseCause }[] = []
   #needsResync = false
   /** The registry server(s) this edge's entries were written to (see Registry.serverIdentity). */
   #server: string | undefined
   #resyncing: Promise<void> = Promise.resolve()
-  #timer: NodeJS.Timeout | undefined
+  #timer: Timer | undefined
   #failures = 0
   #stopped = false
   #healthy = false
 
-  constructor(private readonly deps: RegistrationDeps) {}
+  readonly #clock: Clock
+
+  constructor(private readonly deps: RegistrationDeps) {
+    this.#clock = deps.clock ?? systemClock
+  }
 
   get lease(): Lease | undefined {
     return this.#lease
@@ -65,7 +73,8 @@ export class Registration {
         this.deps.log.info({ incId: this.#lease.incId }, 'lease opened')
         break
       } catch (err) {
-        await delay(this.#failed(err, 'opening the lease failed'))
+        const backoffMs = this.#failed(err, 'opening the lease failed')
+        await new Promise<void>((resolve) => this.#clock.setTimeout(resolve, backoffMs))
       }
     }
     this.#schedule(this.#intervalMs())
@@ -81,30 +90,31 @@ export class Registration {
 
   /**
    * Removes a connection's entry once any resync has finished. Call it only after the
-   * connection's `register` resolved, so the removal cannot overtake the write.
+   * connection's `register` resolved, so the removal cannot overtake the write. `cause` is
+   * why the socket closed: the registry puts it on the user's offline event.
    */
-  async unregister(userId: string, connId: string): Promise<void> {
+  async unregister(userId: string, connId: string, cause: CloseCause): Promise<void> {
     await this.#resyncing
     const lease = this.#lease
     if (!lease) return
     try {
-      await this.#timed('remove', this.deps.registry.removeConnection(lease, userId, connId))
+      await this.#timed('remove', this.deps.registry.removeConnection(lease, userId, connId, cause))
     } catch (err) {
-      this.#failedRemovals.push({ userId, connId })
+      this.#failedRemovals.push({ userId, connId, cause })
       this.#failed(err, 'removing a connection failed; will retry')
     }
   }
 
   /** Reports the current status at once (e.g. draining) instead of at the next renewal. */
   async renewNow(): Promise<void> {
-    clearTimeout(this.#timer)
+    this.#clock.clearTimeout(this.#timer)
     await this.#renew()
   }
 
   /** Stops renewing and removes the lease and every entry of this incarnation. */
   async stop(): Promise<void> {
     this.#stopped = true
-    clearTimeout(this.#timer)
+    this.#clock.clearTimeout(this.#timer)
     await this.#resyncing
     if (this.#lease) await this.#timed('close', this.deps.registry.closeLease(this.#lease))
     this.#lease = undefined
@@ -154,7 +164,7 @@ export class Registration {
 
   async #resync(): Promise<void> {
     const lease = this.#lease!
-    const started = Date.now()
+    const started = this.#clock.now()
     this.#needsResync = false
     const removals = this.#failedRemovals
     this.#failedRemovals = []
@@ -162,8 +172,8 @@ export class Registration {
       const conns = this.deps.liveConnections()
       const evicted = await this.#timed('resync', this.deps.registry.resync(lease, conns, this.deps.maxConnectionsPerUser))
       if (evicted.length > 0) void this.deps.onEvicted(evicted)
-      for (const r of removals) await this.#timed('remove', this.deps.registry.removeConnection(lease, r.userId, r.connId))
-      this.deps.log.info({ incId: lease.incId, connections: conns.length, ms: Date.now() - started }, 'registry resynced')
+      for (const r of removals) await this.#timed('remove', this.deps.registry.removeConnection(lease, r.userId, r.connId, r.cause))
+      this.deps.log.info({ incId: lease.incId, connections: conns.length, ms: this.#clock.now() - started }, 'registry resynced')
     })()
     this.#resyncing = run.catch(() => undefined)
     try {
@@ -182,7 +192,7 @@ export class Registration {
 
   #schedule(ms: number): void {
     if (this.#stopped) return
-    this.#timer = setTimeout(() => void this.#renew(), ms)
+    this.#timer = this.#clock.setTimeout(() => void this.#renew(), ms)
     this.#timer.unref()
   }
 
@@ -203,8 +213,6 @@ export class Registration {
     this.#healthy = false
     this.#failures++
     const backoff = Math.min(MAX_BACKOFF_MS, 100 * 2 ** this.#failures)
-    return backoff / 2 + Math.random() * (backoff / 2)
+    return backoff / 2 + this.#clock.random() * (backoff / 2)
   }
 }
-
-const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))

@@ -10,20 +10,20 @@ import {
   type WebSocket,
   type us_listen_socket,
 } from 'uWebSockets.js'
-import { CloseCode, LINK_PATH, PONG_FRAME, REQUEST_IDS, createBearerCheck, internalRoutes, parseClientFrame, welcomeFrame } from '@switchboard/protocol'
-import type { ConnectionInfo, Registry } from '@switchboard/registry'
+import { LINK_PATH, REQUEST_IDS, createBearerCheck } from '@switchboard/protocol'
+import type { Registry } from '@switchboard/registry'
 import { createPublicKey } from 'node:crypto'
 import { createOriginCheck, tokenFromProtocols } from './auth.js'
 import { JwksCache, createTokenVerifier, type TokenVerifier } from './tokens.js'
 import type { EdgeConfig } from './config.js'
 import { ConnIds } from './conn-ids.js'
-import { UserSockets } from './delivery.js'
+import { Connections, type Conn } from './connections.js'
 import { readBody, sendError, sendJson } from './http.js'
 import { createEdgeMetrics } from './metrics.js'
 import { createEvictor } from './evictions.js'
 import { KeyedRateLimiter } from './rate-limit.js'
 import { Registration } from './registration.js'
-import { createInternalCalls, type InternalOp } from './internal-calls.js'
+import { INTERNAL_OPS, createInternalCalls, internalHttpRoutes, type InternalOp } from './internal-calls.js'
 import { createRouterLinks } from './router-link.js'
 
 export interface EdgeDeps {
@@ -43,25 +43,6 @@ export interface Edge {
   drain(drainMs?: number): Promise<void>
 }
 
-/** Where a client socket is in its life: a small integer, not a promise per socket. */
-const Registering = 0
-const Open = 1
-const Closed = 2
-type ConnState = typeof Registering | typeof Open | typeof Closed
-
-/** Per client socket, for its whole life: small integers next to the user id. */
-interface Conn {
-  readonly userId: string
-  /** Its connId is `connIds.format(seq)`, built when needed. */
-  readonly seq: number
-  /** Connected at, in ms since the edge started (a small integer). */
-  readonly sinceMs: number
-  /** Registering until its registry entry is written and the welcome sent; Closed from the close handler on. */
-  state: ConnState
-  /** Client frames in the current one-second window, and when it started (ms since the edge started). */
-  frames: number
-  windowStartMs: number
-}
 type Socket = WebSocket<Conn>
 
 /** Internal request bodies: a 10,000-recipient delivery with ids of 256 chars, with room to spare. */
@@ -81,21 +62,41 @@ export async function startEdge(deps: EdgeDeps): Promise<Edge> {
   const isOriginAllowed = createOriginCheck(config.allowedOrigins)
   const isInternalCaller = createBearerCheck([config.internalToken])
   const handshakes = config.maxHandshakesPerIpPerS > 0 ? new KeyedRateLimiter(config.maxHandshakesPerIpPerS) : undefined
-  const connIds = new ConnIds()
-  /** Every open client socket by seq, welcomed or not: evictions by connId and resyncs. */
-  const bySeq = new Map<number, Socket>()
-  const openSocket = (connId: string): Socket | undefined => {
-    const seq = connIds.parse(connId)
-    return seq === undefined ? undefined : bySeq.get(seq)
-  }
-  /** Pings answered before the welcome is out, by socket: a pong never overtakes the welcome. */
-  const owedPongs = new Map<Conn, number>()
-  // Read at scrape time only, once `index` exists.
-  const metrics = createEdgeMetrics(deps.promRegistry, () => index.size)
+  // Read at scrape time only, once `connections` exists.
+  const metrics = createEdgeMetrics(deps.promRegistry, () => connections.sockets.size)
   const framesSent = { push: metrics.framesSent.labels('push'), welcome: metrics.framesSent.labels('welcome'), pong: metrics.framesSent.labels('pong') }
-  /** The welcomed client sockets by user, and the writes to them. */
-  const index = new UserSockets<Socket>({
+
+  const internal = App()
+  const internalSocket = await listen(internal, config.internalHost, config.internalPort)
+  const internalPort = us_socket_local_port(internalSocket)
+  const url = config.advertiseUrl ?? `http://127.0.0.1:${internalPort}`
+
+  const registration: Registration = new Registration({
+    registry,
+    node: { nodeId: config.nodeId, url, startedAt },
+    leaseTtlMs: config.leaseTtlMs,
+    log,
+    metrics,
+    liveConnections: () => connections.liveConnections(),
+    status: () => ({ connections: connections.sockets.size, draining: connections.isDraining }),
+    maxConnectionsPerUser: config.maxConnectionsPerUser,
+    onEvicted: createEvictor({
+      registry,
+      internalToken: config.internalToken,
+      log,
+      policy: config.sessionPolicy,
+      closeLocal: (connId, code, reason, cause) => connections.closeById(connId, code, reason, cause),
+    }),
+  })
+  /** The client sockets' lifecycle; the uWS handlers below only hand events to it. */
+  const connections: Connections<Socket> = new Connections<Socket>({
+    nodeId: config.nodeId,
+    connIds: new ConnIds(),
+    registration,
+    startedAt,
     maxBackpressureBytes: config.maxBackpressureBytes,
+    maxFramesPerS: config.maxFramesPerS,
+    maxFrameBytes: config.maxFrameBytes,
     metrics: {
       pushesWritten: {
         inc: (n) => {
@@ -104,50 +105,19 @@ export async function startEdge(deps: EdgeDeps): Promise<Edge> {
         },
       },
       backpressureCloses: metrics.backpressureCloses,
+      welcomes: framesSent.welcome,
+      pongs: framesSent.pong,
+      framesReceived: metrics.framesReceived,
+      closes: metrics.closes,
     },
-    findConn: openSocket,
-    userOf: (ws) => ws.getUserData().userId,
   })
-  const calls = createInternalCalls({ sockets: index, deliveryCalls: metrics.deliveries, log })
+  const calls = createInternalCalls({ sockets: connections.sockets, deliveryCalls: metrics.deliveries, log })
   const links = createRouterLinks({ isInternalCaller, calls, log })
-  let draining = false
-
-  const connectionInfo = (conn: Conn): ConnectionInfo => ({ userId: conn.userId, connId: connIds.format(conn.seq), since: startedAt + conn.sinceMs })
-
-  const internal = App()
-  const internalSocket = await listen(internal, config.internalHost, config.internalPort)
-  const internalPort = us_socket_local_port(internalSocket)
-  const url = config.advertiseUrl ?? `http://127.0.0.1:${internalPort}`
-
-  const registration = new Registration({
-    registry,
-    node: { nodeId: config.nodeId, url, startedAt },
-    leaseTtlMs: config.leaseTtlMs,
-    log,
-    metrics,
-    // Every open socket, welcomed or not: one whose registration is in flight under a lease
-    // just lost must be re-written too (Redis applies that earlier write first).
-    liveConnections: () => Array.from(bySeq.values(), (ws) => connectionInfo(ws.getUserData())),
-    status: () => ({ connections: index.size, draining }),
-    maxConnectionsPerUser: config.maxConnectionsPerUser,
-    onEvicted: createEvictor({
-      registry,
-      internalToken: config.internalToken,
-      log,
-      ...(config.sessionPolicy === 'single'
-        ? { code: CloseCode.replaced, reason: 'replaced by a newer session' }
-        : { code: CloseCode.tooManyConnections, reason: 'too many connections for this user' }),
-      closeLocal: (connId, code, reason) => {
-        const ws = openSocket(connId)
-        ws?.end(code, reason)
-        return ws !== undefined
-      },
-    }),
-  })
 
   internal
     .get('/healthz', (res) => sendJson(res, 200, { status: 'ok' }))
     .get('/readyz', (res) => {
+      const draining = connections.isDraining
       const ready = !draining && registration.isHealthy
       sendJson(res, ready ? 200 : 503, { ready, draining, registry: registration.isHealthy ? 'ok' : 'unavailable' })
     })
@@ -156,11 +126,8 @@ export async function startEdge(deps: EdgeDeps): Promise<Edge> {
       void deps.promRegistry.metrics().then((text) => sendJson(res, 200, text, deps.promRegistry.contentType))
     })
     .ws(LINK_PATH, links.behavior)
-    .post(internalRoutes.deliveries, (res, req) => internalCall(res, req, 'deliveries'))
-    .post(internalRoutes.deliver, (res, req) => internalCall(res, req, 'deliver'))
-    .post(internalRoutes.broadcast, (res, req) => internalCall(res, req, 'broadcast'))
-    .post(internalRoutes.disconnect, (res, req) => internalCall(res, req, 'disconnect'))
-    .any('/*', (res) => sendError(res, 404, 'not_found', 'no such route'))
+  for (const op of INTERNAL_OPS) internal.post(internalHttpRoutes[op], (res, req) => internalCall(res, req, op))
+  internal.any('/*', (res) => sendError(res, 404, 'not_found', 'no such route'))
 
   /**
    * An internal call over HTTP: token check, body read, then the same `calls` the router link
@@ -182,30 +149,6 @@ export async function startEdge(deps: EdgeDeps): Promise<Edge> {
       },
       () => sendError(res, 413, 'payload_too_large', 'internal request too large'),
     )
-  }
-
-  /**
-   * The socket's entry is written (or queued for resync while Redis is down): welcome means
-   * reachable, so only now does it join the index and get its welcome. A push that finds the
-   * entry is handled in a later macrotask than this continuation, so it finds the socket.
-   */
-  function registered(ws: Socket, conn: Conn): void {
-    if (conn.state === Registering && draining) ws.end(CloseCode.draining, 'edge draining') // the close handler marks it Closed
-    const pongs = owedPongs.get(conn) ?? 0
-    if (pongs > 0) owedPongs.delete(conn)
-    if (conn.state === Closed) {
-      // Closed while registering: its removal runs only now, so it cannot overtake the write.
-      void registration.unregister(conn.userId, connIds.format(conn.seq))
-      return
-    }
-    conn.state = Open
-    index.add(conn.userId, ws)
-    ws.cork(() => {
-      ws.send(welcomeFrame(connIds.format(conn.seq), config.nodeId), false)
-      for (let i = 0; i < pongs; i++) ws.send(PONG_FRAME, false)
-    })
-    framesSent.welcome.inc()
-    if (pongs > 0) framesSent.pong.inc(pongs)
   }
 
   await registration.start()
@@ -232,7 +175,7 @@ export async function startEdge(deps: EdgeDeps): Promise<Edge> {
           metrics.handshakes.inc({ result })
           sendError(res, status, code, message)
         }
-        if (draining) return refuse(503, 'not_ready', 'draining', 'edge is draining; connect to another edge')
+        if (connections.isDraining) return refuse(503, 'not_ready', 'draining', 'edge is draining; connect to another edge')
         if (handshakes && !handshakes.take(Buffer.from(res.getRemoteAddressAsText()).toString())) {
           return refuse(429, 'rate_limited', 'rate_limited', 'too many connection attempts from this address; retry with backoff')
         }
@@ -246,44 +189,12 @@ export async function startEdge(deps: EdgeDeps): Promise<Edge> {
           return refuse(401, 'unauthorized', 'unauthorized', 'invalid or expired token')
         }
         metrics.handshakes.inc({ result: 'ok' })
-        const conn: Conn = { userId, seq: connIds.nextSeq(), sinceMs: Date.now() - startedAt, state: Registering, frames: 0, windowStartMs: -1_000 }
         // Upgraded synchronously, inside the handler: see createHs256Verifier.
-        res.upgrade(conn, key, offered.selected, extensions, context)
+        res.upgrade(connections.accept(userId), key, offered.selected, extensions, context)
       },
-      open: (ws) => {
-        const conn = ws.getUserData()
-        bySeq.set(conn.seq, ws)
-        void registration.register(connectionInfo(conn)).then(() => registered(ws, conn))
-      },
-      message: (ws, message, isBinary) => {
-        const conn = ws.getUserData()
-        metrics.framesReceived.inc()
-        const now = Date.now() - startedAt
-        if (now - conn.windowStartMs >= 1_000) {
-          conn.windowStartMs = now
-          conn.frames = 0
-        }
-        if (++conn.frames > config.maxFramesPerS) return ws.end(CloseCode.tooSlow, 'rate limited')
-        if (message.byteLength > config.maxFrameBytes) return ws.end(CloseCode.messageTooBig, 'frame too big')
-        const frame = isBinary ? undefined : parseClientFrame(Buffer.from(message).toString('utf8'))
-        if (!frame) return ws.end(CloseCode.protocolViolation, 'invalid frame')
-        if (conn.state === Registering) {
-          owedPongs.set(conn, (owedPongs.get(conn) ?? 0) + 1) // sent right after the welcome
-          return
-        }
-        ws.cork(() => ws.send(PONG_FRAME, false))
-        framesSent.pong.inc()
-      },
-      close: (ws, code) => {
-        const conn = ws.getUserData()
-        const wasOpen = conn.state === Open
-        conn.state = Closed
-        bySeq.delete(conn.seq)
-        metrics.closes.inc({ code: String(code) })
-        if (!wasOpen) return // still registering: registered() removes its entry once written
-        index.remove(conn.userId, ws)
-        void registration.unregister(conn.userId, connIds.format(conn.seq))
-      },
+      open: (ws) => connections.opened(ws),
+      message: (ws, message, isBinary) => connections.received(ws, message, isBinary),
+      close: (ws, code) => connections.closed(ws, code),
     })
     .any('/*', (res) => sendError(res, 404, 'not_found', 'websocket endpoint is /v1/ws'))
   const publicSocket = await listen(app, config.host, config.port)
@@ -291,23 +202,11 @@ export async function startEdge(deps: EdgeDeps): Promise<Edge> {
   log.info({ port, internalPort, nodeId: config.nodeId, url }, 'edge listening')
 
   async function drain(drainMs = config.drainMs): Promise<void> {
-    if (draining) return
-    draining = true
+    if (!connections.beginDrain()) return
     us_listen_socket_close(publicSocket)
-    log.info({ connections: index.size, drainMs }, 'draining')
+    log.info({ connections: connections.sockets.size, drainMs }, 'draining')
     await registration.renewNow().catch(() => undefined) // announce draining; failures are already logged
-    await Promise.all(
-      index.all().map(
-        (ws) =>
-          new Promise<void>((resolve) => {
-            // Spread with jitter, so the clients don't all come back at the same moment.
-            setTimeout(() => {
-              if (ws.getUserData().state !== Closed) ws.end(CloseCode.draining, 'edge draining')
-              resolve()
-            }, Math.random() * drainMs)
-          }),
-      ),
-    )
+    await connections.closeAll(drainMs)
     await registration.stop().catch((err: unknown) => log.warn({ err }, 'leaving the registry failed; entries lapse with the lease'))
     // Routers could still call until the registry said this edge was gone: links close last.
     links.closeAll()

@@ -1,0 +1,240 @@
+import { CloseCode, PONG_FRAME, parseClientFrame, welcomeFrame, type CloseCause } from '@switchboard/protocol'
+import type { ConnectionInfo } from '@switchboard/registry'
+import { systemClock, type Clock } from './clock.js'
+import type { ConnIds } from './conn-ids.js'
+import { UserSockets, type Count, type PushSocket } from './delivery.js'
+
+/** Where a client socket is in its life: a small integer, not a promise per socket. */
+export const Registering = 0
+export const Open = 1
+export const Closed = 2
+export type ConnState = typeof Registering | typeof Open | typeof Closed
+
+/** Per client socket, for its whole life (uWS user data): small integers next to the user id. */
+export interface Conn {
+  readonly userId: string
+  /** Its connId is `connIds.format(seq)`, built when needed. */
+  readonly seq: number
+  /** Connected at, in ms since the edge started (a small integer). */
+  readonly sinceMs: number
+  /** Registering until its registry entry is written and the welcome sent; Closed from the close handler on. */
+  state: ConnState
+  /** Client frames in the current one-second window, and when it started (ms since the edge started). */
+  frames: number
+  windowStartMs: number
+  /**
+   * Set by the edge just before it closes the socket; undefined when the client or the network
+   * closed it. Never read from the close code: a client may send any code, 4501 included.
+   */
+  closeCause: CloseCause | undefined
+}
+
+/** What the lifecycle needs of a client socket: uWS's WebSocket<Conn> has it, and tests pass fakes. */
+export interface ClientSocket extends PushSocket {
+  getUserData(): Conn
+  /**
+   * Closes with a close frame. uWS runs the close handler (`closed`) before `end` returns; the
+   * socket must not be touched afterwards (uWS throws).
+   */
+  end(code: number, reason: string): void
+}
+
+/** Where connections are written: Registration, or a fake. */
+export interface ConnectionRegistration {
+  /** Resolves once the entry is written, or queued for the next resync. */
+  register(conn: ConnectionInfo): Promise<void>
+  unregister(userId: string, connId: string, cause: CloseCause): Promise<void>
+}
+
+export interface ConnectionsDeps {
+  nodeId: string
+  connIds: ConnIds
+  registration: ConnectionRegistration
+  /** ms epoch of the edge's start: per-socket times are small integers relative to it. */
+  startedAt: number
+  maxBackpressureBytes: number
+  /** Past either bound a client is closed (cause `evicted`). */
+  maxFramesPerS: number
+  maxFrameBytes: number
+  metrics: {
+    /** Push frames written. */
+    pushesWritten: Count
+    backpressureCloses: Count
+    welcomes: Count
+    pongs: Count
+    framesReceived: Count
+    /** By close code, as received by the close handler. */
+    closes: { inc(labels: { code: string }): void }
+  }
+  /** Drain spreading and frame-rate windows; defaults to the real ones. */
+  clock?: Clock
+}
+
+/**
+ * The client sockets of one edge from upgrade to close: the registration each one waits for
+ * before its welcome, the index of welcomed sockets (`sockets`), frame checks, every close the
+ * edge makes with its cause, and the drain. uWS handlers call `opened`, `received` and `closed`.
+ *
+ * A removal never overtakes its registration: a socket closed while registering is unregistered
+ * only once its `register` resolved. Pings that arrive before the welcome are answered right
+ * after it, so a pong never overtakes the welcome.
+ */
+export class Connections<S extends ClientSocket> {
+  /** The welcomed sockets by user: what internal calls deliver to and disconnect. */
+  readonly sockets: UserSockets<S>
+  readonly #deps: ConnectionsDeps
+  readonly #clock: Clock
+  /** Every open client socket by seq, welcomed or not: evictions by connId and resyncs. */
+  readonly #bySeq = new Map<number, S>()
+  /** Pings answered before the welcome is out, by socket. */
+  readonly #owedPongs = new Map<Conn, number>()
+  #draining = false
+
+  constructor(deps: ConnectionsDeps) {
+    this.#deps = deps
+    this.#clock = deps.clock ?? systemClock
+    this.sockets = new UserSockets<S>({
+      maxBackpressureBytes: deps.maxBackpressureBytes,
+      metrics: deps.metrics,
+      findConn: (connId) => this.#find(connId),
+      userOf: (ws) => ws.getUserData().userId,
+      close: (ws, code, reason, cause) => this.close(ws, code, reason, cause),
+    })
+  }
+
+  get isDraining(): boolean {
+    return this.#draining
+  }
+
+  /** The user data of a socket about to be upgraded. */
+  accept(userId: string): Conn {
+    const sinceMs = this.#clock.now() - this.#deps.startedAt
+    return { userId, seq: this.#deps.connIds.nextSeq(), sinceMs, state: Registering, frames: 0, windowStartMs: -1_000, closeCause: undefined }
+  }
+
+  /** uWS open: registers the socket; its welcome follows once the entry is written. */
+  opened(ws: S): void {
+    const conn = ws.getUserData()
+    this.#bySeq.set(conn.seq, ws)
+    void this.#deps.registration.register(this.#info(conn)).then(() => this.#registered(ws, conn))
+  }
+
+  /** uWS message: a client may send pings only, within its rate and size bounds. */
+  received(ws: S, message: ArrayBuffer, isBinary: boolean): void {
+    const { metrics, maxFramesPerS, maxFrameBytes } = this.#deps
+    const conn = ws.getUserData()
+    metrics.framesReceived.inc()
+    const now = this.#clock.now() - this.#deps.startedAt
+    if (now - conn.windowStartMs >= 1_000) {
+      conn.windowStartMs = now
+      conn.frames = 0
+    }
+    if (++conn.frames > maxFramesPerS) return this.close(ws, CloseCode.tooSlow, 'rate limited', 'evicted')
+    if (message.byteLength > maxFrameBytes) return this.close(ws, CloseCode.messageTooBig, 'frame too big', 'evicted')
+    const frame = isBinary ? undefined : parseClientFrame(Buffer.from(message).toString('utf8'))
+    if (!frame) return this.close(ws, CloseCode.protocolViolation, 'invalid frame', 'evicted')
+    if (conn.state === Registering) {
+      this.#owedPongs.set(conn, (this.#owedPongs.get(conn) ?? 0) + 1) // sent right after the welcome
+      return
+    }
+    ws.cork(() => ws.send(PONG_FRAME, false))
+    metrics.pongs.inc()
+  }
+
+  /**
+   * uWS close, whoever closed it: `code` is for the metric only; the cause is what the edge
+   * recorded when it closed the socket, else `close` (the client or the network).
+   */
+  closed(ws: S, code: number): void {
+    const conn = ws.getUserData()
+    const wasOpen = conn.state === Open
+    conn.state = Closed
+    this.#bySeq.delete(conn.seq)
+    this.#deps.metrics.closes.inc({ code: String(code) })
+    if (!wasOpen) return // still registering: #registered removes its entry once written
+    this.sockets.remove(conn.userId, ws)
+    void this.#deps.registration.unregister(conn.userId, this.#deps.connIds.format(conn.seq), conn.closeCause ?? 'close')
+  }
+
+  /** Every close the edge makes goes through here, so its cause reaches the registry. */
+  close(ws: S, code: number, reason: string, cause: CloseCause): void {
+    ws.getUserData().closeCause = cause
+    ws.end(code, reason)
+  }
+
+  /** Closes an open socket of this edge (welcomed or not) by connId; false if it is not here. */
+  closeById(connId: string, code: number, reason: string, cause: CloseCause): boolean {
+    const ws = this.#find(connId)
+    if (ws) this.close(ws, code, reason, cause)
+    return ws !== undefined
+  }
+
+  /**
+   * Every open socket, welcomed or not, for a resync: one whose registration is in flight under
+   * a lease just lost must be re-written too (Redis applies that earlier write first).
+   */
+  liveConnections(): ConnectionInfo[] {
+    return Array.from(this.#bySeq.values(), (ws) => this.#info(ws.getUserData()))
+  }
+
+  /** From now on a socket whose registration completes is closed with 1001 instead of welcomed. False if already draining. */
+  beginDrain(): boolean {
+    if (this.#draining) return false
+    this.#draining = true
+    return true
+  }
+
+  /**
+   * Closes every welcomed socket with 1001 (cause `drain`) at a random moment within `drainMs`,
+   * so the clients don't all come back at the same moment. Resolves when all are closed.
+   */
+  closeAll(drainMs: number): Promise<void> {
+    const clock = this.#clock
+    return Promise.all(
+      this.sockets.all().map((ws) => {
+        // Read now: a socket the client closes meanwhile must not be touched (uWS throws).
+        const conn = ws.getUserData()
+        return new Promise<void>((resolve) => {
+          clock.setTimeout(() => {
+            if (conn.state !== Closed) this.close(ws, CloseCode.draining, 'edge draining', 'drain')
+            resolve()
+          }, clock.random() * drainMs)
+        })
+      }),
+    ).then(() => undefined)
+  }
+
+  /**
+   * The socket's entry is written (or queued for resync while Redis is down): welcome means
+   * reachable, so only now does it join the index and get its welcome. A push that finds the
+   * entry is handled in a later macrotask than this continuation, so it finds the socket.
+   */
+  #registered(ws: S, conn: Conn): void {
+    if (conn.state === Registering && this.#draining) this.close(ws, CloseCode.draining, 'edge draining', 'drain') // the close handler marks it Closed
+    const pongs = this.#owedPongs.get(conn) ?? 0
+    if (pongs > 0) this.#owedPongs.delete(conn)
+    const connId = this.#deps.connIds.format(conn.seq)
+    if (conn.state === Closed) {
+      // Closed while registering: its removal runs only now, so it cannot overtake the write.
+      void this.#deps.registration.unregister(conn.userId, connId, conn.closeCause ?? 'close')
+      return
+    }
+    conn.state = Open
+    this.sockets.add(conn.userId, ws)
+    ws.cork(() => {
+      ws.send(welcomeFrame(connId, this.#deps.nodeId), false)
+      for (let i = 0; i < pongs; i++) ws.send(PONG_FRAME, false)
+    })
+    this.#deps.metrics.welcomes.inc()
+    if (pongs > 0) this.#deps.metrics.pongs.inc(pongs)
+  }
+
+  #find(connId: string): S | undefined {
+    const seq = this.#deps.connIds.parse(connId)
+    return seq === undefined ? undefined : this.#bySeq.get(seq)
+  }
+
+  #info(conn: Conn): ConnectionInfo {
+    return { userId: conn.userId, connId: this.#deps.connIds.format(conn.seq), since: this.#deps.startedAt + conn.sinceMs }
+  }
+}

@@ -1,0 +1,323 @@
+// The edge's connection lifecycle without sockets: fake sockets that behave like uWS's (end()
+// runs the close handler before it returns; a closed socket throws), a registration whose
+// writes complete when the test says, and a fake clock for the drain.
+import t from 'tap'
+import pino from 'pino'
+import { CloseCode, PONG_FRAME, welcomeFrame, type CloseCause } from '@switchboard/protocol'
+import { MemoryRegistry, type ConnectionInfo } from '@switchboard/registry'
+import { ConnIds } from '../../apps/edge/dist/conn-ids.js'
+import { Connections, type ClientSocket, type Conn, type ConnectionRegistration } from '../../apps/edge/dist/connections.js'
+import { createEvictor } from '../../apps/edge/dist/evictions.js'
+import { FakeClock, settle } from '../helpers/fake-clock.js'
+
+const PING = JSON.stringify({ type: 'ping' })
+const MAX_FRAMES_PER_S = 5
+const MAX_FRAME_BYTES = 100
+const MAX_BACKLOG = 1_000
+
+class FakeSocket implements ClientSocket {
+  readonly sent: string[] = []
+  /** What getBufferedAmount() reports. */
+  backlog = 0
+  closedWith: { code: number; reason: string } | undefined
+
+  constructor(
+    private readonly conn: Conn,
+    /** uWS's close handler. */
+    private readonly onClose: (ws: FakeSocket, code: number) => void,
+  ) {}
+
+  getUserData(): Conn {
+    this.#ensureOpen()
+    return this.conn
+  }
+
+  getBufferedAmount(): number {
+    this.#ensureOpen()
+    return this.backlog
+  }
+
+  cork(cb: () => void): this {
+    this.#ensureOpen()
+    cb()
+    return this
+  }
+
+  send(message: string): number {
+    this.#ensureOpen()
+    this.sent.push(message)
+    return 1
+  }
+
+  end(code: number, reason: string): void {
+    this.#ensureOpen()
+    this.closedWith = { code, reason }
+    this.#closing = true
+    this.onClose(this, code)
+    this.#closing = false
+  }
+
+  /** The client (or the network) closes it, with any code it likes. */
+  clientCloses(code: number): void {
+    this.end(code, '')
+  }
+
+  #closing = false
+
+  #ensureOpen(): void {
+    // As in uWS, the close handler may still read the user data.
+    if (this.closedWith && !this.#closing) throw new Error('Invalid access of closed uWS.WebSocket/SSLWebSocket.')
+  }
+}
+
+/** Registry writes that complete when the test says; every call in order. */
+class FakeRegistration implements ConnectionRegistration {
+  readonly calls: string[] = []
+  readonly #writes = new Map<string, () => void>()
+
+  register(conn: ConnectionInfo): Promise<void> {
+    this.calls.push(`register ${conn.connId}`)
+    return new Promise((resolve) => this.#writes.set(conn.connId, resolve))
+  }
+
+  async unregister(_userId: string, connId: string, cause: CloseCause): Promise<void> {
+    this.calls.push(`unregister ${connId} ${cause}`)
+  }
+
+  /** The registry write of `connId` completes. */
+  written(connId: string): void {
+    this.#writes.get(connId)!()
+  }
+}
+
+function counter() {
+  return {
+    total: 0,
+    inc(value = 1) {
+      this.total += value
+    },
+  }
+}
+
+function setup(clock = new FakeClock()) {
+  const registration = new FakeRegistration()
+  const metrics = {
+    pushesWritten: counter(),
+    backpressureCloses: counter(),
+    welcomes: counter(),
+    pongs: counter(),
+    framesReceived: counter(),
+    closes: { byCode: [] as string[], inc: (labels: { code: string }) => void metrics.closes.byCode.push(labels.code) },
+  }
+  const connections = new Connections<FakeSocket>({
+    nodeId: 'edge-1',
+    connIds: new ConnIds('p'),
+    registration,
+    startedAt: clock.now(),
+    maxBackpressureBytes: MAX_BACKLOG,
+    maxFramesPerS: MAX_FRAMES_PER_S,
+    maxFrameBytes: MAX_FRAME_BYTES,
+    metrics,
+    clock,
+  })
+  /** A socket just opened: its registration is in flight. */
+  const connect = (userId: string) => {
+    const ws = new FakeSocket(connections.accept(userId), (s, code) => connections.closed(s, code))
+    connections.opened(ws)
+    return ws
+  }
+  const connIdOf = (ws: FakeSocket) => `p.${ws.getUserData().seq.toString(36)}`
+  /** A socket whose registration completed: welcomed and in the index. */
+  const welcomed = async (userId: string) => {
+    const ws = connect(userId)
+    registration.written(connIdOf(ws))
+    await settle()
+    return ws
+  }
+  const send = (ws: FakeSocket, text: string) => connections.received(ws, new TextEncoder().encode(text).buffer as ArrayBuffer, false)
+  return { clock, registration, metrics, connections, connect, welcomed, connIdOf, send }
+}
+
+t.test('the welcome follows the registration, and pings received before it are answered after it', async (t) => {
+  const { registration, metrics, connections, connect, send } = setup()
+  const ws = connect('alice')
+  t.same(registration.calls, ['register p.0'])
+  send(ws, PING)
+  send(ws, PING)
+  t.same(ws.sent, [], 'nothing before the entry is written')
+  t.same(connections.sockets.deliver('F', ['alice']), { delivered: [], missing: ['alice'] }, 'not in the index yet')
+  registration.written('p.0')
+  await settle()
+  t.same(ws.sent, [welcomeFrame('p.0', 'edge-1'), PONG_FRAME, PONG_FRAME], 'the welcome, then the owed pongs')
+  send(ws, PING)
+  t.same(ws.sent.slice(3), [PONG_FRAME], 'a ping after the welcome is answered at once')
+  t.same(connections.sockets.deliver('F', ['alice']), { delivered: ['alice'], missing: [] })
+  t.equal(metrics.welcomes.total, 1)
+  t.equal(metrics.pongs.total, 3)
+  t.equal(metrics.framesReceived.total, 3)
+})
+
+t.test('a socket closed while registering is unregistered only once its registration resolved', async (t) => {
+  const { registration, metrics, connections, connect } = setup()
+  const ws = connect('bob')
+  ws.clientCloses(1000)
+  await settle()
+  t.same(registration.calls, ['register p.0'], 'no removal that could overtake the write')
+  t.same(connections.liveConnections(), [], 'no longer live')
+  registration.written('p.0')
+  await settle()
+  t.same(registration.calls, ['register p.0', 'unregister p.0 close'])
+  t.same(ws.sent, [], 'no welcome')
+  t.equal(connections.sockets.size, 0)
+  t.same(metrics.closes.byCode, ['1000'])
+})
+
+t.test('every open socket, welcomed or not, is live for a resync', async (t) => {
+  const { clock, connections, connect, welcomed } = setup()
+  const startedAt = clock.now()
+  await welcomed('a')
+  await clock.advance(250)
+  connect('b')
+  const gone = await welcomed('c')
+  gone.clientCloses(1000)
+  t.same(connections.liveConnections(), [
+    { userId: 'a', connId: 'p.0', since: startedAt },
+    { userId: 'b', connId: 'p.1', since: startedAt + 250 },
+  ])
+})
+
+/** Each way a welcomed socket closes, and the cause its removal must carry. */
+const closePaths: { path: string; close: (ws: FakeSocket, ctx: ReturnType<typeof setup>) => void | Promise<void>; code: number; cause: CloseCause }[] = [
+  { path: 'the client closes', close: (ws) => ws.clientCloses(1000), code: 1000, cause: 'close' },
+  { path: 'the client sends 4501 itself', close: (ws) => ws.clientCloses(CloseCode.replaced), code: 4501, cause: 'close' },
+  {
+    path: 'the disconnect call, whatever code it asks for',
+    close: (_ws, { connections }) => void connections.sockets.disconnect('u', CloseCode.replaced, 'replaced'),
+    code: 4501,
+    cause: 'disconnect_api',
+  },
+  {
+    path: 'an eviction under the single-session policy',
+    close: (ws, ctx) => evictor(ctx, 'single')([{ userId: 'u', connId: ctx.connIdOf(ws), incId: 'i' }]),
+    code: CloseCode.replaced,
+    cause: 'replaced',
+  },
+  {
+    path: 'an eviction by the per-user limit',
+    close: (ws, ctx) => evictor(ctx, 'multi')([{ userId: 'u', connId: ctx.connIdOf(ws), incId: 'i' }]),
+    code: CloseCode.tooManyConnections,
+    cause: 'evicted',
+  },
+  {
+    path: 'a slow consumer',
+    close: (ws, { connections }) => {
+      ws.backlog = MAX_BACKLOG + 1
+      connections.sockets.deliver('F', ['u'])
+    },
+    code: CloseCode.tooSlow,
+    cause: 'evicted',
+  },
+  {
+    path: 'too many frames in a second',
+    close: (ws, { send }) => {
+      for (let i = 0; i <= MAX_FRAMES_PER_S; i++) send(ws, PING)
+    },
+    code: CloseCode.tooSlow,
+    cause: 'evicted',
+  },
+  { path: 'a frame too big', close: (ws, { send }) => send(ws, ' '.repeat(MAX_FRAME_BYTES + 1)), code: CloseCode.messageTooBig, cause: 'evicted' },
+  { path: 'an invalid frame', close: (ws, { send }) => send(ws, '{"type":"nonsense"}'), code: CloseCode.protocolViolation, cause: 'evicted' },
+  {
+    path: 'a binary frame',
+    close: (ws, { connections }) => connections.received(ws, new ArrayBuffer(1), true),
+    code: CloseCode.protocolViolation,
+    cause: 'evicted',
+  },
+  {
+    path: 'the drain',
+    close: async (_ws, { connections, clock }) => {
+      connections.beginDrain()
+      const done = connections.closeAll(1_000)
+      await clock.advance(1_000)
+      await done
+    },
+    code: CloseCode.draining,
+    cause: 'drain',
+  },
+]
+
+function evictor({ connections }: ReturnType<typeof setup>, policy: 'single' | 'multi') {
+  return createEvictor({
+    registry: new MemoryRegistry(), // asked only about connections not on this edge
+    internalToken: 't',
+    log: pino({ level: 'silent' }),
+    policy,
+    closeLocal: (connId, code, reason, cause) => connections.closeById(connId, code, reason, cause),
+  })
+}
+
+for (const { path, close, code, cause } of closePaths) {
+  t.test(`${path}: closed with ${code}, unregistered with cause ${cause}`, async (t) => {
+    const ctx = setup()
+    const ws = await ctx.welcomed('u')
+    const other = await ctx.welcomed('v')
+    await close(ws, ctx)
+    await settle()
+    t.equal(ws.closedWith?.code, code)
+    t.same(ctx.registration.calls.filter((c) => c.startsWith('unregister')).slice(0, 1), [`unregister p.0 ${cause}`])
+    t.equal(ctx.connections.sockets.countOf('u'), 0, 'out of the index')
+    if (cause !== 'drain') t.equal(other.closedWith, undefined, 'the other socket stays open')
+  })
+}
+
+t.test('a socket closed by the edge while registering keeps its cause until the removal', async (t) => {
+  const { registration, connect, send } = setup()
+  const ws = connect('u')
+  send(ws, '{"type":"nonsense"}')
+  t.equal(ws.closedWith?.code, CloseCode.protocolViolation)
+  registration.written('p.0')
+  await settle()
+  t.same(registration.calls, ['register p.0', 'unregister p.0 evicted'])
+})
+
+t.test('the frame rate is counted per one-second window', async (t) => {
+  const { clock, welcomed, send } = setup()
+  const ws = await welcomed('u')
+  for (let i = 0; i < MAX_FRAMES_PER_S; i++) send(ws, PING)
+  await clock.advance(1_000)
+  for (let i = 0; i < MAX_FRAMES_PER_S; i++) send(ws, PING)
+  t.equal(ws.closedWith, undefined, 'the limit, twice, in two windows')
+  send(ws, PING)
+  t.equal(ws.closedWith?.code, CloseCode.tooSlow, 'one over the limit in a window')
+})
+
+t.test('the drain closes every socket with 1001 spread over drainMs, and registering ones once written', async (t) => {
+  const randoms = [0.1, 0.6, 0.9]
+  const { clock, registration, connections, connect, welcomed } = setup(new FakeClock(0, () => randoms.shift()!))
+  const [a, b, c] = [await welcomed('a'), await welcomed('b'), await welcomed('c')]
+  const registering = connect('d')
+  t.ok(connections.beginDrain())
+  t.notOk(connections.beginDrain(), 'once')
+  t.ok(connections.isDraining)
+  let done = false
+  const drained = connections.closeAll(1_000).then(() => (done = true))
+  t.same(clock.pending, [100, 600, 900], 'each at a random moment within drainMs')
+  await clock.advance(100)
+  t.equal(a.closedWith?.code, CloseCode.draining)
+  t.same([b.closedWith, c.closedWith], [undefined, undefined], 'not all at once')
+  await settle()
+  t.notOk(done, 'not done before the last close')
+  c.clientCloses(1000) // before its turn: its timer must not touch it
+  registration.written('p.3')
+  await settle()
+  t.same(registering.closedWith, { code: CloseCode.draining, reason: 'edge draining' }, 'registered while draining: closed, not welcomed')
+  t.same(registering.sent, [])
+  await clock.advance(900)
+  await drained
+  t.equal(b.closedWith?.code, CloseCode.draining)
+  t.same(
+    registration.calls.filter((x) => x.startsWith('unregister')).sort(),
+    ['unregister p.0 drain', 'unregister p.1 drain', 'unregister p.2 close', 'unregister p.3 drain'],
+  )
+  t.equal(connections.sockets.size, 0)
+})
