@@ -1,14 +1,14 @@
 import { SwitchboardError, type CloseCause } from '@switchboard/protocol'
-import { MemoryRegistry, type ConnectionInfo, type Lease, type NodeInfo, type NodeStatus, type Registry } from '@switchboard/registry'
+import { MemoryRegistry, type ConnectionInfo, type Lease, type NodeInfo, type NodeStatus, type EdgeRegistry } from '@switchboard/registry'
 
-type Method = keyof Registry
+type Method = keyof EdgeRegistry
 
 /**
  * A MemoryRegistry that fails on demand, as a Redis outage does (`registry_unavailable`), can
  * hold calls until released, and records every call in order. `identity` is what
  * serverIdentity() answers: change it to play a failover.
  */
-export class FlakyRegistry implements Registry {
+export class FlakyRegistry implements EdgeRegistry {
   readonly inner: MemoryRegistry
   /** Calls of these methods throw until removed. */
   readonly failing = new Set<Method>()
@@ -49,27 +49,14 @@ export class FlakyRegistry implements Registry {
     return this.#call('addConnections', [lease, conns, maxPerUser], () => this.inner.addConnections(lease, conns, maxPerUser))
   }
   removeConnection(lease: Lease, userId: string, connId: string, cause?: CloseCause) {
-    return this.#call('removeConnection', [lease, userId, connId, cause], () => (this.inner as Registry).removeConnection(lease, userId, connId, cause))
+    return this.#call('removeConnection', [lease, userId, connId, cause], () => this.inner.removeConnection(lease, userId, connId, cause))
   }
   resync(lease: Lease, conns: readonly ConnectionInfo[], maxPerUser?: number) {
     return this.#call('resync', [lease, conns, maxPerUser], () => this.inner.resync(lease, conns, maxPerUser))
   }
-  locate(userIds: readonly string[]) {
-    return this.#call('locate', [userIds], () => this.inner.locate(userIds))
-  }
-  liveNodes() {
-    return this.#call('liveNodes', [], () => this.inner.liveNodes())
-  }
   serverIdentity() {
     return this.#call('serverIdentity', [], async () => this.identity)
   }
-  reap(graceMs: number) {
-    return this.#call('reap', [graceMs], () => this.inner.reap(graceMs))
-  }
-  close() {
-    return this.#call('close', [], () => this.inner.close())
-  }
-
   async #call<T>(method: Method, args: unknown[], run: () => Promise<T>): Promise<T> {
     this.calls.push({ method, args })
     await this.#held.get(method)

@@ -1,6 +1,6 @@
 import type { Logger } from 'pino'
 import { CloseCode, internalRoutes, type CloseCause, type InternalDisconnect } from '@switchboard/protocol'
-import type { Evicted, Registry } from '@switchboard/registry'
+import type { Evicted, RouterRegistry } from '@switchboard/registry'
 
 /**
  * How an evicted socket is closed under each session policy: 4501 when a newer session
@@ -12,7 +12,8 @@ export const evictionCloses = {
 } as const satisfies Record<string, { code: 4501 | 4502; reason: string; cause: CloseCause }>
 
 export interface EvictionDeps {
-  registry: Registry
+  /** To find the edges holding evicted connections. */
+  registry: Pick<RouterRegistry, 'liveNodes'>
   internalToken: string
   log: Logger
   policy: keyof typeof evictionCloses

@@ -1,11 +1,11 @@
 import type { Logger } from 'pino'
 import { timeCall, type CloseCause } from '@switchboard/protocol'
-import type { ConnectionInfo, Evicted, Lease, NodeInfo, NodeStatus, Registry } from '@switchboard/registry'
+import type { ConnectionInfo, EdgeRegistry, Evicted, Lease, NodeInfo, NodeStatus } from '@switchboard/registry'
 import { systemClock, type Clock, type Timer } from './clock.js'
 import type { EdgeMetrics } from './metrics.js'
 
 export interface RegistrationDeps {
-  registry: Registry
+  registry: EdgeRegistry
   node: NodeInfo
   leaseTtlMs: number
   log: Logger
