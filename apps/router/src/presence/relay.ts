@@ -22,16 +22,18 @@ export interface RelayOptions {
   /** Ends a delivery attempt; a partition given up waits this plus a margin before another router takes it. */
   attemptTimeoutMs: number
   retryDelayMs: (attempt: number, retryAfterMs: number | undefined) => number
+  /** How long a claim on partitions lasts unless renewed (renewed every fifth of it). */
+  claimTtlMs?: number
   now?: () => number
 }
 
-/** How long a claim on partitions lasts unless renewed; renewed every CLAIM_TTL_MS / 5. */
+/** How long a claim on partitions lasts unless renewed: a dead router's share is taken over after it. */
 export const CLAIM_TTL_MS = 5_000
 /** Events read per partition per pump. */
 const READ_COUNT = 1_000
 /** How far before this router's start a sink seen for the first time begins. */
 export const NEW_SINK_LOOKBACK_MS = 60_000
-/** Events buffered per partition before reading pauses until the slowest sink catches up. */
+/** Events buffered per partition; a sink further behind reads from Redis (see trimBuffers). */
 const BUFFER_MAX = 10_000
 
 interface Buffered {
@@ -43,6 +45,8 @@ interface Buffered {
 interface PartitionState {
   /** Position up to which events have been read into `buffer`. */
   readTo: string
+  /** The position just before the buffer's first event: a sink acknowledged before it reads from Redis. */
+  base: string
   buffer: Buffered[]
 }
 
@@ -71,6 +75,7 @@ export class PresenceRelay {
   #stopped = false
   /** Local time until which the current claim is certainly held. */
   #claimValidUntil = 0
+  readonly #claimTtlMs: number
   #failing = false
   readonly #startedAt: number
 
@@ -78,7 +83,15 @@ export class PresenceRelay {
     this.#o = options
     this.#now = options.now ?? Date.now
     this.#startedAt = this.#now()
+    this.#claimTtlMs = options.claimTtlMs ?? CLAIM_TTL_MS
     this.#sinks = options.sinks.map((sink) => ({ sink, acked: new Map(), inFlight: false, disabled: false }))
+    // Every sink's series exist from the start, so dashboards and alerts see them at 0.
+    for (const { label } of options.sinks) {
+      for (const outcome of ['ack', 'retry', 'gone', 'dropped']) options.metrics.deliveries.inc({ sink: label, outcome }, 0)
+      options.metrics.lag.zero({ sink: label })
+      options.metrics.disabled.set({ sink: label }, 0)
+      options.metrics.oldestUnacked.set({ sink: label }, 0)
+    }
   }
 
   start(): void {
@@ -101,8 +114,8 @@ export class PresenceRelay {
     while (!this.#stopped) {
       const started = this.#now()
       try {
-        const owned = await this.#o.registry.claimPartitions(this.#o.workerId, CLAIM_TTL_MS, this.#o.attemptTimeoutMs + 1_000)
-        this.#claimValidUntil = started + CLAIM_TTL_MS - 500
+        const owned = await this.#o.registry.claimPartitions(this.#o.workerId, this.#claimTtlMs, this.#o.attemptTimeoutMs + 1_000)
+        this.#claimValidUntil = started + this.#claimTtlMs * 0.9
         await this.#adopt(new Set(owned))
         if (this.#failing) this.#o.log.info('presence delivery: registry reachable again')
         this.#failing = false
@@ -110,7 +123,7 @@ export class PresenceRelay {
         if (!this.#failing) this.#o.log.warn({ err }, 'presence delivery: claiming partitions failed')
         this.#failing = true
       }
-      await this.#sleep(CLAIM_TTL_MS / 5)
+      await this.#sleep(this.#claimTtlMs / 5)
     }
   }
 
@@ -133,7 +146,7 @@ export class PresenceRelay {
       const positions = acks.map((a) => a ?? start!)
       this.#sinks.forEach((s, i) => s.acked.set(p, positions[i]!))
       const readTo = positions.reduce((min, pos) => (comparePositions(pos, min) < 0 ? pos : min), positions[0] ?? '0-0')
-      if (!this.#partitions.has(p) && owned.has(p)) this.#partitions.set(p, { readTo, buffer: [] })
+      if (!this.#partitions.has(p) && owned.has(p)) this.#partitions.set(p, { readTo, base: readTo, buffer: [] })
     }
     this.#o.metrics.partitions.set(this.#partitions.size)
   }
@@ -142,13 +155,13 @@ export class PresenceRelay {
     while (!this.#stopped) {
       await Promise.all([...this.#partitions].map(([p, state]) => this.#pump(p, state)))
       for (const s of this.#sinks) this.#deliver(s)
+      this.#trimBuffers()
       this.#updateGauges()
       await this.#sleep(this.#o.pollMs)
     }
   }
 
   async #pump(p: number, state: PartitionState): Promise<void> {
-    if (state.buffer.length >= BUFFER_MAX) return
     try {
       const { events } = await this.#o.registry.pump(p, state.readTo, READ_COUNT)
       if (this.#partitions.get(p) !== state) return // given up meanwhile
@@ -167,10 +180,42 @@ export class PresenceRelay {
   /** Sends the sink its next batch if it has none in flight and one is ready. */
   #deliver(s: SinkState): void {
     if (s.inFlight || s.disabled || this.#stopped) return
+    s.inFlight = true
+    let sent = false
+    void this.#nextBatch(s)
+      .then(async (batch) => {
+        if (!batch) return
+        await this.#send(s, batch)
+        sent = true
+      })
+      .catch((err: unknown) => {
+        if (!this.#failing) this.#o.log.warn({ err, sink: s.sink.label }, 'presence delivery: reading a lagging sink\'s events failed')
+      })
+      .finally(() => {
+        s.inFlight = false
+        this.#trimBuffers()
+        if (sent) this.#deliver(s) // the next batch at once when there is a backlog, not at the next poll
+      })
+  }
+
+  /**
+   * The sink's next batch, in each partition's order: from the shared buffer, or from Redis for
+   * a partition where the sink fell behind what the buffer still holds. Undefined while it is
+   * smaller than batchMax and its oldest event was read less than batchMs ago.
+   */
+  async #nextBatch(s: SinkState): Promise<StoredEvent[] | undefined> {
     const batch: StoredEvent[] = []
     let oldestReadAt = Infinity
     for (const [p, state] of this.#partitions) {
+      const room = this.#o.batchMax - batch.length
+      if (room <= 0) break
       const acked = s.acked.get(p) ?? '0-0'
+      if (comparePositions(acked, state.base) < 0) {
+        const { events } = await this.#o.registry.pump(p, acked, room)
+        batch.push(...events.filter((e) => comparePositions(e.position, state.readTo) <= 0))
+        oldestReadAt = 0
+        continue
+      }
       for (const b of state.buffer) {
         if (batch.length >= this.#o.batchMax) break
         if (comparePositions(b.event.position, acked) <= 0) continue
@@ -178,14 +223,9 @@ export class PresenceRelay {
         oldestReadAt = Math.min(oldestReadAt, b.readAt)
       }
     }
-    if (batch.length === 0) return
-    if (batch.length < this.#o.batchMax && this.#now() - oldestReadAt < this.#o.batchMs) return
-    s.inFlight = true
-    void this.#send(s, batch).finally(() => {
-      s.inFlight = false
-      this.#trimBuffers()
-      this.#deliver(s)
-    })
+    if (batch.length === 0) return undefined
+    if (batch.length < this.#o.batchMax && this.#now() - oldestReadAt < this.#o.batchMs) return undefined
+    return batch
   }
 
   /** Sends one batch until acknowledged, dropped after retryForMs, or the sink is gone. */
@@ -237,13 +277,18 @@ export class PresenceRelay {
     }
   }
 
-  /** Drops buffered events every active sink has acknowledged. */
+  /**
+   * Drops buffered events every active sink has acknowledged, and the oldest beyond BUFFER_MAX:
+   * a sink that falls that far behind reads its events from Redis, so it never holds back the
+   * others.
+   */
   #trimBuffers(): void {
     const active = this.#sinks.filter((s) => !s.disabled)
     for (const [p, state] of this.#partitions) {
       let keep = 0
       while (keep < state.buffer.length && active.every((s) => comparePositions(state.buffer[keep]!.event.position, s.acked.get(p) ?? '0-0') <= 0)) keep++
-      if (keep > 0) state.buffer.splice(0, keep)
+      keep = Math.max(keep, state.buffer.length - BUFFER_MAX)
+      if (keep > 0) state.base = state.buffer.splice(0, keep).at(-1)!.event.position
     }
   }
 
