@@ -1,6 +1,5 @@
-// The edge's connection lifecycle without sockets: fake sockets that behave like uWS's (end()
-// runs the close handler before it returns; a closed socket throws), a registration whose
-// writes complete when the test says, and a fake clock for the drain.
+// The edge's connection lifecycle without sockets: fake sockets that behave like uWS's, a
+// registration whose writes complete when the test says, and a fake clock for the drain.
 import t from 'tap'
 import pino from 'pino'
 import { CloseCode, PONG_FRAME, welcomeFrame, type CloseCause } from '@switchboard/protocol'
@@ -9,52 +8,25 @@ import { ConnIds } from '../../apps/edge/dist/conn-ids.js'
 import { Connections, type ClientSocket, type Conn, type ConnectionRegistration } from '../../apps/edge/dist/connections.js'
 import { createEvictor } from '../../apps/edge/dist/evictions.js'
 import { FakeClock, settle } from '../helpers/fake-clock.js'
+import { FakeUwsSocket } from '../helpers/fake-socket.js'
 
 const PING = JSON.stringify({ type: 'ping' })
 const MAX_FRAMES_PER_S = 5
 const MAX_FRAME_BYTES = 100
 const MAX_BACKLOG = 1_000
 
-class FakeSocket implements ClientSocket {
-  readonly sent: string[] = []
-  /** What getBufferedAmount() reports. */
-  backlog = 0
-  closedWith: { code: number; reason: string } | undefined
-
+class FakeSocket extends FakeUwsSocket implements ClientSocket {
   constructor(
     private readonly conn: Conn,
     /** uWS's close handler. */
-    private readonly onClose: (ws: FakeSocket, code: number) => void,
-  ) {}
+    private readonly closeHandler: (ws: FakeSocket, code: number) => void,
+  ) {
+    super()
+  }
 
   getUserData(): Conn {
-    this.#ensureOpen()
+    this.ensureOpen()
     return this.conn
-  }
-
-  getBufferedAmount(): number {
-    this.#ensureOpen()
-    return this.backlog
-  }
-
-  cork(cb: () => void): this {
-    this.#ensureOpen()
-    cb()
-    return this
-  }
-
-  send(message: string): number {
-    this.#ensureOpen()
-    this.sent.push(message)
-    return 1
-  }
-
-  end(code: number, reason: string): void {
-    this.#ensureOpen()
-    this.closedWith = { code, reason }
-    this.#closing = true
-    this.onClose(this, code)
-    this.#closing = false
   }
 
   /** The client (or the network) closes it, with any code it likes. */
@@ -62,11 +34,8 @@ class FakeSocket implements ClientSocket {
     this.end(code, '')
   }
 
-  #closing = false
-
-  #ensureOpen(): void {
-    // As in uWS, the close handler may still read the user data.
-    if (this.closedWith && !this.#closing) throw new Error('Invalid access of closed uWS.WebSocket/SSLWebSocket.')
+  protected onClose(code: number): void {
+    this.closeHandler(this, code)
   }
 }
 

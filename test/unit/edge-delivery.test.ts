@@ -1,49 +1,37 @@
-// The edge's delivery path through its seam: fake sockets that behave like uWS's (close() runs
-// the close handler before it returns; a closed socket throws on any use), no network.
+// The edge's delivery path through its seam: fake sockets that behave like uWS's, no network.
 import t from 'tap'
 import type { CloseCause } from '@switchboard/protocol'
+import { FakeUwsSocket } from '../helpers/fake-socket.js'
 import { UserSockets, type PushSocket } from '../../apps/edge/dist/delivery.js'
 
 const MAX_BACKLOG = 1_000
 
-class FakeSocket implements PushSocket {
-  readonly sent: string[] = []
-  closed: { code: number; reason: string; cause: CloseCause } | undefined
-  /** What getBufferedAmount() reports. */
-  backlog = 0
+class FakeSocket extends FakeUwsSocket implements PushSocket {
+  /** Why the edge closed it. */
+  cause: CloseCause | undefined
 
   constructor(
     readonly userId: string,
     readonly connId: string,
-    private readonly onClose: (socket: FakeSocket) => void,
-  ) {}
-
-  getBufferedAmount(): number {
-    this.#ensureOpen()
-    return this.backlog
+    private readonly closeHandler: (socket: FakeSocket) => void,
+  ) {
+    super()
   }
 
-  cork(cb: () => void): this {
-    this.#ensureOpen()
-    cb()
-    return this
-  }
-
-  send(message: string): number {
-    this.#ensureOpen()
-    this.sent.push(message)
-    return 1
+  /** The code, reason and cause it was closed with. */
+  get closed() {
+    return this.closedWith && { ...this.closedWith, cause: this.cause }
   }
 
   /** As the edge closes a socket: the cause recorded, then uWS's end(). */
   close(code: number, reason: string, cause: CloseCause): void {
-    this.#ensureOpen()
-    this.closed = { code, reason, cause }
-    this.onClose(this)
+    this.ensureOpen()
+    this.cause = cause
+    this.end(code, reason)
   }
 
-  #ensureOpen(): void {
-    if (this.closed) throw new Error('Invalid access of closed uWS.WebSocket/SSLWebSocket.')
+  protected onClose(): void {
+    this.closeHandler(this)
   }
 }
 

@@ -38,6 +38,13 @@ function setup() {
     live.set(conn.connId, conn)
     return conn
   }
+  /** Opens the lease, then opens and registers a connection for each user. */
+  const startWith = async <U extends string[]>(...userIds: U) => {
+    await registration.start()
+    const conns = userIds.map(open) as { [K in keyof U]: ConnectionInfo }
+    await Promise.all(conns.map((c) => registration.register(c)))
+    return conns
+  }
   /** The user's live entries as routers see them, without a call recorded. */
   const located = async (userId: string) => (await registry.inner.locate([userId])).get(userId) ?? []
   const connIdsOf = async (userId: string) => (await located(userId)).map((l) => l.connId)
@@ -47,7 +54,7 @@ function setup() {
     const metric = await promRegistry.getSingleMetric('edge_lease_renewals_total')!.get()
     return metric.values.find((v) => v.labels.result === result)?.value ?? 0
   }
-  return { clock, registry, registration, live, open, located, connIdsOf, count, renewals }
+  return { clock, registry, registration, live, open, startWith, located, connIdsOf, count, renewals }
 }
 
 t.test('the lease is opened with backoff while the registry fails', async (t) => {
@@ -124,10 +131,8 @@ t.test('a failed write marks a resync, which re-writes every live connection aft
 })
 
 t.test('a lost lease is replaced by a new one and every live connection is re-written', async (t) => {
-  const { clock, registry, registration, open, located, count, renewals } = setup()
-  await registration.start()
-  const a = open('a')
-  await registration.register(a)
+  const { clock, registry, registration, startWith, located, count, renewals } = setup()
+  const [a] = await startWith('a')
   const first: Lease = registration.lease!
   await registry.inner.closeLease(first) // as after a Redis restart without its data
   t.same(await located('a'), [])
@@ -142,10 +147,8 @@ t.test('a lost lease is replaced by a new one and every live connection is re-wr
 })
 
 t.test('a new registry server (failover) triggers a new lease and a resync', async (t) => {
-  const { clock, registry, registration, open, located, count, renewals } = setup()
-  await registration.start()
-  const a = open('a')
-  await registration.register(a)
+  const { clock, registry, registration, startWith, located, count, renewals } = setup()
+  const [a] = await startWith('a')
   const first = registration.lease!
   registry.identity = 'server-2'
   await clock.advance(RENEW_MS)
@@ -159,10 +162,8 @@ t.test('a new registry server (failover) triggers a new lease and a resync', asy
 })
 
 t.test('a removal carries its cause; a failed one is replayed after the resync with it', async (t) => {
-  const { clock, registry, registration, live, open, connIdsOf } = setup()
-  await registration.start()
-  const [a, b, c] = [open('a'), open('b'), open('c')]
-  await Promise.all([a, b, c].map((x) => registration.register(x)))
+  const { clock, registry, registration, live, startWith, connIdsOf } = setup()
+  const [a, b, c] = await startWith('a', 'b', 'c')
   live.delete(c.connId)
   await registration.unregister('c', c.connId, 'drain')
   t.same(registry.argsOf('removeConnection').at(-1)!.slice(1), ['c', c.connId, 'drain'])
@@ -194,10 +195,8 @@ t.test('a removal carries its cause; a failed one is replayed after the resync w
 })
 
 t.test('a removal waits for the resync under way', async (t) => {
-  const { clock, registry, registration, live, open, connIdsOf, count } = setup()
-  await registration.start()
-  const b = open('b')
-  await registration.register(b)
+  const { clock, registry, registration, live, startWith, connIdsOf, count } = setup()
+  const [b] = await startWith('b')
   registry.identity = 'server-2'
   const release = registry.hold('resync')
   await clock.advance(RENEW_MS)
@@ -215,9 +214,8 @@ t.test('a removal waits for the resync under way', async (t) => {
 })
 
 t.test('stop() closes the lease and leaves no timer', async (t) => {
-  const { clock, registry, registration, open, connIdsOf, count } = setup()
-  await registration.start()
-  await registration.register(open('a'))
+  const { clock, registry, registration, startWith, connIdsOf, count } = setup()
+  await startWith('a')
   await clock.advance(RENEW_MS)
   t.same(clock.pending, [RENEW_MS])
   await registration.stop()

@@ -31,7 +31,8 @@ export function createEvictor(deps: EvictionDeps): (evicted: readonly Evicted[])
   const { registry, log } = deps
   const { code, reason, cause } = evictionCloses[deps.policy]
   return async (evicted) => {
-    // Elsewhere, the holding edge closes it as a disconnect call: the entry is already gone.
+    // A socket on another edge is closed by that edge's disconnect call, so there its cause is
+    // disconnect_api; the registry already removed the entry, so no offline event carries it.
     const remote = evicted.filter((e) => !deps.closeLocal(e.connId, code, reason, cause))
     if (remote.length === 0) return
     const urls = new Map((await registry.liveNodes()).map((n) => [n.incId, n.url]))
