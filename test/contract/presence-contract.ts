@@ -121,6 +121,26 @@ export function presenceContract(t: Test, make: MakePresenceRegistry): void {
     t.same(summary(await eventsOf(registry, u)), [`${u} user.online connect 1`, `${u} user.offline drain 0`, `${u} user.online resync 1`])
   })
 
+  t.test('a partition\'s version changes with every event and held offline, and only then', async (t) => {
+    const registry = await make(t, { offlineGraceMs: 60_000 })
+    const lease = await registry.openLease(node('e'), 60_000)
+    const u = uid('u')
+    const p = partitionOf(u)
+    const v0 = (await registry.versions([p]))[0]
+    const c = conn(u)
+    await registry.addConnections(lease, [c])
+    const v1 = (await registry.versions([p]))[0]
+    t.not(v1, v0, 'an online changes it')
+    await registry.addConnections(lease, [conn(u)])
+    t.equal((await registry.versions([p]))[0], v1, 'a second connection does not')
+    await registry.removeConnection(lease, u, c.connId)
+    t.equal((await registry.versions([p]))[0], v1, 'nor its close')
+    await registry.removeConnection(lease, u, (await registry.locate([u])).get(u)![0]!.connId)
+    const v2 = (await registry.versions([p]))[0]
+    t.not(v2, v1, 'a held offline does')
+    t.ok(Number(v2) > Number(v1), 'increasing')
+  })
+
   t.test('acknowledgements are kept per partition and sink', async (t) => {
     const registry = await make(t, {})
     t.same(await registry.acknowledged(7, ['a', 'b']), [undefined, undefined])

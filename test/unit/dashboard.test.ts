@@ -17,7 +17,7 @@ t.test('every dashboard query names served metrics', async (t) => {
   t.ok(queries.length >= 15, `${queries.length} queries`)
   const used = new Set<string>()
   for (const { panel, expr } of queries) {
-    const names = [...expr.matchAll(/\b((?:edge|router|process|nodejs)_\w+?)(?:_bucket|_count|_sum)?\b(?=[{[\s)])/g)].map((m) => m[1]!)
+    const names = [...expr.matchAll(/\b((?:edge|router|presence|process|nodejs)_\w+?)(?:_bucket|_count|_sum)?\b(?=[{[\s)])/g)].map((m) => m[1]!)
     t.ok(names.length > 0, `${panel}: queries a metric`)
     for (const name of names) {
       used.add(name)

@@ -14,14 +14,20 @@ local function presence_settings(grace_ms, retention_ms)
   P.grace, P.retention = tonumber(grace_ms), tonumber(retention_ms)
 end
 
--- Records one transition in the partition's stream. ver is strictly increasing per partition
--- (so per user), and follows the clock in us, so it keeps increasing after Redis lost its data.
-local function emit(uid, online, cause, conns)
+-- Takes the partition's next version: strictly increasing (so per user), following the clock
+-- in us, so it keeps increasing after Redis lost its data. Delivery workers poll this key to
+-- know a partition has something new (an event, or an offline held).
+local function next_ver()
   local t = redis.call('TIME')
   local us = tonumber(t[1]) * 1000000 + tonumber(t[2])
-  local ver = math.max(tonumber(redis.call('GET', KEYS[6]) or '0') + 1, us)
-  local v = string.format('%.0f', ver)
+  local v = string.format('%.0f', math.max(tonumber(redis.call('GET', KEYS[6]) or '0') + 1, us))
   redis.call('SET', KEYS[6], v)
+  return v, us
+end
+
+-- Records one transition in the partition's stream.
+local function emit(uid, online, cause, conns)
+  local v, us = next_ver()
   local oldest = math.floor(us / 1000) - P.retention
   redis.call('XADD', KEYS[3], 'MINID', '~', oldest, '*', 'u', uid, 't', online and '1' or '0', 'v', v, 'c', cause, 'n', conns)
 end
@@ -31,6 +37,7 @@ local function went_empty(uid, cause)
   if P.grace > 0 then
     redis.call('ZADD', KEYS[4], now_ms() + P.grace, uid)
     redis.call('HSET', KEYS[5], uid, cause)
+    next_ver()
   else
     emit(uid, false, cause, 0)
   end

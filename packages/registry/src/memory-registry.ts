@@ -210,6 +210,10 @@ export class MemoryRegistry implements Registry {
     return { events, nextHoldInMs: next }
   }
 
+  async versions(partitions: readonly number[]): Promise<(string | undefined)[]> {
+    return partitions.map((p) => this.#events.version(p))
+  }
+
   async acknowledged(partition: number, sinkIds: readonly string[]): Promise<(string | undefined)[]> {
     return sinkIds.map((id) => this.#acks.get(`${partition} ${id}`))
   }
@@ -256,8 +260,10 @@ export class MemoryRegistry implements Registry {
   }
 
   #wentEmpty(userId: string, cause: CloseCause | 'edge_lost'): void {
-    if (this.#presence.offlineGraceMs > 0) this.#holds.set(userId, { due: this.#now() + this.#presence.offlineGraceMs, cause })
-    else this.#emit(userId, false, cause, 0)
+    if (this.#presence.offlineGraceMs > 0) {
+      this.#holds.set(userId, { due: this.#now() + this.#presence.offlineGraceMs, cause })
+      this.#events.nextVersion(partitionOf(userId), this.#now() * 1000)
+    } else this.#emit(userId, false, cause, 0)
   }
 
   /** Adds or moves one entry; returns the user's oldest entries evicted beyond `max`. */
@@ -346,6 +352,11 @@ class EventStreams {
     let list = this.#lists.get(partition)
     if (!list) this.#lists.set(partition, (list = []))
     return list
+  }
+
+  version(partition: number): string | undefined {
+    const ver = this.#last.get(partition)?.ver
+    return ver ? String(ver) : undefined
   }
 
   nextVersion(partition: number, floor: number): number {

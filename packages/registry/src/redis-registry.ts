@@ -191,6 +191,11 @@ export class RedisRegistry implements Registry {
     return { events, nextHoldInMs: next < 0 ? undefined : next }
   }
 
+  versions(partitions: readonly number[]): Promise<(string | undefined)[]> {
+    // Plain GETs: autopipelined, one round trip per master, no script.
+    return Promise.all(partitions.map(async (p) => ((await this.#run(get, [this.#keys.partition(p)[5]!], [])) as string | null) ?? undefined))
+  }
+
   async acknowledged(partition: number, sinkIds: readonly string[]): Promise<(string | undefined)[]> {
     if (sinkIds.length === 0) return []
     const values = (await this.#run(hmget, [this.#keys.cursors(partition)], sinkIds)) as (string | null)[]
@@ -268,6 +273,7 @@ export class RedisRegistry implements Registry {
 type PlainCommand = (redis: RedisClient, keys: readonly string[], args: readonly (string | number)[]) => Promise<unknown>
 const hmget: PlainCommand = (redis, [key], fields) => redis.hmget(key!, ...(fields as string[]))
 const zrem: PlainCommand = (redis, [key], members) => redis.zrem(key!, ...members.map(String))
+const get: PlainCommand = (redis, [key]) => redis.get(key!)
 const hset: PlainCommand = (redis, [key], [field, value]) => redis.hset(key!, String(field), String(value))
 const streamEnds: PlainCommand = async (redis, [key]) => {
   const [length, first, last] = await Promise.all([redis.xlen(key!), redis.xrange(key!, '-', '+', 'COUNT', 1), redis.xrevrange(key!, '+', '-', 'COUNT', 1)])

@@ -148,6 +148,8 @@ export interface PresenceLog {
   claimPartitions(workerId: string, ttlMs: number, handoverMs: number): Promise<number[]>
   /** Turns the partition's due held offlines into events, then reads up to `count` events after `after` ('0-0': from the start). */
   pump(partition: number, after: string, count: number): Promise<{ events: StoredEvent[]; nextHoldInMs: number | undefined }>
+  /** Each partition's last version: it changes whenever an event or a held offline is recorded there. */
+  versions(partitions: readonly number[]): Promise<(string | undefined)[]>
   /** The last position each sink acknowledged in the partition (undefined: none yet). */
   acknowledged(partition: number, sinkIds: readonly string[]): Promise<(string | undefined)[]>
   acknowledge(partition: number, sinkId: string, position: string): Promise<void>

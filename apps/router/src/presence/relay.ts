@@ -48,6 +48,12 @@ interface PartitionState {
   /** The position just before the buffer's first event: a sink acknowledged before it reads from Redis. */
   base: string
   buffer: Buffered[]
+  /** The partition's version at the last pump: unchanged, and no hold due, means nothing to read. */
+  version: string | undefined
+  /** Local time the next held offline is due, if any. */
+  holdDueAt: number | undefined
+  /** Pump at the next turn whatever the version (just adopted, or the last pump failed). */
+  stale: boolean
 }
 
 interface SinkState {
@@ -146,14 +152,14 @@ export class PresenceRelay {
       const positions = acks.map((a) => a ?? start!)
       this.#sinks.forEach((s, i) => s.acked.set(p, positions[i]!))
       const readTo = positions.reduce((min, pos) => (comparePositions(pos, min) < 0 ? pos : min), positions[0] ?? '0-0')
-      if (!this.#partitions.has(p) && owned.has(p)) this.#partitions.set(p, { readTo, base: readTo, buffer: [] })
+      if (!this.#partitions.has(p) && owned.has(p)) this.#partitions.set(p, { readTo, base: readTo, buffer: [], version: undefined, holdDueAt: undefined, stale: true })
     }
     this.#o.metrics.partitions.set(this.#partitions.size)
   }
 
   async #pumpLoop(): Promise<void> {
     while (!this.#stopped) {
-      await Promise.all([...this.#partitions].map(([p, state]) => this.#pump(p, state)))
+      await this.#pumpChanged()
       for (const s of this.#sinks) this.#deliver(s)
       this.#trimBuffers()
       this.#updateGauges()
@@ -161,10 +167,38 @@ export class PresenceRelay {
     }
   }
 
-  async #pump(p: number, state: PartitionState): Promise<void> {
+  /**
+   * Pumps the partitions that changed since their last pump (one plain GET each, so an idle
+   * partition costs no script), whose held offline is due, or whose last pump failed.
+   */
+  async #pumpChanged(): Promise<void> {
+    const owned = [...this.#partitions]
+    let versions: (string | undefined)[]
     try {
-      const { events } = await this.#o.registry.pump(p, state.readTo, READ_COUNT)
+      versions = await this.#o.registry.versions(owned.map(([p]) => p))
+    } catch (err) {
+      if (!this.#failing) this.#o.log.warn({ err }, 'presence delivery: reading partition versions failed')
+      this.#failing = true
+      return
+    }
+    const now = this.#now()
+    await Promise.all(
+      owned.map(([p, state], i) => {
+        const due = state.holdDueAt !== undefined && state.holdDueAt <= now
+        if (!state.stale && !due && versions[i] === state.version) return undefined
+        return this.#pump(p, state, versions[i])
+      }),
+    )
+  }
+
+  async #pump(p: number, state: PartitionState, version: string | undefined): Promise<void> {
+    try {
+      const { events, nextHoldInMs } = await this.#o.registry.pump(p, state.readTo, READ_COUNT)
       if (this.#partitions.get(p) !== state) return // given up meanwhile
+      // A full page may have more behind it: read again next turn.
+      state.stale = events.length === READ_COUNT
+      state.version = version
+      state.holdDueAt = nextHoldInMs === undefined ? undefined : this.#now() + nextHoldInMs
       const readAt = this.#now()
       for (const event of events) {
         state.buffer.push({ event, readAt })
@@ -172,6 +206,7 @@ export class PresenceRelay {
       }
       if (events.length > 0) state.readTo = events.at(-1)!.position
     } catch (err) {
+      state.stale = true
       if (!this.#failing) this.#o.log.warn({ err, partition: p }, 'presence delivery: reading events failed')
       this.#failing = true
     }
