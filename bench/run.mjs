@@ -3,7 +3,7 @@
 //   node bench/run.mjs                     every scenario, full sizes (about 10 minutes on 2 cores)
 //   node bench/run.mjs pushes registry     only those scenarios
 //   node bench/run.mjs --smoke             tiny sizes, seconds: checks the harness, measures nothing
-// Build first (npm run bench does). Scenarios: memory, pushes, storm, registry.
+// Build first (npm run bench does). Scenarios: memory, pushes, storm, registry, presence.
 import { mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises'
 import { fileURLToPath } from 'node:url'
 import { killAll, machine } from './lib/harness.mjs'
@@ -11,6 +11,7 @@ import { capacityMarkdown } from './lib/capacity.mjs'
 import { markdown, plots, targets } from './lib/report.mjs'
 import { memory, storm } from './scenarios/connections.mjs'
 import { pushes } from './scenarios/pushes.mjs'
+import { presence } from './scenarios/presence.mjs'
 import { registry } from './scenarios/registry.mjs'
 
 // Durations are what keeps the full run near 10 minutes; figures stay stable at these (CPU
@@ -19,7 +20,7 @@ const SIZES = {
   full: { clients: 10_000, nodes: [1, 3], rates: [1_000, 5_000], warmUpMs: 1_000, durationMs: 6_000, maxDurationMs: 5_000, batchDurationMs: 4_000, memory: [10_000, 19_000], storm: 10_000, registryUsers: 1_000_000, registryRounds: 30, loadProcesses: 4 },
   smoke: { clients: 200, nodes: [1, 3], rates: [100, 300], warmUpMs: 0, durationMs: 400, maxDurationMs: 300, batchDurationMs: 300, memory: [100, 200], storm: 200, registryUsers: 20_000, registryRounds: 5, loadProcesses: 2 },
 }
-const SCENARIOS = { memory, pushes, storm, registry }
+const SCENARIOS = { memory, pushes, storm, registry, presence }
 
 const args = process.argv.slice(2)
 const smoke = args.includes('--smoke')

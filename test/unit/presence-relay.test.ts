@@ -182,3 +182,11 @@ t.test('two workers share the partitions; when one stops, the other delivers its
   t.equal(new Set(seen.map((e) => e.id)).size, 160, 'every event once')
   t.equal(two.owned.length, registry.partitions, 'the survivor took every partition')
 })
+
+t.test('stream positions order by time, then sequence, as numbers', async (t) => {
+  const { comparePositions } = await import('@switchboard/registry')
+  const sorted = ['0-0', '9-5', '10-0', '10-2', '10-10', '100-1']
+  const shuffled = [...sorted].reverse()
+  t.same(shuffled.sort(comparePositions), sorted)
+  t.equal(comparePositions('10-2', '10-2'), 0)
+})

@@ -302,14 +302,14 @@ export class PresenceRelay {
     for (const e of batch) last.set(e.partition, e.position)
     const now = this.#now()
     for (const e of batch) this.#o.metrics.lag.observe({ sink: s.sink.label }, Math.max(0, now - e.ts) / 1_000)
-    for (const [p, position] of last) {
-      if (!this.#partitions.has(p)) continue
+    // Stored for whoever delivers the partition next, all at once (one pipelined write, not a
+    // round trip per partition); a failed write only means a resend.
+    const stored = [...last].filter(([p]) => this.#partitions.has(p)).map(([p, position]) => {
       s.acked.set(p, position)
-      // Stored for whoever delivers the partition next; a failed write only means a resend.
-      await this.#o.registry.acknowledge(p, s.sink.id, position).catch((err: unknown) => {
-        this.#o.log.warn({ err, partition: p }, 'presence delivery: storing an acknowledgement failed; those events may be sent again')
-      })
-    }
+      return this.#o.registry.acknowledge(p, s.sink.id, position)
+    })
+    const failed = (await Promise.allSettled(stored)).find((r) => r.status === 'rejected')
+    if (failed) this.#o.log.warn({ err: failed.reason }, 'presence delivery: storing acknowledgements failed; those events may be sent again')
   }
 
   /**
