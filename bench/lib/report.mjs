@@ -94,7 +94,7 @@ const table = (head, rows) => [`| ${head.join(' | ')} |`, `|${head.map(() => '--
 const modeName = (r) => (r.mode === 'fixed' ? `fixed ${perS(r.rate)}` : r.mode.startsWith('batch') ? `batch of ${fmt(r.batch)}` : r.mode)
 
 export function markdown(results, plots) {
-  const { machine, sizes, pushes: runs, memory, storm, registry } = results
+  const { machine, sizes, pushes: runs, memory, storm, registry, presence } = results
   const parts = []
   parts.push(`Run ${results.startedAt} on ${machine.cpus} × ${machine.cpuModel}, ${machine.memoryGiB} GiB, Linux ${machine.kernel}, Node ${machine.node}, Redis ${machine.redis}${results.smoke ? ' — **smoke run (tiny sizes), not a measurement**' : ''}. Every process (servers, Redis, load generators, publisher) shares these cores.`)
   parts.push('### Targets\n\n' + table(['Target', 'Switchboard', 'Compared with (same run)', 'Met'], targets(results).map((t) => [t.target, t.ours, t.theirs, t.ok == null ? '—' : t.ok ? 'yes' : '**no**'])))
@@ -114,6 +114,12 @@ export function markdown(results, plots) {
     ))
   }
   if (registry) parts.push(`### Registry (${fmt(registry.users)} users registered, Redis used_memory ${registry.usedMemoryMiB} MiB)\n\n` + table(['Call (10,000 users)', 'p50 ms', 'p90 ms', 'p99 ms', 'max ms', 'Calls'], [['RedisRegistry.locate', registry.locateMs], ['POST /v1/presence/query', registry.presenceQueryMs]].map(([name, p]) => [name, p.p50, p.p90, p.p99, p.max, p.count])))
+  if (presence) {
+    parts.push('### Presence events (two edges, grace 0)\n\nA storm of connects, then of closes: one event per transition. With a webhook, events/s is from the storm\'s start to the last event acknowledged by a receiver in the bench process; "none" is the same storm with no endpoint (the pull feed only), for the cost of recording events. CPU is per 1,000 events (= connections), including the idle cost of the delivery workers\' polling.\n\n' + table(
+      ['Endpoint', 'Phase', 'Events', 'Delivered', 'Events/s (wall)', 'Router CPU ms / 1,000', 'Edges CPU ms / 1,000', 'Redis CPU ms / 1,000'],
+      presence.flatMap((r) => ['connect', 'close'].map((phase) => [r.consumer, phase, fmt(r.events), r[phase].delivered ?? '—', r[phase].eventsPerS == null ? '—' : fmt(r[phase].eventsPerS), r[phase].routerCpuMsPer1000, r[phase].edgesCpuMsPer1000, r[phase].redisCpuMsPer1000])),
+    ))
+  }
   if (plots.length > 0) parts.push('### Plots\n\n' + plots.map((p) => `![${p.title}](${p.path})`).join('\n'))
   return parts.join('\n\n') + '\n'
 }
