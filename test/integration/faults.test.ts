@@ -70,7 +70,7 @@ t.test('crash cycles leave the registry keys and Redis memory at their baseline'
   }
   // Presence events are kept on purpose (PRESENCE_RETENTION_MS) with their delivery state:
   // not entries, and left out of both the key and the memory comparison.
-  const isPresenceKey = (k: string) => /:(ev|h|hc|v|cur|own|workers)$/.test(k)
+  const isPresenceKey = (k: string) => /:(ev|h|hc|v|cur|own|workers|trimmed)$/.test(k)
   const presenceBytes = async (): Promise<number> => {
     let bytes = 0
     for (const k of (await registryKeys()).filter(isPresenceKey)) bytes += Number(await redis.call('MEMORY', 'USAGE', k, 'SAMPLES', '0')) || 0

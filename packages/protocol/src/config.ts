@@ -64,7 +64,7 @@ const Shared = {
   LEASE_TTL_MS: ms(10_000, 300),
   LOG_LEVEL: logLevel,
   PRESENCE_OFFLINE_GRACE_MS: ms(5_000, 0),
-  PRESENCE_RETENTION_MS: z.coerce.number().int().min(60_000).max(30 * 86_400_000).default(25 * 3_600_000),
+  PRESENCE_RETENTION_MS: z.coerce.number().int().min(1_000).max(30 * 86_400_000).default(25 * 3_600_000),
 }
 
 type SharedEnv = z.output<z.ZodObject<typeof Shared>>

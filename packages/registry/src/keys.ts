@@ -42,6 +42,8 @@ export interface Keys {
   readonly workers: string
   /** STREAM of every partition's events, in each partition's order: the pull API's feed. */
   readonly feed: string
+  /** STRING: the newest feed id trimmed away. */
+  readonly feedTrimmed: string
 }
 
 export function buildKeys(prefix: string): Keys {
@@ -62,5 +64,6 @@ export function buildKeys(prefix: string): Keys {
     owners: `${ctl}:own`,
     workers: `${ctl}:workers`,
     feed: `${prefix}{feed}:ev`,
+    feedTrimmed: `${prefix}{feed}:trimmed`,
   }
 }

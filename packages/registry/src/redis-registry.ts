@@ -214,11 +214,11 @@ export class RedisRegistry implements Registry {
   async appendFeed(events: readonly PresenceEvent[]): Promise<void> {
     if (events.length === 0) return
     const oldest = Math.max(0, Math.min(...events.map((e) => e.ts)) - this.#presence.retentionMs)
-    await this.#run(xadd, [this.#keys.feed], [oldest, ...events.map((e) => JSON.stringify(e))])
+    await this.#run(lua.feed, [this.#keys.feed, this.#keys.feedTrimmed], [Math.floor(oldest), ...events.map((e) => JSON.stringify(e))])
   }
 
   async readFeed(after: string, count: number): Promise<FeedPage> {
-    const [page, first, last, trimmed] = (await this.#run(xrange, [this.#keys.feed], [after, count])) as [[string, string[]][], string, string, string]
+    const [page, first, last, trimmed] = (await this.#run(xrange, [this.#keys.feed, this.#keys.feedTrimmed], [after, count])) as [[string, string[]][], string, string, string]
     const events: FeedPage['events'] = []
     for (const [position, fields] of page) {
       try {
@@ -279,34 +279,15 @@ const streamEnds: PlainCommand = async (redis, [key]) => {
   const [length, first, last] = await Promise.all([redis.xlen(key!), redis.xrange(key!, '-', '+', 'COUNT', 1), redis.xrevrange(key!, '+', '-', 'COUNT', 1)])
   return [length, first[0]?.[0], last[0]?.[0]]
 }
-/** ARGV oldestMs then one JSON event per entry. */
-const xadd: PlainCommand = async (redis, [key], [oldest, ...events]) => {
-  const pipeline = redis.pipeline()
-  for (const e of events) pipeline.xadd(key!, 'MINID', '~', String(oldest), '*', 'e', String(e))
-  const results = await pipeline.exec()
-  const failed = results?.find(([err]) => err)
-  if (failed) throw failed[0]
-}
-/** Returns [entries after ARGV[0] (up to ARGV[1]), oldest id, newest id, newest id trimmed]. */
-const xrange: PlainCommand = async (redis, [key], [after, count]) => {
+/** KEYS feed, trimmed. Returns [entries after ARGV[0] (up to ARGV[1]), oldest id, newest id, newest id trimmed]. */
+const xrange: PlainCommand = async (redis, [key, trimmedKey], [after, count]) => {
   const [page, first, last, trimmed] = await Promise.all([
     redis.xrange(key!, `(${String(after)}`, '+', 'COUNT', Number(count)),
     redis.xrange(key!, '-', '+', 'COUNT', 1),
     redis.xrevrange(key!, '+', '-', 'COUNT', 1),
-    maxDeleted(redis, key!),
+    redis.get(trimmedKey!),
   ])
-  return [page, first[0]?.[0] ?? '', last[0]?.[0] ?? '', trimmed]
-}
-/** XINFO STREAM's max-deleted-entry-id (Redis >= 7): what trimming removed last. */
-async function maxDeleted(redis: RedisClient, key: string): Promise<string> {
-  try {
-    const info = (await redis.call('XINFO', 'STREAM', key)) as unknown[]
-    const i = info.indexOf('max-deleted-entry-id')
-    return i >= 0 ? String(info[i + 1]) : '0-0'
-  } catch (err) {
-    if ((err as Error).message.includes('no such key')) return '0-0'
-    throw err
-  }
+  return [page, first[0]?.[0] ?? '', last[0]?.[0] ?? '', trimmed ?? '0-0']
 }
 
 /** Holds settled per pump call, so one call never blocks Redis for long. */

@@ -35,6 +35,8 @@ export const check = load('check')
 export const reap = load('reap')
 export const claimGc = load('claim-gc')
 export const own = load('own')
+// The feed: KEYS in the {feed} slot.
+export const feed = load('feed')
 // Partition scripts: KEYS users, index, events, holds, hold causes, last version ({pN} slot).
 export const add = load('add')
 export const remove = load('remove')
