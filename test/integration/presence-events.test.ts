@@ -2,36 +2,19 @@
 // the signatures independently, and the pull API.
 import { randomBytes } from 'node:crypto'
 import t from 'tap'
+import type { PresenceEvent } from '@switchboard/protocol'
 import { connectUser, eventually } from '../helpers/clients.js'
-import { startCluster, testSecrets, type Edge } from '../helpers/processes.js'
-import { startReceiver, type ReceivedBatch } from '../helpers/webhook-receiver.js'
+import { eventsIn, startPresenceCluster } from '../helpers/presence.js'
+import { testSecrets, type Edge } from '../helpers/processes.js'
 
 const LEASE_TTL_MS = 1_000
 const POLL_MS = 50
-const secret = `whsec_${randomBytes(32).toString('base64')}`
-const receiver = await startReceiver(t, { secret })
-const presenceEnv = { PRESENCE_OFFLINE_GRACE_MS: '0' }
-const cluster = await startCluster(t, {
-  edges: 2,
-  leaseTtlMs: LEASE_TTL_MS,
-  edgeEnv: presenceEnv,
-  routerEnv: { ...presenceEnv, PRESENCE_WEBHOOK_URL: receiver.url, PRESENCE_WEBHOOK_SECRET: secret, PRESENCE_WEBHOOK_BATCH_MS: String(POLL_MS), PRESENCE_POLL_MS: String(POLL_MS) },
-})
+const { cluster, receiver } = await startPresenceCluster(t, { edges: 2, leaseTtlMs: LEASE_TTL_MS, pollMs: POLL_MS })
 const [edgeA, edgeB] = cluster.edges as [Edge, Edge]
 const { jwtSecret } = testSecrets()
 
-interface Event {
-  id: string
-  type: string
-  userId: string
-  ver: number
-  cause: string
-  connections: number
-  ts: number
-}
-const eventsIn = (batches: readonly ReceivedBatch[]) => batches.flatMap((b) => b.events as Event[])
 const eventsOf = (userId: string) => eventsIn(receiver.received).filter((e) => e.userId === userId)
-const summary = (events: readonly Event[]) => events.map((e) => `${e.type} ${e.cause} ${e.connections}`)
+const summary = (events: readonly PresenceEvent[]) => events.map((e) => `${e.type} ${e.cause} ${e.connections}`)
 
 t.test('connect and close: one online, one offline, signed, and the same on the pull API', async (t) => {
   const u = `pe-${randomBytes(3).toString('hex')}`
@@ -46,8 +29,8 @@ t.test('connect and close: one online, one offline, signed, and the same on the 
   t.ok(receiver.received.every((b) => b.headers['webhook-id'] && b.headers['content-type'] === 'application/json'))
   const page = await cluster.api.get('/v1/presence/events?limit=1000')
   t.equal(page.status, 200)
-  t.same(summary((page.body.events as Event[]).filter((e) => e.userId === u)), summary(events), 'the feed has the same events')
-  t.same((page.body.events as Event[]).filter((e) => e.userId === u).map((e) => e.id), events.map((e) => e.id), 'with the same ids')
+  t.same(summary((page.body.events as PresenceEvent[]).filter((e) => e.userId === u)), summary(events), 'the feed has the same events')
+  t.same((page.body.events as PresenceEvent[]).filter((e) => e.userId === u).map((e) => e.id), events.map((e) => e.id), 'with the same ids')
   const after = await cluster.api.get(`/v1/presence/events?after=${page.body.next}&wait=0`)
   t.same(after.body, { events: [], next: page.body.next }, 'nothing after the last cursor')
 })

@@ -3,27 +3,17 @@
 import { randomBytes } from 'node:crypto'
 import t from 'tap'
 import { connectUser } from '../helpers/clients.js'
-import { startCluster, testSecrets, type Edge } from '../helpers/processes.js'
-import { startReceiver } from '../helpers/webhook-receiver.js'
+import { eventsIn, startPresenceCluster } from '../helpers/presence.js'
+import { testSecrets, type Edge } from '../helpers/processes.js'
 
 const GRACE_MS = 1_500
 const POLL_MS = 50
-const secret = `whsec_${randomBytes(32).toString('base64')}`
-const receiver = await startReceiver(t, { secret })
-const presenceEnv = { PRESENCE_OFFLINE_GRACE_MS: String(GRACE_MS) }
-const routerEnv = { ...presenceEnv, PRESENCE_WEBHOOK_URL: receiver.url, PRESENCE_WEBHOOK_SECRET: secret, PRESENCE_WEBHOOK_BATCH_MS: String(POLL_MS), PRESENCE_POLL_MS: String(POLL_MS) }
-const cluster = await startCluster(t, { edges: 1, edgeEnv: { ...presenceEnv, EDGE_MAX_CONNECTIONS_PER_USER: '2' }, routerEnv })
+const { cluster, receiver } = await startPresenceCluster(t, { edges: 1, graceMs: GRACE_MS, pollMs: POLL_MS, edgeEnv: { EDGE_MAX_CONNECTIONS_PER_USER: '2' } })
 const [multi] = cluster.edges as [Edge]
-const single = await cluster.addEdge(t, { env: { ...presenceEnv, EDGE_SESSION_POLICY: 'single' } })
+const single = await cluster.addEdge(t, { env: { PRESENCE_OFFLINE_GRACE_MS: String(GRACE_MS), EDGE_SESSION_POLICY: 'single' } })
 const { jwtSecret } = testSecrets()
 
-interface Event {
-  type: string
-  cause: string
-  connections: number
-  ts: number
-}
-const eventsOf = (userId: string) => receiver.received.flatMap((b) => b.events as (Event & { userId: string })[]).filter((e) => e.userId === userId)
+const eventsOf = (userId: string) => eventsIn(receiver.received).filter((e) => e.userId === userId)
 const summary = (userId: string) => eventsOf(userId).map((e) => `${e.type} ${e.cause}`)
 const user = (name: string) => `${name}-${randomBytes(3).toString('hex')}`
 

@@ -4,29 +4,14 @@
 import { randomBytes } from 'node:crypto'
 import t from 'tap'
 import WebSocket from 'ws'
+import type { PresenceEvent } from '@switchboard/protocol'
 import { mintToken } from '../helpers/clients.js'
-import { startCluster, testSecrets } from '../helpers/processes.js'
-import { startReceiver } from '../helpers/webhook-receiver.js'
+import { eventsIn, startPresenceCluster } from '../helpers/presence.js'
+import { testSecrets } from '../helpers/processes.js'
 
 const USERS = 10_000
-const secret = `whsec_${randomBytes(32).toString('base64')}`
-const receiver = await startReceiver(t, { secret })
-const presenceEnv = { PRESENCE_OFFLINE_GRACE_MS: '0' }
-const cluster = await startCluster(t, {
-  edges: 2,
-  leaseTtlMs: 10_000,
-  edgeEnv: presenceEnv,
-  routerEnv: { ...presenceEnv, PRESENCE_WEBHOOK_URL: receiver.url, PRESENCE_WEBHOOK_SECRET: secret, PRESENCE_POLL_MS: '100' },
-})
+const { cluster, receiver } = await startPresenceCluster(t, { edges: 2, leaseTtlMs: 10_000, pollMs: 100 })
 const { jwtSecret } = testSecrets()
-
-interface Event {
-  id: string
-  type: string
-  userId: string
-  ver: number
-  cause: string
-}
 
 t.test(`${USERS} connects then ${USERS} closes: exactly ${USERS} online and ${USERS} offline events`, async (t) => {
   const tag = randomBytes(3).toString('hex')
@@ -51,8 +36,8 @@ t.test(`${USERS} connects then ${USERS} closes: exactly ${USERS} online and ${US
     )
   }
   const ours = () => {
-    const byId = new Map<string, Event>()
-    for (const b of receiver.received) for (const e of b.events as Event[]) if (e.userId.startsWith(`pl-${tag}-`)) byId.set(e.id, e)
+    const byId = new Map<string, PresenceEvent>()
+    for (const e of eventsIn(receiver.received)) if (e.userId.startsWith(`pl-${tag}-`)) byId.set(e.id, e)
     return [...byId.values()]
   }
   await receiver.waitFor(() => ours().length >= USERS, 60_000)
@@ -62,7 +47,7 @@ t.test(`${USERS} connects then ${USERS} closes: exactly ${USERS} online and ${US
   const events = ours()
   t.equal(events.filter((e) => e.type === 'user.online').length, USERS, `${USERS} online events`)
   t.equal(events.filter((e) => e.type === 'user.offline').length, USERS, `${USERS} offline events`)
-  const perUser = new Map<string, Event[]>()
+  const perUser = new Map<string, PresenceEvent[]>()
   for (const e of events) perUser.set(e.userId, [...(perUser.get(e.userId) ?? []), e])
   const wrong = users.filter((u) => {
     const list = perUser.get(u) ?? []

@@ -2,27 +2,23 @@
 // cursor to resume from; the webhook signature carries every configured secret (rotation).
 import { randomBytes } from 'node:crypto'
 import t from 'tap'
+import type { PresenceEvent } from '@switchboard/protocol'
 import { connectUser, eventually } from '../helpers/clients.js'
-import { startCluster, testSecrets, type Edge } from '../helpers/processes.js'
-import { startReceiver, verifyWebhook } from '../helpers/webhook-receiver.js'
+import { newWebhookSecret, startPresenceCluster } from '../helpers/presence.js'
+import { testSecrets, type Edge } from '../helpers/processes.js'
+import { verifyWebhook } from '../helpers/webhook-receiver.js'
 
 const RETENTION_MS = 2_000
-const oldSecret = `whsec_${randomBytes(32).toString('base64')}`
-const newSecret = `whsec_${randomBytes(32).toString('base64')}`
-const receiver = await startReceiver(t, { secret: newSecret })
-const env = { PRESENCE_OFFLINE_GRACE_MS: '0', PRESENCE_RETENTION_MS: String(RETENTION_MS) }
-const cluster = await startCluster(t, {
+// The receiver knows the new secret; the router signs with the old one too (a rotation).
+const oldSecret = newWebhookSecret()
+const { cluster, receiver, secret: newSecret } = await startPresenceCluster(t, {
   edges: 1,
-  edgeEnv: env,
-  routerEnv: { ...env, PRESENCE_WEBHOOK_RETRY_FOR_MS: '1000', PRESENCE_POLL_MS: '50', PRESENCE_WEBHOOK_BATCH_MS: '50', PRESENCE_WEBHOOK_URL: receiver.url, PRESENCE_WEBHOOK_SECRET: `${oldSecret} ${newSecret}` },
+  presenceEnv: { PRESENCE_RETENTION_MS: String(RETENTION_MS) },
+  otherSecrets: [oldSecret],
+  routerEnv: { PRESENCE_WEBHOOK_RETRY_FOR_MS: '1000' },
 })
 const [edge] = cluster.edges as [Edge]
 const { jwtSecret } = testSecrets()
-
-interface Event {
-  userId: string
-  type: string
-}
 
 /** Connects and closes a user, and waits until both events are in the feed; returns the feed's cursor after them. */
 async function transitions(userId: string, after: string): Promise<string> {
@@ -30,7 +26,7 @@ async function transitions(userId: string, after: string): Promise<string> {
   await client.close()
   return eventually(async () => {
     const page = await cluster.api.get(`/v1/presence/events?after=${after}&limit=1000`)
-    const mine = (page.body.events as Event[]).filter((e) => e.userId === userId)
+    const mine = (page.body.events as PresenceEvent[]).filter((e) => e.userId === userId)
     return mine.length === 2 && (page.body.next as string)
   })
 }

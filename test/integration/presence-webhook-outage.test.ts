@@ -3,31 +3,17 @@
 // latency meanwhile (a receiver never slows pushes).
 import { randomBytes } from 'node:crypto'
 import t from 'tap'
+import type { PresenceEvent } from '@switchboard/protocol'
 import { connectUser } from '../helpers/clients.js'
-import { startCluster, testSecrets, type Edge } from '../helpers/processes.js'
-import { startReceiver } from '../helpers/webhook-receiver.js'
+import { eventsIn, startPresenceCluster } from '../helpers/presence.js'
+import { testSecrets, type Edge } from '../helpers/processes.js'
 
 const DOWN_MS = 30_000
 const FAILING_MS = 5_000
 const TIMEOUT_MS = 1_000
-const POLL_MS = 50
-const secret = `whsec_${randomBytes(32).toString('base64')}`
-const receiver = await startReceiver(t, { secret })
-const presenceEnv = { PRESENCE_OFFLINE_GRACE_MS: '0' }
-const cluster = await startCluster(t, {
-  edges: 2,
-  edgeEnv: presenceEnv,
-  routerEnv: { ...presenceEnv, PRESENCE_WEBHOOK_URL: receiver.url, PRESENCE_WEBHOOK_SECRET: secret, PRESENCE_WEBHOOK_TIMEOUT_MS: String(TIMEOUT_MS), PRESENCE_WEBHOOK_BATCH_MS: String(POLL_MS), PRESENCE_POLL_MS: String(POLL_MS) },
-})
+const { cluster, receiver } = await startPresenceCluster(t, { edges: 2, routerEnv: { PRESENCE_WEBHOOK_TIMEOUT_MS: String(TIMEOUT_MS) } })
 const [edgeA, edgeB] = cluster.edges as [Edge, Edge]
 const { jwtSecret } = testSecrets()
-
-interface Event {
-  id: string
-  type: string
-  userId: string
-  ver: number
-}
 
 const quantile = (xs: number[], q: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(q * xs.length))] ?? NaN
 
@@ -78,22 +64,22 @@ t.test('receiver down, failing, hanging, then up: every event arrives in order; 
   await churn()
 
   // The feed is the reference: every event recorded for these users.
-  const expected: Event[] = []
+  const expected: PresenceEvent[] = []
   for (let after = '0-0'; ; ) {
     const page = await cluster.api.get(`/v1/presence/events?after=${after}&limit=1000`)
-    const events = (page.body.events as Event[]).filter((e) => e.userId.startsWith(`po-${tag}-`))
+    const events = (page.body.events as PresenceEvent[]).filter((e) => e.userId.startsWith(`po-${tag}-`))
     expected.push(...events)
     if (page.body.events.length === 0) break
     after = page.body.next
   }
   t.equal(expected.length, round * 20, `${round} rounds of 10 users: ${round * 20} events recorded`)
-  const acked = () => receiver.received.filter((b) => b.verified).flatMap((b) => b.events as Event[]).filter((e) => e.userId.startsWith(`po-${tag}-`))
+  const acked = () => eventsIn(receiver.received.filter((b) => b.verified)).filter((e) => e.userId.startsWith(`po-${tag}-`))
   await receiver.waitFor(() => new Set(acked().map((e) => e.id)).size >= expected.length, 60_000)
   pushing = false
   await pusher
 
   const got = acked()
-  const firstById = new Map<string, Event>()
+  const firstById = new Map<string, PresenceEvent>()
   const problems: string[] = []
   for (const e of got) {
     const seen = firstById.get(e.id)

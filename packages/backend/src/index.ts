@@ -16,3 +16,5 @@ export type {
   PushRequest,
   PushResponse,
 } from '@switchboard/protocol'
+export { verifyPresenceWebhook, WebhookVerificationError, type VerifyWebhookOptions, type WebhookHeaders } from './webhooks.js'
+export type { PresenceEvent, PresenceCause } from '@switchboard/protocol'
