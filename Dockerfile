@@ -3,6 +3,7 @@
 FROM node:22-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json tsconfig.base.json tsconfig.json ./
+COPY packages/wire/package.json packages/wire/
 COPY packages/protocol/package.json packages/protocol/
 COPY packages/registry/package.json packages/registry/
 COPY packages/backend/package.json packages/backend/
@@ -19,6 +20,7 @@ FROM node:22-slim AS runtime
 ENV NODE_ENV=production
 WORKDIR /app
 COPY --from=build /app/package.json /app/package-lock.json ./
+COPY --from=build /app/packages/wire/package.json packages/wire/
 COPY --from=build /app/packages/protocol/package.json packages/protocol/
 COPY --from=build /app/packages/registry/package.json packages/registry/
 COPY --from=build /app/apps/edge/package.json apps/edge/
@@ -27,6 +29,7 @@ COPY --from=build /app/apps/local/package.json apps/local/
 COPY --from=build /app/bench/package.json bench/
 # Production dependencies only (the bench's socket.io and friends are devDependencies).
 RUN npm ci --omit=dev && npm cache clean --force
+COPY --from=build /app/packages/wire/dist packages/wire/dist
 COPY --from=build /app/packages/protocol/dist packages/protocol/dist
 COPY --from=build /app/packages/registry/dist packages/registry/dist
 COPY --from=build /app/packages/registry/lua packages/registry/lua

@@ -1,3 +1,5 @@
+import { BEARER_PROTOCOL_PREFIX, SUBPROTOCOL } from '@switchboard/protocol'
+
 /** `*` allows any origin; a request without Origin (not a browser) is always allowed. */
 export function createOriginCheck(allowed: readonly string[]): (origin: string) => boolean {
   if (allowed.includes('*')) return () => true
@@ -15,8 +17,8 @@ export function tokenFromProtocols(header: string): { token: string | undefined;
   const others: string[] = []
   for (const p of header.split(',')) {
     const value = p.trim()
-    if (value.startsWith('bearer.')) token ??= value.slice('bearer.'.length)
+    if (value.startsWith(BEARER_PROTOCOL_PREFIX)) token ??= value.slice(BEARER_PROTOCOL_PREFIX.length)
     else if (value) others.push(value)
   }
-  return { token, selected: others.includes('switchboard.v1') ? 'switchboard.v1' : (others[0] ?? '') }
+  return { token, selected: others.includes(SUBPROTOCOL) ? SUBPROTOCOL : (others[0] ?? '') }
 }

@@ -10,7 +10,7 @@ import {
   type WebSocket,
   type us_listen_socket,
 } from 'uWebSockets.js'
-import { LINK_PATH, REQUEST_IDS, createBearerCheck } from '@switchboard/protocol'
+import { LINK_PATH, REQUEST_IDS, WS_PATH, createBearerCheck } from '@switchboard/protocol'
 import type { Registry } from '@switchboard/registry'
 import { createPublicKey } from 'node:crypto'
 import { createOriginCheck, tokenFromProtocols } from './auth.js'
@@ -154,7 +154,7 @@ export async function startEdge(deps: EdgeDeps): Promise<Edge> {
   await registration.start()
 
   const app = App()
-    .ws<Conn>('/v1/ws', {
+    .ws<Conn>(WS_PATH, {
       // uWS drops a frame over maxPayloadLength without a close frame (1006). Frames between
       // the configured limit and this ceiling get a proper 1009 below; beyond it, a cut-off.
       maxPayloadLength: Math.max(64 << 10, 4 * config.maxFrameBytes),

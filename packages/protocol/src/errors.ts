@@ -1,3 +1,7 @@
+import { CloseCode } from '@switchboard/wire'
+
+export { CloseCode, shouldReconnect } from '@switchboard/wire'
+
 /**
  * One table: each stable error code, the HTTP status the router answers with, and the
  * websocket close code an edge uses for it. Close 4000-4499: the client reconnects with
@@ -14,32 +18,16 @@ export const errorTable = {
   internal: { http: 500 },
   registry_unavailable: { http: 503 },
   not_ready: { http: 503 },
-  going_away: { close: 1001 },
-  protocol_violation: { close: 1008 },
-  message_too_big: { close: 1009 },
-  too_slow: { close: 4008 },
-  kicked: { close: 4500 },
-  replaced: { close: 4501 },
-  too_many_connections: { close: 4502 },
+  going_away: { close: CloseCode.draining },
+  protocol_violation: { close: CloseCode.protocolViolation },
+  message_too_big: { close: CloseCode.messageTooBig },
+  too_slow: { close: CloseCode.tooSlow },
+  kicked: { close: CloseCode.kicked },
+  replaced: { close: CloseCode.replaced },
+  too_many_connections: { close: CloseCode.tooManyConnections },
 } as const satisfies Record<string, { http?: number; close?: number }>
 
 export type ErrorCode = keyof typeof errorTable
-
-/** Close codes an edge sends, by meaning. */
-export const CloseCode = {
-  draining: errorTable.going_away.close,
-  protocolViolation: errorTable.protocol_violation.close,
-  messageTooBig: errorTable.message_too_big.close,
-  tooSlow: errorTable.too_slow.close,
-  kicked: errorTable.kicked.close,
-  replaced: errorTable.replaced.close,
-  tooManyConnections: errorTable.too_many_connections.close,
-} as const
-
-/** 4000-4499 and 1001: reconnect after a random delay; 4500-4999: do not reconnect. */
-export function shouldReconnect(closeCode: number): boolean {
-  return !(closeCode >= 4500 && closeCode <= 4999)
-}
 
 export class SwitchboardError extends Error {
   override readonly name = 'SwitchboardError'

@@ -1,23 +1,10 @@
 import { z } from 'zod'
 
-/** Frames the edge sends. All are JSON text. */
-export interface WelcomeFrame {
-  type: 'welcome'
-  connId: string
-  nodeId: string
-}
-export interface PushFrame {
-  type: 'push'
-  id: string
-  event: string
-  data: unknown
-  /** ms epoch at the router. */
-  ts: number
-}
-export interface PongFrame {
-  type: 'pong'
-}
-export type ServerFrame = WelcomeFrame | PushFrame | PongFrame
+import type { PongFrame, PushFrame, WelcomeFrame } from '@switchboard/wire'
+
+// The frames' shapes live in @switchboard/wire (shared with the client SDK); the services'
+// builders and the client-frame parser are here.
+export type { PongFrame, PushFrame, ServerFrame, WelcomeFrame } from '@switchboard/wire'
 
 /** Frames a client may send: only `ping` in v1. */
 export const ClientFrame = z.discriminatedUnion('type', [z.strictObject({ type: z.literal('ping') })])

@@ -1,0 +1,320 @@
+import {
+  BEARER_PROTOCOL_PREFIX,
+  PING_FRAME,
+  Reconnect,
+  SUBPROTOCOL,
+  WS_PATH,
+  reconnectDelayMs,
+  shouldReconnect,
+  type PushFrame,
+  type ServerFrame,
+} from '@switchboard/wire'
+
+/** What the SDK needs of a WebSocket: the standard browser API (Node 22's global, or `ws` on Node 20). */
+export interface WebSocketLike {
+  readonly readyState: number
+  onopen: ((event: unknown) => void) | null
+  onmessage: ((event: { data: unknown }) => void) | null
+  onclose: ((event: { code: number; reason: string }) => void) | null
+  onerror: ((event: unknown) => void) | null
+  send(data: string): void
+  close(code?: number, reason?: string): void
+}
+export type WebSocketFactory = new (url: string, protocols: string[]) => WebSocketLike
+
+/** Timers and clock; tests pass fake ones. */
+export interface Clock {
+  now(): number
+  setTimeout(fn: () => void, ms: number): unknown
+  clearTimeout(handle: unknown): void
+}
+
+export interface SwitchboardOptions {
+  /** An edge (or the load balancer in front of the edges): `wss://push.example.com`; `/v1/ws` is added when the URL has no path. */
+  url: string
+  /**
+   * Returns a client token (a JWT your backend minted). Called before every connection attempt,
+   * so an expired token is replaced by reconnecting; when it throws, the client stops
+   * (state `disconnected`, `willRetry: false`) and emits `error`.
+   */
+  getToken: () => string | Promise<string>
+  /** The WebSocket class; default `globalThis.WebSocket` (browsers, Node 22). On Node 20 pass `ws`'s. */
+  WebSocket?: WebSocketFactory
+  /** With no frame for this long, the client pings; default 25 s. */
+  pingIntervalMs?: number
+  /** A ping unanswered this long means a dead connection: closed and retried; default 10 s. */
+  pongTimeoutMs?: number
+  /** Default: the real clock. */
+  clock?: Clock
+  /** Default: Math.random. */
+  random?: () => number
+}
+
+export type ConnectionState = 'connecting' | 'connected' | 'disconnected'
+
+/** What `state` listeners get. */
+export type StateChange =
+  | { state: 'connecting'; attempt: number }
+  | { state: 'connected'; connId: string; nodeId: string }
+  | {
+      state: 'disconnected'
+      /** The close code: the edge's, 1006 for a lost connection, 4000 for one the client found dead, 1000 after close(). */
+      code: number
+      reason: string
+      /** False after close(), a final close code (4500-4999) or a getToken() failure. */
+      willRetry: boolean
+      /** When willRetry: the delay before the next attempt. */
+      delayMs?: number
+    }
+
+/** A push as listeners get it: `event`, `data`, its `id` (unique per push) and `ts` (ms epoch at the router). */
+export type Push = Omit<PushFrame, 'type'>
+
+type Listener = (...args: never[]) => void
+interface Events {
+  state: (change: StateChange) => void
+  push: (push: Push) => void
+  error: (error: Error) => void
+}
+
+/** Closed by the client because no frame arrived within ping interval + pong timeout. */
+export const DEAD_CONNECTION_CODE = 4000
+const OPEN = 1
+const realClock: Clock = {
+  now: () => Date.now(),
+  setTimeout: (fn, ms) => setTimeout(fn, ms),
+  clearTimeout: (handle) => clearTimeout(handle as ReturnType<typeof setTimeout>),
+}
+
+/**
+ * A connection to Switchboard that stays up: it reconnects with full-jitter backoff (a short
+ * random delay after an edge's drain), stops for good on a final close code (4500-4999),
+ * fetches a token for every attempt, and closes and retries a connection that went silent.
+ *
+ * ```js
+ * const sb = new Switchboard({ url: 'wss://push.example.com', getToken: () => fetchToken() })
+ * sb.on('chat.message', (data) => render(data))
+ * sb.on('state', (s) => console.log(s.state))
+ * sb.connect()
+ * ```
+ */
+export class Switchboard {
+  readonly #url: string
+  readonly #getToken: () => string | Promise<string>
+  readonly #WebSocket: WebSocketFactory
+  readonly #pingIntervalMs: number
+  readonly #pongTimeoutMs: number
+  readonly #clock: Clock
+  readonly #random: () => number
+  readonly #listeners = new Map<string, Set<Listener>>()
+  #state: ConnectionState = 'disconnected'
+  #ws: WebSocketLike | undefined
+  /** Bumped by connect() and close(): a stale attempt (an awaited getToken) sees it changed and stops. */
+  #generation = 0
+  #attempt = 0
+  #connectedAt: number | undefined
+  #lastFrameAt = 0
+  #retryTimer: unknown
+  #livenessTimer: unknown
+  #unwatch: (() => void) | undefined
+
+  constructor(options: SwitchboardOptions) {
+    const WebSocketClass = options.WebSocket ?? (globalThis as { WebSocket?: WebSocketFactory }).WebSocket
+    if (!WebSocketClass) throw new Error('no WebSocket implementation: pass one as options.WebSocket (e.g. from the ws package on Node 20)')
+    this.#url = withPath(options.url)
+    this.#getToken = options.getToken
+    this.#WebSocket = WebSocketClass
+    this.#pingIntervalMs = options.pingIntervalMs ?? 25_000
+    this.#pongTimeoutMs = options.pongTimeoutMs ?? 10_000
+    this.#clock = options.clock ?? realClock
+    this.#random = options.random ?? Math.random
+  }
+
+  get state(): ConnectionState {
+    return this.#state
+  }
+
+  /** Subscribes to `state`, `push` (every push), `error`, or one push event by its name. Returns the unsubscribe function. */
+  on<K extends keyof Events>(name: K, listener: Events[K]): () => void
+  on(name: string, listener: (data: unknown, push: Push) => void): () => void
+  on(name: string, listener: Listener): () => void {
+    let set = this.#listeners.get(name)
+    if (!set) this.#listeners.set(name, (set = new Set()))
+    set.add(listener)
+    return () => this.off(name, listener)
+  }
+
+  off(name: string, listener: Listener): void {
+    this.#listeners.get(name)?.delete(listener)
+  }
+
+  /** Starts connecting (and keeps reconnecting); does nothing while already connecting or connected. */
+  connect(): void {
+    if (this.#state !== 'disconnected' || this.#retryTimer !== undefined) return
+    this.#generation++
+    this.#attempt = 0
+    this.#unwatch ??= watchEnvironment(() => this.#retrySoon())
+    void this.#open(this.#generation)
+  }
+
+  /** Closes the connection and stops every timer and listener of the environment; connect() starts again. */
+  close(): void {
+    this.#generation++
+    this.#stopTimers()
+    this.#unwatch?.()
+    this.#unwatch = undefined
+    const ws = this.#ws
+    this.#ws = undefined
+    if (ws) {
+      detach(ws)
+      ws.close(1000, 'client closed')
+    }
+    if (this.#state !== 'disconnected' || ws) this.#setState({ state: 'disconnected', code: 1000, reason: 'client closed', willRetry: false })
+  }
+
+  async #open(generation: number): Promise<void> {
+    this.#setState({ state: 'connecting', attempt: this.#attempt })
+    let token: string
+    try {
+      token = await this.#getToken()
+    } catch (err) {
+      if (generation !== this.#generation) return
+      this.#emit('error', err instanceof Error ? err : new Error(String(err)))
+      this.#setState({ state: 'disconnected', code: 1000, reason: 'getToken failed', willRetry: false })
+      return
+    }
+    if (generation !== this.#generation) return // close() or connect() meanwhile
+    const ws = new this.#WebSocket(this.#url, [SUBPROTOCOL, `${BEARER_PROTOCOL_PREFIX}${token}`])
+    this.#ws = ws
+    this.#lastFrameAt = this.#clock.now()
+    this.#armLiveness()
+    ws.onmessage = (event) => this.#frame(event.data)
+    ws.onclose = (event) => this.#closed(ws, event.code, event.reason)
+    ws.onerror = () => undefined // a close event follows
+  }
+
+  #frame(data: unknown): void {
+    this.#lastFrameAt = this.#clock.now()
+    let frame: ServerFrame
+    try {
+      frame = JSON.parse(typeof data === 'string' ? data : String(data)) as ServerFrame
+    } catch {
+      return // not JSON: not from an edge
+    }
+    if (frame.type === 'welcome') {
+      this.#connectedAt = this.#clock.now()
+      this.#setState({ state: 'connected', connId: frame.connId, nodeId: frame.nodeId })
+    } else if (frame.type === 'push') {
+      const { id, event, data: payload, ts } = frame
+      const push: Push = { id, event, data: payload, ts }
+      this.#emit('push', push)
+      if (event !== 'push' && event !== 'state' && event !== 'error') this.#emit(event, payload, push)
+    }
+  }
+
+  #closed(ws: WebSocketLike, code: number, reason: string): void {
+    if (ws !== this.#ws) return
+    this.#ws = undefined
+    this.#stopTimers()
+    const stableFor = this.#connectedAt === undefined ? 0 : this.#clock.now() - this.#connectedAt
+    this.#connectedAt = undefined
+    if (!shouldReconnect(code)) {
+      this.#unwatch?.()
+      this.#unwatch = undefined
+      this.#setState({ state: 'disconnected', code, reason, willRetry: false })
+      return
+    }
+    if (stableFor >= Reconnect.stableMs) this.#attempt = 0
+    const delayMs = reconnectDelayMs(this.#attempt, code, this.#random)
+    this.#attempt++
+    this.#setState({ state: 'disconnected', code, reason, willRetry: true, delayMs })
+    this.#scheduleRetry(delayMs)
+  }
+
+  #scheduleRetry(delayMs: number): void {
+    const generation = this.#generation
+    this.#clock.clearTimeout(this.#retryTimer)
+    this.#retryTimer = this.#clock.setTimeout(() => {
+      this.#retryTimer = undefined
+      if (generation === this.#generation) void this.#open(generation)
+    }, delayMs)
+  }
+
+  /** The network came back or the page became visible: a pending retry goes now (after a little jitter). */
+  #retrySoon(): void {
+    if (this.#retryTimer !== undefined) this.#scheduleRetry(this.#random() * 1_000)
+  }
+
+  /** Pings after pingIntervalMs without a frame; closes as dead after pongTimeoutMs more. */
+  #armLiveness(): void {
+    const check = () => {
+      const ws = this.#ws
+      if (!ws) return
+      const silentFor = this.#clock.now() - this.#lastFrameAt
+      if (silentFor >= this.#pingIntervalMs + this.#pongTimeoutMs) {
+        detach(ws)
+        ws.close(DEAD_CONNECTION_CODE, 'no frame from the edge')
+        this.#closed(ws, DEAD_CONNECTION_CODE, 'no frame from the edge')
+        return
+      }
+      if (silentFor >= this.#pingIntervalMs && ws.readyState === OPEN) ws.send(PING_FRAME)
+      const next = silentFor >= this.#pingIntervalMs ? this.#pingIntervalMs + this.#pongTimeoutMs - silentFor : this.#pingIntervalMs - silentFor
+      this.#livenessTimer = this.#clock.setTimeout(check, next)
+    }
+    this.#livenessTimer = this.#clock.setTimeout(check, this.#pingIntervalMs)
+  }
+
+  #stopTimers(): void {
+    this.#clock.clearTimeout(this.#retryTimer)
+    this.#clock.clearTimeout(this.#livenessTimer)
+    this.#retryTimer = undefined
+    this.#livenessTimer = undefined
+  }
+
+  #setState(change: StateChange): void {
+    this.#state = change.state
+    this.#emit('state', change)
+  }
+
+  #emit(name: string, ...args: unknown[]): void {
+    for (const listener of [...(this.#listeners.get(name) ?? [])]) {
+      try {
+        ;(listener as (...a: unknown[]) => void)(...args)
+      } catch (err) {
+        // A throwing listener must not break the connection or the other listeners.
+        if (name !== 'error') this.#emit('error', err instanceof Error ? err : new Error(String(err)))
+      }
+    }
+  }
+}
+
+function withPath(url: string): string {
+  const u = new URL(url)
+  if (u.pathname === '/' || u.pathname === '') u.pathname = WS_PATH
+  return u.toString()
+}
+
+function detach(ws: WebSocketLike): void {
+  ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null
+}
+
+interface EventSource {
+  addEventListener(name: string, fn: () => void): void
+  removeEventListener(name: string, fn: () => void): void
+}
+
+/** In a browser: calls `onChance` when the network comes back or the page becomes visible. Returns the unsubscribe. */
+function watchEnvironment(onChance: () => void): () => void {
+  const g = globalThis as { window?: EventSource; document?: EventSource & { visibilityState?: string } }
+  const { window, document } = g
+  if (!window || !document) return () => undefined // Node: nothing to watch
+  const onVisible = () => {
+    if (document.visibilityState === 'visible') onChance()
+  }
+  window.addEventListener('online', onChance)
+  document.addEventListener('visibilitychange', onVisible)
+  return () => {
+    window.removeEventListener('online', onChance)
+    document.removeEventListener('visibilitychange', onVisible)
+  }
+}

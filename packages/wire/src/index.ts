@@ -1,0 +1,78 @@
+/**
+ * The websocket wire format between apps and edges (v1): paths, frames, close codes and what
+ * a client does after each. Shared by the client SDK (browsers, Node) and the services, so it
+ * imports nothing: no Node module, no dependency.
+ */
+
+/** Where edges accept client websockets. */
+export const WS_PATH = '/v1/ws'
+
+/** The subprotocol of v1: offered by clients, selected by edges (browsers need one selected when they offer any). */
+export const SUBPROTOCOL = 'switchboard.v1'
+
+/** A client token travels as the websocket subprotocol `bearer.<token>`, offered next to SUBPROTOCOL and never selected. */
+export const BEARER_PROTOCOL_PREFIX = 'bearer.'
+
+/** Frames the edge sends. All are JSON text. */
+export interface WelcomeFrame {
+  type: 'welcome'
+  connId: string
+  nodeId: string
+}
+export interface PushFrame {
+  type: 'push'
+  id: string
+  event: string
+  data: unknown
+  /** ms epoch at the router. */
+  ts: number
+}
+export interface PongFrame {
+  type: 'pong'
+}
+export type ServerFrame = WelcomeFrame | PushFrame | PongFrame
+
+/** The one frame a client may send in v1: answered by a pong, in order with pushes. */
+export const PING_FRAME = '{"type":"ping"}'
+
+/** Close codes an edge sends, by meaning. */
+export const CloseCode = {
+  /** Edge draining (deploy, scale-down): reconnect after a short random delay. */
+  draining: 1001,
+  /** The client sent something that is not a v1 frame. */
+  protocolViolation: 1008,
+  /** A client frame over the edge's limit. */
+  messageTooBig: 1009,
+  /** Rate limited, or too slow to read (backpressure). */
+  tooSlow: 4008,
+  /** Closed by the disconnect API: final. */
+  kicked: 4500,
+  /** Replaced by a newer session of the same user: final. */
+  replaced: 4501,
+  /** Evicted: the user opened more connections than allowed: final. */
+  tooManyConnections: 4502,
+} as const
+
+/** 4500-4999 are final: the client must not reconnect. Anything else: reconnect. */
+export function shouldReconnect(closeCode: number): boolean {
+  return !(closeCode >= 4500 && closeCode <= 4999)
+}
+
+/** Reconnect timing (README, "Close codes, and what a client should do"). */
+export const Reconnect = {
+  baseMs: 500,
+  capMs: 30_000,
+  /** After a 1001 (drain), a short random delay instead of the backoff. */
+  drainMaxMs: 2_000,
+  /** A connection that stayed up this long resets the backoff. */
+  stableMs: 60_000,
+} as const
+
+/**
+ * The delay before reconnect attempt `attempt` (0 for the first) after a close with `code`:
+ * full jitter, `random(0, min(cap, base × 2^attempt))`, or `random(0, drainMaxMs)` after 1001.
+ */
+export function reconnectDelayMs(attempt: number, code: number, random: () => number = Math.random): number {
+  if (code === CloseCode.draining) return random() * Reconnect.drainMaxMs
+  return random() * Math.min(Reconnect.capMs, Reconnect.baseMs * 2 ** Math.max(0, attempt))
+}
