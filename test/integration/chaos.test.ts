@@ -7,6 +7,8 @@
 import { randomBytes } from 'node:crypto'
 import t from 'tap'
 import WebSocket from 'ws'
+import { Reconnect, Switchboard, type WebSocketFactory } from '@switchboard/client'
+import { startBalancer } from '../helpers/balancer.js'
 import { api, eventually, mintToken } from '../helpers/clients.js'
 import { startCluster, startRouter, testSecrets, type Edge } from '../helpers/processes.js'
 import { startReceiver } from '../helpers/webhook-receiver.js'
@@ -46,61 +48,43 @@ async function restartRouter(): Promise<void> {
 /** The current process of each node id. */
 const edges = new Map<string, Edge>(cluster.edges.map((e) => [e.nodeId, e]))
 const running = () => [...edges.values()].filter((e) => e.isRunning())
+const balancer = await startBalancer(t, () => running().map((e) => e.port))
 
-/** A client as an app would write one: reconnects with backoff and full jitter, quickly after 1001, never after 45xx. */
+/** A client as apps use it: the SDK (its reconnect rules: backoff with jitter, quickly after 1001, never after 45xx) behind a load balancer. */
 class ChaosClient {
-  ws: WebSocket | undefined
+  readonly sb: Switchboard
   welcome: { connId: string; nodeId: string } | undefined
   readonly received = new Set<string>()
   hasQuit = false
-  #attempt = 0
 
   constructor(
     readonly userId: string,
-    private readonly token: string,
-    private readonly localAddress: string,
-  ) {}
+    token: string,
+  ) {
+    this.sb = new Switchboard({ url: balancer.url, getToken: () => token, WebSocket: WebSocket as unknown as WebSocketFactory })
+    this.sb.on('state', (s) => {
+      this.welcome = s.state === 'connected' ? { connId: s.connId, nodeId: s.nodeId } : undefined
+    })
+    this.sb.on('push', (p) => this.received.add(p.id))
+  }
 
   get isOpen(): boolean {
-    return this.welcome !== undefined && this.ws?.readyState === WebSocket.OPEN
+    return this.welcome !== undefined
   }
 
   connect(): void {
-    const edge = pick(running())
-    if (this.hasQuit) return
-    if (!edge) return this.#retry(200)
-    const ws = new WebSocket(`${edge.wsUrl}?token=${this.token}`, { localAddress: this.localAddress })
-    this.ws = ws
-    ws.on('message', (data) => {
-      const frame = JSON.parse(String(data)) as { type: string; id?: string; connId?: string; nodeId?: string }
-      if (frame.type === 'welcome') {
-        this.welcome = { connId: frame.connId!, nodeId: frame.nodeId! }
-        this.#attempt = 0
-      } else if (frame.type === 'push') this.received.add(frame.id!)
-    })
-    ws.on('error', () => undefined) // refused, reset or 503 while draining: 'close' follows
-    ws.on('close', (code) => {
-      if (this.ws !== ws) return
-      this.ws = undefined
-      this.welcome = undefined
-      if (this.hasQuit || (code >= 4500 && code <= 4999)) return
-      this.#retry(code === 1001 ? random(0, 300) : random(0, Math.min(1_000, 50 * 2 ** this.#attempt++)))
-    })
+    this.sb.connect()
   }
 
   quit(): void {
     this.hasQuit = true
-    this.ws?.close()
-  }
-
-  #retry(delayMs: number): void {
-    setTimeout(() => this.connect(), delayMs).unref()
+    this.sb.close()
   }
 }
 
 t.test('at quiescence, presence and nodes equal the open sockets, and every delivered push was received', async (t) => {
   const users = Array.from({ length: USERS }, (_, i) => `chaos-${i}`)
-  const clients = await Promise.all(users.map(async (u, i) => new ChaosClient(u, await mintToken(jwtSecret, u), `127.0.0.${1 + (i % 8)}`)))
+  const clients = await Promise.all(users.map(async (u) => new ChaosClient(u, await mintToken(jwtSecret, u))))
   const byUser = new Map(clients.map((c) => [c.userId, c]))
   t.teardown(() => clients.forEach((c) => c.quit()))
   clients.forEach((c) => c.connect())
@@ -163,7 +147,8 @@ t.test('at quiescence, presence and nodes equal the open sockets, and every deli
 
   // Quiescence: every remaining client is connected again.
   const stayers = clients.filter((c) => !c.hasQuit)
-  await eventually(() => stayers.every((c) => c.isOpen), { timeoutMs: 15_000 })
+  // A client that failed often during the chaos may wait out a whole backoff cap before its next attempt.
+  await eventually(() => stayers.every((c) => c.isOpen), { timeoutMs: Reconnect.capMs + 15_000 })
 
   // The registry's view equals the truth: exactly the open sockets.
   const truth = (c: ChaosClient) => (c.isOpen ? [{ connId: c.welcome!.connId, nodeId: c.welcome!.nodeId }] : [])
