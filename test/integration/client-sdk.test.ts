@@ -67,3 +67,18 @@ t.test('the disconnect API (4500) ends the connection for good', async (t) => {
   const presence = await cluster.api.get(`/v1/presence/${u}`)
   t.equal(presence.body.online, false, 'and it did not come back')
 })
+
+t.test('close() while the socket is still connecting (ws emits an error then) neither throws nor crashes', async (t) => {
+  // A server that accepts the TCP connection and never answers the upgrade.
+  const { createServer } = await import('node:net')
+  const held: import('node:net').Socket[] = []
+  const silent = createServer((s) => void held.push(s))
+  await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => (held.forEach((s) => s.destroy()), silent.close()))
+  const sb = new Switchboard({ url: `ws://127.0.0.1:${(silent.address() as { port: number }).port}`, getToken: () => 'token', WebSocket: WebSocket as unknown as WebSocketFactory })
+  sb.connect()
+  await eventually(() => held.length === 1)
+  sb.close()
+  await new Promise((r) => setTimeout(r, 50)) // the error event fires on the next ticks
+  t.equal(sb.state, 'disconnected', 'closed, and the process is still here')
+})

@@ -2,7 +2,7 @@ import type { Logger } from 'pino'
 import type { Registry as PromRegistry } from 'prom-client'
 import { App, us_listen_socket_close, us_socket_local_port, type us_listen_socket } from 'uWebSockets.js'
 import { createBearerCheck } from '@switchboard/protocol'
-import type { Registry } from '@switchboard/registry'
+import { MemoryIdempotencyStore, type Registry } from '@switchboard/registry'
 import { createApi } from './api.js'
 import type { RouterConfig } from './config.js'
 import type { EdgeClient } from './edge-client.js'
@@ -12,6 +12,7 @@ import { batchLocates } from './locate-batch.js'
 import { createRouterMetrics, timedRegistry } from './metrics.js'
 import { servePipeline } from './pipeline.js'
 import { createPullApi } from './presence/pull-api.js'
+import { createIdempotent, type IdempotencyDeps } from './idempotency.js'
 
 export interface AppDeps {
   config: Pick<RouterConfig, 'apiKeys' | 'bodyLimitBytes' | 'pipelineMaxInFlight' | 'pipelineMaxBackpressureBytes'> & Partial<Pick<RouterConfig, 'presencePollMs'>> & ApiLimits
@@ -19,6 +20,8 @@ export interface AppDeps {
   edges: EdgeClient
   log: Logger
   promRegistry: PromRegistry
+  /** Where Idempotency-Key answers are kept; default: in this process, 24 h. */
+  idempotency?: IdempotencyDeps
 }
 
 export interface RouterApp {
@@ -49,11 +52,13 @@ export function buildApp(deps: AppDeps): RouterApp {
   const registry = { ...timed, locate: batchLocates(timed.locate) }
   const api = createApi({ registry, edges: deps.edges, metrics, limits: createLimitChecks(deps.config), log: deps.log })
   const isApiKey = createBearerCheck(deps.config.apiKeys)
+  const idempotent = createIdempotent(deps.idempotency ?? { store: new MemoryIdempotencyStore(), retentionMs: 86_400_000, pendingTtlMs: 15_000 })
   let isClosing = false
   const app = App()
   // The websocket route first: a plain GET of its path falls through to the HTTP API (404).
   const pipeline = servePipeline(app, {
     api,
+    idempotent,
     isApiKey,
     log: deps.log,
     metrics,
@@ -64,7 +69,7 @@ export function buildApp(deps: AppDeps): RouterApp {
     inFlight,
   })
   const pull = createPullApi({ registry: deps.registry, pollMs: deps.config.presencePollMs ?? 250, isClosing: () => isClosing })
-  serveHttpApi(app, { api, pull, registry, isApiKey, bodyLimitBytes: deps.config.bodyLimitBytes, log: deps.log, metrics, promRegistry: deps.promRegistry, isClosing: () => isClosing, inFlight })
+  serveHttpApi(app, { api, pull, idempotent, registry, isApiKey, bodyLimitBytes: deps.config.bodyLimitBytes, log: deps.log, metrics, promRegistry: deps.promRegistry, isClosing: () => isClosing, inFlight })
 
   const pruner = setInterval(() => {
     deps.registry.liveNodes().then(

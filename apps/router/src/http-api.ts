@@ -5,6 +5,7 @@ import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js'
 import { REQUEST_ID, SwitchboardError } from '@switchboard/protocol'
 import { errorAnswer } from './answers.js'
 import type { Api } from './api.js'
+import { apiKeyScope, type Idempotent } from './idempotency.js'
 import type { PullApi } from './presence/pull-api.js'
 import type { RouterMetrics, TimedRegistry } from './metrics.js'
 import { parseJsonBody } from './json-body.js'
@@ -13,6 +14,8 @@ export interface HttpApiDeps {
   api: Api
   /** The presence events stream and snapshot (HTTP only). */
   pull: PullApi
+  /** Pushes and broadcasts sent with an Idempotency-Key run once. */
+  idempotent: Idempotent
   /** For /readyz. */
   registry: TimedRegistry
   isApiKey: (authorization: string) => boolean
@@ -44,8 +47,10 @@ const STATUS_LINE: Record<number, string> = {
   400: '400 Bad Request',
   401: '401 Unauthorized',
   404: '404 Not Found',
+  409: '409 Conflict',
   410: '410 Gone',
   413: '413 Payload Too Large',
+  422: '422 Unprocessable Content',
   500: '500 Internal Server Error',
   503: '503 Service Unavailable',
 }
@@ -68,7 +73,24 @@ const STATUS_LINE: Record<number, string> = {
 export function serveHttpApi(app: TemplatedApp, deps: HttpApiDeps): void {
   const { api, log, metrics } = deps
 
-  async function answer(route: Route, body: Buffer | undefined, requestId: string, query: string): Promise<unknown> {
+  /** What a request brings besides its route and body. */
+  interface Context {
+    ex: Exchange
+    query: string
+    authorization: string
+    idempotencyKey: string | undefined
+  }
+
+  /** A push or broadcast, run once per Idempotency-Key when the request has one. */
+  async function write<T>(c: Context, op: 'push' | 'broadcast', input: unknown, run: (input: unknown) => Promise<T>): Promise<T> {
+    const { value, replayed } = await deps.idempotent(apiKeyScope(c.authorization), c.idempotencyKey, op, input, () => run(input))
+    if (replayed) c.ex.replayed = true
+    return value
+  }
+
+  async function answer(route: Route, body: Buffer | undefined, c: Context): Promise<unknown> {
+    const { requestId } = c.ex
+    const query = c.query
     switch (route.name) {
       case 'presenceEvents':
         return deps.pull.events(new URLSearchParams(query))
@@ -81,9 +103,9 @@ export function serveHttpApi(app: TemplatedApp, deps: HttpApiDeps): void {
       case 'presence':
         return api.presence({ userId: route.userId })
       case 'push':
-        return api.push(parseJsonBody(body), requestId)
+        return write(c, 'push', parseJsonBody(body), (input) => api.push(input, requestId))
       case 'broadcast':
-        return api.broadcast(parseJsonBody(body), requestId)
+        return write(c, 'broadcast', parseJsonBody(body), (input) => api.broadcast(input, requestId))
       case 'presenceQuery':
         return api.presenceQuery(parseJsonBody(body))
       case 'disconnect':
@@ -93,7 +115,7 @@ export function serveHttpApi(app: TemplatedApp, deps: HttpApiDeps): void {
     }
   }
 
-  function dispatch(ex: Exchange, route: Route | SwitchboardError | undefined, authorization: string, contentType: string | undefined, query: string, body: Buffer | undefined, isTooLarge: boolean): void {
+  function dispatch(ex: Exchange, route: Route | SwitchboardError | undefined, authorization: string, contentType: string | undefined, c: Context, body: Buffer | undefined, isTooLarge: boolean): void {
     if (route instanceof SwitchboardError) return ex.error(route)
     if (!(route && PUBLIC.has(route.name)) && !deps.isApiKey(authorization)) {
       return ex.error(new SwitchboardError('unauthorized', 'a valid API key is required (Authorization: Bearer <key>)'))
@@ -120,7 +142,7 @@ export function serveHttpApi(app: TemplatedApp, deps: HttpApiDeps): void {
       )
       return
     }
-    answer(route, body, ex.requestId, query).then(
+    answer(route, body, c).then(
       (value) => ex.send(200, JSON.stringify(value)),
       (err: unknown) => ex.error(err),
     )
@@ -135,15 +157,18 @@ export function serveHttpApi(app: TemplatedApp, deps: HttpApiDeps): void {
     const authorization = req.getHeader('authorization')
     const contentType = contentTypeOf(req)
     const query = req.getQuery() ?? ''
+    const idempotencyKey = req.getHeader('idempotency-key') || undefined
     const route = routeOf(method, path)
     const wantsBody = route !== undefined && !(route instanceof SwitchboardError) && method === 'POST'
     const ex = new Exchange(res, method, path, requestId)
-    ex.read(req, wantsBody ? deps.bodyLimitBytes : 0, (body, isTooLarge) => dispatch(ex, route, authorization, contentType, query, body, isTooLarge))
+    ex.read(req, wantsBody ? deps.bodyLimitBytes : 0, (body, isTooLarge) => dispatch(ex, route, authorization, contentType, { ex, query, authorization, idempotencyKey }, body, isTooLarge))
   })
 
   /** One request and its answer: the body read, the one answer sent (never after an abort). */
   class Exchange {
     #isDone = false
+    /** The answer is an earlier request's, replayed for its Idempotency-Key. */
+    replayed = false
     constructor(
       readonly res: HttpResponse,
       readonly method: string,
@@ -192,6 +217,7 @@ export function serveHttpApi(app: TemplatedApp, deps: HttpApiDeps): void {
       const close = deps.isClosing()
       this.res.cork(() => {
         this.res.writeStatus(STATUS_LINE[status] ?? String(status)).writeHeader('content-type', contentType).writeHeader('x-request-id', this.requestId)
+        if (this.replayed) this.res.writeHeader('idempotent-replayed', 'true')
         if (this.method === 'HEAD') this.res.endWithoutBody(Buffer.byteLength(body), close)
         else this.res.end(body, close)
       })

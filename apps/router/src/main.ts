@@ -10,7 +10,7 @@ try {
 // The rest loads only once the configuration is valid, so a bad value stops the process at once.
 const { default: pino } = await import('pino')
 const { Registry: PromRegistry } = await import('prom-client')
-const { RedisRegistry, createRedisClient } = await import('@switchboard/registry')
+const { RedisIdempotencyStore, RedisRegistry, createRedisClient } = await import('@switchboard/registry')
 const { buildApp } = await import('./app.js')
 const { LinkEdgeClient } = await import('./edge-link.js')
 const { startReaper } = await import('./reaper.js')
@@ -29,7 +29,13 @@ const registry = new RedisRegistry(redis, {
 })
 const edges = new LinkEdgeClient({ internalToken: config.internalToken, timeoutMs: config.forwardTimeoutMs })
 const promRegistry = new PromRegistry()
-const app = buildApp({ config, registry, edges, log, promRegistry })
+const idempotency = {
+  store: new RedisIdempotencyStore(redis, { prefix: config.registryPrefix }),
+  retentionMs: config.idempotencyRetentionMs,
+  // A router that dies mid-push leaves its key in flight this long: past any push's own bounds.
+  pendingTtlMs: 2 * (config.forwardTimeoutMs + config.redisCommandTimeoutMs) + 5_000,
+}
+const app = buildApp({ config, registry, edges, log, promRegistry, idempotency })
 const stopReaper = startReaper({ registry, log, graceMs: config.reapGraceMs, settleMs: config.leaseTtlMs + 5_000, intervalMs: Math.min(1_000, Math.floor(config.leaseTtlMs / 3)) })
 const presence = startPresenceDelivery({ config, registry, log, promRegistry })
 

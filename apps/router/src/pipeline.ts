@@ -12,11 +12,13 @@ import {
 } from '@switchboard/protocol'
 import { errorAnswer } from './answers.js'
 import type { Api } from './api.js'
+import { apiKeyScope, type Idempotent } from './idempotency.js'
 import { parseJsonBody, refusePrototypeKeys } from './json-body.js'
 import type { RouterMetrics } from './metrics.js'
 
 export interface PipelineDeps {
   api: Api
+  idempotent: Idempotent
   isApiKey: (authorization: string) => boolean
   log: Logger
   metrics: RouterMetrics
@@ -32,6 +34,8 @@ export interface PipelineDeps {
 
 /** One backend connection. */
 interface Backend {
+  /** Its API key's scope for idempotency keys. */
+  scope: string
   inFlight: number
   isClosed: boolean
   /** Answers finished this turn, written together (one syscall) once the turn's I/O is done. */
@@ -65,6 +69,7 @@ export function servePipeline(app: TemplatedApp, deps: PipelineDeps): Pipeline {
     let id: string | null = null
     let op: PipelineOp
     let body: unknown
+    let idempotencyKey: string | undefined
     try {
       const request = parseJsonBody(text, false)
       if (typeof request !== 'object' || request === null || Array.isArray(request)) throw new SwitchboardError('invalid_request', 'request: must be a JSON object {"id","op","body"}')
@@ -74,6 +79,8 @@ export function servePipeline(app: TemplatedApp, deps: PipelineDeps): Pipeline {
       if (typeof r.op !== 'string' || !Object.hasOwn(PIPELINE_OPS, r.op)) throw new SwitchboardError('not_found', `op: no operation ${JSON.stringify(r.op)}; one of ${Object.keys(PIPELINE_OPS).join(', ')}`)
       op = r.op as PipelineOp
       body = r.body
+      if (r.idempotencyKey !== undefined && typeof r.idempotencyKey !== 'string') throw new SwitchboardError('invalid_request', 'idempotencyKey: a string')
+      idempotencyKey = r.idempotencyKey
       refusePrototypeKeys(text, body)
     } catch (err) {
       return reply(ws, backend, id, err)
@@ -85,18 +92,25 @@ export function servePipeline(app: TemplatedApp, deps: PipelineDeps): Pipeline {
     backend.inFlight++
     deps.inFlight.n++
     const requestId = id
-    call(op, body, id).then(
-      (value) => answered(ws, backend, requestId, 200, value),
-      (err: unknown) => answered(ws, backend, requestId, undefined, err),
+    call(op, body, id, backend.scope, idempotencyKey).then(
+      ({ value, replayed }) => answered(ws, backend, requestId, 200, value, replayed),
+      (err: unknown) => answered(ws, backend, requestId, undefined, err, false),
     )
   }
 
-  function call(op: PipelineOp, body: unknown, requestId: string): Promise<unknown> {
+  async function call(op: PipelineOp, body: unknown, requestId: string, scope: string, idempotencyKey: string | undefined): Promise<{ value: unknown; replayed: boolean }> {
     switch (op) {
       case 'push':
-        return api.push(body, requestId)
+        return deps.idempotent(scope, idempotencyKey, op, body, () => api.push(body, requestId))
       case 'broadcast':
-        return api.broadcast(body, requestId)
+        return deps.idempotent(scope, idempotencyKey, op, body, () => api.broadcast(body, requestId))
+      default:
+        return { value: await read(op, body, requestId), replayed: false }
+    }
+  }
+
+  function read(op: Exclude<PipelineOp, 'push' | 'broadcast'>, body: unknown, requestId: string): Promise<unknown> {
+    switch (op) {
       case 'presence':
         return api.presence(body)
       case 'presence.query':
@@ -108,10 +122,10 @@ export function servePipeline(app: TemplatedApp, deps: PipelineDeps): Pipeline {
     }
   }
 
-  function answered(ws: Socket, backend: Backend, id: string, status: number | undefined, value: unknown): void {
+  function answered(ws: Socket, backend: Backend, id: string, status: number | undefined, value: unknown, replayed: boolean): void {
     backend.inFlight--
     deps.inFlight.n--
-    if (status === 200) queue(ws, backend, answerText(id, 200, JSON.stringify(value)))
+    if (status === 200) queue(ws, backend, answerText(id, 200, JSON.stringify(value), replayed))
     else reply(ws, backend, id, value)
   }
 
@@ -157,7 +171,7 @@ export function servePipeline(app: TemplatedApp, deps: PipelineDeps): Pipeline {
       if (!deps.isApiKey(authorization)) return refuse('401 Unauthorized', 'unauthorized', 'a valid API key is required (Authorization: Bearer <key>)')
       if (deps.isClosing()) return refuse('503 Service Unavailable', 'not_ready', 'router shutting down; connect to another router')
       const selected = offered.includes(PIPELINE_PROTOCOL) ? PIPELINE_PROTOCOL : ''
-      res.upgrade<Backend>({ inFlight: 0, isClosed: false, out: [] }, req.getHeader('sec-websocket-key'), selected, req.getHeader('sec-websocket-extensions'), context)
+      res.upgrade<Backend>({ scope: apiKeyScope(authorization), inFlight: 0, isClosed: false, out: [] }, req.getHeader('sec-websocket-key'), selected, req.getHeader('sec-websocket-extensions'), context)
     },
     open: (ws) => {
       sockets.add(ws)
@@ -179,6 +193,6 @@ export function servePipeline(app: TemplatedApp, deps: PipelineDeps): Pipeline {
   }
 }
 
-function answerText(id: string | null, status: number, body: string): string {
-  return `{"id":${id === null ? 'null' : JSON.stringify(id)},"status":${status},"body":${body}}`
+function answerText(id: string | null, status: number, body: string, replayed = false): string {
+  return `{"id":${id === null ? 'null' : JSON.stringify(id)},"status":${status},"body":${body}${replayed ? ',"replayed":true' : ''}}`
 }

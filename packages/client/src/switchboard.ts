@@ -294,9 +294,12 @@ function withPath(url: string): string {
   return u.toString()
 }
 
+/** Stops listening to a socket being abandoned. Its error handler stays a no-op: `ws` emits an error for a socket closed while connecting, and an unheard one would crash Node. */
 function detach(ws: WebSocketLike): void {
-  ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null
+  ws.onopen = ws.onmessage = ws.onclose = null
+  ws.onerror = ignore
 }
+const ignore = (): void => undefined
 
 interface EventSource {
   addEventListener(name: string, fn: () => void): void

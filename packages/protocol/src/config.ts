@@ -185,6 +185,7 @@ const RouterEnvShape = z.object({
   ROUTER_MAX_EVENT_LENGTH: z.coerce.number().int().min(1).max(256).default(256),
   ROUTER_PIPELINE_MAX_IN_FLIGHT: z.coerce.number().int().min(1).max(100_000).default(1_024),
   ROUTER_PIPELINE_MAX_BACKPRESSURE_BYTES: bytes(8 << 20),
+  ROUTER_IDEMPOTENCY_RETENTION_MS: z.coerce.number().int().min(1_000).max(30 * 86_400_000).default(86_400_000),
   REGISTRY_REAP_GRACE_MS: ms(0, 0),
   PRESENCE_WEBHOOK_URL: list.pipe(z.array(z.url({ protocol: /^https?$/ }))).optional(),
   PRESENCE_WEBHOOK_SECRET: z
@@ -235,6 +236,8 @@ export const RouterEnv = RouterEnvShape
     /** Unsent answer bytes a pipelined-ingress connection may queue; past it, close 4008. */
     pipelineMaxBackpressureBytes: e.ROUTER_PIPELINE_MAX_BACKPRESSURE_BYTES,
     reapGraceMs: e.REGISTRY_REAP_GRACE_MS,
+    /** How long the answer of a push or broadcast sent with an Idempotency-Key is replayed. */
+    idempotencyRetentionMs: e.ROUTER_IDEMPOTENCY_RETENTION_MS,
     webhooks: {
       urls: e.PRESENCE_WEBHOOK_URL ?? [],
       secrets: e.PRESENCE_WEBHOOK_SECRET ?? [],

@@ -15,6 +15,9 @@
  * plays X-Request-Id's part in the logs. `body` is the HTTP call's body (`presence` takes
  * `{"userId":"u1"}`, `nodes` none). A frame the router cannot read as a request is answered
  * with `"id":null` and a 400 (or with its id, when it had a valid one).
+ *
+ * `push` and `broadcast` take an optional `"idempotencyKey"` (the Idempotency-Key header's
+ * part, scoped by the connection's API key); an answer replayed for it has `"replayed":true`.
  */
 export const PIPELINE_PATH = '/v1/pipeline'
 export const PIPELINE_PROTOCOL = 'switchboard.pipeline.v1'
@@ -34,12 +37,15 @@ export interface PipelineRequest {
   id: string
   op: PipelineOp
   body?: unknown
+  idempotencyKey?: string
 }
 
 export interface PipelineAnswer<B = unknown> {
   id: string | null
   status: number
   body: B
+  /** The answer of an earlier request with the same idempotencyKey. */
+  replayed?: true
 }
 
 /** Request ids, on both ingresses: short, and safe in logs and in a comma-separated header. */

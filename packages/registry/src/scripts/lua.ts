@@ -35,6 +35,9 @@ export const check = load('check')
 export const reap = load('reap')
 export const claimGc = load('claim-gc')
 export const own = load('own')
+// Idempotency keys: one key each.
+export const idemBegin = load('idem-begin')
+export const idemEnd = load('idem-end')
 // The feed: KEYS in the {feed} slot.
 export const feed = load('feed')
 // Partition scripts: KEYS users, index, events, holds, hold causes, last version ({pN} slot).
