@@ -1,7 +1,8 @@
 import t from 'tap'
-import { MemoryRegistry } from '@switchboard/registry'
+import { MemoryIdempotencyStore, MemoryRegistry } from '@switchboard/registry'
 import { registryContract } from './registry-contract.js'
 import { presenceContract } from './presence-contract.js'
+import { idempotencyContract } from './idempotency-contract.js'
 
 registryContract(t, async (t) => {
   const registry = new MemoryRegistry()
@@ -14,3 +15,5 @@ presenceContract(t, async (t, presence) => {
   t.teardown(() => registry.close())
   return registry
 })
+
+idempotencyContract(t, async () => new MemoryIdempotencyStore())

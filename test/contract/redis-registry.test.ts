@@ -1,10 +1,11 @@
 import t from 'tap'
-import { RedisRegistry, createRedisClient, type Registry } from '@switchboard/registry'
+import { RedisIdempotencyStore, RedisRegistry, createRedisClient, type Registry } from '@switchboard/registry'
 import { SwitchboardError } from '@switchboard/protocol'
 import { startRedis, uniquePrefix, type TestRedis } from '../helpers/redis.js'
 import { eventually } from '../helpers/clients.js'
 import { registryContract } from './registry-contract.js'
 import { presenceContract } from './presence-contract.js'
+import { idempotencyContract } from './idempotency-contract.js'
 
 const redis = await startRedis(t)
 
@@ -27,6 +28,8 @@ presenceContract(t, async (t, presence) => {
   t.teardown(() => registry.close())
   return registry
 })
+
+idempotencyContract(t, async (t) => new RedisIdempotencyStore(client(t), { prefix: uniquePrefix() }))
 
 const node = (nodeId: string) => ({ nodeId, url: `http://${nodeId}:8081`, startedAt: Date.now() })
 

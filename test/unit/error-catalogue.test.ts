@@ -1,0 +1,20 @@
+// One error catalogue (errorTable): the README's error table and close-code table say exactly
+// what it says, so the docs cannot drift from the code.
+import { readFileSync } from 'node:fs'
+import t from 'tap'
+import { errorTable } from '@switchboard/protocol'
+
+const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8')
+
+t.test('every HTTP error code is in the README\'s error table with its status, and nothing else is', async (t) => {
+  const documented = new Map([...readme.matchAll(/^\| (\d{3}) \| `(\w+)` \|/gm)].map((m) => [m[2]!, Number(m[1])]))
+  const inTable = new Map(Object.entries(errorTable).flatMap(([code, e]) => ('http' in e ? [[code, e.http] as const] : [])))
+  // forbidden is the edge's answer to a refused Origin at the websocket upgrade (README, "Websocket protocol"), not the router's.
+  for (const [code, status] of inTable) if (code !== 'forbidden') t.equal(documented.get(code), status, `${code} documented as ${status}`)
+  for (const [code, status] of documented) t.equal(inTable.get(code), status, `README row ${status} ${code} is a code the router answers`)
+})
+
+t.test('every close code an edge sends is in the README\'s close-code table', async (t) => {
+  const rows = new Set([...readme.matchAll(/^\| (\d{4}) \|/gm)].map((m) => Number(m[1])))
+  for (const [code, e] of Object.entries(errorTable)) if ('close' in e) t.ok(rows.has(e.close), `${code} (${e.close}) documented`)
+})
