@@ -16,6 +16,8 @@ export interface FakeRequest {
   op: PipelineOp
   body: unknown
   via: 'pipeline' | 'http'
+  /** The pipeline frame's idempotencyKey, or the Idempotency-Key header. */
+  idempotencyKey?: string
 }
 
 export interface FakeRouterOptions {
@@ -122,7 +124,8 @@ export async function startFakeRouter(t: { teardown(fn: () => unknown): void }, 
       const [, pattern, op] = route
       const text = Buffer.concat(chunks).toString('utf8')
       const body = op === 'presence' ? { userId: decodeURIComponent(pattern.exec(path)![1]!) } : text ? (JSON.parse(text) as unknown) : undefined
-      const fake: FakeRequest = { id: String(req.headers['x-request-id']), op, body, via: 'http' }
+      const key = req.headers['idempotency-key']
+      const fake: FakeRequest = { id: String(req.headers['x-request-id']), op, body, via: 'http', ...(typeof key === 'string' ? { idempotencyKey: key } : {}) }
       record(fake)
       void Promise.resolve(answer(fake)).then(send)
     })
@@ -139,7 +142,7 @@ export async function startFakeRouter(t: { teardown(fn: () => unknown): void }, 
       ws.once('close', () => sockets.delete(ws))
       let inFlight = 0
       ws.on('message', (data: Buffer) => {
-        const frame = JSON.parse(data.toString('utf8')) as { id: string; op: PipelineOp; body?: unknown }
+        const frame = JSON.parse(data.toString('utf8')) as { id: string; op: PipelineOp; body?: unknown; idempotencyKey?: string }
         const reply = (a: FakeAnswer) => ws.readyState === ws.OPEN && ws.send(JSON.stringify({ id: frame.id, status: a.status, body: a.body }))
         if (options.maxInFlight !== undefined && inFlight >= options.maxInFlight) {
           refused.count++
@@ -148,7 +151,7 @@ export async function startFakeRouter(t: { teardown(fn: () => unknown): void }, 
         inFlight++
         concurrent++
         maxConcurrent.value = Math.max(maxConcurrent.value, concurrent)
-        const fake: FakeRequest = { id: frame.id, op: frame.op, body: frame.body, via: 'pipeline' }
+        const fake: FakeRequest = { id: frame.id, op: frame.op, body: frame.body, via: 'pipeline', ...(frame.idempotencyKey === undefined ? {} : { idempotencyKey: frame.idempotencyKey }) }
         record(fake)
         void Promise.resolve(answer(fake)).then((a) => {
           inFlight--

@@ -93,3 +93,15 @@ t.test('a router restart keeps the stored answers (they are in Redis)', async (t
   t.equal(after.headers.get('idempotent-replayed'), 'true')
   t.same(after.body, before.body)
 })
+
+t.test('the backend client sends the key on both transports', async (t) => {
+  const { SwitchboardBackend } = await import('@switchboard/backend')
+  for (const transport of ['pipeline', 'http'] as const) {
+    const sb = new SwitchboardBackend({ url: cluster.router.url, apiKey: apiKeys[0], transport })
+    t.teardown(() => sb.close())
+    const k = key()
+    const first = await sb.push({ to: ['nobody'], event: 'e', data: 1 }, { idempotencyKey: k })
+    const again = await sb.push({ to: ['nobody'], event: 'e', data: 1 }, { idempotencyKey: k })
+    t.equal(again.id, first.id, `${transport}: the same push`)
+  }
+})

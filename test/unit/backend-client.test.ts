@@ -198,6 +198,23 @@ t.test('a lost connection: writes are not resent (connection_lost), reads are re
   t.equal(presence[0]!.id, presence[1]!.id, 'the retry keeps its request id')
 })
 
+t.test('writes with an idempotencyKey are resent once over HTTP with the same key when the pipeline is lost', async (t) => {
+  const fake = await startFakeRouter(t, { answer: (req) => (req.via === 'pipeline' ? new Promise<never>(() => undefined) : defaultAnswer(req)) })
+  const sb = client(t, fake)
+  await sb.connect()
+  const push = sb.push({ to: ['a'], event: 'e' }, { idempotencyKey: 'key-1' })
+  const broadcast = sb.broadcast({ event: 'e' }, { idempotencyKey: 'key-2' })
+  await fake.received(2)
+  dropSockets(fake)
+  await push
+  await broadcast
+  const sent = (op: string) => fake.requests.filter((r) => r.op === op).map((r) => `${r.via} ${r.idempotencyKey}`)
+  t.same(sent('push'), ['pipeline key-1', 'http key-1'])
+  t.same(sent('broadcast'), ['pipeline key-2', 'http key-2'])
+  await t.rejects(sb.presence('a', { idempotencyKey: 'k' }), { code: 'invalid_argument' }, 'only writes take a key')
+  await t.rejects(sb.push({ to: ['a'], event: 'e' }, { idempotencyKey: 'has space' }), { code: 'invalid_argument' })
+})
+
 t.test('a router without the pipeline (404 at the upgrade): HTTP from then on, no retries', async (t) => {
   const fake = await startFakeRouter(t, { refuseUpgrade: 404 })
   const sb = client(t, fake)

@@ -25,6 +25,13 @@ export interface CallOptions {
   requestId?: string
   /** ms; overrides the client's `timeoutMs` for this call. */
   timeoutMs?: number
+  /**
+   * push and broadcast: runs the call at most once on the router for this key (README,
+   * "Retrying safely"), which also lets the client resend it once over HTTP if the pipeline is
+   * lost with it; the resend gets the first answer back, or `idempotency_in_flight` (409) if
+   * the router is still running the first.
+   */
+  idempotencyKey?: string
 }
 
 /**
@@ -44,8 +51,9 @@ export type ClientState = 'idle' | 'connecting' | 'connected' | 'disconnected' |
  *
  * At most `maxInFlight` calls are outstanding; further ones wait in order, their timeout
  * running. When the pipeline is lost with calls on it, reads (presence, presenceQuery,
- * nodes) are sent again once over HTTP; writes (push, broadcast, disconnect) reject with
- * `connection_lost` and are never resent, because the router may already have delivered them.
+ * nodes) and writes with an `idempotencyKey` are sent again once over HTTP; other writes
+ * (push, broadcast, disconnect) reject with `connection_lost` and are never resent, because
+ * the router may already have delivered them.
  */
 export class SwitchboardBackend {
   readonly #options: ResolvedOptions
@@ -78,7 +86,7 @@ export class SwitchboardBackend {
         },
         {
           answered: (req, answer) => this.#answered(req, answer),
-          lost: (req, error) => (req.isRead && !req.isRetried ? this.#retryOverHttp(req) : this.#settle(req, { error })),
+          lost: (req, error) => (req.isResendable && !req.isRetried ? this.#retryOverHttp(req) : this.#settle(req, { error })),
           returned: (req) => this.#sendHttp(req),
         },
       )
@@ -174,9 +182,13 @@ export class SwitchboardBackend {
     if (typeof id !== 'string' || !REQUEST_ID.test(id)) {
       return Promise.reject(new SwitchboardApiError('invalid_argument', 'requestId: 1 to 128 of A-Za-z0-9_.:@/+=-'))
     }
+    const key = options.idempotencyKey
+    if (key !== undefined && ((op !== 'push' && op !== 'broadcast') || typeof key !== 'string' || !/^[\x21-\x7e]{1,255}$/.test(key))) {
+      return Promise.reject(new SwitchboardApiError('invalid_argument', 'idempotencyKey: for push and broadcast, 1 to 255 visible ASCII characters', { requestId: id }))
+    }
     let req: PendingRequest
     try {
-      req = new PendingRequest(id, op, body)
+      req = new PendingRequest(id, op, body, key)
     } catch (err) {
       return Promise.reject(new SwitchboardApiError('invalid_argument', `the request is not JSON: ${(err as Error).message}`, { requestId: id, cause: err }))
     }

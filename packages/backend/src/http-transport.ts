@@ -41,6 +41,7 @@ export class HttpTransport {
     const call = httpCallOf(operation)
     const headers: Record<string, string> = { authorization: this.#authorization, 'x-request-id': requestId }
     if (call.body !== undefined) headers['content-type'] = 'application/json'
+    if (operation.idempotencyKey !== undefined) headers['idempotency-key'] = operation.idempotencyKey
     let status: number
     let text: string
     try {

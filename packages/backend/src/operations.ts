@@ -6,6 +6,8 @@ export interface Operation {
   body?: unknown
   /** `body` serialized, when the caller has it already. */
   bodyJson?: string | undefined
+  /** push and broadcast: the Idempotency-Key that makes a resend safe. */
+  idempotencyKey?: string | undefined
 }
 
 /**

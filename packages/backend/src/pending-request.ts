@@ -18,7 +18,9 @@ export class PendingRequest implements Operation {
   readonly body: unknown
   /** `body` as JSON, serialized once for either transport; undefined when there is none. */
   readonly bodyJson: string | undefined
-  readonly isRead: boolean
+  /** A read, or a write with an idempotency key: sent again once over HTTP if its pipeline is lost. */
+  readonly isResendable: boolean
+  readonly idempotencyKey: string | undefined
   readonly promise: Promise<unknown>
   stage: Stage = 'waiting'
   isSettled = false
@@ -33,21 +35,23 @@ export class PendingRequest implements Operation {
   #reject!: (err: SwitchboardApiError) => void
 
   /** Throws what JSON.stringify throws for a body that is not JSON (a BigInt, a cycle). */
-  constructor(id: string, op: PipelineOp, body: unknown) {
+  constructor(id: string, op: PipelineOp, body: unknown, idempotencyKey?: string) {
     this.id = id
     this.op = op
     this.body = body
     this.bodyJson = body === undefined ? undefined : JSON.stringify(body)
-    this.isRead = isRead(op)
+    this.idempotencyKey = idempotencyKey
+    this.isResendable = isRead(op) || idempotencyKey !== undefined
     this.promise = new Promise((resolve, reject) => {
       this.#resolve = resolve
       this.#reject = reject
     })
   }
 
-  /** The pipeline frame: `{"id","op","body"}`. */
+  /** The pipeline frame: `{"id","op","body"}`, and `"idempotencyKey"` when there is one. */
   frame(): string {
-    const head = `{"id":${JSON.stringify(this.id)},"op":${JSON.stringify(this.op)}`
+    const key = this.idempotencyKey === undefined ? '' : `,"idempotencyKey":${JSON.stringify(this.idempotencyKey)}`
+    const head = `{"id":${JSON.stringify(this.id)},"op":${JSON.stringify(this.op)}${key}`
     return this.bodyJson === undefined ? `${head}}` : `${head},"body":${this.bodyJson}}`
   }
 
