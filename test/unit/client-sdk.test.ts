@@ -334,3 +334,51 @@ t.test('without a WebSocket implementation the constructor says what to pass', a
   t.throws(() => new Switchboard({ url: 'ws://x', getToken: () => 't' }), /options\.WebSocket/)
   ;(globalThis as { WebSocket?: unknown }).WebSocket = saved
 })
+
+t.test('in a browser: no attempts while offline, a retry at once when back online or visible; close() removes the listeners', async (t) => {
+  const listeners = new Map<string, Set<() => void>>()
+  const target = () => ({
+    addEventListener: (name: string, fn: () => void) => (listeners.get(name) ?? listeners.set(name, new Set()).get(name)!).add(fn),
+    removeEventListener: (name: string, fn: () => void) => listeners.get(name)?.delete(fn),
+  })
+  const doc = { ...target(), visibilityState: 'hidden' }
+  const nav = { onLine: false }
+  const g = globalThis as Record<string, unknown>
+  const saved = ['window', 'document', 'navigator'].map((k) => [k, Object.getOwnPropertyDescriptor(g, k)] as const)
+  for (const [k, v] of [['window', target()], ['document', doc], ['navigator', nav]] as const) Object.defineProperty(g, k, { value: v, configurable: true, writable: true })
+  t.teardown(() => {
+    for (const [k, d] of saved) d ? Object.defineProperty(g, k, d) : delete g[k]
+  })
+  const fire = (name: string) => [...(listeners.get(name) ?? [])].forEach((fn) => fn())
+
+  const { sb, clock, last } = setup({ random: () => 0.5 })
+  sb.connect()
+  await flush()
+  last().welcome()
+  last().serverClose(1006)
+  clock.advance(60_000)
+  await flush()
+  t.equal(FakeSocket.all.length, 1, 'offline: the retry waits instead of failing')
+  nav.onLine = true
+  fire('online')
+  clock.advance(1_000)
+  await flush()
+  t.equal(FakeSocket.all.length, 2, 'online again: retried within a second')
+  // Fail until the backoff is long, then make the page visible.
+  for (let i = 0; i < 5; i++) {
+    last().serverClose(1006)
+    clock.advance(clock.nextInMs!)
+    await flush()
+  }
+  const before = FakeSocket.all.length
+  last().serverClose(1006)
+  t.ok(clock.nextInMs! > 5_000, `the backoff is now ${clock.nextInMs} ms`)
+  doc.visibilityState = 'visible'
+  fire('visibilitychange')
+  clock.advance(1_000)
+  await flush()
+  t.equal(FakeSocket.all.length, before + 1, 'the page became visible: retried within a second, not after the backoff')
+  t.ok([...listeners.values()].some((set) => set.size > 0), 'listening while active')
+  sb.close()
+  t.ok([...listeners.values()].every((set) => set.size === 0), 'close() removed its listeners')
+})

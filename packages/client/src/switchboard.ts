@@ -235,8 +235,11 @@ export class Switchboard {
     const generation = this.#generation
     this.#clock.clearTimeout(this.#retryTimer)
     this.#retryTimer = this.#clock.setTimeout(() => {
+      if (generation !== this.#generation) return
+      // The browser knows it is offline: wait for its 'online' event instead of failing attempts.
+      if (isOffline()) return
       this.#retryTimer = undefined
-      if (generation === this.#generation) void this.#open(generation)
+      void this.#open(generation)
     }, delayMs)
   }
 
@@ -300,6 +303,11 @@ function detach(ws: WebSocketLike): void {
   ws.onerror = ignore
 }
 const ignore = (): void => undefined
+
+/** Only browsers say so; elsewhere the network is assumed up. */
+function isOffline(): boolean {
+  return (globalThis as { navigator?: { onLine?: boolean } }).navigator?.onLine === false
+}
 
 interface EventSource {
   addEventListener(name: string, fn: () => void): void
