@@ -28,6 +28,9 @@ export class RedisIdempotencyStore implements IdempotencyStore {
   }
 
   async begin(key: string, fingerprint: string, pendingTtlMs: number): Promise<IdempotencyBegin> {
+    // The common case, a new key, is one plain SET NX; the script only reads what a key holds.
+    const set = await this.#call(() => this.#redis.set(this.#prefix + key, `p ${fingerprint}`, 'PX', pendingTtlMs, 'NX'))
+    if (set === 'OK') return { state: 'new' }
     const [state, answer] = (await this.#run(lua.idemBegin, key, [fingerprint, pendingTtlMs])) as [string, string?]
     return state === 'done' ? { state, answer: answer ?? '' } : { state: state as 'new' | 'in_flight' | 'mismatch' }
   }
@@ -36,9 +39,13 @@ export class RedisIdempotencyStore implements IdempotencyStore {
     await this.#run(lua.idemEnd, key, [fingerprint, answer ?? '', ttlMs])
   }
 
-  async #run(script: lua.LuaScript, key: string, args: (string | number)[]): Promise<unknown> {
+  #run(script: lua.LuaScript, key: string, args: (string | number)[]): Promise<unknown> {
+    return this.#call(() => script.run(this.#redis, [this.#prefix + key], args))
+  }
+
+  async #call<T>(call: () => Promise<T>): Promise<T> {
     try {
-      return await script.run(this.#redis, [this.#prefix + key], args)
+      return await call()
     } catch (err) {
       throw new SwitchboardError('registry_unavailable', 'idempotency store call failed', { cause: err })
     }
