@@ -83,6 +83,7 @@ export function serveHttpApi(app: TemplatedApp, deps: HttpApiDeps): void {
 
   /** A push or broadcast, run once per Idempotency-Key when the request has one. */
   async function write<T>(c: Context, op: 'push' | 'broadcast', input: unknown, run: (input: unknown) => Promise<T>): Promise<T> {
+    if (c.idempotencyKey === undefined) return run(input) // the fast path: no key, no hashing
     const { value, replayed } = await deps.idempotent(apiKeyScope(c.authorization), c.idempotencyKey, op, input, () => run(input))
     if (replayed) c.ex.replayed = true
     return value
