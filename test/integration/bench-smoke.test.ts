@@ -52,7 +52,8 @@ t.test('npm run bench:smoke runs every scenario and reports whole results', asyn
     const memory = results.memory.filter((m: { system: string }) => m.system === system)
     t.ok(memory.length === 2 && memory.every((m: { rssKiBPerConnection: number, failed: number }) => m.failed === 0 && Number.isFinite(m.rssKiBPerConnection)), `${system}: memory measured`)
     const storm = results.storm.find((s: { system: string }) => s.system === system)
-    t.ok(storm && storm.failed === 0 && storm.connectionsPerS > 0 && storm.cpuMsPer1000 > 0, `${system}: storm connected everyone`)
+    // CPU is read in 10 ms ticks: a smoke-sized storm on bare uWS may take less than one, so 0 is a valid reading.
+    t.ok(storm && storm.failed === 0 && storm.connectionsPerS > 0 && Number.isFinite(storm.cpuMsPer1000) && storm.cpuMsPer1000 >= 0, `${system}: storm connected everyone`)
   }
   for (const ingress of ['http', 'pipeline']) {
     const runs = pushes.filter((r) => r.system === 'switchboard' && r.ingress === ingress)
