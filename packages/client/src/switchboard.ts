@@ -160,16 +160,22 @@ export class Switchboard {
   /** Closes the connection and stops every timer and listener of the environment; connect() starts again. */
   close(): void {
     this.#generation++
-    this.#stopTimers()
-    this.#unwatch?.()
-    this.#unwatch = undefined
     const ws = this.#ws
     this.#ws = undefined
     if (ws) {
       detach(ws)
       ws.close(1000, 'client closed')
     }
-    if (this.#state !== 'disconnected' || ws) this.#setState({ state: 'disconnected', code: 1000, reason: 'client closed', willRetry: false })
+    const wasActive = this.#state !== 'disconnected' || ws !== undefined
+    this.#stop()
+    if (wasActive) this.#setState({ state: 'disconnected', code: 1000, reason: 'client closed', willRetry: false })
+  }
+
+  /** The one way the client stops for good (close(), a final close code, getToken() failing): no timer, no environment listener. */
+  #stop(): void {
+    this.#stopTimers()
+    this.#unwatch?.()
+    this.#unwatch = undefined
   }
 
   async #open(generation: number): Promise<void> {
@@ -180,6 +186,7 @@ export class Switchboard {
     } catch (err) {
       if (generation !== this.#generation) return
       this.#emit('error', err instanceof Error ? err : new Error(String(err)))
+      this.#stop()
       this.#setState({ state: 'disconnected', code: 1000, reason: 'getToken failed', willRetry: false })
       return
     }
@@ -190,7 +197,7 @@ export class Switchboard {
     this.#armLiveness()
     ws.onmessage = (event) => this.#frame(event.data)
     ws.onclose = (event) => this.#closed(ws, event.code, event.reason)
-    ws.onerror = () => undefined // a close event follows
+    ws.onerror = ignore // a close event follows
   }
 
   #frame(data: unknown): void {
@@ -219,8 +226,7 @@ export class Switchboard {
     const stableFor = this.#connectedAt === undefined ? 0 : this.#clock.now() - this.#connectedAt
     this.#connectedAt = undefined
     if (!shouldReconnect(code)) {
-      this.#unwatch?.()
-      this.#unwatch = undefined
+      this.#stop()
       this.#setState({ state: 'disconnected', code, reason, willRetry: false })
       return
     }
