@@ -1,8 +1,9 @@
 import t from 'tap'
-import { MemoryIdempotencyStore, MemoryRegistry } from '@switchboard/registry'
+import { MemoryIdempotencyStore, MemoryInbox, MemoryRegistry } from '@switchboard/registry'
 import { registryContract } from './registry-contract.js'
 import { presenceContract } from './presence-contract.js'
 import { idempotencyContract } from './idempotency-contract.js'
+import { inboxContract } from './inbox-contract.js'
 
 registryContract(t, async (t) => {
   const registry = new MemoryRegistry()
@@ -17,3 +18,5 @@ presenceContract(t, async (t, presence) => {
 })
 
 idempotencyContract(t, async () => new MemoryIdempotencyStore())
+
+inboxContract(t, async (_t, limits) => new MemoryInbox(limits))

@@ -44,6 +44,8 @@ export interface Keys {
   readonly feed: string
   /** STRING: the newest feed id trimmed away. */
   readonly feedTrimmed: string
+  /** A user's inbox of kept pushes: meta STRING "<epoch> <last offset>", then the STREAM (inbox.ts). */
+  inbox(partition: number, userId: string): [string, string]
 }
 
 export function buildKeys(prefix: string): Keys {
@@ -65,5 +67,6 @@ export function buildKeys(prefix: string): Keys {
     workers: `${ctl}:workers`,
     feed: `${prefix}{feed}:ev`,
     feedTrimmed: `${prefix}{feed}:trimmed`,
+    inbox: (p, userId) => [`${prefix}{p${p}}:im:${userId}`, `${prefix}{p${p}}:in:${userId}`],
   }
 }

@@ -46,3 +46,6 @@ export const remove = load('remove')
 export const collect = load('collect')
 export const pump = load('pump')
 export const snapshot = load('snapshot')
+// Inboxes (inbox.ts): KEYS meta, stream per user, all in one partition's slot.
+export const keep = load('keep')
+export const inboxRead = load('inbox-read')

@@ -1,0 +1,141 @@
+import { createHash } from 'node:crypto'
+import { SwitchboardError } from '@switchboard/protocol'
+import { buildKeys, partitionOf, type Keys } from './keys.js'
+import * as lua from './scripts/lua.js'
+import type { RedisClient } from './scripts/lua.js'
+
+/** Where a kept push sits in its recipient's inbox: `epoch` names the inbox's life, `offset` counts from 1 within it. */
+export interface InboxPosition {
+  epoch: string
+  offset: number
+}
+
+/** A kept push as the inbox holds it: the frame without its position, and its offset. */
+export interface InboxEntry {
+  offset: number
+  frame: string
+}
+
+/**
+ * What a resuming client is owed: every kept push after its position, oldest first, or
+ * `recovered: false` when the inbox no longer holds all of them (another life of the inbox,
+ * entries trimmed by the length bound, or the inbox expired). Never a partial replay.
+ */
+export type InboxRead = { recovered: true; entries: InboxEntry[] } | { recovered: false }
+
+export interface InboxLimits {
+  /** Kept pushes per user; an older one is trimmed when a newer one is kept past this. */
+  maxLen: number
+  /** An inbox with no push kept for this long expires, whole. */
+  ttlMs: number
+}
+
+/**
+ * Per-user inboxes of kept pushes, for missed-message recovery: the router appends before it
+ * forwards, an edge reads when a client resumes. Bounded by `InboxLimits`.
+ */
+export interface Inbox {
+  /** Appends `frame` to each user's inbox; resolves each user's position, in `userIds` order (ids must be unique). */
+  append(userIds: readonly string[], frame: string): Promise<InboxPosition[]>
+  /** The kept pushes after `from`, or recovered: false. */
+  read(userId: string, from: InboxPosition): Promise<InboxRead>
+}
+
+/** A position as a client offers it: epoch [0-9a-f]{1,40}, offset a safe integer. Anything else is no position. */
+export function isInboxPosition(epoch: string, offset: number): boolean {
+  return /^[0-9a-f]{1,40}$/.test(epoch) && Number.isSafeInteger(offset) && offset >= 0
+}
+
+/**
+ * Inboxes in Redis: per user a STREAM `{pN}:in:<userId>` and a meta STRING `{pN}:im:<userId>`
+ * in the user's partition slot (lua/keep.lua says how). One script call per partition of the
+ * recipients, autopipelined.
+ */
+export class RedisInbox implements Inbox {
+  readonly #redis: RedisClient
+  readonly #keys: Keys
+  readonly #limits: InboxLimits
+
+  constructor(redis: RedisClient, limits: InboxLimits, options: { prefix?: string } = {}) {
+    this.#redis = redis
+    this.#keys = buildKeys(options.prefix ?? 'sb:')
+    this.#limits = limits
+  }
+
+  async append(userIds: readonly string[], frame: string): Promise<InboxPosition[]> {
+    const byPartition = new Map<number, number[]>() // partition -> indexes into userIds
+    userIds.forEach((u, i) => {
+      const p = partitionOf(u)
+      const group = byPartition.get(p)
+      if (group) group.push(i)
+      else byPartition.set(p, [i])
+    })
+    const positions = new Array<InboxPosition>(userIds.length)
+    await Promise.all(
+      [...byPartition].map(async ([p, indexes]) => {
+        const keys = indexes.flatMap((i) => this.#keys.inbox(p, userIds[i]!))
+        const reply = (await this.#run(lua.keep, keys, [frame, this.#limits.maxLen, this.#limits.ttlMs])) as string[]
+        indexes.forEach((i, k) => (positions[i] = { epoch: reply[2 * k]!, offset: Number(reply[2 * k + 1]) }))
+      }),
+    )
+    return positions
+  }
+
+  async read(userId: string, from: InboxPosition): Promise<InboxRead> {
+    const keys = this.#keys.inbox(partitionOf(userId), userId)
+    const reply = (await this.#run(lua.inboxRead, keys, [from.epoch, from.offset])) as (number | string)[]
+    if (Number(reply[0]) !== 1) return { recovered: false }
+    const entries: InboxEntry[] = []
+    for (let i = 1; i + 1 < reply.length; i += 2) entries.push({ offset: Number(reply[i]), frame: String(reply[i + 1]) })
+    return { recovered: true, entries }
+  }
+
+  async #run(script: lua.LuaScript, keys: readonly string[], args: readonly (string | number)[]): Promise<unknown> {
+    try {
+      return await script.run(this.#redis, keys, args)
+    } catch (err) {
+      throw new SwitchboardError('registry_unavailable', 'inbox call failed', { cause: err })
+    }
+  }
+}
+
+/** The same rules in one process (standalone and tests); expiry is read on access. */
+export class MemoryInbox implements Inbox {
+  readonly #inboxes = new Map<string, { epoch: string; last: number; entries: InboxEntry[]; expiresAt: number }>()
+  readonly #limits: InboxLimits
+  readonly #now: () => number
+
+  constructor(limits: InboxLimits, options: { now?: () => number } = {}) {
+    this.#limits = limits
+    this.#now = options.now ?? Date.now
+  }
+
+  async append(userIds: readonly string[], frame: string): Promise<InboxPosition[]> {
+    return userIds.map((userId) => {
+      let inbox = this.#live(userId)
+      if (!inbox) {
+        const epoch = `${this.#now()}${createHash('sha1').update(userId).digest('hex').slice(0, 8)}`
+        inbox = { epoch, last: 0, entries: [], expiresAt: 0 }
+        this.#inboxes.set(userId, inbox)
+      }
+      inbox.last++
+      inbox.entries.push({ offset: inbox.last, frame })
+      if (inbox.entries.length > this.#limits.maxLen) inbox.entries.shift()
+      inbox.expiresAt = this.#now() + this.#limits.ttlMs
+      return { epoch: inbox.epoch, offset: inbox.last }
+    })
+  }
+
+  async read(userId: string, from: InboxPosition): Promise<InboxRead> {
+    const inbox = this.#live(userId)
+    if (!inbox || inbox.epoch !== from.epoch || from.offset > inbox.last) return { recovered: false }
+    const entries = inbox.entries.filter((e) => e.offset > from.offset)
+    return entries.length === inbox.last - from.offset ? { recovered: true, entries } : { recovered: false }
+  }
+
+  #live(userId: string) {
+    const inbox = this.#inboxes.get(userId)
+    if (inbox && inbox.expiresAt <= this.#now()) this.#inboxes.delete(userId)
+    return inbox && inbox.expiresAt > this.#now() ? inbox : undefined
+  }
+}
