@@ -2,10 +2,10 @@
 // registration whose writes complete when the test says, and a fake clock for the drain.
 import t from 'tap'
 import pino from 'pino'
-import { CloseCode, PONG_FRAME, welcomeFrame, type CloseCause } from '@switchboard/protocol'
-import { MemoryRegistry, type ConnectionInfo } from '@switchboard/registry'
+import { CloseCode, PONG_FRAME, framedAt, pushFrame, welcomeFrame, type CloseCause, type Position } from '@switchboard/protocol'
+import { MemoryRegistry, type ConnectionInfo, type InboxRead } from '@switchboard/registry'
 import { ConnIds } from '../../apps/edge/dist/conn-ids.js'
-import { Connections, type ClientSocket, type Conn, type ConnectionRegistration } from '../../apps/edge/dist/connections.js'
+import { Connections, replayed, type ClientSocket, type Conn, type ConnectionRegistration } from '../../apps/edge/dist/connections.js'
 import { createEvictor } from '../../apps/edge/dist/evictions.js'
 import { FakeClock, settle } from '../helpers/fake-clock.js'
 import { FakeUwsSocket } from '../helpers/fake-socket.js'
@@ -68,8 +68,18 @@ function counter() {
   }
 }
 
-function setup(clock = new FakeClock()) {
+/** Inbox reads that complete when the test says. */
+class ControlledInbox {
+  readonly reads: { userId: string; from: Position; answer(r: InboxRead): void; fail(err: Error): void }[] = []
+  read(userId: string, from: Position): Promise<InboxRead> {
+    return new Promise((answer, fail) => this.reads.push({ userId, from, answer, fail }))
+  }
+}
+
+function setup(clock = new FakeClock(), inbox = new ControlledInbox()) {
   const registration = new FakeRegistration()
+  const resumes: string[] = []
+  const resumeErrors: unknown[] = []
   const metrics = {
     pushesWritten: counter(),
     backpressureCloses: counter(),
@@ -88,10 +98,13 @@ function setup(clock = new FakeClock()) {
     maxFrameBytes: MAX_FRAME_BYTES,
     metrics,
     clock,
+    inbox,
+    resumes: { inc: ({ result }) => void resumes.push(result) },
+    onResumeError: (err) => void resumeErrors.push(err),
   })
   /** A socket just opened: its registration is in flight. */
-  const connect = (userId: string) => {
-    const ws = new FakeSocket(connections.accept(userId), (s, code) => connections.closed(s, code))
+  const connect = (userId: string, resume?: Position) => {
+    const ws = new FakeSocket(connections.accept(userId, resume), (s, code) => connections.closed(s, code))
     connections.opened(ws)
     return ws
   }
@@ -104,7 +117,7 @@ function setup(clock = new FakeClock()) {
     return ws
   }
   const send = (ws: FakeSocket, text: string) => connections.received(ws, new TextEncoder().encode(text).buffer as ArrayBuffer, false)
-  return { clock, registration, metrics, connections, connect, welcomed, connIdOf, send }
+  return { clock, registration, metrics, connections, connect, welcomed, connIdOf, send, inbox, resumes, resumeErrors }
 }
 
 t.test('the welcome follows the registration, and pings received before it are answered after it', async (t) => {
@@ -289,4 +302,88 @@ t.test('the drain closes every socket with 1001 spread over drainMs, and registe
     ['unregister p.0 drain', 'unregister p.1 drain', 'unregister p.2 close', 'unregister p.3 drain'],
   )
   t.equal(connections.sockets.size, 0)
+})
+
+const E = 'e1'
+const kept = (n: number, epoch = E) => ({ epoch, offset: n, frame: framedAt(pushFrame(`m${n}`, 'e', n, 1), epoch, n) })
+const stored = (n: number) => ({ offset: n, frame: pushFrame(`m${n}`, 'e', n, 1) })
+
+t.test('a resume replays what the inbox holds, then the kept pushes that came during the read, with no gap and no duplicate', async (t) => {
+  const { registration, connections, connect, inbox, resumes, metrics } = setup()
+  const ws = connect('ann', { epoch: E, offset: 2 })
+  registration.written('p.0')
+  await settle()
+  t.same(ws.sent, [], 'no welcome while the inbox is read')
+  t.same(inbox.reads.map((r) => [r.userId, r.from]), [['ann', { epoch: E, offset: 2 }]], 'read after the entry is written')
+  const plain = connections.sockets.deliver(pushFrame('p', 'e', 0, 1), ['ann'])
+  t.same(plain, { delivered: [], missing: ['ann'] }, 'a plain push during the read is not written, and says so')
+  // Kept pushes reach the edge during the read, out of order: 5 (after the replay) and 4 (also in it).
+  for (const n of [5, 4]) {
+    const k = kept(n)
+    t.same(connections.sockets.deliver(pushFrame(`m${n}`, 'e', n, 1), ['ann'], [k]), { delivered: [], missing: ['ann'] }, `kept ${n} held, not written`)
+  }
+  inbox.reads[0]!.answer({ recovered: true, entries: [stored(3), stored(4)] })
+  await settle()
+  t.same(ws.sent, [welcomeFrame('p.0', 'edge-1', true), kept(3).frame, kept(4).frame, kept(5).frame], 'welcome, replay 3 and 4, then held 5; held 4 dropped')
+  t.same(resumes, ['recovered'])
+  t.equal(metrics.pushesWritten.total, 3)
+  t.same(connections.sockets.deliver(pushFrame('m6', 'e', 6, 1), ['ann'], [kept(6)]).delivered, ['ann'], 'then live')
+  t.same(ws.sent.at(-1), kept(6).frame, 'with its position')
+})
+
+t.test('a resume the inbox cannot vouch for is welcomed with recovered: false, and the held pushes follow', async (t) => {
+  const { registration, connections, connect, inbox, resumes } = setup()
+  const ws = connect('bob', { epoch: 'old', offset: 9 })
+  registration.written('p.0')
+  await settle()
+  connections.sockets.deliver(pushFrame('m1', 'e', 1, 1), ['bob'], [kept(1)])
+  inbox.reads[0]!.answer({ recovered: false })
+  await settle()
+  t.same(ws.sent, [welcomeFrame('p.0', 'edge-1', false), kept(1).frame])
+  t.same(resumes, ['not_recovered'])
+})
+
+t.test('a failed inbox read is recovered: false (counted and reported), never a hang', async (t) => {
+  const { registration, connect, inbox, resumes, resumeErrors } = setup()
+  const ws = connect('cy', { epoch: E, offset: 1 })
+  registration.written('p.0')
+  await settle()
+  inbox.reads[0]!.fail(new Error('redis down'))
+  await settle()
+  t.same(ws.sent, [welcomeFrame('p.0', 'edge-1', false)])
+  t.same(resumes, ['failed'])
+  t.match(resumeErrors, [{ message: 'redis down' }])
+})
+
+t.test('a socket closed during its resume is unregistered after the read, and holds nothing afterwards', async (t) => {
+  const { registration, connections, connect, inbox } = setup()
+  const ws = connect('dee', { epoch: E, offset: 0 })
+  registration.written('p.0')
+  await settle()
+  ws.clientCloses(1000)
+  t.same(registration.calls, ['register p.0'], 'not before the read is done')
+  inbox.reads[0]!.answer({ recovered: true, entries: [stored(1)] })
+  await settle()
+  t.same(registration.calls, ['register p.0', 'unregister p.0 close'])
+  t.same(ws.sent, [], 'nothing written to a closed socket')
+  const again = connect('dee', { epoch: E, offset: 1 })
+  registration.written('p.1')
+  await settle()
+  connections.sockets.deliver(pushFrame('m2', 'e', 2, 1), ['dee'], [kept(2)])
+  inbox.reads[1]!.answer({ recovered: true, entries: [] })
+  await settle()
+  t.same(again.sent, [welcomeFrame('p.1', 'edge-1', true), kept(2).frame], 'only the new socket held it')
+})
+
+t.test('a resume without a position is a plain connect: no read, no recovered field', async (t) => {
+  const { welcomed, inbox } = setup()
+  const ws = await welcomed('eve')
+  t.same(ws.sent, [welcomeFrame('p.0', 'edge-1')])
+  t.equal(inbox.reads.length, 0)
+})
+
+t.test('replayed(): the replay, then held pushes past it in offset order once each, then those of another inbox life', async (t) => {
+  const held = [kept(7), kept(5), kept(3), kept(5), kept(1, 'e2')]
+  t.same(replayed({ epoch: E, offset: 2 }, [stored(3), stored(4)], held), [kept(3).frame, kept(4).frame, kept(5).frame, kept(7).frame, kept(1, 'e2').frame])
+  t.same(replayed({ epoch: E, offset: 4 }, [], [kept(4), kept(6)]), [kept(6).frame], 'nothing to replay: held past the position only')
 })

@@ -9,7 +9,10 @@ import {
   encodeDeliveries,
   encodeDelivery,
   errorTable,
+  framedAt,
   loadConfig,
+  parseResumeProtocol,
+  resumeProtocol,
   parseClientFrame,
   parseOrThrow,
   pushFrame,
@@ -23,6 +26,27 @@ t.test('a delivery body round-trips, whatever the frame contains', async (t) => 
   t.same(JSON.parse(decoded!.frame), { type: 'push', id: 'm1', event: 'e', data: { text: 'line\nbreak', nested: ['\n'] }, ts: 1 })
   t.equal(decodeDelivery('no newline'), undefined)
   t.equal(decodeDelivery('{}\n[1,2]'), undefined, 'recipients must be user ids')
+})
+
+t.test('a kept delivery carries each recipient\'s position; a malformed or mixed one is refused', async (t) => {
+  const frame = pushFrame('m1', 'e', { a: 1 }, 1)
+  const at = [{ epoch: '17abc', offset: 3 }, { epoch: 'ff', offset: 1 }]
+  t.same(decodeDelivery(encodeDelivery(frame, ['u1', 'u2'], at)), { frame, to: ['u1', 'u2'], at })
+  t.same(decodeDeliveries(encodeDeliveries([{ frame, to: ['u1'], at: [at[0]!] }, { frame, to: ['u2'] }])), [{ frame, to: ['u1'], at: [at[0]!] }, { frame, to: ['u2'] }], 'kept and plain in one call')
+  for (const bad of ['[["u1","17abc",0]]', '[["u1","NOT-HEX",1]]', '[["u1","ab",1.5]]', '[["u1","ab"]]', '[["u1","ab",1],"u2"]', '[["","ab",1]]', '[["u1","ab","1"]]']) {
+    t.equal(decodeDelivery(`${frame}\n${bad}`), undefined, bad)
+  }
+  const spliced = framedAt(frame, '17abc', 3)
+  t.same(JSON.parse(spliced), { type: 'push', id: 'm1', event: 'e', data: { a: 1 }, ts: 1, epoch: '17abc', offset: 3 }, 'the position spliced into the frame is JSON')
+})
+
+t.test('resume positions travel as a subprotocol and parse back exactly; anything else is no position', async (t) => {
+  const p = { epoch: '19a3b2c1d0e5f60718', offset: 42 }
+  t.equal(resumeProtocol(p), 'resume.19a3b2c1d0e5f60718.42')
+  t.same(parseResumeProtocol(resumeProtocol(p)), p)
+  for (const bad of ['resume.', 'resume.xyz.1', 'resume.ab.-1', 'resume.ab.1.2', 'resume.ab.1e3', 'resume.AB.1', `resume.${'a'.repeat(41)}.1`, 'resume.ab.9999999999999999']) {
+    t.equal(parseResumeProtocol(bad), undefined, bad)
+  }
 })
 
 t.test('an absent data becomes null in the frame', async (t) => {

@@ -88,3 +88,9 @@ t.test('a token offered as a subprotocol is taken, and never selected', async (t
   t.same(tokenFromProtocols(''), { token: undefined, selected: '' })
   t.same(tokenFromProtocols('chat, switchboard.v1'), { token: undefined, selected: 'switchboard.v1' })
 })
+
+t.test('a resume position offered as a subprotocol is taken, never selected; a malformed one is ignored', async (t) => {
+  const { tokenFromProtocols } = await import('@switchboard/edge')
+  t.same(tokenFromProtocols('resume.ab12.7, switchboard.v1, bearer.tok'), { token: 'tok', selected: 'switchboard.v1', resume: { epoch: 'ab12', offset: 7 } })
+  t.same(tokenFromProtocols('resume.nothex.7, bearer.tok'), { token: 'tok', selected: '', resume: undefined }, 'no position, and not selected either')
+})

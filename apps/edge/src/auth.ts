@@ -1,4 +1,4 @@
-import { BEARER_PROTOCOL_PREFIX, SUBPROTOCOL } from '@switchboard/protocol'
+import { BEARER_PROTOCOL_PREFIX, RESUME_PROTOCOL_PREFIX, SUBPROTOCOL, parseResumeProtocol, type Position } from '@switchboard/protocol'
 
 /** `*` allows any origin; a request without Origin (not a browser) is always allowed. */
 export function createOriginCheck(allowed: readonly string[]): (origin: string) => boolean {
@@ -11,14 +11,18 @@ export function createOriginCheck(allowed: readonly string[]): (origin: string) 
  * A browser cannot set headers on a websocket, so a client may offer its token as a
  * subprotocol `bearer.<JWT>` next to `switchboard.v1`. Returns the token and the
  * subprotocol to select: never the token itself, so it is not echoed into logs or proxies.
+ * A resuming client also offers `resume.<epoch>.<offset>` (never selected; a malformed one is
+ * ignored, so the client just gets no replay).
  */
-export function tokenFromProtocols(header: string): { token: string | undefined; selected: string } {
+export function tokenFromProtocols(header: string): { token: string | undefined; selected: string; resume: Position | undefined } {
   let token: string | undefined
+  let resume: Position | undefined
   const others: string[] = []
   for (const p of header.split(',')) {
     const value = p.trim()
     if (value.startsWith(BEARER_PROTOCOL_PREFIX)) token ??= value.slice(BEARER_PROTOCOL_PREFIX.length)
+    else if (value.startsWith(RESUME_PROTOCOL_PREFIX)) resume ??= parseResumeProtocol(value)
     else if (value) others.push(value)
   }
-  return { token, selected: others.includes(SUBPROTOCOL) ? SUBPROTOCOL : (others[0] ?? '') }
+  return { token, resume, selected: others.includes(SUBPROTOCOL) ? SUBPROTOCOL : (others[0] ?? '') }
 }

@@ -1,8 +1,8 @@
-import { CloseCode, PONG_FRAME, parseClientFrame, welcomeFrame, type CloseCause } from '@switchboard/protocol'
-import type { ConnectionInfo } from '@switchboard/registry'
+import { CloseCode, PONG_FRAME, framedAt, parseClientFrame, welcomeFrame, type CloseCause, type Position } from '@switchboard/protocol'
+import type { ConnectionInfo, InboxRead } from '@switchboard/registry'
 import { systemClock, type Clock } from './clock.js'
 import type { ConnIds } from './conn-ids.js'
-import { UserSockets, type Count, type PushSocket } from './delivery.js'
+import { UserSockets, type Count, type HeldFrames, type PushSocket } from './delivery.js'
 
 /** Where a client socket is in its life: a small integer, not a promise per socket. */
 export const Registering = 0
@@ -27,6 +27,8 @@ export interface Conn {
    * closed it. Never read from the close code: a client may send any code, 4501 included.
    */
   closeCause: CloseCause | undefined
+  /** The inbox position the client resumes from (its `resume.` subprotocol), if any. */
+  readonly resume: Position | undefined
 }
 
 /** What the lifecycle needs of a client socket: uWS's WebSocket<Conn> has it, and tests pass fakes. */
@@ -68,6 +70,12 @@ export interface ConnectionsDeps {
   }
   /** Drain spreading and frame-rate windows; defaults to the real ones. */
   clock?: Clock
+  /** Where a resuming client's missed kept pushes are read; without one, a resume is answered `recovered: false`. */
+  inbox?: { read(userId: string, from: Position): Promise<InboxRead> }
+  /** A resume's outcome: `recovered`, `not_recovered` (the inbox cannot vouch), `failed` (the read failed). */
+  resumes?: { inc(labels: { result: 'recovered' | 'not_recovered' | 'failed' }): void }
+  /** Why a resume read failed (the socket is welcomed with `recovered: false`). */
+  onResumeError?: (err: unknown) => void
 }
 
 /**
@@ -106,10 +114,10 @@ export class Connections<S extends ClientSocket> {
     return this.#draining
   }
 
-  /** The user data of a socket about to be upgraded. */
-  accept(userId: string): Conn {
+  /** The user data of a socket about to be upgraded; `resume`: the inbox position it resumes from. */
+  accept(userId: string, resume?: Position): Conn {
     const sinceMs = this.#clock.now() - this.#deps.startedAt
-    return { userId, seq: this.#deps.connIds.nextSeq(), sinceMs, state: Registering, frames: 0, windowStartMs: -1_000, closeCause: undefined }
+    return { userId, seq: this.#deps.connIds.nextSeq(), sinceMs, state: Registering, frames: 0, windowStartMs: -1_000, closeCause: undefined, resume }
   }
 
   /** uWS open: registers the socket; its welcome follows once the entry is written. */
@@ -207,10 +215,43 @@ export class Connections<S extends ClientSocket> {
   /**
    * The socket's entry is written (or queued for resync while Redis is down): welcome means
    * reachable, so only now does it join the index and get its welcome. A push that finds the
-   * entry is handled in a later macrotask than this continuation, so it finds the socket.
+   * entry is handled in a later macrotask than this continuation, so it finds the socket. A
+   * resuming socket first reads its inbox (#resume).
    */
   #registered(ws: S, conn: Conn): void {
     if (conn.state === Registering && this.#draining) this.close(ws, CloseCode.draining, 'edge draining', 'drain') // the close handler marks it Closed
+    if (conn.state === Registering && conn.resume) void this.#resume(ws, conn, conn.resume)
+    else this.#open(ws, conn, [], undefined)
+  }
+
+  /**
+   * Replay, then live, with no gap and no duplicate. The entry is already written, so a kept
+   * push appended after the read below finds it and is delivered here; while the read is in
+   * flight such pushes are held (UserSockets.beginResume). The read returns every kept push
+   * appended before it; held ones it already returned (offset at most its last) are dropped, the
+   * rest follow the replay in offset order. The socket stays Registering meanwhile: not in the
+   * index (a plain push is not written to it, and says so), and a close is handled as for a
+   * registering socket.
+   */
+  async #resume(ws: S, conn: Conn, from: Position): Promise<void> {
+    const { inbox, resumes } = this.#deps
+    const held = this.sockets.beginResume(conn.userId)
+    let read: InboxRead = { recovered: false }
+    try {
+      if (inbox) read = await inbox.read(conn.userId, from)
+      resumes?.inc({ result: read.recovered ? 'recovered' : 'not_recovered' })
+    } catch (err) {
+      resumes?.inc({ result: 'failed' })
+      this.#deps.onResumeError?.(err)
+    } finally {
+      this.sockets.endResume(conn.userId, held)
+    }
+    if (conn.state === Registering && this.#draining) this.close(ws, CloseCode.draining, 'edge draining', 'drain')
+    this.#open(ws, conn, read.recovered ? replayed(from, read.entries, held) : held.map((h) => h.frame), read.recovered)
+  }
+
+  /** Welcomes the socket (with `recovered` when it resumed), writes `frames` after the welcome, then lets it join the index. */
+  #open(ws: S, conn: Conn, frames: readonly string[], recovered: boolean | undefined): void {
     const pongs = this.#owedPongs.get(conn) ?? 0
     if (pongs > 0) this.#owedPongs.delete(conn)
     const connId = this.#deps.connIds.format(conn.seq)
@@ -219,13 +260,13 @@ export class Connections<S extends ClientSocket> {
       void this.#deps.registration.unregister(conn.userId, connId, conn.closeCause ?? 'close')
       return
     }
+    const out = [welcomeFrame(connId, this.#deps.nodeId, recovered), ...frames]
+    for (let i = 0; i < pongs; i++) out.push(PONG_FRAME)
+    this.sockets.writeAll(ws, out)
     conn.state = Open
     this.sockets.add(conn.userId, ws)
-    ws.cork(() => {
-      ws.send(welcomeFrame(connId, this.#deps.nodeId), false)
-      for (let i = 0; i < pongs; i++) ws.send(PONG_FRAME, false)
-    })
     this.#deps.metrics.welcomes.inc()
+    if (frames.length > 0) this.#deps.metrics.pushesWritten.inc(frames.length)
     if (pongs > 0) this.#deps.metrics.pongs.inc(pongs)
   }
 
@@ -237,4 +278,24 @@ export class Connections<S extends ClientSocket> {
   #info(conn: Conn): ConnectionInfo {
     return { userId: conn.userId, connId: this.#deps.connIds.format(conn.seq), since: this.#deps.startedAt + conn.sinceMs }
   }
+}
+
+/**
+ * The frames a resuming socket gets after its welcome: the inbox's entries after `from`, then
+ * the held kept frames the read did not return (a later offset, or another life of the inbox),
+ * those of the same life in offset order.
+ */
+export function replayed(from: Position, entries: readonly { offset: number; frame: string }[], held: HeldFrames): string[] {
+  const last = entries.at(-1)?.offset ?? from.offset
+  const later = held.filter((h) => h.epoch === from.epoch && h.offset > last).sort((a, b) => a.offset - b.offset)
+  const otherLife = held.filter((h) => h.epoch !== from.epoch)
+  const seen = new Set<number>()
+  const out = entries.map((e) => framedAt(e.frame, from.epoch, e.offset))
+  for (const h of later) {
+    if (seen.has(h.offset)) continue // the same push held twice (two deliveries to this edge)
+    seen.add(h.offset)
+    out.push(h.frame)
+  }
+  for (const h of otherLife) out.push(h.frame)
+  return out
 }

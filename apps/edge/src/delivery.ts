@@ -1,4 +1,4 @@
-import { CloseCode, type CloseCause, type DeliveryResult } from '@switchboard/protocol'
+import { CloseCode, framedAt, type CloseCause, type DeliveryResult, type Position } from '@switchboard/protocol'
 
 /** What delivery needs of a socket: uWS's WebSocket has it, and tests pass fakes. */
 export interface PushSocket {
@@ -6,6 +6,9 @@ export interface PushSocket {
   cork(cb: () => void): unknown
   send(message: string, isBinary?: boolean): unknown
 }
+
+/** Kept frames that reached a resuming socket's user while its inbox was being read, in arrival order. */
+export type HeldFrames = (Position & { frame: string })[]
 
 /** A prom-client Counter, or a fake. */
 export interface Count {
@@ -44,6 +47,8 @@ export interface UserSocketsDeps<S> {
  */
 export class UserSockets<S extends PushSocket> {
   readonly #byUser = new Map<string, S | Set<S>>()
+  /** Sockets of a user resuming (reading its inbox): the kept frames that came meanwhile. */
+  readonly #resuming = new Map<string, Set<HeldFrames>>()
   readonly #deps: UserSocketsDeps<S>
   #size = 0
   // cork() takes a callback: one bound function and two slots instead of a closure per write.
@@ -88,19 +93,53 @@ export class UserSockets<S extends PushSocket> {
     return entry === undefined ? 0 : entry instanceof Set ? entry.size : 1
   }
 
-  /** Writes `frame` to every socket of each recipient; delivered = written to at least one open socket. */
-  deliver(frame: string, to: readonly string[]): DeliveryResult {
+  /**
+   * Writes `frame` to every socket of each recipient; delivered = written to at least one open
+   * socket. A kept push (`at`: each recipient's inbox position) gets the position spliced in
+   * per user, and is also held for the user's sockets that are resuming (not counted: held is
+   * not written).
+   */
+  deliver(frame: string, to: readonly string[], at?: readonly Position[]): DeliveryResult {
     const delivered: string[] = []
     const missing: string[] = []
     let written = 0
-    for (const userId of to) {
-      const n = this.#writeEntry(this.#byUser.get(userId), frame)
+    for (let i = 0; i < to.length; i++) {
+      const userId = to[i]!
+      const position = at?.[i]
+      const f = position ? framedAt(frame, position.epoch, position.offset) : frame
+      const n = this.#writeEntry(this.#byUser.get(userId), f)
       if (n > 0) delivered.push(userId)
       else missing.push(userId)
       written += n
+      if (position && this.#resuming.size > 0) this.#resuming.get(userId)?.forEach((held) => held.push({ ...position, frame: f }))
     }
     this.#counted(written)
     return { delivered, missing }
+  }
+
+  /** A socket of `userId` starts resuming: kept frames for the user are held for it until `endResume`. */
+  beginResume(userId: string): HeldFrames {
+    const held: HeldFrames = []
+    const set = this.#resuming.get(userId)
+    if (set) set.add(held)
+    else this.#resuming.set(userId, new Set([held]))
+    return held
+  }
+
+  endResume(userId: string, held: HeldFrames): void {
+    const set = this.#resuming.get(userId)
+    if (set?.delete(held) && set.size === 0) this.#resuming.delete(userId)
+  }
+
+  /**
+   * Writes frames, corked together, to a socket about to join the index: its welcome and, when
+   * it resumed, its replay. Nothing was written to it before, so no backlog bound applies; the
+   * next push checks the bound as usual.
+   */
+  writeAll(socket: S, frames: readonly string[]): void {
+    socket.cork(() => {
+      for (const f of frames) socket.send(f, false)
+    })
   }
 
   /** Writes `frame` to every indexed socket; returns how many were written to. */

@@ -65,13 +65,13 @@ export function createInternalCalls<S extends PushSocket>(deps: InternalCallDeps
         const deliveries = decodeDeliveries(payload)
         if (!deliveries) return undefined
         deliveryCalls.inc()
-        return { results: deliveries.map((d) => sockets.deliver(d.frame, d.to)) }
+        return { results: deliveries.map((d) => sockets.deliver(d.frame, d.to, d.at)) }
       }
       case 'deliver': {
         const delivery = decodeDelivery(payload)
         if (!delivery) return undefined
         deliveryCalls.inc()
-        return sockets.deliver(delivery.frame, delivery.to)
+        return sockets.deliver(delivery.frame, delivery.to, delivery.at)
       }
       case 'broadcast':
         // The body is the frame itself, written as is.

@@ -10,7 +10,7 @@ try {
 // The rest loads only once the configuration is valid, so a bad value stops the process at once.
 const { default: pino } = await import('pino')
 const { Registry: PromRegistry } = await import('prom-client')
-const { RedisRegistry, createRedisClient } = await import('@switchboard/registry')
+const { RedisInbox, RedisRegistry, createRedisClient } = await import('@switchboard/registry')
 const { startEdge } = await import('./server.js')
 const log = pino({ level: config.logLevel, base: { service: 'edge', nodeId: config.nodeId } })
 if (!config.redis) {
@@ -23,6 +23,8 @@ const edge = await startEdge({
   config,
   log,
   registry: new RedisRegistry(redis, { prefix: config.registryPrefix, presence: config.presence }),
+  // Edges only read inboxes: routers write them, within INBOX_MAX_LEN and INBOX_TTL_S.
+  inbox: new RedisInbox(redis, { prefix: config.registryPrefix }),
   promRegistry: new PromRegistry(),
 })
 

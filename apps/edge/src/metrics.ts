@@ -23,6 +23,12 @@ export function createEdgeMetrics(registry: PromRegistry, connections: () => num
       labelNames: ['code'] as const,
       registers: [registry],
     }),
+    resumes: new Counter({
+      name: 'edge_resumes_total',
+      help: 'Clients that resumed from an inbox position, by result (recovered, not_recovered, failed: the inbox read failed).',
+      labelNames: ['result'] as const,
+      registers: [registry],
+    }),
     deliveries: new Counter({
       name: 'edge_deliver_requests_total',
       help: 'Delivery calls received from routers (one call carries one push to any number of this edge\'s users).',

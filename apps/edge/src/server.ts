@@ -11,7 +11,7 @@ import {
   type us_listen_socket,
 } from 'uWebSockets.js'
 import { LINK_PATH, REQUEST_IDS, WS_PATH, createBearerCheck } from '@switchboard/protocol'
-import type { Registry } from '@switchboard/registry'
+import type { Inbox, Registry } from '@switchboard/registry'
 import { createPublicKey } from 'node:crypto'
 import { createOriginCheck, tokenFromProtocols } from './auth.js'
 import { JwksCache, createTokenVerifier, type TokenVerifier } from './tokens.js'
@@ -33,6 +33,8 @@ export interface EdgeDeps {
   promRegistry: PromRegistry
   /** Defaults to the keys and rules of `config.jwt`. */
   verifyToken?: TokenVerifier
+  /** Where resuming clients' missed kept pushes are read; without one, every resume is answered `recovered: false`. */
+  inbox?: Inbox
 }
 
 export interface Edge {
@@ -64,6 +66,7 @@ export async function startEdge(deps: EdgeDeps): Promise<Edge> {
   const handshakes = config.maxHandshakesPerIpPerS > 0 ? new KeyedRateLimiter(config.maxHandshakesPerIpPerS) : undefined
   // Read at scrape time only, once `connections` exists.
   const metrics = createEdgeMetrics(deps.promRegistry, () => connections.sockets.size)
+  for (const result of ['recovered', 'not_recovered', 'failed'] as const) metrics.resumes.labels(result) // served from the start
   const framesSent = { push: metrics.framesSent.labels('push'), welcome: metrics.framesSent.labels('welcome'), pong: metrics.framesSent.labels('pong') }
 
   const internal = App()
@@ -110,6 +113,9 @@ export async function startEdge(deps: EdgeDeps): Promise<Edge> {
       framesReceived: metrics.framesReceived,
       closes: metrics.closes,
     },
+    inbox: deps.inbox,
+    resumes: metrics.resumes,
+    onResumeError: (err) => log.warn({ err }, 'inbox read failed; the client is told recovered: false'),
   })
   const calls = createInternalCalls({ sockets: connections.sockets, deliveryCalls: metrics.deliveries, log })
   const links = createRouterLinks({ isInternalCaller, calls, log })
@@ -190,7 +196,7 @@ export async function startEdge(deps: EdgeDeps): Promise<Edge> {
         }
         metrics.handshakes.inc({ result: 'ok' })
         // Upgraded synchronously, inside the handler: see createHs256Verifier.
-        res.upgrade(connections.accept(userId), key, offered.selected, extensions, context)
+        res.upgrade(connections.accept(userId, offered.resume), key, offered.selected, extensions, context)
       },
       open: (ws) => connections.opened(ws),
       message: (ws, message, isBinary) => connections.received(ws, message, isBinary),

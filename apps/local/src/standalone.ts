@@ -1,7 +1,7 @@
 import pino from 'pino'
 import { Registry as PromRegistry } from 'prom-client'
 import { loadEdgeConfig, startEdge } from '@switchboard/edge'
-import { MemoryRegistry } from '@switchboard/registry'
+import { MemoryInbox, MemoryRegistry } from '@switchboard/registry'
 import { LinkEdgeClient, buildApp, loadRouterConfig, startPresenceDelivery, startReaper } from '@switchboard/router'
 import type { DevSecrets } from './secrets.js'
 
@@ -30,10 +30,11 @@ async function runStandalone(env: Env, secrets: DevSecrets) {
   const log = pino({ level: routerConfig.logLevel })
   const registry = new MemoryRegistry({ presence: routerConfig.presence })
 
-  const edge = await startEdge({ config: edgeConfig, registry, log: log.child({ service: 'edge' }), promRegistry: new PromRegistry() })
+  const inbox = new MemoryInbox(routerConfig.inbox)
+  const edge = await startEdge({ config: edgeConfig, registry, inbox, log: log.child({ service: 'edge' }), promRegistry: new PromRegistry() })
   const edges = new LinkEdgeClient({ internalToken: secrets.internalToken, timeoutMs: routerConfig.forwardTimeoutMs })
   const promRegistry = new PromRegistry()
-  const app = buildApp({ config: routerConfig, registry, edges, log: log.child({ service: 'router' }), promRegistry })
+  const app = buildApp({ config: routerConfig, registry, edges, inbox, log: log.child({ service: 'router' }), promRegistry })
   const stopReaper = startReaper({ registry, log, graceMs: routerConfig.reapGraceMs, settleMs: 0 })
   const presence = startPresenceDelivery({ config: routerConfig, registry, log: log.child({ service: 'router' }), promRegistry })
   const port = await app.listen(routerConfig.host, routerConfig.port)

@@ -14,8 +14,10 @@ import {
   type NodesResponse,
   type PresenceQueryResponse,
   type PresenceResponse,
+  type Position,
   type PushResponse,
 } from '@switchboard/protocol'
+import type { Inbox } from '@switchboard/registry'
 import type { EdgeClient } from './edge-client.js'
 import type { LimitChecks } from './limits.js'
 import type { RouterMetrics, TimedRegistry } from './metrics.js'
@@ -27,6 +29,10 @@ export interface ApiDeps {
   metrics: RouterMetrics
   limits: LimitChecks
   log: Logger
+  /** Where kept pushes are appended before they are forwarded. */
+  inbox: Inbox
+  /** Whether a push that does not say `keep` is kept (PUSH_KEEP_DEFAULT). */
+  keepByDefault: boolean
 }
 
 /**
@@ -48,7 +54,7 @@ const RESULTS = ['delivered', 'offline', 'failed'] as const
 type Result = (typeof RESULTS)[number]
 
 export function createApi(deps: ApiDeps): Api {
-  const { registry, edges, metrics, limits, log } = deps
+  const { registry, edges, metrics, limits, log, inbox, keepByDefault } = deps
   const recipientsBy = Object.fromEntries(RESULTS.map((r) => [r, metrics.recipients.labels(r)])) as Record<Result, { inc(n: number): void }>
   const singleQueries = metrics.presenceQueries.labels('single')
   const batchQueries = metrics.presenceQueries.labels('batch')
@@ -61,6 +67,12 @@ export function createApi(deps: ApiDeps): Api {
     })
   }
 
+  /** Each recipient's inbox position of the push; an inbox that cannot be written fails the push (503): nothing is sent. */
+  async function keepFor(recipients: string[], frame: string): Promise<Map<string, Position>> {
+    const positions = await inbox.append(recipients, frame)
+    return new Map(recipients.map((u, i) => [u, positions[i]!]))
+  }
+
   return {
     async push(input, requestId) {
       const body = parseOrThrow(PushRequest, input)
@@ -68,11 +80,15 @@ export function createApi(deps: ApiDeps): Api {
       limits.event(body.event)
       const id = body.id ?? randomUUID()
       const frame = pushFrame(id, body.event, body.data, Date.now())
-      const recipients = new Set(body.to)
-      const plan = planDelivery(recipients, await registry.locate([...recipients]))
+      const recipients = [...new Set(body.to)]
+      // A kept push is in every recipient's inbox before it is forwarded, and the lookup comes
+      // after: a client whose registration the lookup misses resumes from the inbox instead.
+      const kept = (body.keep ?? keepByDefault) ? await keepFor(recipients, frame) : undefined
+      const plan = planDelivery(recipients, await registry.locate(recipients))
       const outcomes = await Promise.all(
         [...plan.byEdge].map(async ([url, users]): Promise<EdgeOutcome> => {
-          const answer = await forward(requestId, url, () => edges.deliver(url, frame, users, requestId))
+          const at = kept && users.map((u) => kept.get(u)!)
+          const answer = await forward(requestId, url, () => edges.deliver(url, frame, users, requestId, at))
           return answer ? { users, delivered: answer.delivered } : { users, failed: true }
         }),
       )
@@ -82,7 +98,10 @@ export function createApi(deps: ApiDeps): Api {
       if (log.isLevelEnabled('debug')) {
         log.debug({ reqId: requestId, pushId: id, edges: plan.byEdge.size, delivered: settled.delivered.length, offline: settled.offline.length, failed: settled.failed.length }, 'push')
       }
-      return { id, ...settled }
+      if (!kept) return { id, ...settled }
+      metrics.kept.inc()
+      // Not written now, waiting in the inbox: the backend may still send an OS notification.
+      return { id, ...settled, kept: [...settled.offline, ...settled.failed] }
     },
 
     async broadcast(input, requestId) {

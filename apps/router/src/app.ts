@@ -1,8 +1,8 @@
 import type { Logger } from 'pino'
 import type { Registry as PromRegistry } from 'prom-client'
 import { App, us_listen_socket_close, us_socket_local_port, type us_listen_socket } from 'uWebSockets.js'
-import { createBearerCheck } from '@switchboard/protocol'
-import { MemoryIdempotencyStore, type Registry } from '@switchboard/registry'
+import { DEFAULT_INBOX, createBearerCheck } from '@switchboard/protocol'
+import { MemoryIdempotencyStore, MemoryInbox, type Inbox, type Registry } from '@switchboard/registry'
 import { createApi } from './api.js'
 import type { RouterConfig } from './config.js'
 import type { EdgeClient } from './edge-client.js'
@@ -15,13 +15,15 @@ import { createPullApi } from './presence/pull-api.js'
 import { createIdempotent, type IdempotencyDeps } from './idempotency.js'
 
 export interface AppDeps {
-  config: Pick<RouterConfig, 'apiKeys' | 'bodyLimitBytes' | 'pipelineMaxInFlight' | 'pipelineMaxBackpressureBytes'> & Partial<Pick<RouterConfig, 'presencePollMs'>> & ApiLimits
+  config: Pick<RouterConfig, 'apiKeys' | 'bodyLimitBytes' | 'pipelineMaxInFlight' | 'pipelineMaxBackpressureBytes'> & Partial<Pick<RouterConfig, 'presencePollMs' | 'keepByDefault' | 'inbox'>> & ApiLimits
   registry: Registry
   edges: EdgeClient
   log: Logger
   promRegistry: PromRegistry
   /** Where Idempotency-Key answers are kept; default: in this process, 24 h. */
   idempotency?: IdempotencyDeps
+  /** Inboxes of kept pushes; default: in this process, within `config.inbox`. */
+  inbox?: Inbox
 }
 
 export interface RouterApp {
@@ -50,7 +52,15 @@ export function buildApp(deps: AppDeps): RouterApp {
   const metrics = createRouterMetrics(deps.promRegistry, () => inFlight.n)
   const timed = timedRegistry(deps.registry, metrics.registrySeconds)
   const registry = { ...timed, locate: batchLocates(timed.locate) }
-  const api = createApi({ registry, edges: deps.edges, metrics, limits: createLimitChecks(deps.config), log: deps.log })
+  const api = createApi({
+    registry,
+    edges: deps.edges,
+    metrics,
+    limits: createLimitChecks(deps.config),
+    log: deps.log,
+    inbox: deps.inbox ?? new MemoryInbox(deps.config.inbox ?? DEFAULT_INBOX),
+    keepByDefault: deps.config.keepByDefault ?? false,
+  })
   const isApiKey = createBearerCheck(deps.config.apiKeys)
   const idempotent = createIdempotent(deps.idempotency ?? { store: new MemoryIdempotencyStore(), retentionMs: 86_400_000, pendingTtlMs: 15_000 })
   let isClosing = false

@@ -13,6 +13,7 @@ import {
   type DeliveryResult,
   type InternalDisconnect,
   type LinkOp,
+  type Position,
 } from '@switchboard/protocol'
 import { Circuits } from './circuit.js'
 import { EdgeCallError, type EdgeClient } from './edge-client.js'
@@ -71,8 +72,8 @@ export class LinkEdgeClient implements EdgeClient {
 
   constructor(private readonly options: LinkEdgeClientOptions) {}
 
-  deliver(edgeUrl: string, frame: string, to: readonly string[], requestId = '-'): Promise<DeliveryResult> {
-    return this.#link(edgeUrl).deliver(encodeDelivery(frame, to), to.length, requestId)
+  deliver(edgeUrl: string, frame: string, to: readonly string[], requestId = '-', at?: readonly Position[]): Promise<DeliveryResult> {
+    return this.#link(edgeUrl).deliver(encodeDelivery(frame, to, at), to.length, requestId)
   }
 
   broadcast(edgeUrl: string, frame: string, requestId = '-'): Promise<BroadcastResult> {

@@ -12,6 +12,11 @@ export function createRouterMetrics(registry: PromRegistry, inFlight: () => numb
       help: 'Accepted push requests.',
       registers: [registry],
     }),
+    kept: new Counter({
+      name: 'router_pushes_kept_total',
+      help: 'Pushes kept in their recipients\' inboxes for recovery (keep, or PUSH_KEEP_DEFAULT).',
+      registers: [registry],
+    }),
     recipients: new Counter({
       name: 'router_recipients_total',
       help: 'Push recipients by outcome (delivered, offline, failed).',

@@ -172,6 +172,9 @@ function defaultAlgorithms(secret?: string, publicKeyPem?: string, jwksUrl?: str
   return [...new Set(algs)]
 }
 
+/** Default bounds of each user's inbox of kept pushes (INBOX_MAX_LEN, INBOX_TTL_S). */
+export const DEFAULT_INBOX = { maxLen: 100, ttlMs: 300_000 } as const
+
 const RouterEnvShape = z.object({
   ...Shared,
   ROUTER_HOST: z.string().min(1).default('0.0.0.0'),
@@ -198,6 +201,9 @@ const RouterEnvShape = z.object({
   PRESENCE_WEBHOOK_BATCH_MS: ms(250, 0),
   PRESENCE_WEBHOOK_RETRY_FOR_MS: z.coerce.number().int().min(1_000).max(30 * 86_400_000).default(86_400_000),
   PRESENCE_POLL_MS: ms(250, 10),
+  PUSH_KEEP_DEFAULT: z.enum(['true', 'false']).default('false'),
+  INBOX_MAX_LEN: z.coerce.number().int().min(1).max(10_000).default(DEFAULT_INBOX.maxLen),
+  INBOX_TTL_S: z.coerce.number().int().min(1).max(7 * 86_400).default(DEFAULT_INBOX.ttlMs / 1_000),
 })
 
 /** `whsec_` and the base64 of a 24 to 64 byte key (the Standard Webhooks secret format). */
@@ -248,6 +254,10 @@ export const RouterEnv = RouterEnvShape
     },
     /** How often a router's delivery worker settles held offlines and reads its partitions. */
     presencePollMs: e.PRESENCE_POLL_MS,
+    /** Whether a push that does not say `keep` is kept for recovery. */
+    keepByDefault: e.PUSH_KEEP_DEFAULT === 'true',
+    /** Bounds of each user's inbox of kept pushes. */
+    inbox: { maxLen: e.INBOX_MAX_LEN, ttlMs: e.INBOX_TTL_S * 1_000 },
   }))
 export type RouterConfig = Readonly<z.output<typeof RouterEnv>>
 

@@ -12,8 +12,16 @@ export type ClientFrame = z.output<typeof ClientFrame>
 
 export const PONG_FRAME = JSON.stringify({ type: 'pong' } satisfies PongFrame)
 
-export function welcomeFrame(connId: string, nodeId: string): string {
-  return JSON.stringify({ type: 'welcome', connId, nodeId } satisfies WelcomeFrame)
+export function welcomeFrame(connId: string, nodeId: string, recovered?: boolean): string {
+  return JSON.stringify({ type: 'welcome', connId, nodeId, recovered } satisfies WelcomeFrame)
+}
+
+/**
+ * A kept push frame for one recipient: the frame serialized once at the router, with the
+ * recipient's position spliced in before its closing brace (epochs are hex, so no escaping).
+ */
+export function framedAt(frame: string, epoch: string, offset: number): string {
+  return `${frame.slice(0, -1)},"epoch":"${epoch}","offset":${offset}}`
 }
 
 /** Serialized once per push at the router; edges forward the string as is. */

@@ -1,4 +1,5 @@
 import { z } from 'zod'
+import type { Position } from '@switchboard/wire'
 import { UserId, limits } from './push-api.js'
 
 /**
@@ -12,6 +13,9 @@ import { UserId, limits } from './push-api.js'
  * to that edge was in flight), joined by newlines, and answers one result each, in order.
  * `deliver` (one delivery) is what routers of release 0.1 call; edges still answer it, so
  * edges can be upgraded before routers.
+ *
+ * A kept push lists its recipients with their inbox positions, `[["u1","<epoch>",<offset>],…]`,
+ * and the edge splices each user's position into the frame it writes to that user (framedAt).
  */
 export const internalRoutes = {
   deliveries: '/internal/deliveries',
@@ -29,44 +33,63 @@ export const REQUEST_IDS = 'x-request-ids'
 /** At most this many recipients in one call, all deliveries together. */
 export const MAX_RECIPIENTS_PER_CALL = 100_000
 
-export function encodeDelivery(frame: string, to: readonly string[]): string {
-  return `${frame}\n${JSON.stringify(to)}`
+export function encodeDelivery(frame: string, to: readonly string[], at?: readonly Position[]): string {
+  return `${frame}\n${JSON.stringify(at ? to.map((u, i) => [u, at[i]!.epoch, at[i]!.offset]) : to)}`
 }
 
 export function decodeDelivery(body: string): Delivery | undefined {
   const cut = body.lastIndexOf('\n')
   if (cut <= 0) return undefined
-  const to = parseRecipients(body.slice(cut + 1), MAX_RECIPIENTS_PER_CALL)
-  return to && { frame: body.slice(0, cut), to }
+  const recipients = parseRecipients(body.slice(cut + 1), MAX_RECIPIENTS_PER_CALL)
+  return recipients && { frame: body.slice(0, cut), ...recipients }
 }
 
+const EPOCH = /^[0-9a-f]{1,40}$/
+
 /**
- * A delivery's recipients line; undefined when it is not a JSON array of at most `max` strings
- * of 1..256 chars (the caller answers 400). Only a bound check: the router validated every id
- * (UserId) before planning the call, and the edge only looks ids up, so a per-id schema and
- * regex here would cost a second full validation on the hot path for nothing.
+ * A delivery's recipients line; undefined when it is not a JSON array of at most `max` user ids
+ * of 1..256 chars, or of `[userId, epoch, offset]` (a kept push), not mixed (the caller answers
+ * 400). Only a bound check: the router validated every id (UserId) before planning the call,
+ * and the edge only looks ids up, so a per-id schema and regex here would cost a second full
+ * validation on the hot path for nothing.
  */
-function parseRecipients(line: string, max: number): string[] | undefined {
-  let to: unknown
+function parseRecipients(line: string, max: number): { to: string[]; at?: Position[] } | undefined {
+  let list: unknown
   try {
-    to = JSON.parse(line)
+    list = JSON.parse(line)
   } catch {
     return undefined
   }
-  if (!Array.isArray(to) || to.length > max) return undefined
-  for (const id of to) {
-    if (typeof id !== 'string' || id.length === 0 || id.length > limits.maxUserIdLength) return undefined
+  if (!Array.isArray(list) || list.length > max) return undefined
+  if (!Array.isArray(list[0])) {
+    for (const id of list) if (!isUserId(id)) return undefined
+    return { to: list as string[] }
   }
-  return to as string[]
+  const to: string[] = []
+  const at: Position[] = []
+  for (const r of list as unknown[]) {
+    if (!Array.isArray(r) || r.length !== 3) return undefined
+    const [userId, epoch, offset] = r as unknown[]
+    if (!isUserId(userId) || typeof epoch !== 'string' || !EPOCH.test(epoch) || !Number.isSafeInteger(offset) || (offset as number) < 1) return undefined
+    to.push(userId)
+    at.push({ epoch, offset: offset as number })
+  }
+  return { to, at }
+}
+
+function isUserId(id: unknown): id is string {
+  return typeof id === 'string' && id.length > 0 && id.length <= limits.maxUserIdLength
 }
 
 export interface Delivery {
   frame: string
   to: readonly string[]
+  /** A kept push: each recipient's inbox position, in `to`'s order. */
+  at?: readonly Position[]
 }
 
 export function encodeDeliveries(deliveries: readonly Delivery[]): string {
-  return deliveries.map((d) => encodeDelivery(d.frame, d.to)).join('\n')
+  return deliveries.map((d) => encodeDelivery(d.frame, d.to, d.at)).join('\n')
 }
 
 export function decodeDeliveries(body: string): Delivery[] | undefined {
@@ -76,10 +99,10 @@ export function decodeDeliveries(body: string): Delivery[] | undefined {
   let recipients = 0
   for (let i = 0; i < lines.length; i += 2) {
     const frame = lines[i]!
-    const to = frame ? parseRecipients(lines[i + 1]!, MAX_RECIPIENTS_PER_CALL - recipients) : undefined
-    if (!to) return undefined
-    recipients += to.length
-    deliveries.push({ frame, to })
+    const parsed = frame ? parseRecipients(lines[i + 1]!, MAX_RECIPIENTS_PER_CALL - recipients) : undefined
+    if (!parsed) return undefined
+    recipients += parsed.to.length
+    deliveries.push({ frame, ...parsed })
   }
   return deliveries
 }

@@ -41,6 +41,8 @@ export const PushRequest = z.strictObject({
   event: EventName,
   data: PushData,
   id: MessageId.optional(),
+  /** Keep it in each recipient's inbox for recovery; default PUSH_KEEP_DEFAULT. */
+  keep: z.boolean().optional(),
 })
 export type PushRequest = z.output<typeof PushRequest>
 
@@ -49,6 +51,11 @@ export interface PushResponse {
   delivered: string[]
   offline: string[]
   failed: string[]
+  /**
+   * A kept push only: the recipients it was not written to (offline or failed) whose inbox holds
+   * it, so their clients get it when they resume within the inbox's bounds.
+   */
+  kept?: string[]
 }
 
 export const BroadcastRequest = z.strictObject({

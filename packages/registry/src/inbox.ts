@@ -54,15 +54,18 @@ export function isInboxPosition(epoch: string, offset: number): boolean {
 export class RedisInbox implements Inbox {
   readonly #redis: RedisClient
   readonly #keys: Keys
-  readonly #limits: InboxLimits
+  readonly #limits: InboxLimits | undefined
 
-  constructor(redis: RedisClient, limits: InboxLimits, options: { prefix?: string } = {}) {
+  /** `limits` are needed to append (routers); edges only read. */
+  constructor(redis: RedisClient, options: { prefix?: string; limits?: InboxLimits } = {}) {
     this.#redis = redis
     this.#keys = buildKeys(options.prefix ?? 'sb:')
-    this.#limits = limits
+    this.#limits = options.limits
   }
 
   async append(userIds: readonly string[], frame: string): Promise<InboxPosition[]> {
+    const limits = this.#limits
+    if (!limits) throw new Error('this inbox reads only: it was made without limits')
     const byPartition = new Map<number, number[]>() // partition -> indexes into userIds
     userIds.forEach((u, i) => {
       const p = partitionOf(u)
@@ -74,7 +77,7 @@ export class RedisInbox implements Inbox {
     await Promise.all(
       [...byPartition].map(async ([p, indexes]) => {
         const keys = indexes.flatMap((i) => this.#keys.inbox(p, userIds[i]!))
-        const reply = (await this.#run(lua.keep, keys, [frame, this.#limits.maxLen, this.#limits.ttlMs])) as string[]
+        const reply = (await this.#run(lua.keep, keys, [frame, limits.maxLen, limits.ttlMs])) as string[]
         indexes.forEach((i, k) => (positions[i] = { epoch: reply[2 * k]!, offset: Number(reply[2 * k + 1]) }))
       }),
     )

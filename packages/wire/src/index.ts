@@ -14,10 +14,37 @@ export const SUBPROTOCOL = 'switchboard.v1'
 export const BEARER_PROTOCOL_PREFIX = 'bearer.'
 
 /** Frames the edge sends. All are JSON text. */
+/**
+ * A client resuming after its last kept push offers the subprotocol `resume.<epoch>.<offset>`
+ * next to SUBPROTOCOL (never selected): the edge then replays what it missed (README, "Recovery").
+ */
+export const RESUME_PROTOCOL_PREFIX = 'resume.'
+
+/** A kept push's place in its recipient's inbox: `epoch` names the inbox's life, `offset` counts from 1 in it. */
+export interface Position {
+  epoch: string
+  offset: number
+}
+
+export function resumeProtocol(p: Position): string {
+  return `${RESUME_PROTOCOL_PREFIX}${p.epoch}.${p.offset}`
+}
+
+/** The position a `resume.` subprotocol names; undefined when malformed (the edge then ignores it). */
+export function parseResumeProtocol(protocol: string): Position | undefined {
+  const m = /^resume\.([0-9a-f]{1,40})\.(\d{1,15})$/.exec(protocol)
+  return m ? { epoch: m[1]!, offset: Number(m[2]) } : undefined
+}
+
 export interface WelcomeFrame {
   type: 'welcome'
   connId: string
   nodeId: string
+  /**
+   * Only when the client offered a resume position: true when every kept push after it follows
+   * (then the live stream), false when the inbox no longer holds them all (the app refetches).
+   */
+  recovered?: boolean
 }
 export interface PushFrame {
   type: 'push'
@@ -26,6 +53,9 @@ export interface PushFrame {
   data: unknown
   /** ms epoch at the router. */
   ts: number
+  /** Kept pushes only: the push's position in this user's inbox. */
+  epoch?: string
+  offset?: number
 }
 export interface PongFrame {
   type: 'pong'
