@@ -382,3 +382,129 @@ t.test('in a browser: no attempts while offline, a retry at once when back onlin
   sb.close()
   t.ok([...listeners.values()].every((set) => set.size === 0), 'close() removed its listeners')
 })
+
+/** sessionStorage's shape, in memory. */
+class MemoryStorage {
+  readonly items = new Map<string, string>()
+  getItem = (k: string) => this.items.get(k) ?? null
+  setItem = (k: string, v: string) => void this.items.set(k, v)
+  removeItem = (k: string) => void this.items.delete(k)
+}
+
+const keptPush = (offset: number, epoch = 'ab1') => ({ type: 'push', id: `k${offset}`, event: 'e', data: offset, ts: 1, epoch, offset })
+
+/** A client with storage, connected, and the offsets its app saw. */
+async function recovering(over: Partial<SwitchboardOptions> = {}) {
+  const storage = new MemoryStorage()
+  const s = setup({ storage, gapTimeoutMs: 5_000, ...over })
+  const seen: (number | undefined)[] = []
+  s.sb.on('push', (p) => seen.push(p.offset))
+  s.sb.connect()
+  await flush()
+  s.last().welcome()
+  return { ...s, storage, seen }
+}
+
+t.test('kept pushes move the position, kept in storage; the next connection offers it as resume.<epoch>.<offset>', async (t) => {
+  const { sb, last, storage, seen, states } = await recovering()
+  last().frame(keptPush(1))
+  last().frame(keptPush(2))
+  last().frame({ type: 'push', id: 'plain', event: 'e', data: 0, ts: 1 })
+  t.same(seen, [1, 2, undefined])
+  t.same(sb.position, { epoch: 'ab1', offset: 2 })
+  t.same([...storage.items.values()], ['ab1.2'], 'in storage, under one key')
+  last().serverClose(1006)
+  await flush()
+  t.equal(sb.state, 'disconnected')
+  t.same(states.at(-1), { state: 'disconnected', code: 1006, reason: '', willRetry: true, delayMs: 250 })
+})
+
+t.test('a reloaded page resumes from storage; recovered: true comes with the welcome, then the replay in order', async (t) => {
+  const storage = new MemoryStorage()
+  storage.setItem('switchboard:wss://push.example.com/v1/ws', 'ab1.7')
+  const { sb, last, states } = setup({ storage })
+  const seen: number[] = []
+  sb.on('push', (p) => seen.push(p.offset!))
+  sb.connect()
+  await flush()
+  t.same(last().protocols, ['switchboard.v1', 'bearer.tok1', 'resume.ab1.7'])
+  last().onmessage?.({ data: JSON.stringify({ type: 'welcome', connId: 'c2', nodeId: 'e2', recovered: true }) })
+  t.same(states.at(-1), { state: 'connected', connId: 'c2', nodeId: 'e2', recovered: true })
+  for (const n of [8, 9]) last().frame(keptPush(n))
+  t.same(seen, [8, 9])
+  t.equal(storage.getItem('switchboard:wss://push.example.com/v1/ws'), 'ab1.9')
+  t.same(setup({ storage: new MemoryStorage() }).sb.position, undefined, 'nothing stored: no position')
+  storage.setItem('switchboard:wss://push.example.com/v1/ws', 'garbage')
+  t.same(setup({ storage }).sb.position, undefined, 'a malformed stored value is ignored')
+})
+
+t.test('recovered: false is surfaced and forgets the position; the next kept push starts over', async (t) => {
+  const storage = new MemoryStorage()
+  storage.setItem('switchboard:wss://push.example.com/v1/ws', 'ab1.3')
+  const { sb, last, states } = setup({ storage })
+  sb.connect()
+  await flush()
+  last().onmessage?.({ data: JSON.stringify({ type: 'welcome', connId: 'c', nodeId: 'e', recovered: false }) })
+  t.match(states.at(-1), { state: 'connected', recovered: false })
+  t.equal(sb.position, undefined)
+  t.equal(storage.items.size, 0)
+  last().frame(keptPush(1, 'cd2'))
+  t.same(sb.position, { epoch: 'cd2', offset: 1 })
+})
+
+t.test('the same push id is handed over once: a replay of what came live, a backend retry', async (t) => {
+  const { last, seen } = await recovering()
+  last().frame(keptPush(1))
+  last().frame(keptPush(1))
+  last().frame({ ...keptPush(2), id: 'k1' })
+  t.same(seen, [1], 'k1 once, whatever its offset')
+})
+
+t.test('a kept push ahead of a missing one waits for it; the app gets them in offset order', async (t) => {
+  const { clock, last, seen, sb } = await recovering()
+  last().frame(keptPush(1))
+  last().frame(keptPush(3))
+  last().frame(keptPush(4))
+  t.same(seen, [1], '3 and 4 held')
+  last().frame(keptPush(2))
+  t.same(seen, [1, 2, 3, 4])
+  t.same(sb.position, { epoch: 'ab1', offset: 4 })
+  clock.advance(10_000)
+  t.equal(FakeSocket.all.length, 1, 'no resume: the gap was filled')
+})
+
+t.test('a gap unfilled past gapTimeoutMs resumes at once from the position, and the replay fills it', async (t) => {
+  const { clock, last, seen, states } = await recovering()
+  last().frame(keptPush(1))
+  last().frame(keptPush(3))
+  clock.advance(4_999)
+  t.equal(FakeSocket.all.length, 1)
+  clock.advance(1)
+  t.same(last().closedWith, { code: 4001, reason: 'resuming to fill a gap' })
+  t.match(states.at(-2), { state: 'disconnected', code: 4001, willRetry: true, delayMs: 0 })
+  t.match(states.at(-1), { state: 'connecting' }, 'at once, no backoff')
+  await flush()
+  t.equal(FakeSocket.all.length, 2)
+  t.same(last().protocols.at(-1), 'resume.ab1.1')
+  last().onmessage?.({ data: JSON.stringify({ type: 'welcome', connId: 'c', nodeId: 'e', recovered: true }) })
+  last().frame(keptPush(2))
+  last().frame(keptPush(3))
+  t.same(seen, [1, 2, 3], 'each once, in order')
+})
+
+t.test('another inbox life (epoch) starts over from its push; a final close hands held pushes over; close() leaves no gap timer', async (t) => {
+  const a = await recovering()
+  a.last().frame(keptPush(5))
+  a.last().frame(keptPush(2, 'ef9'))
+  t.same(a.sb.position, { epoch: 'ef9', offset: 2 })
+  a.last().frame(keptPush(4, 'ef9'))
+  a.last().serverClose(CloseCode.kicked)
+  t.same(a.seen, [5, 2, 4], 'held 4 handed over: no resume will come')
+
+  const b = await recovering()
+  b.last().frame(keptPush(1))
+  b.last().frame(keptPush(3))
+  b.sb.close()
+  t.equal(b.clock.pending, 0, 'no timer left')
+  t.same(b.seen, [1])
+})

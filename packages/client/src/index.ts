@@ -1,6 +1,8 @@
 export {
   Switchboard,
   DEAD_CONNECTION_CODE,
+  GAP_CODE,
+  type PositionStorage,
   type Clock,
   type ConnectionState,
   type Push,
@@ -9,4 +11,4 @@ export {
   type WebSocketFactory,
   type WebSocketLike,
 } from './switchboard.js'
-export { CloseCode, Reconnect, reconnectDelayMs, shouldReconnect } from '@switchboard/wire'
+export { CloseCode, Reconnect, reconnectDelayMs, shouldReconnect, type Position } from '@switchboard/wire'

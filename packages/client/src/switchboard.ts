@@ -5,7 +5,9 @@ import {
   SUBPROTOCOL,
   WS_PATH,
   reconnectDelayMs,
+  resumeProtocol,
   shouldReconnect,
+  type Position,
   type PushFrame,
   type ServerFrame,
 } from '@switchboard/wire'
@@ -21,6 +23,13 @@ export interface WebSocketLike {
   close(code?: number, reason?: string): void
 }
 export type WebSocketFactory = new (url: string, protocols: string[]) => WebSocketLike
+
+/** Where the client keeps its position across page reloads: `sessionStorage` has this shape. */
+export interface PositionStorage {
+  getItem(key: string): string | null
+  setItem(key: string, value: string): void
+  removeItem(key: string): void
+}
 
 /** Timers and clock; tests pass fake ones. */
 export interface Clock {
@@ -44,6 +53,20 @@ export interface SwitchboardOptions {
   pingIntervalMs?: number
   /** A ping unanswered this long means a dead connection: closed and retried; default 10 s. */
   pongTimeoutMs?: number
+  /**
+   * Where the position of the last kept push is kept, so a reloaded page resumes: default
+   * `sessionStorage` in browsers (per tab), none elsewhere (memory: the client resumes across
+   * its own reconnects only). `null`: memory only.
+   */
+  storage?: PositionStorage | null
+  /** The storage key; default `switchboard:<url>`. */
+  storageKey?: string
+  /**
+   * A kept push that arrives ahead of one still missing is held this long for the missing one
+   * (pushes from two routers can cross); then the client reconnects and resumes, which fills
+   * the gap. Default 5 s: above the routers' forward timeout (ROUTER_FORWARD_TIMEOUT_MS, 2 s).
+   */
+  gapTimeoutMs?: number
   /** Default: the real clock. */
   clock?: Clock
   /** Default: Math.random. */
@@ -55,7 +78,17 @@ export type ConnectionState = 'connecting' | 'connected' | 'disconnected'
 /** What `state` listeners get. */
 export type StateChange =
   | { state: 'connecting'; attempt: number }
-  | { state: 'connected'; connId: string; nodeId: string }
+  | {
+      state: 'connected'
+      connId: string
+      nodeId: string
+      /**
+       * Only when the client resumed from a position: true when every kept push it missed
+       * follows (before any live one), false when they are lost to it (the inbox was trimmed or
+       * expired): refetch what the app shows.
+       */
+      recovered?: boolean
+    }
   | {
       state: 'disconnected'
       /** The close code: the edge's, 1006 for a lost connection, 4000 for one the client found dead, 1000 after close(). */
@@ -79,6 +112,10 @@ interface Events {
 
 /** Closed by the client because no frame arrived within ping interval + pong timeout. */
 export const DEAD_CONNECTION_CODE = 4000
+/** Closed by the client to resume: a kept push stayed missing past gapTimeoutMs. */
+export const GAP_CODE = 4001
+/** Push ids remembered to drop duplicates (a backend's retry, a replay of what came live). */
+const SEEN_IDS = 1_000
 const OPEN = 1
 const realClock: Clock = {
   now: () => Date.now(),
@@ -116,7 +153,17 @@ export class Switchboard {
   #lastFrameAt = 0
   #retryTimer: unknown
   #livenessTimer: unknown
+  #gapTimer: unknown
   #unwatch: (() => void) | undefined
+  readonly #storage: PositionStorage | undefined
+  readonly #storageKey: string
+  readonly #gapTimeoutMs: number
+  /** The last kept push handed to the app with every one before it (in this inbox life). */
+  #position: Position | undefined
+  /** Kept pushes that came ahead of a missing one, by offset. */
+  readonly #ahead = new Map<number, Push>()
+  /** Recent push ids, oldest first. */
+  readonly #seen = new Set<string>()
 
   constructor(options: SwitchboardOptions) {
     const WebSocketClass = options.WebSocket ?? (globalThis as { WebSocket?: WebSocketFactory }).WebSocket
@@ -128,6 +175,15 @@ export class Switchboard {
     this.#pongTimeoutMs = options.pongTimeoutMs ?? 10_000
     this.#clock = options.clock ?? realClock
     this.#random = options.random ?? Math.random
+    this.#storage = options.storage === undefined ? sessionStorageIfAny() : (options.storage ?? undefined)
+    this.#storageKey = options.storageKey ?? `switchboard:${this.#url}`
+    this.#gapTimeoutMs = options.gapTimeoutMs ?? 5_000
+    this.#position = this.#loadPosition()
+  }
+
+  /** The position the next connection resumes from: the last kept push handed over in order, if any. */
+  get position(): Position | undefined {
+    return this.#position
   }
 
   get state(): ConnectionState {
@@ -167,6 +223,7 @@ export class Switchboard {
       ws.close(1000, 'client closed')
     }
     const wasActive = this.#state !== 'disconnected' || ws !== undefined
+    this.#ahead.clear() // replayed by the next connect()'s resume
     this.#stop()
     if (wasActive) this.#setState({ state: 'disconnected', code: 1000, reason: 'client closed', willRetry: false })
   }
@@ -191,7 +248,9 @@ export class Switchboard {
       return
     }
     if (generation !== this.#generation) return // close() or connect() meanwhile
-    const ws = new this.#WebSocket(this.#url, [SUBPROTOCOL, `${BEARER_PROTOCOL_PREFIX}${token}`])
+    const protocols = [SUBPROTOCOL, `${BEARER_PROTOCOL_PREFIX}${token}`]
+    if (this.#position) protocols.push(resumeProtocol(this.#position))
+    const ws = new this.#WebSocket(this.#url, protocols)
     this.#ws = ws
     this.#lastFrameAt = this.#clock.now()
     this.#armLiveness()
@@ -210,18 +269,105 @@ export class Switchboard {
     }
     if (frame.type === 'welcome') {
       this.#connectedAt = this.#clock.now()
-      this.#setState({ state: 'connected', connId: frame.connId, nodeId: frame.nodeId })
+      if (frame.recovered === false) this.#setPosition(undefined) // what it named is gone: start over from the next kept push
+      const { connId, nodeId, recovered } = frame
+      this.#setState(recovered === undefined ? { state: 'connected', connId, nodeId } : { state: 'connected', connId, nodeId, recovered })
     } else if (frame.type === 'push') {
-      const { id, event, data: payload, ts } = frame
-      const push: Push = { id, event, data: payload, ts }
-      this.#emit('push', push)
-      if (event !== 'push' && event !== 'state' && event !== 'error') this.#emit(event, payload, push)
+      const { id, event, data, ts, epoch, offset } = frame
+      const push: Push = epoch === undefined || offset === undefined ? { id, event, data, ts } : { id, event, data, ts, epoch, offset }
+      this.#kept(push)
+    }
+  }
+
+  /**
+   * A push in inbox order: a kept push next after the position is handed over and the position
+   * advances (with any held ones now next); one ahead of a missing one is held for
+   * gapTimeoutMs; one of another inbox life starts over from it. Plain pushes, and kept ones
+   * before the position not seen yet, are handed over as they come.
+   */
+  #kept(push: Push): void {
+    const { epoch, offset } = push
+    const at = this.#position
+    if (epoch === undefined || offset === undefined) return this.#handOver(push)
+    if (at === undefined || epoch !== at.epoch) {
+      this.#flushAhead()
+      this.#handOver(push)
+      return this.#setPosition({ epoch, offset })
+    }
+    if (offset <= at.offset) return this.#handOver(push)
+    if (offset > at.offset + 1) {
+      this.#ahead.set(offset, push)
+      if (this.#gapTimer === undefined) this.#gapTimer = this.#clock.setTimeout(() => this.#gapTimedOut(), this.#gapTimeoutMs)
+      return
+    }
+    this.#handOver(push)
+    let next = offset
+    for (let held = this.#ahead.get(next + 1); held; held = this.#ahead.get(next + 1)) {
+      this.#ahead.delete(++next)
+      this.#handOver(held)
+    }
+    if (this.#ahead.size === 0) this.#stopGapTimer()
+    this.#setPosition({ epoch, offset: next })
+  }
+
+  /** To the app, once per push id. */
+  #handOver(push: Push): void {
+    if (this.#seen.has(push.id)) return
+    this.#seen.add(push.id)
+    if (this.#seen.size > SEEN_IDS) this.#seen.delete(this.#seen.values().next().value!)
+    this.#emit('push', push)
+    const { event } = push
+    if (event !== 'push' && event !== 'state' && event !== 'error') this.#emit(event, push.data, push)
+  }
+
+  /** The missing push did not come: reconnect and resume from the position (the replay brings it, then the held ones, in order). */
+  #gapTimedOut(): void {
+    this.#gapTimer = undefined
+    const ws = this.#ws
+    if (!ws) return
+    detach(ws)
+    ws.close(GAP_CODE, 'resuming to fill a gap')
+    this.#closed(ws, GAP_CODE, 'resuming to fill a gap')
+  }
+
+  /** Held pushes go to the app in offset order, gap or not (no resume will fill it); the position stays before the gap. */
+  #flushAhead(): void {
+    this.#stopGapTimer()
+    const held = [...this.#ahead].sort((a, b) => a[0] - b[0])
+    this.#ahead.clear()
+    for (const [, push] of held) this.#handOver(push)
+  }
+
+  #stopGapTimer(): void {
+    this.#clock.clearTimeout(this.#gapTimer)
+    this.#gapTimer = undefined
+  }
+
+  #setPosition(position: Position | undefined): void {
+    this.#position = position
+    try {
+      if (position) this.#storage?.setItem(this.#storageKey, `${position.epoch}.${position.offset}`)
+      else this.#storage?.removeItem(this.#storageKey)
+    } catch {
+      // storage full or disabled: the position still lives in memory
+    }
+  }
+
+  #loadPosition(): Position | undefined {
+    try {
+      const m = /^([0-9a-f]{1,40})\.(\d{1,15})$/.exec(this.#storage?.getItem(this.#storageKey) ?? '')
+      return m ? { epoch: m[1]!, offset: Number(m[2]) } : undefined
+    } catch {
+      return undefined
     }
   }
 
   #closed(ws: WebSocketLike, code: number, reason: string): void {
     if (ws !== this.#ws) return
     this.#ws = undefined
+    // Held pushes: the resume replays them in order; with no resume coming they go out now.
+    if (shouldReconnect(code)) this.#ahead.clear()
+    else this.#flushAhead()
     this.#stopTimers()
     const stableFor = this.#connectedAt === undefined ? 0 : this.#clock.now() - this.#connectedAt
     this.#connectedAt = undefined
@@ -231,7 +377,8 @@ export class Switchboard {
       return
     }
     if (stableFor >= Reconnect.stableMs) this.#attempt = 0
-    const delayMs = reconnectDelayMs(this.#attempt, code, this.#random)
+    // A gap is filled by resuming at once, not after a backoff.
+    const delayMs = code === GAP_CODE ? 0 : reconnectDelayMs(this.#attempt, code, this.#random)
     this.#attempt++
     this.#setState({ state: 'disconnected', code, reason, willRetry: true, delayMs })
     this.#scheduleRetry(delayMs)
@@ -274,6 +421,7 @@ export class Switchboard {
   }
 
   #stopTimers(): void {
+    this.#stopGapTimer()
     this.#clock.clearTimeout(this.#retryTimer)
     this.#clock.clearTimeout(this.#livenessTimer)
     this.#retryTimer = undefined
@@ -309,6 +457,15 @@ function detach(ws: WebSocketLike): void {
   ws.onerror = ignore
 }
 const ignore = (): void => undefined
+
+/** The tab's sessionStorage in a browser (it survives reloads, not the tab); undefined elsewhere or when it is blocked. */
+function sessionStorageIfAny(): PositionStorage | undefined {
+  try {
+    return (globalThis as { sessionStorage?: PositionStorage }).sessionStorage
+  } catch {
+    return undefined // e.g. blocked third-party storage throws on access
+  }
+}
 
 /** Only browsers say so; elsewhere the network is assumed up. */
 function isOffline(): boolean {
