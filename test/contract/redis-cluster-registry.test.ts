@@ -43,7 +43,7 @@ presenceContract(t, async (t, presence) => {
 
 idempotencyContract(t, async (t) => new RedisIdempotencyStore(client(t), { prefix: uniquePrefix() }))
 
-inboxContract(t, async (t, limits) => new RedisInbox(client(t), { prefix: uniquePrefix(), limits }))
+inboxContract(t, async (t, limits) => new RedisInbox(client(t), limits, { prefix: uniquePrefix() }))
 
 t.test('users spread over every master, and a 10,000-user lookup spans them all', async (t) => {
   const c = client(t) as Cluster

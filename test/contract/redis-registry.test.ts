@@ -32,7 +32,7 @@ presenceContract(t, async (t, presence) => {
 
 idempotencyContract(t, async (t) => new RedisIdempotencyStore(client(t), { prefix: uniquePrefix() }))
 
-inboxContract(t, async (t, limits) => new RedisInbox(client(t), { prefix: uniquePrefix(), limits }))
+inboxContract(t, async (t, limits) => new RedisInbox(client(t), limits, { prefix: uniquePrefix() }))
 
 const node = (nodeId: string) => ({ nodeId, url: `http://${nodeId}:8081`, startedAt: Date.now() })
 

@@ -104,7 +104,7 @@ t.test('connects to /v1/ws with the token as the bearer subprotocol, never in th
   sb.connect()
   await flush()
   t.equal(last().url, 'wss://push.example.com/v1/ws')
-  t.same(last().protocols, ['switchboard.v1', 'bearer.tok1'])
+  t.same(last().protocols, ['switchboard.v1', 'bearer.tok1', 'resume.start'], 'no position yet: resume.start asks where to resume from')
   t.notMatch(last().url, /tok1/)
   t.equal(sb.state, 'connecting')
   last().welcome('c9', 'edge-7')
@@ -262,7 +262,7 @@ t.test('a refused handshake (e.g. 401, seen as 1006 without a welcome) is retrie
   clock.advance(1_000)
   await flush()
   t.same(tokens, ['tok1', 'tok2'])
-  t.same(last().protocols, ['switchboard.v1', 'bearer.tok2'])
+  t.same(last().protocols, ['switchboard.v1', 'bearer.tok2', 'resume.start'])
 })
 
 t.test('a silent connection is pinged, then closed as dead and retried', async (t) => {
@@ -450,6 +450,22 @@ t.test('recovered: false is surfaced and forgets the position; the next kept pus
   t.equal(storage.items.size, 0)
   last().frame(keptPush(1, 'cd2'))
   t.same(sb.position, { epoch: 'cd2', offset: 1 })
+})
+
+t.test('the welcome\'s head is the position until a kept push moves it; recover: false offers no resume', async (t) => {
+  const { sb, last } = setup({ storage: null })
+  sb.connect()
+  await flush()
+  last().onmessage?.({ data: JSON.stringify({ type: 'welcome', connId: 'c', nodeId: 'e', epoch: 'ab1', offset: 4 }) })
+  t.same(sb.position, { epoch: 'ab1', offset: 4 }, 'from the head: a push kept while disconnected will be replayed')
+  last().frame(keptPush(5))
+  t.same(sb.position, { epoch: 'ab1', offset: 5 })
+  const off = setup({ storage: null, recover: false })
+  off.sb.connect()
+  await flush()
+  t.same(off.last().protocols, ['switchboard.v1', 'bearer.tok1'])
+  off.last().onmessage?.({ data: JSON.stringify({ type: 'welcome', connId: 'c', nodeId: 'e' }) })
+  t.equal(off.sb.position, undefined)
 })
 
 t.test('the same push id is handed over once: a replay of what came live, a backend retry', async (t) => {

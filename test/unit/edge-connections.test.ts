@@ -103,7 +103,7 @@ function setup(clock = new FakeClock(), inbox = new ControlledInbox()) {
     onResumeError: (err) => void resumeErrors.push(err),
   })
   /** A socket just opened: its registration is in flight. */
-  const connect = (userId: string, resume?: Position) => {
+  const connect = (userId: string, resume?: { from: Position | undefined }) => {
     const ws = new FakeSocket(connections.accept(userId, resume), (s, code) => connections.closed(s, code))
     connections.opened(ws)
     return ws
@@ -307,10 +307,11 @@ t.test('the drain closes every socket with 1001 spread over drainMs, and registe
 const E = 'e1'
 const kept = (n: number, epoch = E) => ({ epoch, offset: n, frame: framedAt(pushFrame(`m${n}`, 'e', n, 1), epoch, n) })
 const stored = (n: number) => ({ offset: n, frame: pushFrame(`m${n}`, 'e', n, 1) })
+const head = (offset: number, epoch = E) => ({ epoch, offset })
 
 t.test('a resume replays what the inbox holds, then the kept pushes that came during the read, with no gap and no duplicate', async (t) => {
   const { registration, connections, connect, inbox, resumes, metrics } = setup()
-  const ws = connect('ann', { epoch: E, offset: 2 })
+  const ws = connect('ann', { from: { epoch: E, offset: 2 } })
   registration.written('p.0')
   await settle()
   t.same(ws.sent, [], 'no welcome while the inbox is read')
@@ -322,63 +323,78 @@ t.test('a resume replays what the inbox holds, then the kept pushes that came du
     const k = kept(n)
     t.same(connections.sockets.deliver(pushFrame(`m${n}`, 'e', n, 1), ['ann'], [k]), { delivered: [], missing: ['ann'] }, `kept ${n} held, not written`)
   }
-  inbox.reads[0]!.answer({ recovered: true, entries: [stored(3), stored(4)] })
+  inbox.reads[0]!.answer({ head: head(4), recovered: true, entries: [stored(3), stored(4)] })
   await settle()
-  t.same(ws.sent, [welcomeFrame('p.0', 'edge-1', true), kept(3).frame, kept(4).frame, kept(5).frame], 'welcome, replay 3 and 4, then held 5; held 4 dropped')
+  t.same(ws.sent, [welcomeFrame('p.0', 'edge-1', { recovered: true, head: head(4) }), kept(3).frame, kept(4).frame, kept(5).frame], 'welcome, replay 3 and 4, then held 5; held 4 dropped')
   t.same(resumes, ['recovered'])
   t.equal(metrics.pushesWritten.total, 3)
   t.same(connections.sockets.deliver(pushFrame('m6', 'e', 6, 1), ['ann'], [kept(6)]).delivered, ['ann'], 'then live')
   t.same(ws.sent.at(-1), kept(6).frame, 'with its position')
 })
 
-t.test('a resume the inbox cannot vouch for is welcomed with recovered: false, and the held pushes follow', async (t) => {
+t.test('a client with no position yet (resume.start) is told the head, and gets the held pushes past it', async (t) => {
   const { registration, connections, connect, inbox, resumes } = setup()
-  const ws = connect('bob', { epoch: 'old', offset: 9 })
+  const ws = connect('abe', { from: undefined })
+  registration.written('p.0')
+  await settle()
+  t.same(inbox.reads.map((r) => r.from), [undefined])
+  for (const n of [3, 2]) connections.sockets.deliver(pushFrame(`m${n}`, 'e', n, 1), ['abe'], [kept(n)])
+  inbox.reads[0]!.answer({ head: head(2), entries: [] })
+  await settle()
+  t.same(ws.sent, [welcomeFrame('p.0', 'edge-1', { recovered: undefined, head: head(2) }), kept(3).frame], '2 was appended before the read: before this client\'s start')
+  t.same(resumes, ['started'])
+})
+
+t.test('a resume the inbox cannot vouch for is welcomed with recovered: false and the head, and the held pushes past it follow', async (t) => {
+  const { registration, connections, connect, inbox, resumes } = setup()
+  const ws = connect('bob', { from: { epoch: 'old', offset: 9 } })
   registration.written('p.0')
   await settle()
   connections.sockets.deliver(pushFrame('m1', 'e', 1, 1), ['bob'], [kept(1)])
-  inbox.reads[0]!.answer({ recovered: false })
+  inbox.reads[0]!.answer({ head: head(0), recovered: false, entries: [] })
   await settle()
-  t.same(ws.sent, [welcomeFrame('p.0', 'edge-1', false), kept(1).frame])
+  t.same(ws.sent, [welcomeFrame('p.0', 'edge-1', { recovered: false, head: head(0) }), kept(1).frame])
   t.same(resumes, ['not_recovered'])
 })
 
-t.test('a failed inbox read is recovered: false (counted and reported), never a hang', async (t) => {
+t.test('a failed inbox read is recovered: false without a head (counted and reported), never a hang', async (t) => {
   const { registration, connect, inbox, resumes, resumeErrors } = setup()
-  const ws = connect('cy', { epoch: E, offset: 1 })
+  const ws = connect('cy', { from: { epoch: E, offset: 1 } })
   registration.written('p.0')
   await settle()
   inbox.reads[0]!.fail(new Error('redis down'))
   await settle()
-  t.same(ws.sent, [welcomeFrame('p.0', 'edge-1', false)])
+  t.same(ws.sent, [welcomeFrame('p.0', 'edge-1', { recovered: false, head: undefined })])
+  t.same(JSON.parse(ws.sent[0]!), { type: 'welcome', connId: 'p.0', nodeId: 'edge-1', recovered: false })
   t.same(resumes, ['failed'])
   t.match(resumeErrors, [{ message: 'redis down' }])
 })
 
 t.test('a socket closed during its resume is unregistered after the read, and holds nothing afterwards', async (t) => {
   const { registration, connections, connect, inbox } = setup()
-  const ws = connect('dee', { epoch: E, offset: 0 })
+  const ws = connect('dee', { from: { epoch: E, offset: 0 } })
   registration.written('p.0')
   await settle()
   ws.clientCloses(1000)
   t.same(registration.calls, ['register p.0'], 'not before the read is done')
-  inbox.reads[0]!.answer({ recovered: true, entries: [stored(1)] })
+  inbox.reads[0]!.answer({ head: head(1), recovered: true, entries: [stored(1)] })
   await settle()
   t.same(registration.calls, ['register p.0', 'unregister p.0 close'])
   t.same(ws.sent, [], 'nothing written to a closed socket')
-  const again = connect('dee', { epoch: E, offset: 1 })
+  const again = connect('dee', { from: { epoch: E, offset: 1 } })
   registration.written('p.1')
   await settle()
   connections.sockets.deliver(pushFrame('m2', 'e', 2, 1), ['dee'], [kept(2)])
-  inbox.reads[1]!.answer({ recovered: true, entries: [] })
+  inbox.reads[1]!.answer({ head: head(1), recovered: true, entries: [] })
   await settle()
-  t.same(again.sent, [welcomeFrame('p.1', 'edge-1', true), kept(2).frame], 'only the new socket held it')
+  t.same(again.sent, [welcomeFrame('p.1', 'edge-1', { recovered: true, head: head(1) }), kept(2).frame], 'only the new socket held it')
 })
 
-t.test('a resume without a position is a plain connect: no read, no recovered field', async (t) => {
+t.test('a client that offers no resume is a plain connect: no read, no recovery fields', async (t) => {
   const { welcomed, inbox } = setup()
   const ws = await welcomed('eve')
   t.same(ws.sent, [welcomeFrame('p.0', 'edge-1')])
+  t.same(JSON.parse(ws.sent[0]!), { type: 'welcome', connId: 'p.0', nodeId: 'edge-1' })
   t.equal(inbox.reads.length, 0)
 })
 

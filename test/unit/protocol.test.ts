@@ -43,7 +43,9 @@ t.test('a kept delivery carries each recipient\'s position; a malformed or mixed
 t.test('resume positions travel as a subprotocol and parse back exactly; anything else is no position', async (t) => {
   const p = { epoch: '19a3b2c1d0e5f60718', offset: 42 }
   t.equal(resumeProtocol(p), 'resume.19a3b2c1d0e5f60718.42')
-  t.same(parseResumeProtocol(resumeProtocol(p)), p)
+  t.same(parseResumeProtocol(resumeProtocol(p)), { from: p })
+  t.equal(resumeProtocol(undefined), 'resume.start')
+  t.same(parseResumeProtocol('resume.start'), { from: undefined })
   for (const bad of ['resume.', 'resume.xyz.1', 'resume.ab.-1', 'resume.ab.1.2', 'resume.ab.1e3', 'resume.AB.1', `resume.${'a'.repeat(41)}.1`, 'resume.ab.9999999999999999']) {
     t.equal(parseResumeProtocol(bad), undefined, bad)
   }

@@ -99,7 +99,7 @@ t.test('a kept push whose inbox cannot be written is refused (503) and sent nowh
     append: async () => {
       throw new SwitchboardError('registry_unavailable', 'inbox call failed')
     },
-    read: async () => ({ recovered: false }),
+    read: async () => ({ head: { epoch: 'e', offset: 0 }, recovered: false, entries: [] }),
   }
   const { api, edges } = await setup(t, LIMITS, { inbox: failing })
   t.equal(await codeOf(api.push({ to: ['ann'], event: 'e', keep: true }, 'r')), 'registry_unavailable: inbox call failed')

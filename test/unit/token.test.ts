@@ -91,6 +91,7 @@ t.test('a token offered as a subprotocol is taken, and never selected', async (t
 
 t.test('a resume position offered as a subprotocol is taken, never selected; a malformed one is ignored', async (t) => {
   const { tokenFromProtocols } = await import('@switchboard/edge')
-  t.same(tokenFromProtocols('resume.ab12.7, switchboard.v1, bearer.tok'), { token: 'tok', selected: 'switchboard.v1', resume: { epoch: 'ab12', offset: 7 } })
-  t.same(tokenFromProtocols('resume.nothex.7, bearer.tok'), { token: 'tok', selected: '', resume: undefined }, 'no position, and not selected either')
+  t.same(tokenFromProtocols('resume.ab12.7, switchboard.v1, bearer.tok'), { token: 'tok', selected: 'switchboard.v1', resume: { from: { epoch: 'ab12', offset: 7 } } })
+  t.same(tokenFromProtocols('resume.start, bearer.tok'), { token: 'tok', selected: '', resume: { from: undefined } }, 'no position yet')
+  t.same(tokenFromProtocols('resume.nothex.7, bearer.tok'), { token: 'tok', selected: '', resume: undefined }, 'malformed: no resume, and not selected either')
 })

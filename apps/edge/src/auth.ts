@@ -11,12 +11,12 @@ export function createOriginCheck(allowed: readonly string[]): (origin: string) 
  * A browser cannot set headers on a websocket, so a client may offer its token as a
  * subprotocol `bearer.<JWT>` next to `switchboard.v1`. Returns the token and the
  * subprotocol to select: never the token itself, so it is not echoed into logs or proxies.
- * A resuming client also offers `resume.<epoch>.<offset>` (never selected; a malformed one is
- * ignored, so the client just gets no replay).
+ * A client that wants recovery also offers `resume.<epoch>.<offset>` or `resume.start` (never
+ * selected; a malformed one is ignored, so the client just gets no replay).
  */
-export function tokenFromProtocols(header: string): { token: string | undefined; selected: string; resume: Position | undefined } {
+export function tokenFromProtocols(header: string): { token: string | undefined; selected: string; resume: { from: Position | undefined } | undefined } {
   let token: string | undefined
-  let resume: Position | undefined
+  let resume: { from: Position | undefined } | undefined
   const others: string[] = []
   for (const p of header.split(',')) {
     const value = p.trim()

@@ -4,6 +4,8 @@ import { systemClock, type Clock } from './clock.js'
 import type { ConnIds } from './conn-ids.js'
 import { UserSockets, type Count, type HeldFrames, type PushSocket } from './delivery.js'
 
+export type ResumeResult = 'recovered' | 'not_recovered' | 'started' | 'failed'
+
 /** Where a client socket is in its life: a small integer, not a promise per socket. */
 export const Registering = 0
 export const Open = 1
@@ -27,8 +29,8 @@ export interface Conn {
    * closed it. Never read from the close code: a client may send any code, 4501 included.
    */
   closeCause: CloseCause | undefined
-  /** The inbox position the client resumes from (its `resume.` subprotocol), if any. */
-  readonly resume: Position | undefined
+  /** Set when the client offered `resume.`: the position it resumes from, if it has one. */
+  readonly resume: { from: Position | undefined } | undefined
 }
 
 /** What the lifecycle needs of a client socket: uWS's WebSocket<Conn> has it, and tests pass fakes. */
@@ -70,10 +72,10 @@ export interface ConnectionsDeps {
   }
   /** Drain spreading and frame-rate windows; defaults to the real ones. */
   clock?: Clock
-  /** Where a resuming client's missed kept pushes are read; without one, a resume is answered `recovered: false`. */
-  inbox?: { read(userId: string, from: Position): Promise<InboxRead> }
-  /** A resume's outcome: `recovered`, `not_recovered` (the inbox cannot vouch), `failed` (the read failed). */
-  resumes?: { inc(labels: { result: 'recovered' | 'not_recovered' | 'failed' }): void }
+  /** Where a resuming client's missed kept pushes are read; without one, a resume is answered as if the read failed. */
+  inbox?: { read(userId: string, from: Position | undefined): Promise<InboxRead> }
+  /** A resume's outcome: `recovered`, `not_recovered` (the inbox cannot vouch), `started` (no position yet: head only), `failed` (the read failed). */
+  resumes?: { inc(labels: { result: ResumeResult }): void }
   /** Why a resume read failed (the socket is welcomed with `recovered: false`). */
   onResumeError?: (err: unknown) => void
 }
@@ -114,8 +116,8 @@ export class Connections<S extends ClientSocket> {
     return this.#draining
   }
 
-  /** The user data of a socket about to be upgraded; `resume`: the inbox position it resumes from. */
-  accept(userId: string, resume?: Position): Conn {
+  /** The user data of a socket about to be upgraded; `resume`: what its `resume.` subprotocol asked, if any. */
+  accept(userId: string, resume?: { from: Position | undefined }): Conn {
     const sinceMs = this.#clock.now() - this.#deps.startedAt
     return { userId, seq: this.#deps.connIds.nextSeq(), sinceMs, state: Registering, frames: 0, windowStartMs: -1_000, closeCause: undefined, resume }
   }
@@ -220,7 +222,7 @@ export class Connections<S extends ClientSocket> {
    */
   #registered(ws: S, conn: Conn): void {
     if (conn.state === Registering && this.#draining) this.close(ws, CloseCode.draining, 'edge draining', 'drain') // the close handler marks it Closed
-    if (conn.state === Registering && conn.resume) void this.#resume(ws, conn, conn.resume)
+    if (conn.state === Registering && conn.resume) void this.#resume(ws, conn, conn.resume.from)
     else this.#open(ws, conn, [], undefined)
   }
 
@@ -233,13 +235,14 @@ export class Connections<S extends ClientSocket> {
    * index (a plain push is not written to it, and says so), and a close is handled as for a
    * registering socket.
    */
-  async #resume(ws: S, conn: Conn, from: Position): Promise<void> {
+  async #resume(ws: S, conn: Conn, from: Position | undefined): Promise<void> {
     const { inbox, resumes } = this.#deps
     const held = this.sockets.beginResume(conn.userId)
-    let read: InboxRead = { recovered: false }
+    let read: InboxRead | undefined
     try {
-      if (inbox) read = await inbox.read(conn.userId, from)
-      resumes?.inc({ result: read.recovered ? 'recovered' : 'not_recovered' })
+      if (!inbox) throw new Error('this edge has no inbox')
+      read = await inbox.read(conn.userId, from)
+      resumes?.inc({ result: read.recovered === undefined ? 'started' : read.recovered ? 'recovered' : 'not_recovered' })
     } catch (err) {
       resumes?.inc({ result: 'failed' })
       this.#deps.onResumeError?.(err)
@@ -247,11 +250,17 @@ export class Connections<S extends ClientSocket> {
       this.sockets.endResume(conn.userId, held)
     }
     if (conn.state === Registering && this.#draining) this.close(ws, CloseCode.draining, 'edge draining', 'drain')
-    this.#open(ws, conn, read.recovered ? replayed(from, read.entries, held) : held.map((h) => h.frame), read.recovered)
+    if (!read) {
+      // No read: no position to give, and every held frame is news to the client.
+      return this.#open(ws, conn, held.map((h) => h.frame), { recovered: from ? false : undefined, head: undefined })
+    }
+    // Recovered: the replay, then what came after it. Otherwise the client starts over from the head.
+    const frames = read.recovered ? replayed(from!, read.entries, held) : replayed(read.head, [], held)
+    this.#open(ws, conn, frames, { recovered: read.recovered, head: read.head })
   }
 
-  /** Welcomes the socket (with `recovered` when it resumed), writes `frames` after the welcome, then lets it join the index. */
-  #open(ws: S, conn: Conn, frames: readonly string[], recovered: boolean | undefined): void {
+  /** Welcomes the socket (with what its resume found), writes `frames` after the welcome, then lets it join the index. */
+  #open(ws: S, conn: Conn, frames: readonly string[], resume: { recovered: boolean | undefined; head: Position | undefined } | undefined): void {
     const pongs = this.#owedPongs.get(conn) ?? 0
     if (pongs > 0) this.#owedPongs.delete(conn)
     const connId = this.#deps.connIds.format(conn.seq)
@@ -260,7 +269,7 @@ export class Connections<S extends ClientSocket> {
       void this.#deps.registration.unregister(conn.userId, connId, conn.closeCause ?? 'close')
       return
     }
-    const out = [welcomeFrame(connId, this.#deps.nodeId, recovered), ...frames]
+    const out = [welcomeFrame(connId, this.#deps.nodeId, resume), ...frames]
     for (let i = 0; i < pongs; i++) out.push(PONG_FRAME)
     this.sockets.writeAll(ws, out)
     conn.state = Open
@@ -283,7 +292,8 @@ export class Connections<S extends ClientSocket> {
 /**
  * The frames a resuming socket gets after its welcome: the inbox's entries after `from`, then
  * the held kept frames the read did not return (a later offset, or another life of the inbox),
- * those of the same life in offset order.
+ * those of the same life in offset order. With no entries and `from` the head, the held
+ * frames past the head.
  */
 export function replayed(from: Position, entries: readonly { offset: number; frame: string }[], held: HeldFrames): string[] {
   const last = entries.at(-1)?.offset ?? from.offset

@@ -23,8 +23,7 @@ const edge = await startEdge({
   config,
   log,
   registry: new RedisRegistry(redis, { prefix: config.registryPrefix, presence: config.presence }),
-  // Edges only read inboxes: routers write them, within INBOX_MAX_LEN and INBOX_TTL_S.
-  inbox: new RedisInbox(redis, { prefix: config.registryPrefix }),
+  inbox: new RedisInbox(redis, config.inbox, { prefix: config.registryPrefix }),
   promRegistry: new PromRegistry(),
 })
 

@@ -25,7 +25,7 @@ export function createEdgeMetrics(registry: PromRegistry, connections: () => num
     }),
     resumes: new Counter({
       name: 'edge_resumes_total',
-      help: 'Clients that resumed from an inbox position, by result (recovered, not_recovered, failed: the inbox read failed).',
+      help: 'Clients that offered resume., by result (recovered, not_recovered, started: no position yet, failed: the inbox read failed).',
       labelNames: ['result'] as const,
       registers: [registry],
     }),

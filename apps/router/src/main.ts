@@ -35,7 +35,7 @@ const idempotency = {
   // A router that dies mid-push leaves its key in flight this long: past any push's own bounds.
   pendingTtlMs: 2 * (config.forwardTimeoutMs + config.redisCommandTimeoutMs) + 5_000,
 }
-const inbox = new RedisInbox(redis, { prefix: config.registryPrefix, limits: config.inbox })
+const inbox = new RedisInbox(redis, config.inbox, { prefix: config.registryPrefix })
 const app = buildApp({ config, registry, edges, log, promRegistry, idempotency, inbox })
 const stopReaper = startReaper({ registry, log, graceMs: config.reapGraceMs, settleMs: config.leaseTtlMs + 5_000, intervalMs: Math.min(1_000, Math.floor(config.leaseTtlMs / 3)) })
 const presence = startPresenceDelivery({ config, registry, log, promRegistry })

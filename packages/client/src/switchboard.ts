@@ -62,6 +62,11 @@ export interface SwitchboardOptions {
   /** The storage key; default `switchboard:<url>`. */
   storageKey?: string
   /**
+   * Recovery of kept pushes missed while disconnected (README, "Recovery"); default true. The
+   * edge then reads the user's inbox at each connect (one Redis call).
+   */
+  recover?: boolean
+  /**
    * A kept push that arrives ahead of one still missing is held this long for the missing one
    * (pushes from two routers can cross); then the client reconnects and resumes, which fills
    * the gap. Default 5 s: above the routers' forward timeout (ROUTER_FORWARD_TIMEOUT_MS, 2 s).
@@ -158,6 +163,7 @@ export class Switchboard {
   readonly #storage: PositionStorage | undefined
   readonly #storageKey: string
   readonly #gapTimeoutMs: number
+  readonly #recover: boolean
   /** The last kept push handed to the app with every one before it (in this inbox life). */
   #position: Position | undefined
   /** Kept pushes that came ahead of a missing one, by offset. */
@@ -178,6 +184,7 @@ export class Switchboard {
     this.#storage = options.storage === undefined ? sessionStorageIfAny() : (options.storage ?? undefined)
     this.#storageKey = options.storageKey ?? `switchboard:${this.#url}`
     this.#gapTimeoutMs = options.gapTimeoutMs ?? 5_000
+    this.#recover = options.recover ?? true
     this.#position = this.#loadPosition()
   }
 
@@ -249,7 +256,7 @@ export class Switchboard {
     }
     if (generation !== this.#generation) return // close() or connect() meanwhile
     const protocols = [SUBPROTOCOL, `${BEARER_PROTOCOL_PREFIX}${token}`]
-    if (this.#position) protocols.push(resumeProtocol(this.#position))
+    if (this.#recover) protocols.push(resumeProtocol(this.#position))
     const ws = new this.#WebSocket(this.#url, protocols)
     this.#ws = ws
     this.#lastFrameAt = this.#clock.now()
@@ -269,8 +276,10 @@ export class Switchboard {
     }
     if (frame.type === 'welcome') {
       this.#connectedAt = this.#clock.now()
-      if (frame.recovered === false) this.#setPosition(undefined) // what it named is gone: start over from the next kept push
-      const { connId, nodeId, recovered } = frame
+      const { connId, nodeId, recovered, epoch, offset } = frame
+      // Not resumed (first connection, or what the position named is gone): start over from
+      // the inbox's head. Resumed: the replay that follows moves the position.
+      if (recovered !== true && this.#recover) this.#setPosition(epoch === undefined || offset === undefined ? undefined : { epoch, offset })
       this.#setState(recovered === undefined ? { state: 'connected', connId, nodeId } : { state: 'connected', connId, nodeId, recovered })
     } else if (frame.type === 'push') {
       const { id, event, data, ts, epoch, offset } = frame

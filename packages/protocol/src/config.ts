@@ -51,6 +51,9 @@ const publicKeyPem = z
   }, 'must be a PEM public key (RSA, or EC P-256)')
 
 /** Settings both services share. */
+/** Default bounds of each user's inbox of kept pushes (INBOX_MAX_LEN, INBOX_TTL_S). */
+export const DEFAULT_INBOX = { maxLen: 100, ttlMs: 300_000 } as const
+
 const Shared = {
   REDIS_URL: redisUrl,
   REDIS_CLUSTER_NODES: hostPorts.optional(),
@@ -65,6 +68,8 @@ const Shared = {
   LOG_LEVEL: logLevel,
   PRESENCE_OFFLINE_GRACE_MS: ms(5_000, 0),
   PRESENCE_RETENTION_MS: z.coerce.number().int().min(1_000).max(30 * 86_400_000).default(25 * 3_600_000),
+  INBOX_MAX_LEN: z.coerce.number().int().min(1).max(10_000).default(DEFAULT_INBOX.maxLen),
+  INBOX_TTL_S: z.coerce.number().int().min(1).max(7 * 86_400).default(DEFAULT_INBOX.ttlMs / 1_000),
 }
 
 type SharedEnv = z.output<z.ZodObject<typeof Shared>>
@@ -92,6 +97,8 @@ function sharedSettings(e: SharedEnv) {
     logLevel: e.LOG_LEVEL,
     /** Every process writing the registry must use the same (they are applied where the registry is written). */
     presence: { offlineGraceMs: e.PRESENCE_OFFLINE_GRACE_MS, retentionMs: e.PRESENCE_RETENTION_MS },
+    /** Bounds of each user's inbox of kept pushes: routers append, edges create empty ones for connecting clients. */
+    inbox: { maxLen: e.INBOX_MAX_LEN, ttlMs: e.INBOX_TTL_S * 1_000 },
   }
 }
 
@@ -172,9 +179,6 @@ function defaultAlgorithms(secret?: string, publicKeyPem?: string, jwksUrl?: str
   return [...new Set(algs)]
 }
 
-/** Default bounds of each user's inbox of kept pushes (INBOX_MAX_LEN, INBOX_TTL_S). */
-export const DEFAULT_INBOX = { maxLen: 100, ttlMs: 300_000 } as const
-
 const RouterEnvShape = z.object({
   ...Shared,
   ROUTER_HOST: z.string().min(1).default('0.0.0.0'),
@@ -202,8 +206,6 @@ const RouterEnvShape = z.object({
   PRESENCE_WEBHOOK_RETRY_FOR_MS: z.coerce.number().int().min(1_000).max(30 * 86_400_000).default(86_400_000),
   PRESENCE_POLL_MS: ms(250, 10),
   PUSH_KEEP_DEFAULT: z.enum(['true', 'false']).default('false'),
-  INBOX_MAX_LEN: z.coerce.number().int().min(1).max(10_000).default(DEFAULT_INBOX.maxLen),
-  INBOX_TTL_S: z.coerce.number().int().min(1).max(7 * 86_400).default(DEFAULT_INBOX.ttlMs / 1_000),
 })
 
 /** `whsec_` and the base64 of a 24 to 64 byte key (the Standard Webhooks secret format). */
@@ -256,8 +258,6 @@ export const RouterEnv = RouterEnvShape
     presencePollMs: e.PRESENCE_POLL_MS,
     /** Whether a push that does not say `keep` is kept for recovery. */
     keepByDefault: e.PUSH_KEEP_DEFAULT === 'true',
-    /** Bounds of each user's inbox of kept pushes. */
-    inbox: { maxLen: e.INBOX_MAX_LEN, ttlMs: e.INBOX_TTL_S * 1_000 },
   }))
 export type RouterConfig = Readonly<z.output<typeof RouterEnv>>
 

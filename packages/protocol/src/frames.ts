@@ -1,6 +1,6 @@
 import { z } from 'zod'
 
-import type { PongFrame, PushFrame, WelcomeFrame } from '@switchboard/wire'
+import type { PongFrame, Position, PushFrame, WelcomeFrame } from '@switchboard/wire'
 
 // The frames' shapes live in @switchboard/wire (shared with the client SDK); the services'
 // builders and the client-frame parser are here.
@@ -12,8 +12,10 @@ export type ClientFrame = z.output<typeof ClientFrame>
 
 export const PONG_FRAME = JSON.stringify({ type: 'pong' } satisfies PongFrame)
 
-export function welcomeFrame(connId: string, nodeId: string, recovered?: boolean): string {
-  return JSON.stringify({ type: 'welcome', connId, nodeId, recovered } satisfies WelcomeFrame)
+/** `resume`: for a client that offered `resume.`, whether it recovered (when it gave a position) and the inbox's head. */
+export function welcomeFrame(connId: string, nodeId: string, resume?: { recovered: boolean | undefined; head: Position | undefined }): string {
+  const { recovered, head } = resume ?? {}
+  return JSON.stringify({ type: 'welcome', connId, nodeId, recovered, epoch: head?.epoch, offset: head?.offset } satisfies WelcomeFrame)
 }
 
 /**

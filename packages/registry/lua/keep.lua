@@ -4,8 +4,9 @@
 -- An inbox is a STREAM of entries with ids 0-<offset> (offsets dense from 1) and a meta STRING
 -- "<epoch> <last offset>". The epoch names one life of the inbox: a new one begins whenever the
 -- meta is missing (never kept, expired, evicted, Redis restarted empty), so a position from
--- an earlier life never matches. It is the Redis clock in ms and 8 hex digits of the user id's
--- hash, so two users' inboxes born in the same ms still differ.
+-- an earlier life never matches. It is the Redis clock in ms and 8 hex digits of the hash of
+-- the user's key, so two users' inboxes born in the same ms still differ. inbox-read.lua
+-- creates the same (empty) meta when a client connects.
 local max_len, ttl = ARGV[2], ARGV[3]
 local out = {}
 for i = 1, #KEYS, 2 do

@@ -17,11 +17,17 @@ export interface InboxEntry {
 }
 
 /**
- * What a resuming client is owed: every kept push after its position, oldest first, or
- * `recovered: false` when the inbox no longer holds all of them (another life of the inbox,
- * entries trimmed by the length bound, or the inbox expired). Never a partial replay.
+ * What a (re)connecting client is owed, and `head`, the inbox's position now (its last kept
+ * push; offset 0 when empty). With a position: `recovered: true` and every kept push after it,
+ * oldest first, or `recovered: false` and none when the inbox no longer holds them all
+ * (another life of the inbox, entries trimmed by the length bound, or the inbox expired):
+ * never a partial replay. Without one: the head only.
  */
-export type InboxRead = { recovered: true; entries: InboxEntry[] } | { recovered: false }
+export interface InboxRead {
+  head: InboxPosition
+  recovered?: boolean
+  entries: InboxEntry[]
+}
 
 export interface InboxLimits {
   /** Kept pushes per user; an older one is trimmed when a newer one is kept past this. */
@@ -37,8 +43,8 @@ export interface InboxLimits {
 export interface Inbox {
   /** Appends `frame` to each user's inbox; resolves each user's position, in `userIds` order (ids must be unique). */
   append(userIds: readonly string[], frame: string): Promise<InboxPosition[]>
-  /** The kept pushes after `from`, or recovered: false. */
-  read(userId: string, from: InboxPosition): Promise<InboxRead>
+  /** The kept pushes after `from`, or recovered: false; creates the user's inbox, empty, when it has none, so the head is a position to resume from. */
+  read(userId: string, from: InboxPosition | undefined): Promise<InboxRead>
 }
 
 /** A position as a client offers it: epoch [0-9a-f]{1,40}, offset a safe integer. Anything else is no position. */
@@ -54,18 +60,16 @@ export function isInboxPosition(epoch: string, offset: number): boolean {
 export class RedisInbox implements Inbox {
   readonly #redis: RedisClient
   readonly #keys: Keys
-  readonly #limits: InboxLimits | undefined
+  readonly #limits: InboxLimits
 
-  /** `limits` are needed to append (routers); edges only read. */
-  constructor(redis: RedisClient, options: { prefix?: string; limits?: InboxLimits } = {}) {
+  constructor(redis: RedisClient, limits: InboxLimits, options: { prefix?: string } = {}) {
     this.#redis = redis
     this.#keys = buildKeys(options.prefix ?? 'sb:')
-    this.#limits = options.limits
+    this.#limits = limits
   }
 
   async append(userIds: readonly string[], frame: string): Promise<InboxPosition[]> {
     const limits = this.#limits
-    if (!limits) throw new Error('this inbox reads only: it was made without limits')
     const byPartition = new Map<number, number[]>() // partition -> indexes into userIds
     userIds.forEach((u, i) => {
       const p = partitionOf(u)
@@ -84,13 +88,14 @@ export class RedisInbox implements Inbox {
     return positions
   }
 
-  async read(userId: string, from: InboxPosition): Promise<InboxRead> {
+  async read(userId: string, from: InboxPosition | undefined): Promise<InboxRead> {
     const keys = this.#keys.inbox(partitionOf(userId), userId)
-    const reply = (await this.#run(lua.inboxRead, keys, [from.epoch, from.offset])) as (number | string)[]
-    if (Number(reply[0]) !== 1) return { recovered: false }
+    const reply = (await this.#run(lua.inboxRead, keys, [from?.epoch ?? '', from?.offset ?? 0, this.#limits.ttlMs])) as (number | string)[]
+    const head = { epoch: String(reply[1]), offset: Number(reply[2]) }
     const entries: InboxEntry[] = []
-    for (let i = 1; i + 1 < reply.length; i += 2) entries.push({ offset: Number(reply[i]), frame: String(reply[i + 1]) })
-    return { recovered: true, entries }
+    for (let i = 3; i + 1 < reply.length; i += 2) entries.push({ offset: Number(reply[i]), frame: String(reply[i + 1]) })
+    const outcome = Number(reply[0])
+    return outcome === 2 ? { head, entries } : { head, recovered: outcome === 1, entries }
   }
 
   async #run(script: lua.LuaScript, keys: readonly string[], args: readonly (string | number)[]): Promise<unknown> {
@@ -115,12 +120,7 @@ export class MemoryInbox implements Inbox {
 
   async append(userIds: readonly string[], frame: string): Promise<InboxPosition[]> {
     return userIds.map((userId) => {
-      let inbox = this.#live(userId)
-      if (!inbox) {
-        const epoch = `${this.#now()}${createHash('sha1').update(userId).digest('hex').slice(0, 8)}`
-        inbox = { epoch, last: 0, entries: [], expiresAt: 0 }
-        this.#inboxes.set(userId, inbox)
-      }
+      const inbox = this.#inbox(userId)
       inbox.last++
       inbox.entries.push({ offset: inbox.last, frame })
       if (inbox.entries.length > this.#limits.maxLen) inbox.entries.shift()
@@ -129,11 +129,24 @@ export class MemoryInbox implements Inbox {
     })
   }
 
-  async read(userId: string, from: InboxPosition): Promise<InboxRead> {
-    const inbox = this.#live(userId)
-    if (!inbox || inbox.epoch !== from.epoch || from.offset > inbox.last) return { recovered: false }
+  async read(userId: string, from: InboxPosition | undefined): Promise<InboxRead> {
+    const inbox = this.#inbox(userId)
+    const head = { epoch: inbox.epoch, offset: inbox.last }
+    if (!from) return { head, entries: [] }
     const entries = inbox.entries.filter((e) => e.offset > from.offset)
-    return entries.length === inbox.last - from.offset ? { recovered: true, entries } : { recovered: false }
+    const isWhole = inbox.epoch === from.epoch && from.offset <= inbox.last && entries.length === inbox.last - from.offset
+    return isWhole ? { head, recovered: true, entries } : { head, recovered: false, entries: [] }
+  }
+
+  /** The user's live inbox, created empty when it has none (expiring like a new one). */
+  #inbox(userId: string) {
+    let inbox = this.#live(userId)
+    if (!inbox) {
+      const epoch = `${this.#now()}${createHash('sha1').update(userId).digest('hex').slice(0, 8)}`
+      inbox = { epoch, last: 0, entries: [], expiresAt: this.#now() + this.#limits.ttlMs }
+      this.#inboxes.set(userId, inbox)
+    }
+    return inbox
   }
 
   #live(userId: string) {

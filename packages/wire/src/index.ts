@@ -15,10 +15,13 @@ export const BEARER_PROTOCOL_PREFIX = 'bearer.'
 
 /** Frames the edge sends. All are JSON text. */
 /**
- * A client resuming after its last kept push offers the subprotocol `resume.<epoch>.<offset>`
- * next to SUBPROTOCOL (never selected): the edge then replays what it missed (README, "Recovery").
+ * A client that wants recovery (README, "Recovery") offers, next to SUBPROTOCOL (never
+ * selected), `resume.<epoch>.<offset>`, the position of its last kept push, so the edge replays
+ * what it missed; or `resume.start` while it has none yet, so the welcome tells it the
+ * position to resume from next time.
  */
 export const RESUME_PROTOCOL_PREFIX = 'resume.'
+const RESUME_START = 'resume.start'
 
 /** A kept push's place in its recipient's inbox: `epoch` names the inbox's life, `offset` counts from 1 in it. */
 export interface Position {
@@ -26,14 +29,15 @@ export interface Position {
   offset: number
 }
 
-export function resumeProtocol(p: Position): string {
-  return `${RESUME_PROTOCOL_PREFIX}${p.epoch}.${p.offset}`
+export function resumeProtocol(from: Position | undefined): string {
+  return from ? `${RESUME_PROTOCOL_PREFIX}${from.epoch}.${from.offset}` : RESUME_START
 }
 
-/** The position a `resume.` subprotocol names; undefined when malformed (the edge then ignores it). */
-export function parseResumeProtocol(protocol: string): Position | undefined {
+/** What a `resume.` subprotocol asks: from a position, or from the start (`from` undefined); undefined when malformed (the edge then ignores it). */
+export function parseResumeProtocol(protocol: string): { from: Position | undefined } | undefined {
+  if (protocol === RESUME_START) return { from: undefined }
   const m = /^resume\.([0-9a-f]{1,40})\.(\d{1,15})$/.exec(protocol)
-  return m ? { epoch: m[1]!, offset: Number(m[2]) } : undefined
+  return m ? { from: { epoch: m[1]!, offset: Number(m[2]) } } : undefined
 }
 
 export interface WelcomeFrame {
@@ -45,6 +49,9 @@ export interface WelcomeFrame {
    * (then the live stream), false when the inbox no longer holds them all (the app refetches).
    */
   recovered?: boolean
+  /** Only when the client offered `resume.`: the inbox's position now, to resume from unless a replay follows. */
+  epoch?: string
+  offset?: number
 }
 export interface PushFrame {
   type: 'push'
