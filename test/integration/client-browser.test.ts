@@ -1,7 +1,8 @@
 // The SDK's browser bundle in a real headless Chromium (Debian's chromium-headless-shell,
 // driven by puppeteer-core) against real edges behind a load balancer and a router: connect,
 // receive, an edge's drain (1001) moves it to the other edge, an expired token is refreshed,
-// and the disconnect API (4500) ends it for good. No console errors but the refused handshake's.
+// a page reload resumes from sessionStorage and gets the kept pushes it missed, and the
+// disconnect API (4500) ends it for good. No console errors but the refused handshake's.
 import { randomBytes } from 'node:crypto'
 import { readFile } from 'node:fs/promises'
 import { createServer } from 'node:http'
@@ -93,6 +94,27 @@ t.test('in Chromium: an expired token is refused at the handshake, and the next 
   await start(u)
   await eventually(async () => (await connectedCount(u)) === 1, { timeoutMs: 10_000 })
   t.equal(tokenCalls.get(u), 2, 'two tokens fetched: the expired one, then a fresh one')
+})
+
+t.test('in Chromium: a page reload resumes from sessionStorage: the kept push sent meanwhile comes first, once', async (t) => {
+  const u = `reload-${randomBytes(3).toString('hex')}`
+  const kept = (n: number) => cluster.api.post('/v1/push', { to: [u], event: 'greeting', data: { n }, keep: true })
+  await start(u)
+  await eventually(async () => (await connectedCount(u)) === 1)
+  await kept(1)
+  await eventually(async () => (await pushesOf(u)).length === 1)
+  await page.reload()
+  await page.waitForFunction('window.ready === true')
+  const stored = await page.evaluate(() => JSON.stringify(Object.entries((globalThis as unknown as { sessionStorage: Record<string, string> }).sessionStorage)))
+  t.match(stored, /switchboard:ws:\/\/127\.0\.0\.1:\d+\/v1\/ws","[0-9a-f]+\.1"/, 'the position of push 1, kept in sessionStorage')
+  const missed = await kept(2) // the page has no socket now
+  t.same(missed.body.kept, [u], 'kept, not written')
+  await start(u)
+  await eventually(async () => (await connectedCount(u)) === 1)
+  t.match((await statesOf(u)).find((s) => s.state === 'connected'), { recovered: true })
+  await kept(3)
+  await eventually(async () => (await pushesOf(u)).length === 2)
+  t.same(await pushesOf(u), [{ n: 2 }, { n: 3 }], 'the missed one, then live')
 })
 
 t.test('in Chromium: the disconnect API (4500) ends it for good; no console errors', async (t) => {
