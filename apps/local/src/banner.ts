@@ -5,6 +5,8 @@ export interface BannerInput {
   apiKey: string
   userId: string
   token: string
+  /** The browser example page, when it could listen. */
+  exampleUrl?: string
 }
 
 /** What a newcomer needs to see a push arrive: where to connect, with what, and how to push. */
@@ -24,6 +26,7 @@ export function banner(b: BannerInput): string {
     'Connect a client (e.g. `npx wscat -c` or a browser):',
     `  ${b.wsUrls[0]}/v1/ws?token=${b.token}`,
     '',
+    ...(b.exampleUrl ? [`Or open the browser example (the SDK, signed in as ${b.userId}): ${b.exampleUrl}`, ''] : []),
     `Push to ${b.userId}:`,
     `  curl -s -X POST ${b.routerUrl}/v1/push -H 'authorization: Bearer ${b.apiKey}' -H 'content-type: application/json' -d '${push}'`,
     '',

@@ -1,6 +1,6 @@
 // Builds the browser bundle of the SDK (one minified ESM file, its only dependency, the wire
 // format, inlined) to dist/browser/switchboard.min.js, and reports its size minified and gzipped.
-//   node packages/client/scripts/bundle.mjs
+//   node packages/client/scripts/bundle.mjs [--quiet]   (npm run build runs it quietly)
 import { mkdir, writeFile } from 'node:fs/promises'
 import { fileURLToPath } from 'node:url'
 import { gzipSync } from 'node:zlib'
@@ -29,5 +29,5 @@ export async function bundleBrowser() {
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const { minifiedBytes, gzippedBytes } = await bundleBrowser()
-  console.log(`${BUNDLE_PATH}: ${minifiedBytes} B minified, ${gzippedBytes} B gzipped`)
+  if (!process.argv.includes('--quiet')) console.log(`${BUNDLE_PATH}: ${minifiedBytes} B minified, ${gzippedBytes} B gzipped`)
 }
