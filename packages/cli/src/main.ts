@@ -8,7 +8,7 @@ type Env = Record<string, string | undefined>
 const USAGE = `usage: switchboard <command> [options]
 
   token --user <id> [--ttl 24h]          mint a development client token (HS256)
-  push --to <id>[,<id>...] --event <name> [--data <json>] [--id <id>]
+  push --to <id>[,<id>...] --event <name> [--data <json>] [--id <id>] [--keep]
   presence <id> [<id>...]                who is online, and where
   nodes                                  live edges and their connections
 
@@ -40,6 +40,7 @@ export async function main(argv: string[], env: Env, out = process.stdout, err =
         event: { type: 'string' },
         data: { type: 'string' },
         id: { type: 'string' },
+        keep: { type: 'boolean', default: false },
         url: { type: 'string' },
         key: { type: 'string' },
         secret: { type: 'string' },
@@ -66,10 +67,22 @@ export async function main(argv: string[], env: Env, out = process.stdout, err =
       }
       case 'push': {
         if (!values.to || !values.event) throw new UsageError('push needs --to <id>[,<id>...] and --event <name>')
-        const body = { to: values.to.split(',').map((s) => s.trim()).filter(Boolean), event: values.event, data: parseData(values.data), ...(values.id ? { id: values.id } : {}) }
+        const body = {
+          to: values.to.split(',').map((s) => s.trim()).filter(Boolean),
+          event: values.event,
+          data: parseData(values.data),
+          ...(values.id ? { id: values.id } : {}),
+          ...(values.keep ? { keep: true } : {}),
+        }
         const answer = await call((router) => router.push(body))
         print(answer, () =>
-          [`push ${answer.id}`, `  delivered  ${list(answer.delivered)}`, `  offline    ${list(answer.offline)}`, `  failed     ${list(answer.failed)}`].join('\n'),
+          [
+            `push ${answer.id}`,
+            `  delivered  ${list(answer.delivered)}`,
+            `  offline    ${list(answer.offline)}`,
+            `  failed     ${list(answer.failed)}`,
+            ...(answer.kept ? [`  kept       ${list(answer.kept)}`] : []),
+          ].join('\n'),
         )
         return 0
       }
