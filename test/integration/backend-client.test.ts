@@ -34,6 +34,10 @@ t.test('over the pipeline: pushes reach a connected user, presence, nodes, broad
   t.same(answer, { id: 'bk-1', delivered: ['bk-alice'], offline: ['bk-nobody'], failed: [] })
   t.match(await user.nextFrame(), { type: 'push', id: 'bk-1', event: 'chat.message', data: { text: 'hi' } })
 
+  const kept = await sb.push({ to: ['bk-alice', 'bk-nobody'], event: 'chat.message', data: 'k', id: 'bk-k', keep: true })
+  t.same(kept, { id: 'bk-k', delivered: ['bk-alice'], offline: ['bk-nobody'], failed: [], kept: ['bk-nobody'] }, 'a kept push over the pipeline')
+  t.match(await user.nextFrame(), { type: 'push', id: 'bk-k', offset: 1, epoch: /^[0-9a-f]+$/ }, 'with its position in the inbox')
+
   const many = await Promise.all(Array.from({ length: 200 }, (_, i) => sb.push({ to: ['bk-alice'], event: 'n', data: i })))
   t.ok(many.every((a) => a.delivered[0] === 'bk-alice'), '200 pushes in one turn, all delivered')
   const seen = new Set<unknown>()
@@ -59,6 +63,7 @@ t.test('the HTTP transport gives the same answers and codes', async (t) => {
   const sb = new SwitchboardBackend({ url: cluster.router.url, apiKey: testSecrets().apiKeys[0], transport: 'http' })
   t.teardown(() => sb.close())
   t.same(await sb.push({ to: ['bk-nobody'], event: 'e', id: 'h-1' }), { id: 'h-1', delivered: [], offline: ['bk-nobody'], failed: [] })
+  t.same(await sb.push({ to: ['bk-nobody'], event: 'e', id: 'h-2', keep: true }), { id: 'h-2', delivered: [], offline: ['bk-nobody'], failed: [], kept: ['bk-nobody'] })
   t.same(await sb.presence('bk/nobody here'), { userId: 'bk/nobody here', online: false, connections: [] })
   await t.rejects(sb.push({ to: ['a'], event: '' }), { code: 'invalid_request', status: 400, message: /^event/ })
   t.equal(sb.state, 'http')
