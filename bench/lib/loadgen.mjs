@@ -4,6 +4,8 @@
 //
 // Protocols, all over the same minimal client (wire.mjs):
 // - switchboard: /v1/ws?token=<jwt>; ready on the welcome frame (sent after registration).
+// - switchboard-resume: the same, offering `resume.start` as the SDK does (recovery on: the
+//   edge reads the user's inbox before the welcome).
 // - socketio: engine.io v4 over websocket; on the open packet send `40{"token":…}`, ready on
 //   the namespace's `40` answer; pings (`2`) are answered with `3`. Same JWT.
 // - bare: /ws?user=<id>; ready on its welcome.
@@ -40,6 +42,11 @@ async function openClient(system, port, userId, localAddress) {
   const isReady = new Promise((resolve) => (ready = resolve))
   const handlers = {
     switchboard: { path: `/v1/ws?token=${token}`, onText: (text) => (text.startsWith('{"type":"welcome"') ? ready() : onMessage(text)) },
+    'switchboard-resume': {
+      path: `/v1/ws?token=${token}`,
+      protocols: ['switchboard.v1', 'resume.start'],
+      onText: (text) => (text.startsWith('{"type":"welcome"') ? ready() : onMessage(text)),
+    },
     bare: { path: `/ws?user=${encodeURIComponent(userId)}`, onText: (text) => (text.startsWith('{"type":"welcome"') ? ready() : onMessage(text)) },
     socketio: {
       path: '/socket.io/?EIO=4&transport=websocket',
@@ -52,7 +59,7 @@ async function openClient(system, port, userId, localAddress) {
       },
     },
   }[system]
-  const conn = await openSocket({ port, path: handlers.path, localAddress, onText: handlers.onText })
+  const conn = await openSocket({ port, path: handlers.path, protocols: handlers.protocols, localAddress, onText: handlers.onText })
   const refusal = await Promise.race([isReady, new Promise((resolve) => setTimeout(resolve, 30_000, new Error('not ready within 30 s')))])
   if (refusal) {
     conn.close()

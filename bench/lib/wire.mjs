@@ -13,7 +13,7 @@ const KEY = randomBytes(16).toString('base64') // servers do not check the key's
  * Opens a websocket. Resolves once the server answered 101; rejects on any other answer,
  * an error or `timeoutMs`. Text messages go to `onText(text, conn)`; pings are answered.
  */
-export function openSocket({ port, path, localAddress, onText, onClose, timeoutMs = 30_000 }) {
+export function openSocket({ port, path, localAddress, onText, onClose, protocols, timeoutMs = 30_000 }) {
   return new Promise((resolve, reject) => {
     const socket = connect({ host: '127.0.0.1', port, localAddress, noDelay: true })
     let buffer = EMPTY
@@ -29,7 +29,8 @@ export function openSocket({ port, path, localAddress, onText, onClose, timeoutM
       close: () => socket.destroy(),
       socket,
     }
-    socket.on('connect', () => socket.write(`GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n`))
+    const offered = protocols ? `Sec-WebSocket-Protocol: ${protocols.join(', ')}\r\n` : ''
+    socket.on('connect', () => socket.write(`GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${KEY}\r\nSec-WebSocket-Version: 13\r\n${offered}\r\n`))
     socket.on('error', (err) => (isOpen ? undefined : fail(err)))
     socket.on('close', () => (isOpen ? onClose?.() : fail(new Error('closed before the upgrade'))))
     socket.on('data', (chunk) => {
