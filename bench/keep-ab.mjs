@@ -55,11 +55,11 @@ for (const kept of [false, true]) {
 // entries each (under INBOX_MAX_LEN = 100).
 const keptPushes = (rows.filter((x) => x.kept).length + 1) * PUSHES
 console.log(`Redis used_memory ${memoryBefore} -> ${memoryAfter} bytes: ${Math.round((memoryAfter - memoryBefore) / keptPushes)} bytes per kept push (${keptPushes} kept, ${keptPushes / USERS} per user)`)
-// One inbox as Redis sizes it: a stream grows by whole listpack nodes (stream-node-max-bytes,
-// 4 KB by default, allocated at the node's first entry), so the figure above is a step, not a slope.
+// One inbox as Redis sizes it (a LIST: it grows with its entries; a STREAM would allocate a
+// whole 4 KB node at the first one).
 const [meta, stream] = (await client.keys(`bench:*:i[mn]:${users[0]}`)).sort()
 const usage = (key) => client.call('MEMORY', 'USAGE', key, 'SAMPLES', '0')
-console.log(`one inbox (${await client.xlen(stream)} entries): stream ${await usage(stream)} bytes + meta ${await usage(meta)} bytes (MEMORY USAGE)`)
+console.log(`one inbox (${await client.llen(stream)} entries): list ${await usage(stream)} bytes + meta ${await usage(meta)} bytes (MEMORY USAGE)`)
 client.disconnect()
 await sb.close()
 await closeFleet(fleet)

@@ -1,8 +1,9 @@
--- KEYS meta stream; ARGV epoch offset ttlMs. What a (re)connecting client is owed, and where
--- the inbox is now. The inbox is created empty when missing, so a client has a position to
--- resume from even before its first kept push. Returns
+-- KEYS meta list; ARGV epoch offset ttlMs. What a (re)connecting client is owed, and where the
+-- inbox is now (keep.lua says how an inbox is laid out). The inbox is created empty when
+-- missing, so a client has a position to resume from even before its first kept push. Returns
 --   {2, epoch, last}               no position given (ARGV epoch ''): the head only;
---   {1, epoch, last, o1, f1, ...}  the entries after the position, when the inbox holds them all;
+--   {1, epoch, last, f1, f2, ...}  the frames after the position, oldest first, when the inbox
+--                                  holds them all (offsets follow the position: o+1, o+2, ...);
 --   {0, epoch, last}               it does not (another life, a position it never reached,
 --                                  entries trimmed or expired).
 local m = redis.call('GET', KEYS[1])
@@ -17,12 +18,9 @@ local head = string.format('%.0f', last)
 if ARGV[1] == '' then return {2, epoch, head} end
 local after = tonumber(ARGV[2])
 if epoch ~= ARGV[1] or after > last then return {0, epoch, head} end
-if after == last then return {1, epoch, head} end
-local entries = redis.call('XRANGE', KEYS[2], '(0-' .. ARGV[2], '+')
-if #entries ~= last - after then return {0, epoch, head} end
+local missed = last - after
+if missed == 0 then return {1, epoch, head} end
+if redis.call('LLEN', KEYS[2]) < missed then return {0, epoch, head} end
 local out = {1, epoch, head}
-for _, e in ipairs(entries) do
-  out[#out + 1] = string.sub(e[1], 3)
-  out[#out + 1] = e[2][2]
-end
+for _, f in ipairs(redis.call('LRANGE', KEYS[2], -missed, -1)) do out[#out + 1] = f end
 return out

@@ -53,9 +53,9 @@ export function isInboxPosition(epoch: string, offset: number): boolean {
 }
 
 /**
- * Inboxes in Redis: per user a STREAM `{pN}:in:<userId>` and a meta STRING `{pN}:im:<userId>`
- * in the user's partition slot (lua/keep.lua says how). One script call per partition of the
- * recipients, autopipelined.
+ * Inboxes in Redis: per user a LIST of frames `{pN}:in:<userId>` and a meta STRING
+ * `{pN}:im:<userId>` in the user's partition slot (lua/keep.lua says how). One script call per
+ * partition of the recipients, autopipelined.
  */
 export class RedisInbox implements Inbox {
   readonly #redis: RedisClient
@@ -92,8 +92,8 @@ export class RedisInbox implements Inbox {
     const keys = this.#keys.inbox(partitionOf(userId), userId)
     const reply = (await this.#run(lua.inboxRead, keys, [from?.epoch ?? '', from?.offset ?? 0, this.#limits.ttlMs])) as (number | string)[]
     const head = { epoch: String(reply[1]), offset: Number(reply[2]) }
-    const entries: InboxEntry[] = []
-    for (let i = 3; i + 1 < reply.length; i += 2) entries.push({ offset: Number(reply[i]), frame: String(reply[i + 1]) })
+    // Frames follow the position: offsets from.offset + 1, + 2, ...
+    const entries: InboxEntry[] = reply.slice(3).map((frame, k) => ({ offset: (from?.offset ?? 0) + k + 1, frame: String(frame) }))
     const outcome = Number(reply[0])
     return outcome === 2 ? { head, entries } : { head, recovered: outcome === 1, entries }
   }

@@ -44,7 +44,7 @@ export interface Keys {
   readonly feed: string
   /** STRING: the newest feed id trimmed away. */
   readonly feedTrimmed: string
-  /** A user's inbox of kept pushes: meta STRING "<epoch> <last offset>", then the STREAM (inbox.ts). */
+  /** A user's inbox of kept pushes: meta STRING "<epoch> <last offset>", then the LIST of frames (inbox.ts). */
   inbox(partition: number, userId: string): [string, string]
 }
 
