@@ -66,7 +66,7 @@ export async function startEdge(deps: EdgeDeps): Promise<Edge> {
   const handshakes = config.maxHandshakesPerIpPerS > 0 ? new KeyedRateLimiter(config.maxHandshakesPerIpPerS) : undefined
   // Read at scrape time only, once `connections` exists.
   const metrics = createEdgeMetrics(deps.promRegistry, () => connections.sockets.size)
-  for (const result of ['recovered', 'not_recovered', 'started', 'failed'] as const) metrics.resumes.labels(result) // served from the start
+  for (const result of ['recovered', 'not_recovered', 'started', 'failed'] as const) metrics.resumes.inc({ result }, 0) // served from the start
   const framesSent = { push: metrics.framesSent.labels('push'), welcome: metrics.framesSent.labels('welcome'), pong: metrics.framesSent.labels('pong') }
 
   const internal = App()

@@ -284,7 +284,7 @@ export class Switchboard {
     } else if (frame.type === 'push') {
       const { id, event, data, ts, epoch, offset } = frame
       const push: Push = epoch === undefined || offset === undefined ? { id, event, data, ts } : { id, event, data, ts, epoch, offset }
-      this.#kept(push)
+      this.#ordered(push)
     }
   }
 
@@ -294,7 +294,7 @@ export class Switchboard {
    * gapTimeoutMs; one of another inbox life starts over from it. Plain pushes, and kept ones
    * before the position not seen yet, are handed over as they come.
    */
-  #kept(push: Push): void {
+  #ordered(push: Push): void {
     const { epoch, offset } = push
     const at = this.#position
     if (epoch === undefined || offset === undefined) return this.#handOver(push)
