@@ -3,6 +3,7 @@
 // user's inbox before the welcome), alternating A/B x3 on one edge; server CPU per connection
 // (edge, Redis, router) and the connection rate. Medians.
 //   node bench/resume-storm-ab.mjs
+import { median } from './lib/ab.mjs'
 import { closeFleet, connectFleet } from './lib/fleet.mjs'
 import { cpuMeter, sleep, startRedis, startSwitchboard, stop, stopSystem } from './lib/harness.mjs'
 
@@ -29,7 +30,6 @@ await storm('switchboard-resume', 'w')
 await sleep(3_000)
 const rows = []
 for (let round = 0; round < 3; round++) for (const kind of ['switchboard', 'switchboard-resume']) rows.push(await storm(kind, round)), await sleep(3_000)
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]
 for (const kind of ['switchboard', 'switchboard-resume']) {
   const r = rows.filter((x) => x.kind === kind)
   console.log(`${kind.padEnd(18)}: server CPU ${median(r.map((x) => x.totalUs))} µs/connection (edge ${median(r.map((x) => x.edgeUs))}, Redis ${median(r.map((x) => x.redisUs))}), ${median(r.map((x) => x.perS))} connections/s; runs ${r.map((x) => x.totalUs).join(' / ')}`)
