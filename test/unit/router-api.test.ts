@@ -105,6 +105,7 @@ t.test('a kept push whose inbox cannot be written is refused (503) and sent nowh
   t.equal(await codeOf(api.push({ to: ['ann'], event: 'e', keep: true }, 'r')), 'registry_unavailable: inbox call failed')
   t.same(edges.calls, [], 'nothing forwarded: "kept" is never claimed for a push that is not')
   t.match(await codeOf(api.push({ to: ['ann'], event: 'e', keep: 'yes' }, 'r')), /^invalid_request: keep/)
+  t.match(await codeOf(api.broadcast({ event: 'e', keep: true }, 'r')), /^invalid_request/, 'a broadcast cannot be kept')
 })
 
 t.test('only the users of an edge that fails are failed; delivered elsewhere wins', async (t) => {
