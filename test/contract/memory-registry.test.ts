@@ -1,9 +1,10 @@
 import t from 'tap'
-import { MemoryIdempotencyStore, MemoryInbox, MemoryRegistry } from '@switchboard/registry'
+import { MemoryIdempotencyStore, MemoryInbox, MemoryRegistry, MemoryRoomStore } from '@switchboard/registry'
 import { registryContract } from './registry-contract.js'
 import { presenceContract } from './presence-contract.js'
 import { idempotencyContract } from './idempotency-contract.js'
 import { inboxContract } from './inbox-contract.js'
+import { roomContract } from './room-contract.js'
 
 registryContract(t, async (t) => {
   const registry = new MemoryRegistry()
@@ -20,3 +21,5 @@ presenceContract(t, async (t, presence) => {
 idempotencyContract(t, async () => new MemoryIdempotencyStore())
 
 inboxContract(t, async (_t, limits) => new MemoryInbox(limits))
+
+roomContract(t, async (_t, limits) => new MemoryRoomStore(limits))

@@ -2,13 +2,14 @@
 // touches one hash slot, so the same code runs unchanged. Configured as REDIS_CLUSTER_NODES.
 import t from 'tap'
 import { Cluster } from 'ioredis'
-import { RedisIdempotencyStore, RedisInbox, RedisRegistry, createRedisClient } from '@switchboard/registry'
+import { RedisIdempotencyStore, RedisInbox, RedisRegistry, RedisRoomStore, createRedisClient } from '@switchboard/registry'
 import { loadConfig, RouterEnv } from '@switchboard/protocol'
 import { startRedisCluster, uniquePrefix } from '../helpers/redis.js'
 import { registryContract } from './registry-contract.js'
 import { presenceContract } from './presence-contract.js'
 import { idempotencyContract } from './idempotency-contract.js'
 import { inboxContract } from './inbox-contract.js'
+import { roomContract } from './room-contract.js'
 
 const redisCluster = await startRedisCluster(t, 3)
 // The client is built from the same variable the services read.
@@ -44,6 +45,8 @@ presenceContract(t, async (t, presence) => {
 idempotencyContract(t, async (t) => new RedisIdempotencyStore(client(t), { prefix: uniquePrefix() }))
 
 inboxContract(t, async (t, limits) => new RedisInbox(client(t), limits, { prefix: uniquePrefix() }))
+
+roomContract(t, async (t, limits) => new RedisRoomStore(client(t), limits, { prefix: uniquePrefix() }))
 
 t.test('users spread over every master, and a 10,000-user lookup spans them all', async (t) => {
   const c = client(t) as Cluster

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { RedisIdempotencyStore, RedisInbox, RedisRegistry, createRedisClient, type Registry } from '@switchboard/registry'
+import { RedisIdempotencyStore, RedisInbox, RedisRegistry, RedisRoomStore, createRedisClient, type Registry } from '@switchboard/registry'
 import { SwitchboardError } from '@switchboard/protocol'
 import { startRedis, uniquePrefix, type TestRedis } from '../helpers/redis.js'
 import { eventually } from '../helpers/clients.js'
@@ -7,6 +7,7 @@ import { registryContract } from './registry-contract.js'
 import { presenceContract } from './presence-contract.js'
 import { idempotencyContract } from './idempotency-contract.js'
 import { inboxContract } from './inbox-contract.js'
+import { roomContract } from './room-contract.js'
 
 const redis = await startRedis(t)
 
@@ -33,6 +34,8 @@ presenceContract(t, async (t, presence) => {
 idempotencyContract(t, async (t) => new RedisIdempotencyStore(client(t), { prefix: uniquePrefix() }))
 
 inboxContract(t, async (t, limits) => new RedisInbox(client(t), limits, { prefix: uniquePrefix() }))
+
+roomContract(t, async (t, limits) => new RedisRoomStore(client(t), limits, { prefix: uniquePrefix() }))
 
 const node = (nodeId: string) => ({ nodeId, url: `http://${nodeId}:8081`, startedAt: Date.now() })
 

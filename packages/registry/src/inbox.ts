@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto'
 import { SwitchboardError } from '@switchboard/protocol'
-import { buildKeys, partitionOf, type Keys } from './keys.js'
+import { buildKeys, groupBy, partitionOf, type Keys } from './keys.js'
 import * as lua from './scripts/lua.js'
 import type { RedisClient } from './scripts/lua.js'
 
@@ -70,13 +70,7 @@ export class RedisInbox implements Inbox {
 
   async append(userIds: readonly string[], frame: string): Promise<InboxPosition[]> {
     const limits = this.#limits
-    const byPartition = new Map<number, number[]>() // partition -> indexes into userIds
-    userIds.forEach((u, i) => {
-      const p = partitionOf(u)
-      const group = byPartition.get(p)
-      if (group) group.push(i)
-      else byPartition.set(p, [i])
-    })
+    const byPartition = groupBy(userIds.keys(), (i) => partitionOf(userIds[i]!)) // partition -> indexes into userIds
     const positions = new Array<InboxPosition>(userIds.length)
     await Promise.all(
       [...byPartition].map(async ([p, indexes]) => {

@@ -19,6 +19,18 @@ export function partitionOf(userId: string): number {
   return (h >>> 0) % PARTITIONS
 }
 
+/** Items by partition (or any number key): a script per partition's slot. */
+export function groupBy<T>(items: Iterable<T>, keyOf: (item: T) => number): Map<number, T[]> {
+  const groups = new Map<number, T[]>()
+  for (const item of items) {
+    const key = keyOf(item)
+    const group = groups.get(key)
+    if (group) group.push(item)
+    else groups.set(key, [item])
+  }
+  return groups
+}
+
 export interface Keys {
   /** ZSET incId -> lease expiry (ms, Redis clock). */
   readonly nodes: string
@@ -46,6 +58,15 @@ export interface Keys {
   readonly feedTrimmed: string
   /** A user's inbox of kept pushes: meta STRING "<epoch> <last offset>", then the LIST of frames (inbox.ts). */
   inbox(partition: number, userId: string): [string, string]
+  /** A room's members ZSET and generation STRING, in the room's partition (roomPartitionOf; rooms.ts). */
+  room(room: string): [string, string]
+  /** HASH room -> generation: the durable rooms of a user, in the user's partition. */
+  userRooms(userId: string): string
+}
+
+/** A room's partition: rooms spread over the partitions like users, under another name space. */
+export function roomPartitionOf(room: string): number {
+  return partitionOf(`room:${room}`)
 }
 
 export function buildKeys(prefix: string): Keys {
@@ -68,5 +89,10 @@ export function buildKeys(prefix: string): Keys {
     feed: `${prefix}{feed}:ev`,
     feedTrimmed: `${prefix}{feed}:trimmed`,
     inbox: (p, userId) => [`${prefix}{p${p}}:im:${userId}`, `${prefix}{p${p}}:in:${userId}`],
+    room: (room) => {
+      const tag = `${prefix}{p${roomPartitionOf(room)}}`
+      return [`${tag}:rm:${room}`, `${tag}:rg:${room}`]
+    },
+    userRooms: (userId) => `${prefix}{p${partitionOf(userId)}}:ur:${userId}`,
   }
 }

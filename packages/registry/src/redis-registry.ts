@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto'
 import { Cluster } from 'ioredis'
 import { SwitchboardError } from '@switchboard/protocol'
-import { buildKeys, partitionOf, PARTITIONS, type Keys } from './keys.js'
+import { buildKeys, groupBy, partitionOf, PARTITIONS, type Keys } from './keys.js'
 import type { CloseCause, PresenceCause, PresenceEvent } from '@switchboard/protocol'
 import { LiveView } from './live-view.js'
 import * as lua from './scripts/lua.js'
@@ -350,15 +350,4 @@ function parseEntries(userId: string, value: string, out: Entry[]): void {
     }
     start = end + 1
   }
-}
-
-function groupBy<T>(items: Iterable<T>, keyOf: (item: T) => number): Map<number, T[]> {
-  const groups = new Map<number, T[]>()
-  for (const item of items) {
-    const key = keyOf(item)
-    const group = groups.get(key)
-    if (group) group.push(item)
-    else groups.set(key, [item])
-  }
-  return groups
 }

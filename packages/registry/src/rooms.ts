@@ -1,0 +1,225 @@
+import { randomBytes } from 'node:crypto'
+import { SwitchboardError } from '@switchboard/protocol'
+import { buildKeys, groupBy, partitionOf, type Keys } from './keys.js'
+import * as lua from './scripts/lua.js'
+import type { RedisClient } from './scripts/lua.js'
+
+export interface RoomLimits {
+  /** Members per room: an add that would pass it is refused whole. */
+  maxMembers: number
+  /** Durable rooms per user: a user past it is refused (reported), the others added. */
+  maxRoomsPerUser: number
+}
+
+export interface RoomAdded {
+  /** The users that were not members before (the rest already were: adding is idempotent). */
+  added: string[]
+  /** The users refused because they are in `maxRoomsPerUser` rooms already. */
+  refused: string[]
+  /** Members now. */
+  members: number
+  /** The room's life: a new one begins when a room is created (again) after it was deleted or expired. */
+  generation: string
+}
+
+export interface RoomInfo {
+  members: number
+  /** Undefined when the room does not exist (never created, deleted or expired). */
+  generation: string | undefined
+}
+
+/** A user's durable room, with the generation it joined: a reverse entry of another generation is stale. */
+export interface UserRoom {
+  room: string
+  generation: string
+}
+
+/**
+ * The durable memberships of rooms (docs/design/rooms.md), managed by backends: a room's
+ * members, and each user's rooms (the reverse index edges read at connect). Adding writes the
+ * room first and the users' reverse entries second; removing the other way round: a failure
+ * between the two leaves a member that misses pushes, never a non-member that receives them.
+ * Room names and user ids are validated by the caller; `userIds` may repeat.
+ */
+export interface RoomStore {
+  /** Adds members; `idleTtlMs` makes the room expire after that long without an add (kept once set). */
+  add(room: string, userIds: readonly string[], options?: { idleTtlMs?: number }): Promise<RoomAdded>
+  /** Removes members; resolves with those that were members, and the members left. */
+  remove(room: string, userIds: readonly string[]): Promise<{ removed: string[]; members: number }>
+  /** Members in name order after `cursor` ('' first), at most `count`; `cursor` for the next page, undefined at the end. */
+  members(room: string, cursor: string, count: number): Promise<{ userIds: string[]; cursor: string | undefined }>
+  info(room: string): Promise<RoomInfo>
+  /** The user's durable rooms, stale entries included (their generation is not the room's). */
+  roomsOf(userId: string): Promise<UserRoom[]>
+  /** Removes every member, then the room; resolves with how many members it had. */
+  delete(room: string): Promise<{ removed: number }>
+}
+
+const newGeneration = () => randomBytes(8).toString('hex')
+/** Members removed per call when a room is deleted. */
+const DELETE_BATCH = 1_000
+
+function tooMany(room: string, limits: RoomLimits): SwitchboardError {
+  return new SwitchboardError('invalid_request', `room ${JSON.stringify(room)} would have more than ${limits.maxMembers} members`)
+}
+
+/** Rooms in Redis: a ZSET of members and a generation STRING in the room's partition slot, a HASH of rooms in each user's. */
+export class RedisRoomStore implements RoomStore {
+  readonly #redis: RedisClient
+  readonly #keys: Keys
+  readonly #limits: RoomLimits
+
+  constructor(redis: RedisClient, limits: RoomLimits, options: { prefix?: string } = {}) {
+    this.#redis = redis
+    this.#keys = buildKeys(options.prefix ?? 'sb:')
+    this.#limits = limits
+  }
+
+  async add(room: string, userIds: readonly string[], options: { idleTtlMs?: number } = {}): Promise<RoomAdded> {
+    const users = [...new Set(userIds)]
+    const reply = (await this.#run(() => lua.roomAdd.run(this.#redis, this.#keys.room(room), [this.#limits.maxMembers, options.idleTtlMs ?? 0, newGeneration(), ...users]))) as (string | number)[]
+    if (Number(reply[0]) !== 1) throw tooMany(room, this.#limits)
+    const generation = String(reply[1])
+    let members = Number(reply[2])
+    const added = new Set(reply.slice(3).map(String))
+    // Every user's reverse entry (also those already members: their generation may be stale).
+    const refused = (await Promise.all(
+      [...groupBy(users, partitionOf).values()].map(async (group) => {
+        const keys = group.map((u) => this.#keys.userRooms(u))
+        const indexes = (await this.#run(() => lua.userRoomsAdd.run(this.#redis, keys, [room, generation, this.#limits.maxRoomsPerUser]))) as number[]
+        return indexes.map((i) => group[Number(i) - 1]!)
+      }),
+    )).flat()
+    if (refused.length > 0) {
+      // Undo the room side for the refused users that this call added.
+      const undo = refused.filter((u) => added.has(u))
+      if (undo.length > 0) members = Number(((await this.#run(() => lua.roomRemove.run(this.#redis, this.#keys.room(room), undo))) as number[])[0])
+      for (const u of undo) added.delete(u)
+    }
+    return { added: users.filter((u) => added.has(u)), refused, members, generation }
+  }
+
+  async remove(room: string, userIds: readonly string[]): Promise<{ removed: string[]; members: number }> {
+    const users = [...new Set(userIds)]
+    await this.#run(() => Promise.all(users.map((u) => this.#redis.hdel(this.#keys.userRooms(u), room))))
+    const reply = (await this.#run(() => lua.roomRemove.run(this.#redis, this.#keys.room(room), users))) as (string | number)[]
+    return { removed: reply.slice(1).map(String), members: Number(reply[0]) }
+  }
+
+  async members(room: string, cursor: string, count: number): Promise<{ userIds: string[]; cursor: string | undefined }> {
+    const [key] = this.#keys.room(room)
+    const page = (await this.#run(() => this.#redis.zrangebylex(key, cursor === '' ? '-' : `(${cursor}`, '+', 'LIMIT', 0, count))) as string[]
+    return { userIds: page, cursor: page.length === count ? page.at(-1) : undefined }
+  }
+
+  async info(room: string): Promise<RoomInfo> {
+    const [members, generation] = this.#keys.room(room)
+    const [size, g] = await this.#run(() => Promise.all([this.#redis.zcard(members), this.#redis.get(generation)]))
+    return { members: size, generation: g?.split(' ')[0] }
+  }
+
+  async roomsOf(userId: string): Promise<UserRoom[]> {
+    const all = await this.#run(() => this.#redis.hgetall(this.#keys.userRooms(userId)))
+    return Object.entries(all).map(([room, generation]) => ({ room, generation }))
+  }
+
+  async delete(room: string): Promise<{ removed: number }> {
+    let removed = 0
+    for (;;) {
+      const { userIds } = await this.members(room, '', DELETE_BATCH)
+      if (userIds.length === 0) break
+      removed += (await this.remove(room, userIds)).removed.length
+    }
+    await this.#run(() => this.#redis.del(this.#keys.room(room)[1]))
+    return { removed }
+  }
+
+  async #run<T>(call: () => Promise<T>): Promise<T> {
+    try {
+      return await call()
+    } catch (err) {
+      throw new SwitchboardError('registry_unavailable', 'room store call failed', { cause: err })
+    }
+  }
+}
+
+/** The same rules in one process (standalone and tests); expiry is read on access. */
+export class MemoryRoomStore implements RoomStore {
+  readonly #rooms = new Map<string, { members: Set<string>; generation: string; idleTtlMs: number; expiresAt: number }>()
+  readonly #userRooms = new Map<string, Map<string, string>>()
+  readonly #limits: RoomLimits
+  readonly #now: () => number
+
+  constructor(limits: RoomLimits, options: { now?: () => number } = {}) {
+    this.#limits = limits
+    this.#now = options.now ?? Date.now
+  }
+
+  async add(room: string, userIds: readonly string[], options: { idleTtlMs?: number } = {}): Promise<RoomAdded> {
+    const users = [...new Set(userIds)]
+    const existing = this.#live(room)
+    const fresh = users.filter((u) => !existing?.members.has(u))
+    if ((existing?.members.size ?? 0) + fresh.length > this.#limits.maxMembers) throw tooMany(room, this.#limits)
+    const r = existing ?? { members: new Set<string>(), generation: newGeneration(), idleTtlMs: 0, expiresAt: Infinity }
+    if (options.idleTtlMs) r.idleTtlMs = options.idleTtlMs
+    this.#rooms.set(room, r)
+    const refused: string[] = []
+    for (const u of users) {
+      const rooms = this.#userRooms.get(u) ?? new Map<string, string>()
+      if (!rooms.has(room) && rooms.size >= this.#limits.maxRoomsPerUser) {
+        refused.push(u)
+        continue
+      }
+      rooms.set(room, r.generation)
+      this.#userRooms.set(u, rooms)
+      r.members.add(u)
+    }
+    this.#touch(r)
+    return { added: fresh.filter((u) => !refused.includes(u)), refused, members: r.members.size, generation: r.generation }
+  }
+
+  async remove(room: string, userIds: readonly string[]): Promise<{ removed: string[]; members: number }> {
+    const users = [...new Set(userIds)]
+    for (const u of users) this.#userRooms.get(u)?.delete(room)
+    const r = this.#live(room)
+    const removed = users.filter((u) => r?.members.delete(u))
+    return { removed, members: r?.members.size ?? 0 }
+  }
+
+  async members(room: string, cursor: string, count: number): Promise<{ userIds: string[]; cursor: string | undefined }> {
+    const sorted = [...(this.#live(room)?.members ?? [])].sort(byBytes).filter((u) => cursor === '' || byBytes(u, cursor) > 0)
+    const page = sorted.slice(0, count)
+    return { userIds: page, cursor: page.length === count ? page.at(-1) : undefined }
+  }
+
+  async info(room: string): Promise<RoomInfo> {
+    const r = this.#live(room)
+    return { members: r?.members.size ?? 0, generation: r?.generation }
+  }
+
+  async roomsOf(userId: string): Promise<UserRoom[]> {
+    return [...(this.#userRooms.get(userId) ?? [])].map(([room, generation]) => ({ room, generation }))
+  }
+
+  async delete(room: string): Promise<{ removed: number }> {
+    const r = this.#live(room)
+    const { removed } = await this.remove(room, [...(r?.members ?? [])])
+    this.#rooms.delete(room)
+    return { removed: removed.length }
+  }
+
+  #touch(r: { idleTtlMs: number; expiresAt: number }): void {
+    r.expiresAt = r.idleTtlMs > 0 ? this.#now() + r.idleTtlMs : Infinity
+  }
+
+  #live(room: string) {
+    const r = this.#rooms.get(room)
+    if (r && r.expiresAt <= this.#now()) this.#rooms.delete(room)
+    return r && r.expiresAt > this.#now() ? r : undefined
+  }
+}
+
+/** Redis orders the members of one score by their bytes: so does this, for the same pages. */
+function byBytes(a: string, b: string): number {
+  return Buffer.compare(Buffer.from(a), Buffer.from(b))
+}
