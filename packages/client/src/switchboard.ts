@@ -4,6 +4,8 @@ import {
   Reconnect,
   SUBPROTOCOL,
   WS_PATH,
+  formatPosition,
+  parsePosition,
   reconnectDelayMs,
   resumeProtocol,
   shouldReconnect,
@@ -355,7 +357,7 @@ export class Switchboard {
   #setPosition(position: Position | undefined): void {
     this.#position = position
     try {
-      if (position) this.#storage?.setItem(this.#storageKey, `${position.epoch}.${position.offset}`)
+      if (position) this.#storage?.setItem(this.#storageKey, formatPosition(position))
       else this.#storage?.removeItem(this.#storageKey)
     } catch {
       // storage full or disabled: the position still lives in memory
@@ -364,8 +366,7 @@ export class Switchboard {
 
   #loadPosition(): Position | undefined {
     try {
-      const m = /^([0-9a-f]{1,40})\.(\d{1,15})$/.exec(this.#storage?.getItem(this.#storageKey) ?? '')
-      return m ? { epoch: m[1]!, offset: Number(m[2]) } : undefined
+      return parsePosition(this.#storage?.getItem(this.#storageKey) ?? '')
     } catch {
       return undefined
     }

@@ -1,5 +1,5 @@
 import { z } from 'zod'
-import type { Position } from '@switchboard/wire'
+import { isEpoch, type Position } from '@switchboard/wire'
 import { UserId, limits } from './push-api.js'
 
 /**
@@ -44,8 +44,6 @@ export function decodeDelivery(body: string): Delivery | undefined {
   return recipients && { frame: body.slice(0, cut), ...recipients }
 }
 
-const EPOCH = /^[0-9a-f]{1,40}$/
-
 /**
  * A delivery's recipients line; undefined when it is not a JSON array of at most `max` user ids
  * of 1..256 chars, or of `[userId, epoch, offset]` (a kept push), not mixed (the caller answers
@@ -70,7 +68,7 @@ function parseRecipients(line: string, max: number): { to: string[]; at?: Positi
   for (const r of list as unknown[]) {
     if (!Array.isArray(r) || r.length !== 3) return undefined
     const [userId, epoch, offset] = r as unknown[]
-    if (!isUserId(userId) || typeof epoch !== 'string' || !EPOCH.test(epoch) || !Number.isSafeInteger(offset) || (offset as number) < 1) return undefined
+    if (!isUserId(userId) || typeof epoch !== 'string' || !isEpoch(epoch) || !Number.isSafeInteger(offset) || (offset as number) < 1) return undefined
     to.push(userId)
     at.push({ epoch, offset: offset as number })
   }

@@ -1,14 +1,8 @@
 import { createHash } from 'node:crypto'
-import { SwitchboardError } from '@switchboard/protocol'
+import { SwitchboardError, type Position } from '@switchboard/protocol'
 import { buildKeys, groupBy, partitionOf, type Keys } from './keys.js'
 import * as lua from './scripts/lua.js'
 import type { RedisClient } from './scripts/lua.js'
-
-/** Where a kept push sits in its recipient's inbox: `epoch` names the inbox's life, `offset` counts from 1 within it. */
-export interface InboxPosition {
-  epoch: string
-  offset: number
-}
 
 /** A kept push as the inbox holds it: the frame without its position, and its offset. */
 export interface InboxEntry {
@@ -24,7 +18,7 @@ export interface InboxEntry {
  * never a partial replay. Without one: the head only.
  */
 export interface InboxRead {
-  head: InboxPosition
+  head: Position
   recovered?: boolean
   entries: InboxEntry[]
 }
@@ -42,14 +36,9 @@ export interface InboxLimits {
  */
 export interface Inbox {
   /** Appends `frame` to each user's inbox; resolves each user's position, in `userIds` order (ids must be unique). */
-  append(userIds: readonly string[], frame: string): Promise<InboxPosition[]>
+  append(userIds: readonly string[], frame: string): Promise<Position[]>
   /** The kept pushes after `from`, or recovered: false; creates the user's inbox, empty, when it has none, so the head is a position to resume from. */
-  read(userId: string, from: InboxPosition | undefined): Promise<InboxRead>
-}
-
-/** A position as a client offers it: epoch [0-9a-f]{1,40}, offset a safe integer. Anything else is no position. */
-export function isInboxPosition(epoch: string, offset: number): boolean {
-  return /^[0-9a-f]{1,40}$/.test(epoch) && Number.isSafeInteger(offset) && offset >= 0
+  read(userId: string, from: Position | undefined): Promise<InboxRead>
 }
 
 /**
@@ -68,10 +57,10 @@ export class RedisInbox implements Inbox {
     this.#limits = limits
   }
 
-  async append(userIds: readonly string[], frame: string): Promise<InboxPosition[]> {
+  async append(userIds: readonly string[], frame: string): Promise<Position[]> {
     const limits = this.#limits
     const byPartition = groupBy(userIds.keys(), (i) => partitionOf(userIds[i]!)) // partition -> indexes into userIds
-    const positions = new Array<InboxPosition>(userIds.length)
+    const positions = new Array<Position>(userIds.length)
     await Promise.all(
       [...byPartition].map(async ([p, indexes]) => {
         const keys = indexes.flatMap((i) => this.#keys.inbox(p, userIds[i]!))
@@ -82,7 +71,7 @@ export class RedisInbox implements Inbox {
     return positions
   }
 
-  async read(userId: string, from: InboxPosition | undefined): Promise<InboxRead> {
+  async read(userId: string, from: Position | undefined): Promise<InboxRead> {
     const keys = this.#keys.inbox(partitionOf(userId), userId)
     const reply = (await this.#run(lua.inboxRead, keys, [from?.epoch ?? '', from?.offset ?? 0, this.#limits.ttlMs])) as (number | string)[]
     const head = { epoch: String(reply[1]), offset: Number(reply[2]) }
@@ -112,7 +101,7 @@ export class MemoryInbox implements Inbox {
     this.#now = options.now ?? Date.now
   }
 
-  async append(userIds: readonly string[], frame: string): Promise<InboxPosition[]> {
+  async append(userIds: readonly string[], frame: string): Promise<Position[]> {
     return userIds.map((userId) => {
       const inbox = this.#inbox(userId)
       inbox.last++
@@ -123,7 +112,7 @@ export class MemoryInbox implements Inbox {
     })
   }
 
-  async read(userId: string, from: InboxPosition | undefined): Promise<InboxRead> {
+  async read(userId: string, from: Position | undefined): Promise<InboxRead> {
     const inbox = this.#inbox(userId)
     const head = { epoch: inbox.epoch, offset: inbox.last }
     if (!from) return { head, entries: [] }

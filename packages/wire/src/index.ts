@@ -29,15 +29,36 @@ export interface Position {
   offset: number
 }
 
+const EPOCH = /^[0-9a-f]{1,40}$/
+
+/** An epoch as inboxes make them: 1 to 40 lowercase hex digits (safe in a subprotocol and unescaped in JSON). */
+export function isEpoch(s: string): boolean {
+  return EPOCH.test(s)
+}
+
+/** A position as text, `<epoch>.<offset>`: in the resume subprotocol, and where the SDK stores it. */
+export function formatPosition(p: Position): string {
+  return `${p.epoch}.${p.offset}`
+}
+
+/** The position `formatPosition` wrote; undefined for anything else. */
+export function parsePosition(text: string): Position | undefined {
+  const dot = text.indexOf('.')
+  const epoch = text.slice(0, dot)
+  const offset = text.slice(dot + 1)
+  return dot > 0 && isEpoch(epoch) && /^\d{1,15}$/.test(offset) ? { epoch, offset: Number(offset) } : undefined
+}
+
 export function resumeProtocol(from: Position | undefined): string {
-  return from ? `${RESUME_PROTOCOL_PREFIX}${from.epoch}.${from.offset}` : RESUME_START
+  return from ? `${RESUME_PROTOCOL_PREFIX}${formatPosition(from)}` : RESUME_START
 }
 
 /** What a `resume.` subprotocol asks: from a position, or from the start (`from` undefined); undefined when malformed (the edge then ignores it). */
 export function parseResumeProtocol(protocol: string): { from: Position | undefined } | undefined {
   if (protocol === RESUME_START) return { from: undefined }
-  const m = /^resume\.([0-9a-f]{1,40})\.(\d{1,15})$/.exec(protocol)
-  return m ? { from: { epoch: m[1]!, offset: Number(m[2]) } } : undefined
+  if (!protocol.startsWith(RESUME_PROTOCOL_PREFIX)) return undefined
+  const from = parsePosition(protocol.slice(RESUME_PROTOCOL_PREFIX.length))
+  return from && { from }
 }
 
 export interface WelcomeFrame {
