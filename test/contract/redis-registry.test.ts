@@ -39,6 +39,22 @@ roomContract(t, async (t, limits) => new RedisRoomStore(client(t), limits, { pre
 
 const node = (nodeId: string) => ({ nodeId, url: `http://${nodeId}:8081`, startedAt: Date.now() })
 
+t.test("the janitor's clean-up of a dead incarnation clears its fields from room edge indexes", async (t) => {
+  const c = client(t)
+  const prefix = uniquePrefix()
+  const registry = new RedisRegistry(c, { prefix, liveRefreshMs: 0 })
+  const rooms = new RedisRoomStore(c, { maxMembers: 10, maxRoomsPerUser: 10 }, { prefix })
+  const [dead, live] = [await registry.openLease(node('dies'), 100), await registry.openLease(node('lives'), 60_000)]
+  await rooms.add('meeting', ['ann', 'bob'])
+  await rooms.setEdgeRooms(dead.incId, [{ room: 'meeting', holds: true }, { room: 'standup', holds: true }])
+  await rooms.setEdgeRooms(live.incId, [{ room: 'meeting', holds: true }])
+  await new Promise((r) => setTimeout(r, 150)) // the 100 ms lease lapses
+  t.ok((await registry.reap(0)) >= 1, 'reaped')
+  t.same((await rooms.route('meeting', 10)).incIds, [live.incId], 'only the live edge is left')
+  t.same((await rooms.route('standup', 10)).incIds, [])
+  t.same(await c.keys(`${prefix}*:ri:${dead.incId}`), [], 'and its per-partition sets are gone')
+})
+
 t.test('a cached view drops a superseded incarnation within its refresh interval', async (t) => {
   const registry = new RedisRegistry(client(t), { prefix: uniquePrefix(), liveRefreshMs: 300 })
   const old = await registry.openLease(node('e1'), 60_000)

@@ -98,4 +98,30 @@ export function roomContract(t: Test, make: (t: Test, limits: RoomLimits) => Pro
     await rooms.add(room, [ann])
     t.same(await rooms.roomsOf(ann), [{ room, generation: after.generation }], 'joining again refreshes it')
   })
+
+  t.test('the edge index: a route names the incarnations holding members, and the members of a small room', async (t) => {
+    const rooms = await make(t, roomy)
+    const [room, ann, bob] = [name('routed'), name('ann'), name('bob')]
+    const { generation } = await rooms.add(room, [bob, ann])
+    t.same(await rooms.route(room, 10), { generation, members: 2, incIds: [], userIds: [ann, bob].sort() }, 'no edge holds a member yet')
+    await rooms.setEdgeRooms('inc-a', [{ room, holds: true }, { room: name('other'), holds: true }])
+    await rooms.setEdgeRooms('inc-b', [{ room, holds: true }])
+    await rooms.setEdgeRooms('inc-b', [{ room, holds: true }])
+    t.same((await rooms.route(room, 10)).incIds.sort(), ['inc-a', 'inc-b'], 'setting twice is setting once')
+    await rooms.setEdgeRooms('inc-a', [{ room, holds: false }])
+    const big = await rooms.route(room, 1)
+    t.same(big, { generation, members: 2, incIds: ['inc-b'], userIds: undefined }, 'cleared; past listMax, no member list')
+    t.same(await rooms.route(name('never'), 10), { generation: undefined, members: 0, incIds: [], userIds: undefined }, 'a room that does not exist')
+  })
+
+  t.test('forgetting a dead incarnation clears its fields in every room, and only its fields', async (t) => {
+    const rooms = await make(t, roomy)
+    const names = Array.from({ length: 40 }, (_, i) => name(`r${i}`))
+    await rooms.setEdgeRooms('inc-dead', names.map((room) => ({ room, holds: true })))
+    await rooms.setEdgeRooms('inc-live', [{ room: names[3]!, holds: true }])
+    await rooms.forgetIncarnation('inc-dead')
+    for (const room of names) t.same((await rooms.route(room, 10)).incIds, room === names[3] ? ['inc-live'] : [], room)
+    await rooms.forgetIncarnation('inc-dead')
+    t.pass('forgetting again is harmless')
+  })
 }

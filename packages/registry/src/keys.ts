@@ -58,8 +58,13 @@ export interface Keys {
   readonly feedTrimmed: string
   /** A user's inbox of kept pushes: meta STRING "<epoch> <last offset>", then the LIST of frames (inbox.ts). */
   inbox(partition: number, userId: string): [string, string]
-  /** A room's members ZSET and generation STRING, in the room's partition (roomPartitionOf; rooms.ts). */
-  room(room: string): [string, string]
+  /**
+   * A room's members ZSET, generation STRING and edge index (HASH incId -> 1: the incarnations
+   * holding a connection of a member), in the room's partition (roomPartitionOf; rooms.ts).
+   */
+  room(room: string): [string, string, string]
+  /** SET of the rooms of one partition whose edge index has a field of incarnation `incId`. */
+  roomsOfIncarnation(partition: number, incId: string): string
   /** HASH room -> generation: the durable rooms of a user, in the user's partition. */
   userRooms(userId: string): string
 }
@@ -91,8 +96,9 @@ export function buildKeys(prefix: string): Keys {
     inbox: (p, userId) => [`${prefix}{p${p}}:im:${userId}`, `${prefix}{p${p}}:in:${userId}`],
     room: (room) => {
       const tag = `${prefix}{p${roomPartitionOf(room)}}`
-      return [`${tag}:rm:${room}`, `${tag}:rg:${room}`]
+      return [`${tag}:rm:${room}`, `${tag}:rg:${room}`, `${tag}:re:${room}`]
     },
+    roomsOfIncarnation: (p, incId) => `${prefix}{p${p}}:ri:${incId}`,
     userRooms: (userId) => `${prefix}{p${partitionOf(userId)}}:ur:${userId}`,
   }
 }

@@ -4,6 +4,7 @@ import { SwitchboardError } from '@switchboard/protocol'
 import { buildKeys, groupBy, partitionOf, PARTITIONS, type Keys } from './keys.js'
 import type { CloseCause, PresenceCause, PresenceEvent } from '@switchboard/protocol'
 import { LiveView } from './live-view.js'
+import { forgetIncarnation } from './rooms.js'
 import * as lua from './scripts/lua.js'
 import type { LuaScript, RedisClient } from './scripts/lua.js'
 import {
@@ -245,11 +246,15 @@ export class RedisRegistry implements Registry {
         while (Number(await this.#run(lua.collect, keys, [incId, BATCH, cause, ...this.#settings()])) > 0);
       }),
     )
+    // Its fields in room edge indexes: routers already skip them (no lease); this frees them.
+    await this.#run(this.#forgetRooms, [], [incId])
   }
 
   #settings(): [number, number] {
     return [this.#presence.offlineGraceMs, this.#presence.retentionMs]
   }
+
+  readonly #forgetRooms: PlainCommand = (redis, _keys, [incId]) => forgetIncarnation(redis, this.#keys, String(incId))
 
   #ctl(): string[] {
     const k = this.#keys

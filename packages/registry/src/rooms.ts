@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto'
 import { SwitchboardError } from '@switchboard/protocol'
-import { buildKeys, groupBy, partitionOf, type Keys } from './keys.js'
+import { buildKeys, groupBy, partitionOf, roomPartitionOf, PARTITIONS, type Keys } from './keys.js'
 import * as lua from './scripts/lua.js'
 import type { RedisClient } from './scripts/lua.js'
 
@@ -28,6 +28,23 @@ export interface RoomInfo {
   generation: string | undefined
 }
 
+/** Whether an edge incarnation holds a connection of a member of `room` (its field in the room's edge index). */
+export interface RoomHolding {
+  room: string
+  holds: boolean
+}
+
+/** What a room push needs, read in one call. */
+export interface RoomRoute {
+  /** Undefined when the room does not exist: nothing to push to. */
+  generation: string | undefined
+  members: number
+  /** The incarnations in the room's edge index, dead ones included: the caller keeps the live. */
+  incIds: string[]
+  /** Every member, when there are at most `listMax`. */
+  userIds: string[] | undefined
+}
+
 /** A user's durable room, with the generation it joined: a reverse entry of another generation is stale. */
 export interface UserRoom {
   room: string
@@ -53,6 +70,12 @@ export interface RoomStore {
   roomsOf(userId: string): Promise<UserRoom[]>
   /** Removes every member, then the room; resolves with how many members it had. */
   delete(room: string): Promise<{ removed: number }>
+  /** Edges: sets or clears incarnation `incId`'s field in each room's edge index. */
+  setEdgeRooms(incId: string, changes: readonly RoomHolding[]): Promise<void>
+  /** Routers: the room's generation, size and edge index, and its members up to `listMax`. */
+  route(room: string, listMax: number): Promise<RoomRoute>
+  /** The janitor: clears a dead incarnation's fields from every room's edge index. */
+  forgetIncarnation(incId: string): Promise<void>
 }
 
 const newGeneration = () => randomBytes(8).toString('hex')
@@ -77,7 +100,7 @@ export class RedisRoomStore implements RoomStore {
 
   async add(room: string, userIds: readonly string[], options: { idleTtlMs?: number } = {}): Promise<RoomAdded> {
     const users = [...new Set(userIds)]
-    const reply = (await this.#run(() => lua.roomAdd.run(this.#redis, this.#keys.room(room), [this.#limits.maxMembers, options.idleTtlMs ?? 0, newGeneration(), ...users]))) as (string | number)[]
+    const reply = (await this.#run(() => lua.roomAdd.run(this.#redis, this.#roomKeys(room), [this.#limits.maxMembers, options.idleTtlMs ?? 0, newGeneration(), ...users]))) as (string | number)[]
     if (Number(reply[0]) !== 1) throw tooMany(room, this.#limits)
     const generation = String(reply[1])
     let members = Number(reply[2])
@@ -93,7 +116,7 @@ export class RedisRoomStore implements RoomStore {
     if (refused.length > 0) {
       // Undo the room side for the refused users that this call added.
       const undo = refused.filter((u) => added.has(u))
-      if (undo.length > 0) members = Number(((await this.#run(() => lua.roomRemove.run(this.#redis, this.#keys.room(room), undo))) as number[])[0])
+      if (undo.length > 0) members = Number(((await this.#run(() => lua.roomRemove.run(this.#redis, this.#roomKeys(room), undo))) as number[])[0])
       for (const u of undo) added.delete(u)
     }
     return { added: users.filter((u) => added.has(u)), refused, members, generation }
@@ -102,7 +125,7 @@ export class RedisRoomStore implements RoomStore {
   async remove(room: string, userIds: readonly string[]): Promise<{ removed: string[]; members: number }> {
     const users = [...new Set(userIds)]
     await this.#run(() => Promise.all(users.map((u) => this.#redis.hdel(this.#keys.userRooms(u), room))))
-    const reply = (await this.#run(() => lua.roomRemove.run(this.#redis, this.#keys.room(room), users))) as (string | number)[]
+    const reply = (await this.#run(() => lua.roomRemove.run(this.#redis, this.#roomKeys(room), users))) as (string | number)[]
     return { removed: reply.slice(1).map(String), members: Number(reply[0]) }
   }
 
@@ -134,6 +157,33 @@ export class RedisRoomStore implements RoomStore {
     return { removed }
   }
 
+  async setEdgeRooms(incId: string, changes: readonly RoomHolding[]): Promise<void> {
+    await this.#run(() =>
+      Promise.all(
+        [...groupBy(changes, (c) => roomPartitionOf(c.room))].map(([p, group]) =>
+          lua.roomIndex.run(
+            this.#redis,
+            [this.#keys.roomsOfIncarnation(p, incId), ...group.map((c) => this.#keys.room(c.room)[2])],
+            [incId, ...group.flatMap((c) => [c.room, c.holds ? 1 : 0])],
+          ),
+        ),
+      ),
+    )
+  }
+
+  async route(room: string, listMax: number): Promise<RoomRoute> {
+    const [generation, members, incIds, userIds] = (await this.#run(() => lua.roomRoute.run(this.#redis, this.#keys.room(room), [listMax]))) as [string, number, string[], string[]]
+    return { generation: generation || undefined, members: Number(members), incIds, userIds: generation && Number(members) <= listMax ? userIds : undefined }
+  }
+
+  async forgetIncarnation(incId: string): Promise<void> {
+    await this.#run(() => forgetIncarnation(this.#redis, this.#keys, incId))
+  }
+
+  #roomKeys(room: string): string[] {
+    return this.#keys.room(room).slice(0, 2)
+  }
+
   async #run<T>(call: () => Promise<T>): Promise<T> {
     try {
       return await call()
@@ -143,9 +193,27 @@ export class RedisRoomStore implements RoomStore {
   }
 }
 
+/**
+ * Clears incarnation `incId`'s fields from the edge index of every room it wrote, partition by
+ * partition (RedisRegistry's clean-up of a dead incarnation calls it too). Idempotent: a dead
+ * incarnation never writes again.
+ */
+export async function forgetIncarnation(redis: RedisClient, keys: Keys, incId: string): Promise<void> {
+  await Promise.all(
+    Array.from({ length: PARTITIONS }, async (_, p) => {
+      const set = keys.roomsOfIncarnation(p, incId)
+      const rooms = await redis.smembers(set)
+      for (const room of rooms) await redis.hdel(keys.room(room)[2], incId)
+      if (rooms.length > 0) await redis.del(set)
+    }),
+  )
+}
+
 /** The same rules in one process (standalone and tests); expiry is read on access. */
 export class MemoryRoomStore implements RoomStore {
   readonly #rooms = new Map<string, { members: Set<string>; generation: string; idleTtlMs: number; expiresAt: number }>()
+  /** The edge index: room -> incarnations holding a member's connection (kept when the room goes, as in Redis). */
+  readonly #edges = new Map<string, Set<string>>()
   readonly #userRooms = new Map<string, Map<string, string>>()
   readonly #limits: RoomLimits
   readonly #now: () => number
@@ -206,6 +274,31 @@ export class MemoryRoomStore implements RoomStore {
     const { removed } = await this.remove(room, [...(r?.members ?? [])])
     this.#rooms.delete(room)
     return { removed: removed.length }
+  }
+
+  async setEdgeRooms(incId: string, changes: readonly RoomHolding[]): Promise<void> {
+    for (const { room, holds } of changes) {
+      const edges = this.#edges.get(room) ?? new Set<string>()
+      if (holds) edges.add(incId)
+      else edges.delete(incId)
+      if (edges.size > 0) this.#edges.set(room, edges)
+      else this.#edges.delete(room)
+    }
+  }
+
+  async route(room: string, listMax: number): Promise<RoomRoute> {
+    const r = this.#live(room)
+    const members = r?.members.size ?? 0
+    return {
+      generation: r?.generation,
+      members,
+      incIds: [...(this.#edges.get(room) ?? [])],
+      userIds: r && members <= listMax ? [...r.members].sort(byBytes) : undefined,
+    }
+  }
+
+  async forgetIncarnation(incId: string): Promise<void> {
+    for (const [room, edges] of this.#edges) if (edges.delete(incId) && edges.size === 0) this.#edges.delete(room)
   }
 
   #touch(r: { idleTtlMs: number; expiresAt: number }): void {
