@@ -69,6 +69,16 @@ export function defaultAnswer(req: FakeRequest): FakeAnswer {
       return { status: 200, body: { closed: 1 } }
     case 'nodes':
       return { status: 200, body: { nodes: [] } }
+    case 'room.add':
+      return { status: 200, body: { room: body?.room, added: body?.userIds ?? [], refused: [], members: (body?.userIds as unknown[] | undefined)?.length ?? 0 } }
+    case 'room.remove':
+      return { status: 200, body: { room: body?.room, removed: body?.userIds ?? [], members: 0 } }
+    case 'room.members':
+      return { status: 200, body: { room: body?.room, userIds: [] } }
+    case 'room.info':
+      return { status: 200, body: { room: body?.room, exists: false, members: 0 } }
+    case 'room.delete':
+      return { status: 200, body: { room: body?.room, removed: 0 } }
   }
 }
 

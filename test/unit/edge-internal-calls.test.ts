@@ -5,7 +5,7 @@ import pino from 'pino'
 import { LINK_OPS, internalRoutes, type CloseCause, encodeDeliveries, encodeDelivery, pushFrame } from '@switchboard/protocol'
 import { ConnIds } from '../../apps/edge/dist/conn-ids.js'
 import { UserSockets, type PushSocket } from '../../apps/edge/dist/delivery.js'
-import { INTERNAL_OPS, createInternalCalls, internalHttpRoutes } from '../../apps/edge/dist/internal-calls.js'
+import { INTERNAL_OPS, createInternalCalls, internalHttpRoutes, type InternalAnswer } from '../../apps/edge/dist/internal-calls.js'
 
 interface Fake extends PushSocket {
   userId: string
@@ -87,7 +87,7 @@ t.test('malformed bodies answer 400 and are not counted', async (t) => {
 t.test('a delivery call holds at most 100,000 recipients in all', async (t) => {
   const { calls } = setup()
   const half = Array.from({ length: 50_000 }, (_, i) => `u${i}`)
-  t.equal(calls('deliveries', encodeDeliveries([{ frame: '{}', to: half }, { frame: '{}', to: half }]), '', 'http').status, 200)
+  t.equal((calls('deliveries', encodeDeliveries([{ frame: '{}', to: half }, { frame: '{}', to: half }]), '', 'http') as InternalAnswer).status, 200)
   t.same(calls('deliveries', encodeDeliveries([{ frame: '{}', to: half }, { frame: '{}', to: [...half, 'one more'] }]), '', 'http'), MALFORMED)
 })
 
@@ -119,7 +119,7 @@ t.test('connection ids: only the exact ids this incarnation issued parse back', 
 })
 
 t.test('the route table: one HTTP route per internal op, the one routers call', async (t) => {
-  t.same([...INTERNAL_OPS].sort(), ['broadcast', 'deliver', 'deliveries', 'disconnect'])
+  t.same([...INTERNAL_OPS].sort(), ['broadcast', 'deliver', 'deliveries', 'disconnect', 'room', 'room-join', 'room-leave'])
   t.same(
     INTERNAL_OPS.map((op) => internalHttpRoutes[op]),
     INTERNAL_OPS.map((op) => internalRoutes[op]),

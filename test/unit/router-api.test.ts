@@ -3,15 +3,54 @@
 import t, { type Test } from 'tap'
 import pino from 'pino'
 import { Registry as PromRegistry } from 'prom-client'
-import { SwitchboardError, type DeliveryResult, type InternalDisconnect, type Position } from '@switchboard/protocol'
-import { MemoryInbox, MemoryRegistry, type Inbox } from '@switchboard/registry'
+import {
+  SwitchboardError,
+  type DeliveryResult,
+  type InternalDisconnect,
+  type InternalRoomJoin,
+  type InternalRoomLeave,
+  type Position,
+  type PushResponse,
+  type RoomDelivery,
+} from '@switchboard/protocol'
+import { MemoryInbox, MemoryRegistry, MemoryRoomStore, type Inbox, type RoomStore } from '@switchboard/registry'
 import { EdgeCallError, createApi, createLimitChecks, createRouterMetrics, timedRegistry, type EdgeClient } from '@switchboard/router'
 
 /** An edge client that answers from what each fake edge holds, and fails for edges marked down. */
 class FakeEdges implements EdgeClient {
-  readonly calls: { url: string; op: string; to?: readonly string[]; requestId?: string; at?: readonly Position[] }[] = []
+  readonly calls: { url: string; op: string; to?: readonly string[]; requestId?: string; at?: readonly Position[]; room?: RoomDelivery }[] = []
   readonly down = new Set<string>()
+  /** Each edge's local room members (url -> room -> user -> generation), and where it writes its index field. */
+  readonly local = new Map<string, Map<string, Map<string, string>>>()
+  index: { store: RoomStore; incIds: Record<string, string> } | undefined
   constructor(readonly holds: Record<string, string[]>) {}
+  async room(url: string, d: RoomDelivery) {
+    this.calls.push({ url, op: 'room', room: d })
+    if (this.down.has(url)) throw new EdgeCallError('down')
+    const except = new Set(d.except)
+    const users = [...(this.local.get(url)?.get(d.room) ?? [])].filter(([u, g]) => g === d.generation && !except.has(u)).map(([u]) => u)
+    return d.list ? { reached: users.length, users } : { reached: users.length }
+  }
+  async roomJoin(url: string, body: InternalRoomJoin) {
+    this.calls.push({ url, op: 'room-join', to: body.userIds })
+    if (this.down.has(url)) throw new EdgeCallError('down')
+    const rooms = this.local.get(url) ?? new Map<string, Map<string, string>>()
+    this.local.set(url, rooms)
+    const members = rooms.get(body.room) ?? new Map<string, string>()
+    rooms.set(body.room, members)
+    const here = body.userIds.filter((u) => this.holds[url]?.includes(u))
+    for (const u of here) members.set(u, body.generation)
+    if (here.length > 0) await this.index!.store.setEdgeRooms(this.index!.incIds[url]!, [{ room: body.room, holds: true }])
+    return { changed: here.length }
+  }
+  async roomLeave(url: string, body: InternalRoomLeave) {
+    this.calls.push({ url, op: 'room-leave', to: body.userIds })
+    if (this.down.has(url)) throw new EdgeCallError('down')
+    const members = this.local.get(url)?.get(body.room)
+    const gone = (body.userIds ?? [...(members?.keys() ?? [])]).filter((u) => members?.delete(u))
+    if (members?.size === 0) await this.index!.store.setEdgeRooms(this.index!.incIds[url]!, [{ room: body.room, holds: false }])
+    return { changed: gone.length }
+  }
   async deliver(url: string, frame: string, to: readonly string[], requestId?: string, at?: readonly Position[]): Promise<DeliveryResult> {
     this.calls.push({ url, op: 'deliver', to, requestId, ...(at && { at }) })
     if (this.down.has(url)) throw new EdgeCallError('down')
@@ -34,7 +73,7 @@ class FakeEdges implements EdgeClient {
 
 const LIMITS = { maxRecipients: 10_000, maxPresenceBatch: 10_000, maxUserIdLength: 256, maxEventLength: 256 }
 
-async function setup(t: Test, limits = LIMITS, options: { inbox?: Inbox; keepByDefault?: boolean } = {}) {
+async function setup(t: Test, limits = LIMITS, options: { inbox?: Inbox; keepByDefault?: boolean; roomLimits?: { maxNameLength: number; listMax: number } } = {}) {
   const registry = new MemoryRegistry()
   t.teardown(() => registry.close())
   const e1 = await registry.openLease({ nodeId: 'e1', url: 'http://e1', startedAt: 1 }, 60_000)
@@ -44,6 +83,8 @@ async function setup(t: Test, limits = LIMITS, options: { inbox?: Inbox; keepByD
   const edges = new FakeEdges({ 'http://e1': ['ann', 'bob'], 'http://e2': ['bob', 'cy'] })
   const metrics = createRouterMetrics(new PromRegistry(), () => 0)
   const inbox = options.inbox ?? new MemoryInbox({ maxLen: 10, ttlMs: 60_000 })
+  const rooms = new MemoryRoomStore({ maxMembers: 1_000, maxRoomsPerUser: 10 })
+  edges.index = { store: rooms, incIds: { 'http://e1': e1.incId, 'http://e2': e2.incId } }
   const api = createApi({
     registry: timedRegistry(registry, metrics.registrySeconds),
     edges,
@@ -52,8 +93,10 @@ async function setup(t: Test, limits = LIMITS, options: { inbox?: Inbox; keepByD
     log: pino({ level: 'silent' }),
     inbox,
     keepByDefault: options.keepByDefault ?? false,
+    rooms,
+    roomLimits: options.roomLimits ?? { maxNameLength: 128, listMax: 100 },
   })
-  return { api, edges, registry, inbox, metrics }
+  return { api, edges, registry, inbox, metrics, rooms, e1, e2 }
 }
 
 const codeOf = async (p: Promise<unknown>) => p.then(() => 'ok', (err: unknown) => (err instanceof SwitchboardError ? `${err.code}: ${err.message}` : String(err)))
@@ -87,7 +130,7 @@ t.test('PUSH_KEEP_DEFAULT keeps a push that does not say; keep: false opts out; 
   const inbox = new MemoryInbox({ maxLen: 10, ttlMs: 60_000 })
   const spy: Inbox = { append: (u, f) => (calls.push([...u]), inbox.append(u, f)), read: (u, p) => inbox.read(u, p) }
   const { api, edges, metrics } = await setup(t, LIMITS, { inbox: spy, keepByDefault: true })
-  t.same((await api.push({ to: ['ann'], event: 'e' }, 'r')).kept, [], 'kept by default; delivered, so nobody waits')
+  t.same(((await api.push({ to: ['ann'], event: 'e' }, 'r')) as PushResponse).kept, [], 'kept by default; delivered, so nobody waits')
   t.notOk('kept' in (await api.push({ to: ['ann'], event: 'e', keep: false }, 'r')), 'keep: false: a plain push')
   t.same(calls, [['ann']], 'one append, for the kept push')
   t.ok(edges.calls[0]!.at && !edges.calls[1]!.at, 'positions only with the kept push')
@@ -149,4 +192,82 @@ t.test('a registry that cannot answer surfaces as registry_unavailable', async (
   }
   t.match(await codeOf(api.push({ to: ['ann'], event: 'e' }, 'r')), /^registry_unavailable/)
   t.match(await codeOf(api.presence({ userId: 'ann' })), /^registry_unavailable/)
+})
+
+// Rooms: e1 holds ann and bob, e2 holds bob and cy (setup); the fake edges keep local room members and write their index fields.
+
+t.test('a room push calls only the edges holding members, and each writes to its own members', async (t) => {
+  const { api, edges, metrics } = await setup(t)
+  t.same(await api.rooms.add('standup', { userIds: ['ann', 'zed'] }, 'r1'), { room: 'standup', added: ['ann', 'zed'], refused: [], members: 2 })
+  t.same(edges.calls.map((c) => [c.url, c.op, c.to]), [['http://e1', 'room-join', ['ann']]], 'only the edge holding ann hears of it; zed is offline')
+  edges.calls.length = 0
+  const answer = await api.push({ room: 'standup', event: 'e', data: 1, id: 'p1' }, 'r2')
+  t.same(answer, { id: 'p1', room: 'standup', members: 2, reached: 1, edges: 1, failedEdges: 0, delivered: ['ann'], offline: ['zed'], failed: [] })
+  t.same(edges.calls.map((c) => [c.url, c.op]), [['http://e1', 'room']], 'e2 holds no member: not called')
+  t.equal((await metrics.roomEdgeCalls.get()).values[0]!.value, 1)
+})
+
+t.test('except leaves members out; a room that does not exist reaches no one and calls no edge', async (t) => {
+  const { api, edges } = await setup(t)
+  await api.rooms.add('team', { userIds: ['ann', 'bob', 'cy'] }, 'r')
+  edges.calls.length = 0
+  const answer = await api.push({ room: 'team', event: 'e', except: ['bob'] }, 'r')
+  t.same({ ...answer, id: undefined }, { id: undefined, room: 'team', members: 3, reached: 2, edges: 2, failedEdges: 0, delivered: ['ann', 'cy'], offline: [], failed: [] })
+  t.ok(edges.calls.every((c) => c.room?.except?.[0] === 'bob'), 'each edge skips the sender itself')
+  edges.calls.length = 0
+  t.same({ ...(await api.push({ room: 'nowhere', event: 'e', id: 'x' }, 'r')) }, { id: 'x', room: 'nowhere', members: 0, reached: 0, edges: 0, failedEdges: 0 })
+  t.same(edges.calls, [])
+})
+
+t.test('past ROOM_PUSH_LIST_MAX the answer has counts only; a failed edge makes its members failed, not offline', async (t) => {
+  const { api, edges } = await setup(t, LIMITS, { roomLimits: { maxNameLength: 128, listMax: 2 } })
+  await api.rooms.add('big', { userIds: ['ann', 'bob', 'cy'] }, 'r')
+  t.same(Object.keys(await api.push({ room: 'big', event: 'e' }, 'r')).sort(), ['edges', 'failedEdges', 'id', 'members', 'reached', 'room'])
+  await api.rooms.add('pair', { userIds: ['ann', 'cy'] }, 'r')
+  edges.down.add('http://e2')
+  const answer = await api.push({ room: 'pair', event: 'e', id: 'p' }, 'r')
+  t.same(answer, { id: 'p', room: 'pair', members: 2, reached: 1, edges: 2, failedEdges: 1, delivered: ['ann'], offline: [], failed: ['cy'] })
+})
+
+t.test('a removed member is dropped by its edges before the call returns', async (t) => {
+  const { api, edges } = await setup(t)
+  await api.rooms.add('chat', { userIds: ['ann', 'bob'] }, 'r')
+  t.same(await api.rooms.remove('chat', { userIds: ['bob', 'nobody'] }, 'r'), { room: 'chat', removed: ['bob'], members: 1 })
+  t.same(edges.calls.filter((c) => c.op === 'room-leave').map((c) => c.url).sort(), ['http://e1', 'http://e2'], 'both edges holding bob')
+  const answer = await api.push({ room: 'chat', event: 'e', id: 'p' }, 'r')
+  t.same(answer, { id: 'p', room: 'chat', members: 1, reached: 1, edges: 1, failedEdges: 0, delivered: ['ann'], offline: [], failed: [] }, 'e2 left the index with bob')
+})
+
+t.test('a membership change an edge does not confirm is stored, and answered 503 edge_unavailable', async (t) => {
+  const { api, edges } = await setup(t)
+  edges.down.add('http://e2')
+  t.match(await codeOf(api.rooms.add('r', { userIds: ['cy'] }, 'r')), /^edge_unavailable: the change is stored, but 1 of 1 edges/)
+  t.same(await api.rooms.info('r'), { room: 'r', exists: true, members: 1 })
+})
+
+t.test('room names, members pages and delete', async (t) => {
+  const { api, edges } = await setup(t, LIMITS, { roomLimits: { maxNameLength: 5, listMax: 100 } })
+  t.equal(await codeOf(api.rooms.add('toolong', { userIds: ['ann'] }, 'r')), 'invalid_request: room: at most 5 characters')
+  t.equal(await codeOf(api.push({ room: 'a\u0001', event: 'e' }, 'r')), 'invalid_request: room: must not contain control characters')
+  t.equal(await codeOf(api.push({ room: 'a', to: ['ann'], event: 'e' }, 'r')), 'invalid_request: to: a push goes to users (to) or to a room (room), not both')
+  t.equal(await codeOf(api.rooms.add('a', { userIds: [] }, 'r')), 'invalid_request: userIds: Too small: expected array to have >=1 items')
+  await api.rooms.add('abc', { userIds: ['cy', 'ann', 'bob'] }, 'r')
+  t.same(await api.rooms.members('abc', { limit: '2' }), { room: 'abc', userIds: ['ann', 'bob'], cursor: 'bob' })
+  t.same(await api.rooms.members('abc', { cursor: 'bob', limit: '2' }), { room: 'abc', userIds: ['cy'] })
+  edges.calls.length = 0
+  t.same(await api.rooms.delete('abc', 'r'), { room: 'abc', removed: 3 })
+  t.same(edges.calls.map((c) => [c.url, c.op, c.to]).sort(), [['http://e1', 'room-leave', undefined], ['http://e2', 'room-leave', undefined]], 'every edge in the index drops the room')
+  t.same(await api.rooms.info('abc'), { room: 'abc', exists: false, members: 0 })
+  t.same((await api.push({ room: 'abc', event: 'e', id: 'x' }, 'r')), { id: 'x', room: 'abc', members: 0, reached: 0, edges: 0, failedEdges: 0 })
+})
+
+t.test('a room push skips index fields of incarnations without a lease', async (t) => {
+  const { api, edges, registry, rooms } = await setup(t)
+  await api.rooms.add('m', { userIds: ['ann'] }, 'r')
+  const gone = await registry.openLease({ nodeId: 'e9', url: 'http://e9', startedAt: 3 }, 60_000)
+  await rooms.setEdgeRooms(gone.incId, [{ room: 'm', holds: true }])
+  await registry.closeLease(gone)
+  edges.calls.length = 0
+  t.equal((await api.push({ room: 'm', event: 'e' }, 'r') as { edges: number }).edges, 1)
+  t.same(edges.calls.map((c) => c.url), ['http://e1'])
 })

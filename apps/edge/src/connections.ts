@@ -31,6 +31,8 @@ export interface Conn {
   closeCause: CloseCause | undefined
   /** Set when the client offered `resume.`: the position it resumes from, if it has one. */
   readonly resume: { from: Position | undefined } | undefined
+  /** Counted among its user's sockets in the edge's rooms (LocalRooms.arrive), so its close departs. */
+  arrived: boolean
 }
 
 /** What the lifecycle needs of a client socket: uWS's WebSocket<Conn> has it, and tests pass fakes. */
@@ -78,6 +80,8 @@ export interface ConnectionsDeps {
   resumes?: { inc(labels: { result: ResumeResult }): void }
   /** Why a resume read failed (the socket is welcomed with `recovered: false`). */
   onResumeError?: (err: unknown) => void
+  /** The rooms of this edge's users: a registered socket's user arrives (its rooms read) before its welcome, and departs at its close. */
+  rooms?: { arrive(userId: string): Promise<void>; depart(userId: string): void }
 }
 
 /**
@@ -119,7 +123,7 @@ export class Connections<S extends ClientSocket> {
   /** The user data of a socket about to be upgraded; `resume`: what its `resume.` subprotocol asked, if any. */
   accept(userId: string, resume?: { from: Position | undefined }): Conn {
     const sinceMs = this.#clock.now() - this.#deps.startedAt
-    return { userId, seq: this.#deps.connIds.nextSeq(), sinceMs, state: Registering, frames: 0, windowStartMs: -1_000, closeCause: undefined, resume }
+    return { userId, seq: this.#deps.connIds.nextSeq(), sinceMs, state: Registering, frames: 0, windowStartMs: -1_000, closeCause: undefined, resume, arrived: false }
   }
 
   /** uWS open: registers the socket; its welcome follows once the entry is written. */
@@ -161,6 +165,7 @@ export class Connections<S extends ClientSocket> {
     conn.state = Closed
     this.#bySeq.delete(conn.seq)
     this.#deps.metrics.closes.inc({ code: String(code) })
+    if (conn.arrived) this.#deps.rooms!.depart(conn.userId)
     if (!wasOpen) return // still registering: #registered removes its entry once written
     this.sockets.remove(conn.userId, ws)
     void this.#deps.registration.unregister(conn.userId, this.#deps.connIds.format(conn.seq), conn.closeCause ?? 'close')
@@ -217,11 +222,23 @@ export class Connections<S extends ClientSocket> {
   /**
    * The socket's entry is written (or queued for resync while Redis is down): welcome means
    * reachable, so only now does it join the index and get its welcome. A push that finds the
-   * entry is handled in a later macrotask than this continuation, so it finds the socket. A
-   * resuming socket first reads its inbox (#resume).
+   * entry is handled in a later macrotask than this continuation, so it finds the socket. Its
+   * user's rooms are read next (after the entry: a membership added meanwhile is either read or
+   * sent here by the router, which looks the user up after writing it); then a resuming socket
+   * reads its inbox (#resume).
    */
   #registered(ws: S, conn: Conn): void {
     if (conn.state === Registering && this.#draining) this.close(ws, CloseCode.draining, 'edge draining', 'drain') // the close handler marks it Closed
+    const rooms = this.#deps.rooms
+    if (conn.state === Registering && rooms) {
+      conn.arrived = true
+      void rooms.arrive(conn.userId).then(() => this.#inRooms(ws, conn))
+      return
+    }
+    this.#inRooms(ws, conn)
+  }
+
+  #inRooms(ws: S, conn: Conn): void {
     if (conn.state === Registering && conn.resume) void this.#resume(ws, conn, conn.resume.from)
     else this.#open(ws, conn, [], undefined)
   }

@@ -2,17 +2,24 @@ import type { Logger } from 'pino'
 import {
   CloseCode,
   InternalDisconnect,
+  InternalRoomJoin,
+  InternalRoomLeave,
   decodeDeliveries,
   decodeDelivery,
+  decodeRoomDelivery,
   errorBody,
   internalRoutes,
+  safeJson,
   type BroadcastResult,
   type DeliveriesResult,
   type DeliveryResult,
   type DisconnectResult,
   type LinkOp,
+  type RoomDeliveryResult,
+  type RoomMembershipResult,
 } from '@switchboard/protocol'
 import type { Count, PushSocket, UserSockets } from './delivery.js'
+import type { LocalRooms } from './rooms.js'
 
 /** The router -> edge calls: the link's ops, and `deliver`, which only 0.1 routers send (HTTP). */
 export type InternalOp = LinkOp | 'deliver'
@@ -26,6 +33,9 @@ export const internalHttpRoutes: { readonly [op in InternalOp]: string } = {
   deliver: internalRoutes.deliver,
   broadcast: internalRoutes.broadcast,
   disconnect: internalRoutes.disconnect,
+  room: internalRoutes.room,
+  'room-join': internalRoutes['room-join'],
+  'room-leave': internalRoutes['room-leave'],
 }
 
 /** Every internal op, in the table's order. */
@@ -41,25 +51,33 @@ export interface InternalCallDeps<S extends PushSocket> {
   sockets: UserSockets<S>
   /** edge_deliver_requests_total: one per well-formed delivery call, whatever its transport. */
   deliveryCalls: Count
+  /** The rooms of this edge's users; without it, room calls reach no one. */
+  rooms?: LocalRooms
+  /** edge_room_pushes_total: one per well-formed room push call. */
+  roomCalls?: Count
   log: Logger
 }
 
 /**
  * Answers an internal call from its op and body. `via` and `requestIds` (the routers' request
- * ids, comma-separated) are for logs only.
+ * ids, comma-separated) are for logs only. Pushes are answered at once; membership changes once
+ * the room index is written.
  */
-export type InternalCalls = (op: InternalOp, payload: string, requestIds: string, via: 'http' | 'link') => InternalAnswer
+export type InternalCalls = (op: InternalOp, payload: string, requestIds: string, via: 'http' | 'link') => InternalAnswer | Promise<InternalAnswer>
 
 const MALFORMED: InternalAnswer = { status: 400, body: JSON.stringify(errorBody('invalid_request', 'malformed internal request')) }
 
 /**
  * One implementation of the internal calls for the HTTP routes and the router link, so both
- * answer the same bytes for the same body. Synchronous: a link answers in the frame's callback.
+ * answer the same bytes for the same body. Pushes are synchronous: a link answers them in the
+ * frame's callback.
  */
 export function createInternalCalls<S extends PushSocket>(deps: InternalCallDeps<S>): InternalCalls {
-  const { sockets, deliveryCalls, log } = deps
+  const { sockets, deliveryCalls, rooms, log } = deps
 
-  function run(op: InternalOp, payload: string): DeliveriesResult | DeliveryResult | BroadcastResult | DisconnectResult | undefined {
+  type Answer = DeliveriesResult | DeliveryResult | BroadcastResult | DisconnectResult | RoomDeliveryResult | RoomMembershipResult
+
+  function run(op: InternalOp, payload: string): Answer | Promise<Answer> | undefined {
     switch (op) {
       case 'deliveries': {
         const deliveries = decodeDeliveries(payload)
@@ -82,7 +100,30 @@ export function createInternalCalls<S extends PushSocket>(deps: InternalCallDeps
         const { userId, connIds, code = CloseCode.kicked, reason = 'disconnected' } = r.data
         return { closed: sockets.disconnect(userId, code, reason, connIds) }
       }
+      case 'room': {
+        const d = decodeRoomDelivery(payload)
+        if (!d) return undefined
+        deps.roomCalls?.inc()
+        const to = rooms?.members(d.room, d.generation, d.except && new Set(d.except)) ?? []
+        const { delivered } = sockets.deliver(d.frame, to)
+        return d.list ? { reached: delivered.length, users: delivered } : { reached: delivered.length }
+      }
+      case 'room-join': {
+        const r = InternalRoomJoin.safeParse(safeJson(payload))
+        if (!r.success) return undefined
+        return (rooms?.join(r.data.room, r.data.generation, r.data.userIds) ?? Promise.resolve(0)).then((changed) => ({ changed }))
+      }
+      case 'room-leave': {
+        const r = InternalRoomLeave.safeParse(safeJson(payload))
+        if (!r.success) return undefined
+        return (rooms?.leave(r.data.room, r.data.userIds) ?? Promise.resolve(0)).then((changed) => ({ changed }))
+      }
     }
+  }
+
+  function answered(op: InternalOp, via: string, requestIds: string, answer: Answer): InternalAnswer {
+    if (log.isLevelEnabled('debug')) log.debug({ route: op, via, requestIds, answer: summary(answer) }, 'internal call')
+    return { status: 200, body: JSON.stringify(answer) }
   }
 
   return (op, payload, requestIds, via) => {
@@ -91,16 +132,8 @@ export function createInternalCalls<S extends PushSocket>(deps: InternalCallDeps
       log.warn({ route: op, via, requestIds }, 'malformed internal request')
       return MALFORMED
     }
-    if (log.isLevelEnabled('debug')) log.debug({ route: op, via, requestIds, answer: summary(answer) }, 'internal call')
-    return { status: 200, body: JSON.stringify(answer) }
-  }
-}
-
-function safeJson(text: string): unknown {
-  try {
-    return JSON.parse(text)
-  } catch {
-    return undefined // the caller's schema rejects it
+    if (answer instanceof Promise) return answer.then((a) => answered(op, via, requestIds, a))
+    return answered(op, via, requestIds, answer)
   }
 }
 
@@ -111,5 +144,6 @@ function summary(answer: object): unknown {
     return { pushes: results.length, delivered: results.reduce((n, r) => n + r.delivered.length, 0) }
   }
   if ('delivered' in answer) return { pushes: 1, delivered: (answer as DeliveryResult).delivered.length }
-  return answer // broadcast { connections } or disconnect { closed }
+  if ('reached' in answer) return { reached: (answer as RoomDeliveryResult).reached }
+  return answer // broadcast { connections }, disconnect { closed } or a membership change { changed }
 }

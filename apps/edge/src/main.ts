@@ -10,7 +10,7 @@ try {
 // The rest loads only once the configuration is valid, so a bad value stops the process at once.
 const { default: pino } = await import('pino')
 const { Registry: PromRegistry } = await import('prom-client')
-const { RedisInbox, RedisRegistry, createRedisClient } = await import('@switchboard/registry')
+const { RedisInbox, RedisRegistry, RedisRoomStore, createRedisClient } = await import('@switchboard/registry')
 const { startEdge } = await import('./server.js')
 const log = pino({ level: config.logLevel, base: { service: 'edge', nodeId: config.nodeId } })
 if (!config.redis) {
@@ -24,6 +24,8 @@ const edge = await startEdge({
   log,
   registry: new RedisRegistry(redis, { prefix: config.registryPrefix, presence: config.presence }),
   inbox: new RedisInbox(redis, config.inbox, { prefix: config.registryPrefix }),
+  // Edges only read users' rooms and write their own index fields: the membership limits are the routers'.
+  rooms: new RedisRoomStore(redis, config.rooms, { prefix: config.registryPrefix }),
   promRegistry: new PromRegistry(),
 })
 

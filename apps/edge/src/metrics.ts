@@ -1,6 +1,6 @@
 import { Counter, Gauge, Histogram, collectDefaultMetrics, type Registry as PromRegistry } from 'prom-client'
 
-export function createEdgeMetrics(registry: PromRegistry, connections: () => number) {
+export function createEdgeMetrics(registry: PromRegistry, connections: () => number, rooms: () => number = () => 0) {
   collectDefaultMetrics({ register: registry })
   return {
     connections: new Gauge({
@@ -49,6 +49,19 @@ export function createEdgeMetrics(registry: PromRegistry, connections: () => num
       name: 'edge_frames_received_total',
       help: 'Frames received from clients, valid or not.',
       registers: [registry],
+    }),
+    roomPushes: new Counter({
+      name: 'edge_room_pushes_total',
+      help: 'Room push calls received from routers (one per room push whose room has a member here).',
+      registers: [registry],
+    }),
+    rooms: new Gauge({
+      name: 'edge_rooms',
+      help: 'Rooms with a member connected to this edge (each is a field of this edge in the room\'s edge index).',
+      registers: [registry],
+      collect() {
+        this.set(rooms())
+      },
     }),
     backpressureCloses: new Counter({
       name: 'edge_backpressure_closes_total',

@@ -19,6 +19,8 @@ export interface RegistrationDeps {
   onEvicted: (evicted: readonly Evicted[]) => Promise<void>
   /** Renewals, backoffs and their jitter; defaults to the real ones. */
   clock?: Clock
+  /** Runs after each resync, under the new lease: the room index is written again. */
+  afterResync?: () => Promise<void>
 }
 
 const MAX_BACKOFF_MS = 5_000
@@ -105,6 +107,11 @@ export class Registration {
     }
   }
 
+  /** Another write for this edge failed (the room index): resync after the next renewal. */
+  requestResync(): void {
+    this.#needsResync = true
+  }
+
   /** Reports the current status at once (e.g. draining) instead of at the next renewal. */
   async renewNow(): Promise<void> {
     this.#clock.clearTimeout(this.#timer)
@@ -173,6 +180,7 @@ export class Registration {
       const evicted = await this.#timed('resync', this.deps.registry.resync(lease, conns, this.deps.maxConnectionsPerUser))
       if (evicted.length > 0) void this.deps.onEvicted(evicted)
       for (const r of removals) await this.#timed('remove', this.deps.registry.removeConnection(lease, r.userId, r.connId, r.cause))
+      await this.deps.afterResync?.()
       this.deps.log.info({ incId: lease.incId, connections: conns.length, ms: this.#clock.now() - started }, 'registry resynced')
     })()
     this.#resyncing = run.catch(() => undefined)

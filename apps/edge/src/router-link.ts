@@ -2,7 +2,7 @@ import type { Logger } from 'pino'
 import type { WebSocket, WebSocketBehavior } from 'uWebSockets.js'
 import { CloseCode, MAX_LINK_FRAME_BYTES, decodeLinkCall, encodeLinkAnswer } from '@switchboard/protocol'
 import { sendError } from './http.js'
-import type { InternalCalls } from './internal-calls.js'
+import type { InternalAnswer, InternalCalls } from './internal-calls.js'
 
 export interface RouterLinkDeps {
   isInternalCaller: (authorization: string) => boolean
@@ -62,15 +62,21 @@ export function createRouterLinks(deps: RouterLinkDeps): RouterLinks {
         return ws.end(CloseCode.protocolViolation, 'not a link call')
       }
       const answer = calls(call.op, call.payload, call.requestIds === '-' ? '' : call.requestIds, 'link')
-      if (ws.send(encodeLinkAnswer(call.callId, answer.status, answer.body), true) === DROPPED) {
-        log.warn({ backlogBytes: ws.getBufferedAmount() }, 'router link not reading its answers; cutting it')
-        ws.close()
-      }
+      if (!(answer instanceof Promise)) return send(ws, call.callId, answer)
+      // A membership change: answered once written, if the link is still there (uWS throws on a closed socket).
+      void answer.then((a) => links.has(ws) && send(ws, call.callId, a))
     },
     close: (ws, code) => {
       links.delete(ws)
       log.info({ code, links: links.size }, 'router link closed')
     },
+  }
+
+  function send(ws: WebSocket<LinkData>, callId: number, answer: InternalAnswer): void {
+    if (ws.send(encodeLinkAnswer(callId, answer.status, answer.body), true) === DROPPED) {
+      log.warn({ backlogBytes: ws.getBufferedAmount() }, 'router link not reading its answers; cutting it')
+      ws.close()
+    }
   }
 
   return {

@@ -25,6 +25,7 @@ import { KeyedRateLimiter } from './rate-limit.js'
 import { Registration } from './registration.js'
 import { INTERNAL_OPS, createInternalCalls, internalHttpRoutes, type InternalOp } from './internal-calls.js'
 import { createRouterLinks } from './router-link.js'
+import { LocalRooms, type RoomIndexStore } from './rooms.js'
 
 export interface EdgeDeps {
   config: EdgeConfig
@@ -35,6 +36,8 @@ export interface EdgeDeps {
   verifyToken?: TokenVerifier
   /** Where resuming clients' missed kept pushes are read; without one, every resume is answered `recovered: false`. */
   inbox?: Inbox
+  /** Where users' rooms are read and this edge's room index fields written; without one, room pushes reach no one here. */
+  rooms?: RoomIndexStore
 }
 
 export interface Edge {
@@ -65,7 +68,7 @@ export async function startEdge(deps: EdgeDeps): Promise<Edge> {
   const isInternalCaller = createBearerCheck([config.internalToken])
   const handshakes = config.maxHandshakesPerIpPerS > 0 ? new KeyedRateLimiter(config.maxHandshakesPerIpPerS) : undefined
   // Read at scrape time only, once `connections` exists.
-  const metrics = createEdgeMetrics(deps.promRegistry, () => connections.sockets.size)
+  const metrics = createEdgeMetrics(deps.promRegistry, () => connections.sockets.size, () => rooms?.size ?? 0)
   for (const result of ['recovered', 'not_recovered', 'started', 'failed'] as const) metrics.resumes.inc({ result }, 0) // served from the start
   const framesSent = { push: metrics.framesSent.labels('push'), welcome: metrics.framesSent.labels('welcome'), pong: metrics.framesSent.labels('pong') }
 
@@ -90,7 +93,19 @@ export async function startEdge(deps: EdgeDeps): Promise<Edge> {
       policy: config.sessionPolicy,
       closeLocal: (connId, code, reason, cause) => connections.closeById(connId, code, reason, cause),
     }),
+    afterResync: () => rooms?.rewrite() ?? Promise.resolve(),
   })
+  const rooms =
+    deps.rooms &&
+    new LocalRooms({
+      store: deps.rooms,
+      incId: () => registration.lease?.incId,
+      onFailure: (err) => {
+        metrics.registryErrors.inc()
+        log.warn({ err }, 'room index call failed; will resync')
+        registration.requestResync()
+      },
+    })
   /** The client sockets' lifecycle; the uWS handlers below only hand events to it. */
   const connections: Connections<Socket> = new Connections<Socket>({
     nodeId: config.nodeId,
@@ -116,8 +131,9 @@ export async function startEdge(deps: EdgeDeps): Promise<Edge> {
     inbox: deps.inbox,
     resumes: metrics.resumes,
     onResumeError: (err) => log.warn({ err }, 'inbox read failed; the client is welcomed without a replay'),
+    rooms,
   })
-  const calls = createInternalCalls({ sockets: connections.sockets, deliveryCalls: metrics.deliveries, log })
+  const calls = createInternalCalls({ sockets: connections.sockets, deliveryCalls: metrics.deliveries, rooms, roomCalls: metrics.roomPushes, log })
   const links = createRouterLinks({ isInternalCaller, calls, log })
 
   internal
@@ -148,10 +164,12 @@ export async function startEdge(deps: EdgeDeps): Promise<Edge> {
       return sendError(res, 401, 'unauthorized', 'internal token required')
     }
     readBody(res, MAX_INTERNAL_BODY_BYTES).then(
-      (body) => {
+      async (body) => {
         if (body === undefined) return
-        const answer = calls(op, body.toString('utf8'), requestIds, 'http')
-        sendJson(res, answer.status, answer.body)
+        let isAborted = false
+        res.onAborted(() => (isAborted = true))
+        const answer = await calls(op, body.toString('utf8'), requestIds, 'http')
+        if (!isAborted) sendJson(res, answer.status, answer.body)
       },
       () => sendError(res, 413, 'payload_too_large', 'internal request too large'),
     )

@@ -1,7 +1,7 @@
 import pino from 'pino'
 import { Registry as PromRegistry } from 'prom-client'
 import { loadEdgeConfig, startEdge } from '@switchboard/edge'
-import { MemoryInbox, MemoryRegistry } from '@switchboard/registry'
+import { MemoryInbox, MemoryRegistry, MemoryRoomStore } from '@switchboard/registry'
 import { LinkEdgeClient, buildApp, loadRouterConfig, startPresenceDelivery, startReaper } from '@switchboard/router'
 import type { DevSecrets } from './secrets.js'
 
@@ -31,10 +31,11 @@ async function runStandalone(env: Env, secrets: DevSecrets) {
   const registry = new MemoryRegistry({ presence: routerConfig.presence })
 
   const inbox = new MemoryInbox(routerConfig.inbox)
-  const edge = await startEdge({ config: edgeConfig, registry, inbox, log: log.child({ service: 'edge' }), promRegistry: new PromRegistry() })
+  const rooms = new MemoryRoomStore(routerConfig.rooms)
+  const edge = await startEdge({ config: edgeConfig, registry, inbox, rooms, log: log.child({ service: 'edge' }), promRegistry: new PromRegistry() })
   const edges = new LinkEdgeClient({ internalToken: secrets.internalToken, timeoutMs: routerConfig.forwardTimeoutMs })
   const promRegistry = new PromRegistry()
-  const app = buildApp({ config: routerConfig, registry, edges, inbox, log: log.child({ service: 'router' }), promRegistry })
+  const app = buildApp({ config: routerConfig, registry, edges, inbox, rooms, log: log.child({ service: 'router' }), promRegistry })
   const stopReaper = startReaper({ registry, log, graceMs: routerConfig.reapGraceMs, settleMs: 0 })
   const presence = startPresenceDelivery({ config: routerConfig, registry, log: log.child({ service: 'router' }), promRegistry })
   const port = await app.listen(routerConfig.host, routerConfig.port)

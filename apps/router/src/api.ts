@@ -16,12 +16,14 @@ import {
   type PresenceResponse,
   type Position,
   type PushResponse,
+  type RoomPushResponse,
 } from '@switchboard/protocol'
-import type { Inbox } from '@switchboard/registry'
+import type { Inbox, RoomStore } from '@switchboard/registry'
 import type { EdgeClient } from './edge-client.js'
 import type { LimitChecks } from './limits.js'
 import type { RouterMetrics, TimedRegistry } from './metrics.js'
 import { planDelivery, settleDelivery, type EdgeOutcome } from './plan.js'
+import { createRoomApi, type RoomApi } from './rooms-api.js'
 
 export interface ApiDeps {
   registry: TimedRegistry
@@ -33,6 +35,9 @@ export interface ApiDeps {
   inbox: Inbox
   /** Whether a push that does not say `keep` is kept (PUSH_KEEP_DEFAULT). */
   keepByDefault: boolean
+  /** Durable room memberships and the rooms' edge indexes. */
+  rooms: RoomStore
+  roomLimits: { maxNameLength: number; listMax: number }
 }
 
 /**
@@ -42,12 +47,14 @@ export interface ApiDeps {
  * `requestId` is the caller's request id, for the logs here and on the edges.
  */
 export interface Api {
-  push(body: unknown, requestId: string): Promise<PushResponse>
+  /** A push to users (`to`), or to a room (`room`). */
+  push(body: unknown, requestId: string): Promise<PushResponse | RoomPushResponse>
   broadcast(body: unknown, requestId: string): Promise<BroadcastResponse>
   presence(params: unknown): Promise<PresenceResponse>
   presenceQuery(body: unknown): Promise<PresenceQueryResponse>
   disconnect(body: unknown, requestId: string): Promise<DisconnectResponse>
   nodes(): Promise<NodesResponse>
+  rooms: RoomApi
 }
 
 const RESULTS = ['delivered', 'offline', 'failed'] as const
@@ -73,8 +80,13 @@ export function createApi(deps: ApiDeps): Api {
     return new Map(recipients.map((u, i) => [u, positions[i]!]))
   }
 
+  const rooms = createRoomApi({ rooms: deps.rooms, registry, edges, metrics, limits, roomLimits: deps.roomLimits, forward })
+
   return {
+    rooms,
+
     async push(input, requestId) {
+      if (isRoomPush(input)) return rooms.push(input, requestId)
       const body = parseOrThrow(PushRequest, input)
       limits.recipients(body.to)
       limits.event(body.event)
@@ -162,4 +174,9 @@ export function createApi(deps: ApiDeps): Api {
       return { nodes }
     },
   }
+}
+
+/** A push naming a `room` (and no `to`: a body with both is refused by the room push's schema). */
+function isRoomPush(input: unknown): boolean {
+  return typeof input === 'object' && input !== null && Object.hasOwn(input, 'room')
 }

@@ -1,8 +1,8 @@
 import type { Logger } from 'pino'
 import type { Registry as PromRegistry } from 'prom-client'
 import { App, us_listen_socket_close, us_socket_local_port, type us_listen_socket } from 'uWebSockets.js'
-import { DEFAULT_INBOX, createBearerCheck } from '@switchboard/protocol'
-import { MemoryIdempotencyStore, MemoryInbox, type Inbox, type Registry } from '@switchboard/registry'
+import { DEFAULT_INBOX, DEFAULT_ROOMS, createBearerCheck } from '@switchboard/protocol'
+import { MemoryIdempotencyStore, MemoryInbox, MemoryRoomStore, type Inbox, type Registry, type RoomStore } from '@switchboard/registry'
 import { createApi } from './api.js'
 import type { RouterConfig } from './config.js'
 import type { EdgeClient } from './edge-client.js'
@@ -15,7 +15,7 @@ import { createPullApi } from './presence/pull-api.js'
 import { createIdempotent, type IdempotencyDeps } from './idempotency.js'
 
 export interface AppDeps {
-  config: Pick<RouterConfig, 'apiKeys' | 'bodyLimitBytes' | 'pipelineMaxInFlight' | 'pipelineMaxBackpressureBytes'> & Partial<Pick<RouterConfig, 'presencePollMs' | 'keepByDefault' | 'inbox'>> & ApiLimits
+  config: Pick<RouterConfig, 'apiKeys' | 'bodyLimitBytes' | 'pipelineMaxInFlight' | 'pipelineMaxBackpressureBytes'> & Partial<Pick<RouterConfig, 'presencePollMs' | 'keepByDefault' | 'inbox' | 'rooms'>> & ApiLimits
   registry: Registry
   edges: EdgeClient
   log: Logger
@@ -24,6 +24,8 @@ export interface AppDeps {
   idempotency?: IdempotencyDeps
   /** Inboxes of kept pushes; default: in this process, within `config.inbox`. */
   inbox?: Inbox
+  /** Room memberships and edge indexes; default: in this process, within `config.rooms`. */
+  rooms?: RoomStore
 }
 
 export interface RouterApp {
@@ -52,6 +54,7 @@ export function buildApp(deps: AppDeps): RouterApp {
   const metrics = createRouterMetrics(deps.promRegistry, () => inFlight.n)
   const timed = timedRegistry(deps.registry, metrics.registrySeconds)
   const registry = { ...timed, locate: batchLocates(timed.locate) }
+  const roomLimits = deps.config.rooms ?? DEFAULT_ROOMS
   const api = createApi({
     registry,
     edges: deps.edges,
@@ -60,6 +63,8 @@ export function buildApp(deps: AppDeps): RouterApp {
     log: deps.log,
     inbox: deps.inbox ?? new MemoryInbox(deps.config.inbox ?? DEFAULT_INBOX),
     keepByDefault: deps.config.keepByDefault ?? false,
+    rooms: deps.rooms ?? new MemoryRoomStore(roomLimits),
+    roomLimits,
   })
   const isApiKey = createBearerCheck(deps.config.apiKeys)
   const idempotent = createIdempotent(deps.idempotency ?? { store: new MemoryIdempotencyStore(), retentionMs: 86_400_000, pendingTtlMs: 15_000 })

@@ -1,4 +1,15 @@
-import type { BroadcastResult, DeliveryResult, DisconnectResult, InternalDisconnect, Position } from '@switchboard/protocol'
+import type {
+  BroadcastResult,
+  DeliveryResult,
+  DisconnectResult,
+  InternalDisconnect,
+  InternalRoomJoin,
+  InternalRoomLeave,
+  Position,
+  RoomDelivery,
+  RoomDeliveryResult,
+  RoomMembershipResult,
+} from '@switchboard/protocol'
 
 /**
  * Router -> edge calls. Each rejects on timeout, refusal, a non-200 answer or a malformed one.
@@ -10,6 +21,11 @@ export interface EdgeClient {
   deliver(edgeUrl: string, frame: string, to: readonly string[], requestId?: string, at?: readonly Position[]): Promise<DeliveryResult>
   broadcast(edgeUrl: string, frame: string, requestId?: string): Promise<BroadcastResult>
   disconnect(edgeUrl: string, request: InternalDisconnect, requestId?: string): Promise<DisconnectResult>
+  /** A room push: the edge writes it to its local members of the room. */
+  room(edgeUrl: string, delivery: RoomDelivery, requestId?: string): Promise<RoomDeliveryResult>
+  /** Membership changes; answered once the edge's field of the room's edge index is written. */
+  roomJoin(edgeUrl: string, request: InternalRoomJoin, requestId?: string): Promise<RoomMembershipResult>
+  roomLeave(edgeUrl: string, request: InternalRoomLeave, requestId?: string): Promise<RoomMembershipResult>
   close(): Promise<void>
 }
 

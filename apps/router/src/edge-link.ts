@@ -8,11 +8,17 @@ import {
   MAX_LINK_FRAME_BYTES,
   MAX_RECIPIENTS_PER_CALL,
   decodeLinkAnswer,
+  RoomDeliveryResult,
+  RoomMembershipResult,
   encodeDelivery,
   encodeLinkCall,
+  encodeRoomDelivery,
   type DeliveryResult,
   type InternalDisconnect,
+  type InternalRoomJoin,
+  type InternalRoomLeave,
   type LinkOp,
+  type RoomDelivery,
   type Position,
 } from '@switchboard/protocol'
 import { Circuits } from './circuit.js'
@@ -82,6 +88,18 @@ export class LinkEdgeClient implements EdgeClient {
 
   disconnect(edgeUrl: string, body: InternalDisconnect, requestId = '-'): Promise<DisconnectResult> {
     return this.#link(edgeUrl).call('disconnect', requestId, JSON.stringify(body), DisconnectResult)
+  }
+
+  room(edgeUrl: string, delivery: RoomDelivery, requestId = '-'): Promise<RoomDeliveryResult> {
+    return this.#link(edgeUrl).call('room', requestId, encodeRoomDelivery(delivery), RoomDeliveryResult)
+  }
+
+  roomJoin(edgeUrl: string, body: InternalRoomJoin, requestId = '-'): Promise<RoomMembershipResult> {
+    return this.#link(edgeUrl).call('room-join', requestId, JSON.stringify(body), RoomMembershipResult)
+  }
+
+  roomLeave(edgeUrl: string, body: InternalRoomLeave, requestId = '-'): Promise<RoomMembershipResult> {
+    return this.#link(edgeUrl).call('room-leave', requestId, JSON.stringify(body), RoomMembershipResult)
   }
 
   async close(): Promise<void> {

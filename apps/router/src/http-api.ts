@@ -29,10 +29,27 @@ export interface HttpApiDeps {
   inFlight: { n: number }
 }
 
-type RouteName = 'healthz' | 'readyz' | 'metrics' | 'push' | 'broadcast' | 'presence' | 'presenceQuery' | 'presenceEvents' | 'presenceSnapshot' | 'disconnect' | 'nodes'
+type RouteName =
+  | 'healthz'
+  | 'readyz'
+  | 'metrics'
+  | 'push'
+  | 'broadcast'
+  | 'presence'
+  | 'presenceQuery'
+  | 'presenceEvents'
+  | 'presenceSnapshot'
+  | 'disconnect'
+  | 'nodes'
+  | 'roomInfo'
+  | 'roomDelete'
+  | 'roomMembers'
+  | 'roomAdd'
+  | 'roomRemove'
 interface Route {
   name: RouteName
   userId?: string
+  room?: string
 }
 
 const PUBLIC: ReadonlySet<RouteName> = new Set(['healthz', 'readyz', 'metrics'])
@@ -111,6 +128,16 @@ export function serveHttpApi(app: TemplatedApp, deps: HttpApiDeps): void {
         return api.presenceQuery(parseJsonBody(body))
       case 'disconnect':
         return api.disconnect(parseJsonBody(body), requestId)
+      case 'roomInfo':
+        return api.rooms.info(route.room)
+      case 'roomDelete':
+        return api.rooms.delete(route.room, requestId)
+      case 'roomMembers':
+        return api.rooms.members(route.room, Object.fromEntries(new URLSearchParams(query)))
+      case 'roomAdd':
+        return api.rooms.add(route.room, parseJsonBody(body), requestId)
+      case 'roomRemove':
+        return api.rooms.remove(route.room, parseJsonBody(body), requestId)
       default:
         throw new Error(`unrouted ${route.name}`) // readyz and metrics are answered before
     }
@@ -284,6 +311,7 @@ export function routeOf(method: string, path: string): Route | SwitchboardError 
     if (method === 'POST') return Object.hasOwn(POSTS, name) ? { name: POSTS[name]! } : undefined
     return isGet && name === 'nodes' ? { name: 'nodes' } : undefined
   }
+  if (segments[2] === 'rooms' && segments.length >= 4 && segments.length <= 6) return roomRouteOf(method, segments[3]!, segments.slice(4))
   if (segments.length === 4 && segments[2] === 'presence') {
     if (method === 'POST') return segments[3] === 'query' ? { name: 'presenceQuery' } : undefined
     if (!isGet) return undefined
@@ -293,6 +321,18 @@ export function routeOf(method: string, path: string): Route | SwitchboardError 
     return { name: 'presence', userId: segments[3]! }
   }
   return undefined
+}
+
+/** `/v1/rooms/:room`, `/v1/rooms/:room/members` and `/v1/rooms/:room/members/remove`. */
+function roomRouteOf(method: string, room: string, rest: string[]): Route | undefined {
+  const isGet = method === 'GET' || method === 'HEAD'
+  const path = rest.join('/')
+  const name: RouteName | undefined =
+    path === '' ? (isGet ? 'roomInfo' : method === 'DELETE' ? 'roomDelete' : undefined)
+    : path === 'members' ? (isGet ? 'roomMembers' : method === 'POST' ? 'roomAdd' : undefined)
+    : path === 'members/remove' && method === 'POST' ? 'roomRemove'
+    : undefined
+  return name && { name, room }
 }
 
 function decode(segment: string): string | SwitchboardError {

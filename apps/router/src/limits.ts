@@ -19,6 +19,8 @@ export function createLimitChecks(limits: ApiLimits) {
     recipients: (to: readonly string[]) => userIds('to', to, limits.maxRecipients),
     presenceBatch: (ids: readonly string[]) => userIds('userIds', ids, limits.maxPresenceBatch),
     userId: (field: string, id: string) => userIds(field, [id], 1),
+    /** Ids whose count the schema bounds: only their configured length. */
+    userIds: (field: string, ids: readonly string[]) => userIds(field, ids, Infinity),
     event: (event: string) => {
       if (event.length > limits.maxEventLength) throw tooLong('event', limits.maxEventLength)
     },

@@ -10,7 +10,7 @@ try {
 // The rest loads only once the configuration is valid, so a bad value stops the process at once.
 const { default: pino } = await import('pino')
 const { Registry: PromRegistry } = await import('prom-client')
-const { RedisIdempotencyStore, RedisInbox, RedisRegistry, createRedisClient } = await import('@switchboard/registry')
+const { RedisIdempotencyStore, RedisInbox, RedisRegistry, RedisRoomStore, createRedisClient } = await import('@switchboard/registry')
 const { buildApp } = await import('./app.js')
 const { LinkEdgeClient } = await import('./edge-link.js')
 const { startReaper } = await import('./reaper.js')
@@ -36,7 +36,8 @@ const idempotency = {
   pendingTtlMs: 2 * (config.forwardTimeoutMs + config.redisCommandTimeoutMs) + 5_000,
 }
 const inbox = new RedisInbox(redis, config.inbox, { prefix: config.registryPrefix })
-const app = buildApp({ config, registry, edges, log, promRegistry, idempotency, inbox })
+const rooms = new RedisRoomStore(redis, config.rooms, { prefix: config.registryPrefix })
+const app = buildApp({ config, registry, edges, log, promRegistry, idempotency, inbox, rooms })
 const stopReaper = startReaper({ registry, log, graceMs: config.reapGraceMs, settleMs: config.leaseTtlMs + 5_000, intervalMs: Math.min(1_000, Math.floor(config.leaseTtlMs / 3)) })
 const presence = startPresenceDelivery({ config, registry, log, promRegistry })
 

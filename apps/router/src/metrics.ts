@@ -17,6 +17,16 @@ export function createRouterMetrics(registry: PromRegistry, inFlight: () => numb
       help: 'Pushes kept in their recipients\' inboxes for recovery (keep, or PUSH_KEEP_DEFAULT).',
       registers: [registry],
     }),
+    roomPushes: new Counter({
+      name: 'router_room_pushes_total',
+      help: 'Accepted room pushes.',
+      registers: [registry],
+    }),
+    roomEdgeCalls: new Counter({
+      name: 'router_room_edge_calls_total',
+      help: 'Edge calls made by room pushes: one per edge holding a connection of a member, whatever the room\'s size.',
+      registers: [registry],
+    }),
     recipients: new Counter({
       name: 'router_recipients_total',
       help: 'Push recipients by outcome (delivered, offline, failed).',
@@ -34,7 +44,7 @@ export function createRouterMetrics(registry: PromRegistry, inFlight: () => numb
     ),
     registrySeconds: new Histogram({
       name: 'router_registry_seconds',
-      help: 'Duration of registry reads by operation (locate, live_nodes) and outcome (ok, error).',
+      help: 'Duration of registry reads by operation (locate, live_nodes, incarnations) and outcome (ok, error).',
       labelNames: ['op', 'result'] as const,
       buckets: LATENCY_BUCKETS,
       registers: [registry],
@@ -82,12 +92,13 @@ export function createRouterMetrics(registry: PromRegistry, inFlight: () => numb
 export type RouterMetrics = ReturnType<typeof createRouterMetrics>
 
 /** The registry reads the routes make, each timed in router_registry_seconds. */
-export type TimedRegistry = Pick<Registry, 'locate' | 'liveNodes'>
+export type TimedRegistry = Pick<Registry, 'locate' | 'liveNodes' | 'incarnations'>
 
 export function timedRegistry(registry: Registry, seconds: RouterMetrics['registrySeconds']): TimedRegistry {
   return {
     locate: (userIds) => timeCall(seconds.startTimer({ op: 'locate' }), registry.locate(userIds)),
     liveNodes: () => timeCall(seconds.startTimer({ op: 'live_nodes' }), registry.liveNodes()),
+    incarnations: (incIds) => timeCall(seconds.startTimer({ op: 'incarnations' }), registry.incarnations(incIds)),
   }
 }
 

@@ -119,6 +119,22 @@ export function servePipeline(app: TemplatedApp, deps: PipelineDeps): Pipeline {
         return api.disconnect(body, requestId)
       case 'nodes':
         return api.nodes()
+      case 'room.add': {
+        const [room, rest] = roomOf(body)
+        return api.rooms.add(room, rest, requestId)
+      }
+      case 'room.remove': {
+        const [room, rest] = roomOf(body)
+        return api.rooms.remove(room, rest, requestId)
+      }
+      case 'room.members': {
+        const [room, rest] = roomOf(body)
+        return api.rooms.members(room, rest)
+      }
+      case 'room.info':
+        return api.rooms.info(roomOf(body)[0])
+      case 'room.delete':
+        return api.rooms.delete(roomOf(body)[0], requestId)
     }
   }
 
@@ -191,6 +207,13 @@ export function servePipeline(app: TemplatedApp, deps: PipelineDeps): Pipeline {
       for (const ws of [...sockets]) ws.end(1001, 'router shutting down')
     },
   }
+}
+
+/** A room op's body: the room (the HTTP path's part) and the rest (the HTTP body or query). */
+function roomOf(body: unknown): [unknown, Record<string, unknown>] {
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new SwitchboardError('invalid_request', 'body: must be a JSON object with "room"')
+  const { room, ...rest } = body as Record<string, unknown>
+  return [room, rest]
 }
 
 function answerText(id: string | null, status: number, body: string, replayed = false): string {

@@ -54,6 +54,9 @@ const publicKeyPem = z
 /** Default bounds of each user's inbox of kept pushes (INBOX_MAX_LEN, INBOX_TTL_S). */
 export const DEFAULT_INBOX = { maxLen: 100, ttlMs: 300_000 } as const
 
+/** Default room limits (ROOMS_MAX_MEMBERS, ROOMS_MAX_PER_USER, ROOM_NAME_MAX_LENGTH, ROOM_PUSH_LIST_MAX). */
+export const DEFAULT_ROOMS = { maxMembers: 100_000, maxRoomsPerUser: 1_000, maxNameLength: 128, listMax: 1_000 } as const
+
 const Shared = {
   REDIS_URL: redisUrl,
   REDIS_CLUSTER_NODES: hostPorts.optional(),
@@ -70,6 +73,10 @@ const Shared = {
   PRESENCE_RETENTION_MS: z.coerce.number().int().min(1_000).max(30 * 86_400_000).default(25 * 3_600_000),
   INBOX_MAX_LEN: z.coerce.number().int().min(1).max(10_000).default(DEFAULT_INBOX.maxLen),
   INBOX_TTL_S: z.coerce.number().int().min(1).max(7 * 86_400).default(DEFAULT_INBOX.ttlMs / 1_000),
+  ROOMS_MAX_MEMBERS: z.coerce.number().int().min(2).max(1_000_000).default(DEFAULT_ROOMS.maxMembers),
+  ROOMS_MAX_PER_USER: z.coerce.number().int().min(1).max(100_000).default(DEFAULT_ROOMS.maxRoomsPerUser),
+  ROOM_NAME_MAX_LENGTH: z.coerce.number().int().min(1).max(256).default(DEFAULT_ROOMS.maxNameLength),
+  ROOM_PUSH_LIST_MAX: z.coerce.number().int().min(0).max(10_000).default(DEFAULT_ROOMS.listMax),
 }
 
 type SharedEnv = z.output<z.ZodObject<typeof Shared>>
@@ -99,6 +106,8 @@ function sharedSettings(e: SharedEnv) {
     presence: { offlineGraceMs: e.PRESENCE_OFFLINE_GRACE_MS, retentionMs: e.PRESENCE_RETENTION_MS },
     /** Bounds of each user's inbox of kept pushes: routers append, edges create empty ones for connecting clients. */
     inbox: { maxLen: e.INBOX_MAX_LEN, ttlMs: e.INBOX_TTL_S * 1_000 },
+    /** Room limits (routers enforce them; edges only read rooms). listMax: rooms up to this size get per-member lists in a push's answer. */
+    rooms: { maxMembers: e.ROOMS_MAX_MEMBERS, maxRoomsPerUser: e.ROOMS_MAX_PER_USER, maxNameLength: e.ROOM_NAME_MAX_LENGTH, listMax: e.ROOM_PUSH_LIST_MAX },
   }
 }
 

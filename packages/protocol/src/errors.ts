@@ -19,6 +19,7 @@ export const errorTable = {
   rate_limited: { http: 429 },
   internal: { http: 500 },
   registry_unavailable: { http: 503 },
+  edge_unavailable: { http: 503 },
   not_ready: { http: 503 },
   going_away: { close: CloseCode.draining },
   protocol_violation: { close: CloseCode.protocolViolation },

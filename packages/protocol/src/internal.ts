@@ -1,6 +1,6 @@
 import { z } from 'zod'
 import { isEpoch, type Position } from '@switchboard/wire'
-import { UserId, limits } from './push-api.js'
+import { RoomName, UserId, limits } from './push-api.js'
 
 /**
  * Router -> edge calls on the edge's internal port. Every call carries
@@ -22,6 +22,9 @@ export const internalRoutes = {
   deliver: '/internal/deliver',
   broadcast: '/internal/broadcast',
   disconnect: '/internal/disconnect',
+  room: '/internal/room',
+  'room-join': '/internal/room-join',
+  'room-leave': '/internal/room-leave',
 } as const
 
 /**
@@ -130,3 +133,71 @@ export type InternalDisconnect = z.output<typeof InternalDisconnect>
 
 export const DisconnectResult = z.strictObject({ closed: z.number().int().min(0) })
 export type DisconnectResult = z.output<typeof DisconnectResult>
+
+/**
+ * A room push to one edge: the frame, a newline, then the JSON of `RoomDeliveryHead`. The edge
+ * writes the frame to every socket of its local members of the room in that generation, but
+ * those of `except`.
+ */
+export const RoomDeliveryHead = z.strictObject({
+  room: RoomName,
+  /** The room's life: memberships of another generation are stale and skipped. */
+  generation: z.string().min(1).max(64),
+  except: z.array(UserId).max(limits.maxExcept).optional(),
+  /** Answer the users written to, not only their number (small rooms). */
+  list: z.boolean().optional(),
+})
+export type RoomDeliveryHead = z.output<typeof RoomDeliveryHead>
+
+export interface RoomDelivery extends RoomDeliveryHead {
+  frame: string
+}
+
+export function encodeRoomDelivery({ frame, ...head }: RoomDelivery): string {
+  return `${frame}\n${JSON.stringify(head)}`
+}
+
+export function decodeRoomDelivery(body: string): RoomDelivery | undefined {
+  const cut = body.lastIndexOf('\n')
+  if (cut <= 0) return undefined
+  const head = RoomDeliveryHead.safeParse(safeJson(body.slice(cut + 1)))
+  return head.success ? { frame: body.slice(0, cut), ...head.data } : undefined
+}
+
+/** The users written to (on at least one socket), and their list when asked. */
+export const RoomDeliveryResult = z.strictObject({
+  reached: z.number().int().min(0),
+  users: z.array(z.string()).optional(),
+})
+export type RoomDeliveryResult = z.output<typeof RoomDeliveryResult>
+
+/**
+ * Membership changes, sent to the edges holding a connection of the users after the room store
+ * was written: the edge adds (or drops) its local sockets of those users to the room, and has
+ * written its field of the room's edge index before it answers.
+ */
+export const InternalRoomJoin = z.strictObject({
+  room: RoomName,
+  generation: z.string().min(1).max(64),
+  userIds: z.array(UserId).max(MAX_RECIPIENTS_PER_CALL),
+})
+export type InternalRoomJoin = z.output<typeof InternalRoomJoin>
+
+/** Without `userIds`: every local member (the room was deleted). */
+export const InternalRoomLeave = z.strictObject({
+  room: RoomName,
+  userIds: z.array(UserId).max(MAX_RECIPIENTS_PER_CALL).optional(),
+})
+export type InternalRoomLeave = z.output<typeof InternalRoomLeave>
+
+/** How many of the users were present on the edge (and so joined or left there). */
+export const RoomMembershipResult = z.strictObject({ changed: z.number().int().min(0) })
+export type RoomMembershipResult = z.output<typeof RoomMembershipResult>
+
+export function safeJson(text: string): unknown {
+  try {
+    return JSON.parse(text)
+  } catch {
+    return undefined // the caller's schema rejects it
+  }
+}

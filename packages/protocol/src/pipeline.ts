@@ -13,7 +13,8 @@
  *
  * `id` is the request id (1 to 128 of `A-Za-z0-9_.:@/+=-`): it is the answer's key and
  * plays X-Request-Id's part in the logs. `body` is the HTTP call's body (`presence` takes
- * `{"userId":"u1"}`, `nodes` none). A frame the router cannot read as a request is answered
+ * `{"userId":"u1"}`, `nodes` none; the room ops take the path's room in `"room"`, and
+ * `room.members` its query's `cursor` and `limit`). A frame the router cannot read as a request is answered
  * with `"id":null` and a 400 (or with its id, when it had a valid one).
  *
  * `push` and `broadcast` take an optional `"idempotencyKey"` (the Idempotency-Key header's
@@ -30,6 +31,11 @@ export const PIPELINE_OPS = {
   'presence.query': 'POST /v1/presence/query',
   disconnect: 'POST /v1/disconnect',
   nodes: 'GET /v1/nodes',
+  'room.add': 'POST /v1/rooms/:room/members',
+  'room.remove': 'POST /v1/rooms/:room/members/remove',
+  'room.members': 'GET /v1/rooms/:room/members',
+  'room.info': 'GET /v1/rooms/:room',
+  'room.delete': 'DELETE /v1/rooms/:room',
 } as const
 export type PipelineOp = keyof typeof PIPELINE_OPS
 

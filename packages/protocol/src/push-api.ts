@@ -9,6 +9,10 @@ export const limits = {
   maxPresenceBatch: 10_000,
   maxReasonLength: 512,
   maxDataDepth: 64,
+  maxRoomNameLength: 256,
+  maxExcept: 1_000,
+  maxRoomBatch: 10_000,
+  maxRoomPage: 10_000,
 } as const
 
 /** No C0 controls or DEL: ids and event names end up in logs, headers and terminals. */
@@ -17,6 +21,8 @@ const printable = (s: z.ZodString) => s.regex(/^[^\u0000-\u001f\u007f]*$/, 'must
 export const UserId = printable(z.string().min(1).max(limits.maxUserIdLength))
 export const EventName = printable(z.string().min(1).max(limits.maxEventLength))
 export const MessageId = z.string().min(1).max(limits.maxMessageIdLength)
+/** A room's name: printable, at most ROOM_NAME_MAX_LENGTH (the router checks the configured bound). */
+export const RoomName = printable(z.string().min(1).max(limits.maxRoomNameLength))
 
 /** True if `value` nests arrays/objects at most `maxDepth` deep; iterative, so any input is safe. */
 export function isWithinDepth(value: unknown, maxDepth: number): boolean {
@@ -56,6 +62,82 @@ export interface PushResponse {
    * it, so their clients get it when they resume within the inbox's bounds.
    */
   kept?: string[]
+}
+
+/** A push to a room (`room` instead of `to`): every connection of every member, but those of `except`. */
+export const RoomPushRequest = z.strictObject({
+  room: RoomName,
+  event: EventName,
+  data: PushData,
+  id: MessageId.optional(),
+  /** Members not to push to (e.g. the sender). */
+  except: z.array(UserId).max(limits.maxExcept).optional(),
+})
+export type RoomPushRequest = z.output<typeof RoomPushRequest>
+
+export interface RoomPushResponse {
+  id: string
+  room: string
+  /** Members of the room. */
+  members: number
+  /** Users the push was written to (on at least one open socket). */
+  reached: number
+  /** Edges called: those holding a connection of a member, whatever the room's size. */
+  edges: number
+  /** Of those, edges whose call failed (their members' sockets may not have it). */
+  failedEdges: number
+  /** Rooms of at most ROOM_PUSH_LIST_MAX members: each member but `except`, as a user push answers. */
+  delivered?: string[]
+  offline?: string[]
+  failed?: string[]
+}
+
+/** Adds members (POST /v1/rooms/:room/members); `idleTtlS` makes the room expire after that long without a change. */
+export const RoomAddRequest = z.strictObject({
+  userIds: z.array(UserId).min(1).max(limits.maxRoomBatch),
+  idleTtlS: z.number().int().min(1).max(30 * 86_400).optional(),
+})
+export interface RoomAddResponse {
+  room: string
+  /** Users that were not members before. */
+  added: string[]
+  /** Users refused: in ROOMS_MAX_PER_USER rooms already. */
+  refused: string[]
+  members: number
+}
+
+/** Removes members (POST /v1/rooms/:room/members/remove). */
+export const RoomRemoveRequest = z.strictObject({
+  userIds: z.array(UserId).min(1).max(limits.maxRoomBatch),
+})
+export interface RoomRemoveResponse {
+  room: string
+  /** Users that were members. */
+  removed: string[]
+  members: number
+}
+
+/** GET /v1/rooms/:room/members?cursor=&limit= */
+export const RoomMembersQuery = z.strictObject({
+  cursor: z.string().max(limits.maxUserIdLength).default(''),
+  limit: z.coerce.number().int().min(1).max(limits.maxRoomPage).default(1_000),
+})
+export interface RoomMembersResponse {
+  room: string
+  userIds: string[]
+  /** Pass it back for the next page; absent on the last page. */
+  cursor?: string
+}
+
+export interface RoomInfoResponse {
+  room: string
+  exists: boolean
+  members: number
+}
+
+export interface RoomDeleteResponse {
+  room: string
+  removed: number
 }
 
 export const BroadcastRequest = z.strictObject({

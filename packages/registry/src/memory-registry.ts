@@ -162,6 +162,12 @@ export class MemoryRegistry implements Registry {
     return nodes
   }
 
+  async incarnations(incIds: readonly string[]): Promise<Map<string, LiveNode>> {
+    const live = new Map<string, LiveNode>()
+    for (const node of await this.liveNodes()) if (incIds.includes(node.incId)) live.set(node.incId, node)
+    return live
+  }
+
   async reap(graceMs: number): Promise<number> {
     const now = this.#now()
     let cleaned = 0

@@ -149,6 +149,17 @@ export class RedisRegistry implements Registry {
     return this.#live.refresh()
   }
 
+  async incarnations(incIds: readonly string[]): Promise<Map<string, LiveNode>> {
+    await this.#live.ensureFresh()
+    await this.#live.resolve(incIds)
+    const live = new Map<string, LiveNode>()
+    for (const incId of incIds) {
+      const node = this.#live.get(incId)
+      if (node) live.set(incId, node)
+    }
+    return live
+  }
+
   async serverIdentity(): Promise<string> {
     const redis = this.#redis
     const masters = redis instanceof Cluster ? redis.nodes('master') : [redis]

@@ -99,6 +99,8 @@ export interface RouterRegistry {
   locate(userIds: readonly string[]): Promise<Map<string, Located[]>>
   /** Nodes whose lease has not lapsed. */
   liveNodes(): Promise<LiveNode[]>
+  /** Those of `incIds` whose lease has not lapsed (room edge indexes name incarnations), by incId. */
+  incarnations(incIds: readonly string[]): Promise<Map<string, LiveNode>>
 }
 
 /** Clean-up after dead edges: any router runs it, idempotently. */
