@@ -65,7 +65,7 @@ export class LocalRooms {
     }
     const p: Present = { sockets: 1, rooms: new Map(), changedWhileReading: new Set(), ready: Promise.resolve() }
     this.#users.set(userId, p)
-    p.ready = this.#read(userId, p)
+    p.ready = this.#read(userId, p).then(() => this.#flush())
     return p.ready
   }
 
@@ -121,11 +121,12 @@ export class LocalRooms {
   async rewrite(): Promise<void> {
     const unread = [...this.#unread]
     this.#unread.clear()
-    await Promise.all(unread.map((u) => this.#users.get(u) && this.#read(u, this.#users.get(u)!)))
+    await Promise.all(unread.map((u) => this.#users.has(u) && this.#read(u, this.#users.get(u)!)))
     for (const room of this.#rooms.keys()) this.#dirty.add(room)
     await this.#flush()
   }
 
+  /** Reads the user's durable rooms and joins them (the caller writes the index). */
   async #read(userId: string, p: Present): Promise<void> {
     let rooms: UserRoom[] = []
     p.changedWhileReading ??= new Set()
@@ -139,7 +140,6 @@ export class LocalRooms {
     p.changedWhileReading = undefined
     if (this.#users.get(userId) !== p) return // gone meanwhile
     for (const { room, generation } of rooms) if (!changed.has(room)) this.#add(room, userId, generation, p)
-    await this.#flush()
   }
 
   #add(room: string, userId: string, generation: string, p: Present): void {

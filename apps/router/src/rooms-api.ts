@@ -96,18 +96,19 @@ export function createRoomApi(deps: RoomApiDeps): RoomApi {
       metrics.roomPushes.inc()
       if (urls.length > 0) metrics.roomEdgeCalls.inc(urls.length)
       const failedUrls = new Set(urls.filter((_, i) => answers[i] === undefined))
+      const written = list ? new Set(answers.flatMap((a) => a?.users ?? [])) : undefined
       const answer: RoomPushResponse = {
         id,
         room,
         members: route.members,
-        reached: answers.reduce((n, a) => n + (a?.reached ?? 0), 0),
+        // Per edge past listMax: a user with sockets on two edges is counted on each.
+        reached: written?.size ?? answers.reduce((n, a) => n + (a?.reached ?? 0), 0),
         edges: urls.length,
         failedEdges: failedUrls.size,
       }
-      if (!route.userIds) return answer
+      if (!route.userIds || !written) return answer
       // A small room: each member's outcome, as a user push answers (members only; `except` left out).
       const except = new Set(body.except)
-      const written = new Set(answers.flatMap((a) => a?.users ?? []))
       const members = route.userIds.filter((u) => !except.has(u))
       const missed = members.filter((u) => !written.has(u))
       // Only an edge that failed can hide a member that is online: look those up then, and only then.

@@ -80,7 +80,10 @@ export interface RoomPushResponse {
   room: string
   /** Members of the room. */
   members: number
-  /** Users the push was written to (on at least one open socket). */
+  /**
+   * Users the push was written to (on at least one open socket). Above ROOM_PUSH_LIST_MAX members
+   * it is summed over the edges: a user with sockets on two edges counts twice.
+   */
   reached: number
   /** Edges called: those holding a connection of a member, whatever the room's size. */
   edges: number

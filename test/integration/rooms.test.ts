@@ -1,0 +1,143 @@
+// Rooms end to end: a real Redis, four edges and a router. A room push reaches the edges holding
+// members and no other (counted on each edge), every connection of every member and no
+// non-member; membership changes take effect when their call returns.
+import t from 'tap'
+import { createRedisClient } from '@switchboard/registry'
+import { connectUser, eventually, type Client } from '../helpers/clients.js'
+import { startCluster, testSecrets, type Edge } from '../helpers/processes.js'
+
+const cluster = await startCluster(t, { edges: 4 })
+const { jwtSecret } = testSecrets()
+const [e0, e1, e2, e3] = cluster.edges as [Edge, Edge, Edge, Edge]
+
+async function metric(edge: Edge, name: string): Promise<number> {
+  const text = await (await fetch(`${edge.internalUrl}/metrics`)).text()
+  return Number(new RegExp(`^${name} (\\d+)`, 'm').exec(text)?.[1] ?? NaN)
+}
+const roomCalls = (edge: Edge) => metric(edge, 'edge_room_pushes_total')
+const callsOnEach = () => Promise.all(cluster.edges.map(roomCalls))
+
+/** Every push frame queued for `client` now: a ping is the barrier (its pong comes after them). */
+async function pushes(client: Client): Promise<Record<string, unknown>[]> {
+  const out: Record<string, unknown>[] = []
+  for (let frame = await client.ping(); frame.type !== 'pong'; frame = await client.nextFrame()) out.push(frame)
+  return out
+}
+
+let seq = 0
+const room = () => `room-${process.pid}-${++seq}`
+
+t.test('members on 2 of 4 edges: one call to each of those 2, none to the others; every member socket gets it, no non-member', async (t) => {
+  const name = room()
+  // ann on e0 (two sockets: e0 and e1), bob on e1, outsiders on e2, e3 and e0.
+  const add = await cluster.api.post(`/v1/rooms/${name}/members`, { userIds: ['r1-ann', 'r1-bob', 'r1-offline'] })
+  t.same(add.body, { room: name, added: ['r1-ann', 'r1-bob', 'r1-offline'], refused: [], members: 3 }, 'added before they connect')
+  const ann0 = await connectUser(t, e0.wsUrl, jwtSecret, 'r1-ann')
+  const ann1 = await connectUser(t, e1.wsUrl, jwtSecret, 'r1-ann')
+  const bob = await connectUser(t, e1.wsUrl, jwtSecret, 'r1-bob')
+  const outsiders = await Promise.all([e2, e3, e0].map((e, i) => connectUser(t, e.wsUrl, jwtSecret, `r1-out${i}`)))
+  const before = await callsOnEach()
+  const res = await cluster.api.post('/v1/push', { room: name, event: 'standup', data: { n: 1 }, id: 'r1-p1' })
+  t.equal(res.status, 200)
+  t.same(res.body, { id: 'r1-p1', room: name, members: 3, reached: 2, edges: 2, failedEdges: 0, delivered: ['r1-ann', 'r1-bob'], offline: ['r1-offline'], failed: [] })
+  const after = await callsOnEach()
+  t.same(after.map((n, i) => n - before[i]!), [1, 1, 0, 0], 'one call to each edge holding a member, none to the others')
+  for (const [who, c] of [['ann on e0', ann0], ['ann on e1', ann1], ['bob', bob]] as const) {
+    t.match(await pushes(c.client), [{ type: 'push', id: 'r1-p1', event: 'standup', data: { n: 1 } }], who)
+  }
+  for (const o of outsiders) t.same(await pushes(o.client), [], 'an outsider gets nothing')
+})
+
+t.test('except leaves the sender out; a member who joins while connected gets the next push at once', async (t) => {
+  const name = room()
+  const ann = await connectUser(t, e2.wsUrl, jwtSecret, 'r2-ann')
+  const bob = await connectUser(t, e3.wsUrl, jwtSecret, 'r2-bob')
+  await cluster.api.post(`/v1/rooms/${name}/members`, { userIds: ['r2-ann'] })
+  const joined = await cluster.api.post(`/v1/rooms/${name}/members`, { userIds: ['r2-bob'] })
+  t.same(joined.body, { room: name, added: ['r2-bob'], refused: [], members: 2 })
+  const res = await cluster.api.post('/v1/push', { room: name, event: 'msg', except: ['r2-ann'], id: 'r2-p1' })
+  t.same(res.body.delivered, ['r2-bob'])
+  t.equal(res.body.edges, 2, 'both edges hold a member (ann is skipped on hers)')
+  t.same(await pushes(ann.client), [], 'the sender does not get its own message')
+  t.match(await pushes(bob.client), [{ id: 'r2-p1' }])
+})
+
+t.test('a member who moves edges: the next push goes to the new edge only', async (t) => {
+  const name = room()
+  await cluster.api.post(`/v1/rooms/${name}/members`, { userIds: ['r3-ann'] })
+  const first = await connectUser(t, e1.wsUrl, jwtSecret, 'r3-ann')
+  await first.client.close()
+  const moved = await connectUser(t, e2.wsUrl, jwtSecret, 'r3-ann')
+  // The old edge clears its field once the close is handled: wait for that, not for a time.
+  await eventually(async () => (await cluster.api.post('/v1/push', { room: name, event: 'probe' })).body.edges === 1)
+  t.ok((await pushes(moved.client)).every((p) => p.event === 'probe'), 'the probes reached the new edge')
+  const before = await callsOnEach()
+  const res = await cluster.api.post('/v1/push', { room: name, event: 'after-move', id: 'r3-p' })
+  t.same(res.body.delivered, ['r3-ann'])
+  const after = await callsOnEach()
+  t.same(after.map((n, i) => n - before[i]!), [0, 0, 1, 0], 'only e2 called')
+  t.match(await pushes(moved.client), [{ id: 'r3-p' }])
+})
+
+t.test('remove (kick) and delete take effect when they return', async (t) => {
+  const name = room()
+  const ann = await connectUser(t, e0.wsUrl, jwtSecret, 'r4-ann')
+  const bob = await connectUser(t, e3.wsUrl, jwtSecret, 'r4-bob')
+  await cluster.api.post(`/v1/rooms/${name}/members`, { userIds: ['r4-ann', 'r4-bob'] })
+  const kicked = await cluster.api.post(`/v1/rooms/${name}/members/remove`, { userIds: ['r4-bob'] })
+  t.same(kicked.body, { room: name, removed: ['r4-bob'], members: 1 })
+  const res = await cluster.api.post('/v1/push', { room: name, event: 'e', id: 'r4-p1' })
+  t.same([res.body.delivered, res.body.edges], [['r4-ann'], 1], 'bob\'s edge left the room with him')
+  t.same(await pushes(bob.client), [], 'a removed member gets nothing')
+  t.match(await pushes(ann.client), [{ id: 'r4-p1' }])
+  t.same((await cluster.api.request('DELETE', `/v1/rooms/${name}`)).body, { room: name, removed: 1 })
+  t.same((await cluster.api.get(`/v1/rooms/${name}`)).body, { room: name, exists: false, members: 0 })
+  const gone = await cluster.api.post('/v1/push', { room: name, event: 'e' })
+  t.same([gone.body.members, gone.body.reached, gone.body.edges], [0, 0, 0])
+  await cluster.api.post(`/v1/rooms/${name}/members`, { userIds: ['r4-bob'] })
+  const reborn = await cluster.api.post('/v1/push', { room: name, event: 'e', id: 'r4-p2' })
+  t.same(reborn.body.delivered, ['r4-bob'], 'created again: only its new member')
+  t.same(await pushes(ann.client), [], 'ann was a member of the old life only')
+  t.match(await pushes(bob.client), [{ id: 'r4-p2' }])
+})
+
+t.test('members list in pages; bad names and bodies get clear errors', async (t) => {
+  const name = room()
+  await cluster.api.post(`/v1/rooms/${name}/members`, { userIds: ['c', 'a', 'b'] })
+  t.same((await cluster.api.get(`/v1/rooms/${name}/members?limit=2`)).body, { room: name, userIds: ['a', 'b'], cursor: 'b' })
+  t.same((await cluster.api.get(`/v1/rooms/${name}/members?limit=2&cursor=b`)).body, { room: name, userIds: ['c'] })
+  const long = await cluster.api.post(`/v1/rooms/${'x'.repeat(129)}/members`, { userIds: ['a'] })
+  t.same([long.status, long.body.error.message], [400, 'room: at most 128 characters'])
+  const both = await cluster.api.post('/v1/push', { room: name, to: ['a'], event: 'e' })
+  t.same([both.status, both.body.error.code], [400, 'invalid_request'])
+  const escaped = await cluster.api.post(`/v1/rooms/${encodeURIComponent('a/b c')}/members`, { userIds: ['u'] })
+  t.same(escaped.body, { room: 'a/b c', added: ['u'], refused: [], members: 1 }, 'a room name may hold any printable character, escaped in the path')
+})
+
+t.test('an edge SIGKILLed: room pushes stop calling it within the lease bound; a Redis restarted empty gets the index back', async (t) => {
+  const name = room()
+  const extra = await cluster.addEdge(t)
+  await connectUser(t, extra.wsUrl, jwtSecret, 'r6-ann')
+  const bob = await connectUser(t, e3.wsUrl, jwtSecret, 'r6-bob')
+  await cluster.api.post(`/v1/rooms/${name}/members`, { userIds: ['r6-ann', 'r6-bob'] })
+  t.equal((await cluster.api.post('/v1/push', { room: name, event: 'e' })).body.edges, 2)
+  extra.kill('SIGKILL')
+  const killedAt = Date.now()
+  let last: unknown
+  await eventually(async () => {
+    last = (await cluster.api.post('/v1/push', { room: name, event: 'e' })).body
+    return (last as { edges: number }).edges === 1
+  }, { timeoutMs: cluster.leaseTtlMs + 3_000 }).catch(() => t.fail(`still ${JSON.stringify(last)}`))
+  t.ok(Date.now() - killedAt <= cluster.leaseTtlMs + 3_000, 'within the lease TTL (and the router\'s refresh)')
+  await pushes(bob.client)
+
+  await cluster.redis.restart()
+  const redis = createRedisClient(cluster.redis.url, { commandTimeoutMs: 2_000 })
+  t.teardown(() => redis.disconnect())
+  // The durable room is gone with Redis' data; the edges' resync writes their index fields back.
+  await eventually(async () => (await redis.keys(`${cluster.prefix}*:re:${name}`)).length === 1, { timeoutMs: cluster.leaseTtlMs * 2 + 3_000 })
+  await eventually(async () => (await cluster.api.post(`/v1/rooms/${name}/members`, { userIds: ['r6-bob'] })).status === 200)
+  const res = await cluster.api.post('/v1/push', { room: name, event: 'e', id: 'r6-p' })
+  t.same([res.body.delivered, res.body.edges], [['r6-bob'], 1])
+  t.match(await pushes(bob.client), [{ id: 'r6-p' }])
+})
