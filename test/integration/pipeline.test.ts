@@ -60,6 +60,24 @@ t.test('a push over the pipeline reaches the user; the answer is the HTTP one', 
   t.equal((await client.closed).code, 4500)
 })
 
+t.test('rooms over the pipeline: the room ops and a room push answer as their HTTP calls', async (t) => {
+  const { client } = await connectUser(t, edge.wsUrl, jwtSecret, 'pl-room-ann')
+  const b = await backend(t)
+  t.same(await b.request('k1', 'room.add', { room: 'pl-room', userIds: ['pl-room-ann', 'pl-room-bob'] }), { id: 'k1', status: 200, body: { room: 'pl-room', added: ['pl-room-ann', 'pl-room-bob'], refused: [], members: 2 } })
+  t.same(await b.request('k2', 'push', { room: 'pl-room', event: 'e', id: 'pm1' }), {
+    id: 'k2',
+    status: 200,
+    body: { id: 'pm1', room: 'pl-room', members: 2, reached: 1, edges: 1, failedEdges: 0, delivered: ['pl-room-ann'], offline: ['pl-room-bob'], failed: [] },
+  })
+  t.match(await client.nextFrame(), { type: 'push', id: 'pm1' })
+  t.same(await b.request('k3', 'room.members', { room: 'pl-room', limit: 1 }), { id: 'k3', status: 200, body: { room: 'pl-room', userIds: ['pl-room-ann'], cursor: 'pl-room-ann' } })
+  t.same(await b.request('k4', 'room.remove', { room: 'pl-room', userIds: ['pl-room-ann'] }), { id: 'k4', status: 200, body: { room: 'pl-room', removed: ['pl-room-ann'], members: 1 } })
+  t.same(await b.request('k5', 'room.info', { room: 'pl-room' }), { id: 'k5', status: 200, body: { room: 'pl-room', exists: true, members: 1 } })
+  t.same(await b.request('k6', 'room.delete', { room: 'pl-room' }), { id: 'k6', status: 200, body: { room: 'pl-room', removed: 1 } })
+  t.match(await b.request('k7', 'room.add', 'not an object'), { id: 'k7', status: 400, body: { error: { code: 'invalid_request', message: 'body: must be a JSON object with "room"' } } })
+  t.match(await b.request('k8', 'room.info', { room: '' }), { id: 'k8', status: 400, body: { error: { code: 'invalid_request' } } })
+})
+
 t.test('many requests in flight on one connection: every one answered once, by id', async (t) => {
   const users = ['pl-1', 'pl-2', 'pl-3']
   const clients = await Promise.all(users.map((u) => connectUser(t, edge.wsUrl, jwtSecret, u)))

@@ -76,7 +76,24 @@ class ControlledInbox {
   }
 }
 
-function setup(clock = new FakeClock(), inbox = new ControlledInbox()) {
+/** LocalRooms' part as Connections sees it: arrivals that complete when the test says, and departures. */
+class ControlledRooms {
+  readonly calls: string[] = []
+  readonly #arrivals: (() => void)[] = []
+  arrive(userId: string): Promise<void> {
+    this.calls.push(`arrive ${userId}`)
+    return new Promise((resolve) => this.#arrivals.push(resolve))
+  }
+  depart(userId: string): void {
+    this.calls.push(`depart ${userId}`)
+  }
+  /** The oldest arrival's rooms are read and indexed. */
+  joined(): void {
+    this.#arrivals.shift()!()
+  }
+}
+
+function setup(clock = new FakeClock(), inbox = new ControlledInbox(), rooms?: ControlledRooms) {
   const registration = new FakeRegistration()
   const resumes: string[] = []
   const resumeErrors: unknown[] = []
@@ -101,6 +118,7 @@ function setup(clock = new FakeClock(), inbox = new ControlledInbox()) {
     inbox,
     resumes: { inc: ({ result }) => void resumes.push(result) },
     onResumeError: (err) => void resumeErrors.push(err),
+    rooms,
   })
   /** A socket just opened: its registration is in flight. */
   const connect = (userId: string, resume?: { from: Position | undefined }) => {
@@ -119,6 +137,36 @@ function setup(clock = new FakeClock(), inbox = new ControlledInbox()) {
   const send = (ws: FakeSocket, text: string) => connections.received(ws, new TextEncoder().encode(text).buffer as ArrayBuffer, false)
   return { clock, registration, metrics, connections, connect, welcomed, connIdOf, send, inbox, resumes, resumeErrors }
 }
+
+t.test("the user's rooms are joined after its registration and before its welcome; every socket that arrived departs once", async (t) => {
+  const rooms = new ControlledRooms()
+  const { registration, connect, connIdOf } = setup(undefined, undefined, rooms)
+  const ws = connect('alice')
+  t.same(rooms.calls, [], 'not before the entry is written')
+  registration.written(connIdOf(ws))
+  await settle()
+  t.same(rooms.calls, ['arrive alice'])
+  t.same(ws.sent, [], 'no welcome while its rooms are read')
+  rooms.joined()
+  await settle()
+  t.equal(ws.sent.length, 1, 'welcomed once in its rooms')
+  ws.clientCloses(1000)
+  const early = connect('bob')
+  const earlyId = connIdOf(early)
+  early.clientCloses(1000)
+  registration.written(earlyId)
+  await settle()
+  const late = connect('cy')
+  const lateId = connIdOf(late)
+  registration.written(lateId)
+  await settle()
+  late.clientCloses(1000) // closed while its rooms are read
+  rooms.joined()
+  await settle()
+  t.same(rooms.calls, ['arrive alice', 'depart alice', 'arrive cy', 'depart cy'], 'bob closed before registering: never arrived')
+  t.same(late.sent, [], 'a socket closed while joining is not welcomed')
+  t.ok(registration.calls.includes(`unregister ${lateId} close`), 'and is unregistered')
+})
 
 t.test('the welcome follows the registration, and pings received before it are answered after it', async (t) => {
   const { registration, metrics, connections, connect, send } = setup()

@@ -20,6 +20,18 @@ t.test('every route, and the methods it takes', async (t) => {
   t.equal(name('PUT', '/v1/push'), 'none')
   t.equal(name('POST', '/healthz'), 'none')
   t.equal(name('DELETE', '/v1/presence/ann'), 'none')
+  const room = (method: string, path: string) => {
+    const r = routeOf(method, path)
+    return r && !(r instanceof SwitchboardError) ? `${r.name}(${r.room})` : 'none'
+  }
+  t.equal(room('GET', '/v1/rooms/m%2F42'), 'roomInfo(m/42)')
+  t.equal(room('DELETE', '/v1/rooms/m'), 'roomDelete(m)')
+  t.equal(room('GET', '/v1/rooms/m/members'), 'roomMembers(m)')
+  t.equal(room('POST', '/v1/rooms/m/members'), 'roomAdd(m)')
+  t.equal(room('POST', '/v1/rooms/m/members/remove'), 'roomRemove(m)')
+  for (const [method, path] of [['POST', '/v1/rooms/m'], ['DELETE', '/v1/rooms/m/members'], ['GET', '/v1/rooms/m/members/remove'], ['POST', '/v1/rooms/m/other'], ['GET', '/v1/rooms'], ['POST', '/v1/rooms/m/members/remove/x']]) {
+    t.equal(room(method!, path!), 'none', `${method} ${path}`)
+  }
 })
 
 t.test('percent-escapes are decoded per segment; an escaped slash never splits one', async (t) => {
