@@ -83,6 +83,17 @@ export function roomContract(t: Test, make: (t: Test, limits: RoomLimits) => Pro
     t.same(await rooms.roomsOf(users[7]!), [{ room, generation: again.generation }])
   })
 
+  t.test('clear removes every member and keeps the room\'s life', async (t) => {
+    const rooms = await make(t, roomy)
+    const room = name('cleared')
+    const users = Array.from({ length: 1_200 }, (_, i) => `c${i}-${seq}`)
+    const { generation } = await rooms.add(room, users)
+    t.same(await rooms.clear(room), { removed: 1_200 })
+    t.same(await rooms.info(room), { members: 0, generation }, 'same life, no members')
+    t.same(await rooms.roomsOf(users[3]!), [])
+    t.same((await rooms.add(room, [users[3]!])).generation, generation)
+  })
+
   t.test('a room with an idle TTL expires; re-created it has a new generation, and reverse entries of the old one are stale', async (t) => {
     const ttl = 150
     const rooms = await make(t, roomy)

@@ -78,7 +78,10 @@ export function defaultAnswer(req: FakeRequest): FakeAnswer {
     case 'room.info':
       return { status: 200, body: { room: body?.room, exists: false, members: 0 } }
     case 'room.delete':
+    case 'room.clear':
       return { status: 200, body: { room: body?.room, removed: 0 } }
+    case 'room.presence':
+      return { status: 200, body: { room: body?.room, members: 0, online: 0, users: [], offline: [] } }
   }
 }
 

@@ -2,10 +2,11 @@
 // connection ids, with fake sockets.
 import t from 'tap'
 import pino from 'pino'
-import { LINK_OPS, internalRoutes, type CloseCause, encodeDeliveries, encodeDelivery, pushFrame } from '@switchboard/protocol'
+import { LINK_OPS, internalRoutes, type CloseCause, encodeDeliveries, encodeDelivery, encodeRoomDelivery, framedAt, pushFrame } from '@switchboard/protocol'
 import { ConnIds } from '../../apps/edge/dist/conn-ids.js'
 import { UserSockets, type PushSocket } from '../../apps/edge/dist/delivery.js'
-import { INTERNAL_OPS, createInternalCalls, internalHttpRoutes, type InternalAnswer } from '../../apps/edge/dist/internal-calls.js'
+import { INTERNAL_OPS, createInternalCalls, internalHttpRoutes, type InternalAnswer, type InternalOp } from '../../apps/edge/dist/internal-calls.js'
+import { LocalRooms } from '../../apps/edge/dist/rooms.js'
 
 interface Fake extends PushSocket {
   userId: string
@@ -17,6 +18,14 @@ interface Fake extends PushSocket {
 
 function setup() {
   const open = new Map<string, Fake>()
+  const reverse = new Map<string, { room: string; generation: string }[]>()
+  const rooms = new LocalRooms<Fake>({
+    store: { roomsOf: async (u) => reverse.get(u) ?? [], setEdgeRooms: async () => undefined },
+    incId: () => 'inc',
+    onFailure: (err) => {
+      throw err
+    },
+  })
   const sockets = new UserSockets<Fake>({
     maxBackpressureBytes: 1_000,
     metrics: { pushesWritten: { inc: () => undefined }, backpressureCloses: { inc: () => undefined } },
@@ -44,8 +53,9 @@ function setup() {
     return s
   }
   const deliveryCalls = { n: 0, inc: () => void deliveryCalls.n++ }
-  const calls = createInternalCalls({ sockets, deliveryCalls, log: pino({ level: 'silent' }) })
-  return { calls, connect, deliveryCalls }
+  const roomCalls = { n: 0, inc: () => void roomCalls.n++ }
+  const calls = createInternalCalls({ sockets, deliveryCalls, rooms, roomCalls, log: pino({ level: 'silent' }) })
+  return { calls, connect, deliveryCalls, rooms, reverse, roomCalls }
 }
 
 const MALFORMED = { status: 400, body: JSON.stringify({ error: { code: 'invalid_request', message: 'malformed internal request' } }) }
@@ -105,6 +115,52 @@ t.test('broadcast writes its body as the frame; disconnect closes with 4500 by d
   t.equal(b.closedWith, undefined)
 })
 
+t.test('a room push writes once to every socket of each durable member of its generation and to token members; positions per member', async (t) => {
+  const { calls, connect, rooms, reverse, roomCalls } = setup()
+  reverse.set('ann', [{ room: 'r', generation: 'g1' }])
+  reverse.set('old', [{ room: 'r', generation: 'g0' }])
+  const [ann1, ann2, bob, old, eve] = [connect('ann', 'c1'), connect('ann', 'c2'), connect('bob', 'c3'), connect('old', 'c4'), connect('eve', 'c5')]
+  await rooms.arrive('ann', ann1, [])
+  await rooms.arrive('ann', ann2, ['r'])
+  await rooms.arrive('bob', bob, ['r'])
+  await rooms.arrive('old', old, [])
+  await rooms.arrive('eve', eve, [])
+  const frame = pushFrame('m1', 'e', 1, 1)
+  const answer = (await calls('room', encodeRoomDelivery({ frame, room: 'r', generation: 'g1', list: true, at: { ann: ['e0', 7] } }), 'q', 'link')) as InternalAnswer
+  t.same(JSON.parse(answer.body), { reached: 2, users: ['ann', 'bob'] })
+  t.same([ann1.sent, ann2.sent], [[framedAt(frame, 'e0', 7)], [framedAt(frame, 'e0', 7)]], "ann's two sockets, once each (one is also a token member), at her position")
+  t.same(bob.sent, [frame], 'a token member gets the plain frame')
+  t.same([old.sent, eve.sent], [[], []], 'a member of an earlier life and a non-member: nothing')
+  const excepted = (await calls('room', encodeRoomDelivery({ frame, room: 'r', generation: 'g1', except: ['ann'] }), 'q', 'http')) as InternalAnswer
+  t.same(JSON.parse(excepted.body), { reached: 1 }, 'without list: the count only')
+  t.equal(roomCalls.n, 2)
+  const members = (await calls('room-members', JSON.stringify({ room: 'r', generation: 'g1' }), 'q', 'link')) as InternalAnswer
+  t.same(JSON.parse(members.body).users.sort(), ['ann', 'bob'])
+  t.same(await calls('room-leave', JSON.stringify({ room: 'r', userIds: ['bob'] }), 'q', 'link'), { status: 200, body: '{"changed":1}' })
+  t.same(await calls('room-join', JSON.stringify({ room: 'r', generation: 'g1', userIds: ['eve', 'nobody'] }), 'q', 'link'), { status: 200, body: '{"changed":1}' })
+  const after = (await calls('room-members', JSON.stringify({ room: 'r', generation: 'g1' }), 'q', 'link')) as InternalAnswer
+  t.same(JSON.parse(after.body).users.sort(), ['ann', 'eve'], 'bob kicked (his token membership too), eve joined')
+})
+
+t.test('malformed room calls are 400 and change nothing', async (t) => {
+  const { calls, roomCalls } = setup()
+  const frame = pushFrame('m1', 'e', 1, 1)
+  const bad: [InternalOp, string][] = [
+    ['room', frame],
+    ['room', `${frame}\n{}`],
+    ['room', `${frame}\n{"room":"r","generation":"g","extra":1}`],
+    ['room', `${frame}\n{"room":"","generation":"g"}`],
+    ['room', `${frame}\n{"room":"r","generation":"g","at":{"u":["not hex",1]}}`],
+    ['room', `\n{"room":"r","generation":"g"}`],
+    ['room-join', '{"room":"r","userIds":["u"]}'],
+    ['room-join', 'not json'],
+    ['room-leave', '{"userIds":["u"]}'],
+    ['room-members', '{"room":"r"}'],
+  ]
+  for (const [op, body] of bad) t.same(await calls(op, body, '', 'link'), MALFORMED, `${op} ${body.slice(-40)}`)
+  t.equal(roomCalls.n, 0)
+})
+
 t.test('connection ids: only the exact ids this incarnation issued parse back', async (t) => {
   const ids = new ConnIds('lz0p1abc')
   const seqs = [ids.nextSeq(), ids.nextSeq(), ids.nextSeq()]
@@ -119,7 +175,7 @@ t.test('connection ids: only the exact ids this incarnation issued parse back', 
 })
 
 t.test('the route table: one HTTP route per internal op, the one routers call', async (t) => {
-  t.same([...INTERNAL_OPS].sort(), ['broadcast', 'deliver', 'deliveries', 'disconnect', 'room', 'room-join', 'room-leave'])
+  t.same([...INTERNAL_OPS].sort(), ['broadcast', 'deliver', 'deliveries', 'disconnect', 'room', 'room-join', 'room-leave', 'room-members'])
   t.same(
     INTERNAL_OPS.map((op) => internalHttpRoutes[op]),
     INTERNAL_OPS.map((op) => internalRoutes[op]),

@@ -32,11 +32,31 @@ class FakeStore implements RoomIndexStore {
   }
 }
 
+/** A socket as LocalRooms sees it: any object, by identity. */
+type Sock = { name: string }
+
 function setup(incId: string | undefined) {
   const store = new FakeStore()
   const failures: unknown[] = []
-  const rooms = new LocalRooms({ store, incId: () => incId, onFailure: (err) => failures.push(err) })
-  return { store, rooms, failures }
+  const local = new LocalRooms<Sock>({ store, incId: () => incId, onFailure: (err) => failures.push(err) })
+  // Durable-only helpers: one socket per call, no token rooms.
+  const sockets = new Map<string, Sock[]>()
+  const rooms = {
+    arrive: (userId: string) => {
+      const sock = { name: userId }
+      sockets.set(userId, [...(sockets.get(userId) ?? []), sock])
+      return local.arrive(userId, sock, [])
+    },
+    depart: (userId: string) => local.depart(userId, sockets.get(userId)!.pop()!, []),
+    join: local.join.bind(local),
+    leave: local.leave.bind(local),
+    rewrite: local.rewrite.bind(local),
+    members: (room: string, generation: string, except?: ReadonlySet<string>) => local.targets(room, generation, except).users,
+    get size() {
+      return local.size
+    },
+  }
+  return { store, rooms, local, failures }
 }
 
 const g1 = 'gen1'
@@ -122,4 +142,29 @@ t.test('without a lease the write fails (the resync writes it later)', async (t)
   await rooms.arrive('ann')
   t.equal(failures.length, 1)
   t.same(store.writes, [])
+})
+
+t.test('token members: a socket joins its token\'s rooms for its life, beside durable members; both are indexed', async (t) => {
+  const { store, local } = setup('inc1')
+  store.reverse.set('ann', [{ room: 'meet', generation: g1 }])
+  const annPhone = { name: 'ann phone' }
+  const annLaptop = { name: 'ann laptop' }
+  const bobTab = { name: 'bob tab' }
+  await local.arrive('ann', annPhone, [])
+  await local.arrive('ann', annLaptop, ['meet', 'side'])
+  await local.arrive('bob', bobTab, ['meet'])
+  t.same(store.writes.sort(), ['inc1 meet +', 'inc1 side +'])
+  t.same(local.targets('meet', g1), { users: ['ann'], sockets: [bobTab] }, "ann by durable membership (all her sockets); bob's socket by its token")
+  t.same(local.targets('side', g1), { users: [], sockets: [annLaptop] }, 'only the socket whose token has the room')
+  t.same(local.targets('side', ''), { users: [], sockets: [annLaptop] }, 'token members are in every life of a room')
+  t.same(local.targets('meet', g1, new Set(['bob'])), { users: ['ann'], sockets: [] }, 'except skips token members too')
+  local.depart('ann', annLaptop, ['meet', 'side'])
+  await local.leave('none')
+  t.same(store.writes.at(-1), 'inc1 side -', "the laptop's close empties side")
+  t.same(local.targets('meet', g1), { users: ['ann'], sockets: [bobTab] })
+  t.equal(await local.leave('meet', ['bob']), 1, 'kicked: his socket leaves the room for its life')
+  t.same(local.targets('meet', g1), { users: ['ann'], sockets: [] })
+  await local.leave('meet')
+  t.same(local.targets('meet', g1), { users: [], sockets: [] }, 'cleared: every member')
+  t.same(store.writes.at(-1), 'inc1 meet -')
 })

@@ -9,6 +9,7 @@ import {
   type InternalDisconnect,
   type InternalRoomJoin,
   type InternalRoomLeave,
+  type InternalRoomMembers,
   type Position,
   type PushResponse,
   type RoomDelivery,
@@ -42,6 +43,11 @@ class FakeEdges implements EdgeClient {
     for (const u of here) members.set(u, body.generation)
     if (here.length > 0) await this.index!.store.setEdgeRooms(this.index!.incIds[url]!, [{ room: body.room, holds: true }])
     return { changed: here.length }
+  }
+  async roomMembers(url: string, body: InternalRoomMembers) {
+    this.calls.push({ url, op: 'room-members' })
+    if (this.down.has(url)) throw new EdgeCallError('down')
+    return { users: [...(this.local.get(url)?.get(body.room) ?? [])].filter(([, g]) => g === body.generation).map(([u]) => u) }
   }
   async roomLeave(url: string, body: InternalRoomLeave) {
     this.calls.push({ url, op: 'room-leave', to: body.userIds })
@@ -270,4 +276,43 @@ t.test('a room push skips index fields of incarnations without a lease', async (
   edges.calls.length = 0
   t.equal((await api.push({ room: 'm', event: 'e' }, 'r') as { edges: number }).edges, 1)
   t.same(edges.calls.map((c) => c.url), ['http://e1'])
+})
+
+t.test('a kept room push is in each member\'s inbox (but except) before any edge call; edges get the positions; kept lists who waits', async (t) => {
+  const { api, edges, inbox } = await setup(t)
+  await api.rooms.add('k', { userIds: ['ann', 'bob', 'zed'] }, 'r')
+  edges.calls.length = 0
+  const answer = await api.push({ room: 'k', event: 'e', id: 'kp', keep: true, except: ['bob'] }, 'r')
+  t.same(answer, { id: 'kp', room: 'k', members: 3, reached: 1, edges: 2, failedEdges: 0, delivered: ['ann'], offline: ['zed'], failed: [], kept: ['zed'] }, 'e2 holds bob: called, and skips him')
+  const at = edges.calls[0]!.room!.at!
+  t.same(edges.calls[1]!.room!.at, at, 'every edge gets the positions')
+  t.same(Object.keys(at).sort(), ['ann', 'zed'], 'positions of every member but except')
+  t.match(await inbox.read('zed', { epoch: at.zed![0], offset: 0 }), { recovered: true, entries: [{ offset: 1, frame: /"id":"kp"/ }] })
+  t.match(await inbox.read('bob', undefined), { head: { offset: 0 } }, 'not in the inbox of the member left out')
+})
+
+t.test('a room push can be kept for rooms of at most ROOM_PUSH_LIST_MAX members', async (t) => {
+  const { api, edges } = await setup(t, LIMITS, { roomLimits: { maxNameLength: 128, listMax: 1 } })
+  await api.rooms.add('big', { userIds: ['ann', 'bob'] }, 'r')
+  edges.calls.length = 0
+  t.equal(await codeOf(api.push({ room: 'big', event: 'e', keep: true }, 'r')), 'invalid_request: keep: a room push can be kept for rooms of at most 1 members (ROOM_PUSH_LIST_MAX); big has 2')
+  t.same(edges.calls, [], 'sent nowhere')
+})
+
+t.test('room presence: who of the room is connected now, from the edges holding members; offline members of a small room', async (t) => {
+  const { api, edges } = await setup(t)
+  await api.rooms.add('p', { userIds: ['ann', 'bob', 'zed'] }, 'r')
+  t.same(await api.rooms.presence('p', 'r'), { room: 'p', members: 3, online: 2, users: ['ann', 'bob'], offline: ['zed'] }, 'bob on two edges counts once')
+  edges.down.add('http://e2')
+  t.match(await codeOf(api.rooms.presence('p', 'r')), /^edge_unavailable: 1 of 2 edges holding members of p did not answer/)
+})
+
+t.test('clear removes every member and has every edge holding one drop the room; the room lives on', async (t) => {
+  const { api, edges } = await setup(t)
+  await api.rooms.add('c', { userIds: ['ann', 'cy'] }, 'r')
+  edges.calls.length = 0
+  t.same(await api.rooms.clear('c', 'r'), { room: 'c', removed: 2 })
+  t.same(edges.calls.map((c) => [c.url, c.op, c.to]).sort(), [['http://e1', 'room-leave', undefined], ['http://e2', 'room-leave', undefined]])
+  t.same(await api.rooms.info('c'), { room: 'c', exists: true, members: 0 })
+  t.same(((await api.push({ room: 'c', event: 'e' }, 'r')) as { reached: number }).reached, 0)
 })

@@ -33,6 +33,8 @@ export interface Conn {
   readonly resume: { from: Position | undefined } | undefined
   /** Counted among its user's sockets in the edge's rooms (LocalRooms.arrive), so its close departs. */
   arrived: boolean
+  /** The rooms its token's `rooms` claim joins, for its life. */
+  readonly tokenRooms: readonly string[]
 }
 
 /** What the lifecycle needs of a client socket: uWS's WebSocket<Conn> has it, and tests pass fakes. */
@@ -81,7 +83,7 @@ export interface ConnectionsDeps {
   /** Why a resume read failed (the socket is welcomed with `recovered: false`). */
   onResumeError?: (err: unknown) => void
   /** The rooms of this edge's users: a registered socket's user arrives (its rooms read) before its welcome, and departs at its close. */
-  rooms?: { arrive(userId: string): Promise<void>; depart(userId: string): void }
+  rooms?: { arrive(userId: string, socket: ClientSocket, tokenRooms: readonly string[]): Promise<void>; depart(userId: string, socket: ClientSocket, tokenRooms: readonly string[]): void }
 }
 
 /**
@@ -120,10 +122,18 @@ export class Connections<S extends ClientSocket> {
     return this.#draining
   }
 
-  /** The user data of a socket about to be upgraded; `resume`: what its `resume.` subprotocol asked, if any. */
-  accept(userId: string, resume?: { from: Position | undefined }): Conn {
+  /**
+   * The user data of a socket about to be upgraded; `resume`: what its `resume.` subprotocol
+   * asked, if any; `tokenRooms`: its token's `rooms` claim.
+   */
+  accept(userId: string, resume?: { from: Position | undefined }, tokenRooms: readonly string[] = []): Conn {
     const sinceMs = this.#clock.now() - this.#deps.startedAt
-    return { userId, seq: this.#deps.connIds.nextSeq(), sinceMs, state: Registering, frames: 0, windowStartMs: -1_000, closeCause: undefined, resume, arrived: false }
+    return { userId, seq: this.#deps.connIds.nextSeq(), sinceMs, state: Registering, frames: 0, windowStartMs: -1_000, closeCause: undefined, resume, arrived: false, tokenRooms }
+  }
+
+  /** Welcomed and not closed: a room push writes only to such sockets. */
+  isOpen(ws: S): boolean {
+    return ws.getUserData().state === Open
   }
 
   /** uWS open: registers the socket; its welcome follows once the entry is written. */
@@ -165,7 +175,7 @@ export class Connections<S extends ClientSocket> {
     conn.state = Closed
     this.#bySeq.delete(conn.seq)
     this.#deps.metrics.closes.inc({ code: String(code) })
-    if (conn.arrived) this.#deps.rooms!.depart(conn.userId)
+    if (conn.arrived) this.#deps.rooms!.depart(conn.userId, ws, conn.tokenRooms)
     if (!wasOpen) return // still registering: #registered removes its entry once written
     this.sockets.remove(conn.userId, ws)
     void this.#deps.registration.unregister(conn.userId, this.#deps.connIds.format(conn.seq), conn.closeCause ?? 'close')
@@ -232,7 +242,7 @@ export class Connections<S extends ClientSocket> {
     const rooms = this.#deps.rooms
     if (conn.state === Registering && rooms) {
       conn.arrived = true
-      void rooms.arrive(conn.userId).then(() => this.#inRooms(ws, conn))
+      void rooms.arrive(conn.userId, ws, conn.tokenRooms).then(() => this.#inRooms(ws, conn))
       return
     }
     this.#inRooms(ws, conn)

@@ -87,6 +87,10 @@ export class UserSockets<S extends PushSocket> {
     return true
   }
 
+  userOf(socket: S): string {
+    return this.#deps.userOf(socket)
+  }
+
   /** Number of indexed sockets of `userId`. */
   countOf(userId: string): number {
     const entry = this.#byUser.get(userId)
@@ -99,7 +103,7 @@ export class UserSockets<S extends PushSocket> {
    * per user, and is also held for the user's sockets that are resuming (not counted: held is
    * not written).
    */
-  deliver(frame: string, to: readonly string[], at?: readonly Position[]): DeliveryResult {
+  deliver(frame: string, to: readonly string[], at?: readonly (Position | undefined)[]): DeliveryResult {
     const delivered: string[] = []
     const missing: string[] = []
     let written = 0
@@ -115,6 +119,22 @@ export class UserSockets<S extends PushSocket> {
     }
     this.#counted(written)
     return { delivered, missing }
+  }
+
+  /**
+   * Writes `frame` to each of `sockets` (a room's token members: sockets, not users); returns the
+   * users written to, each once.
+   */
+  writeTo(frame: string, sockets: readonly S[]): string[] {
+    const reached = new Set<string>()
+    let written = 0
+    for (const socket of sockets) {
+      if (!this.#write(socket, frame)) continue
+      reached.add(this.#deps.userOf(socket))
+      written++
+    }
+    this.#counted(written)
+    return [...reached]
   }
 
   /** A socket of `userId` starts resuming: kept frames for the user are held for it until `endResume`. */

@@ -4,6 +4,7 @@ import {
   InternalDisconnect,
   InternalRoomJoin,
   InternalRoomLeave,
+  InternalRoomMembers,
   decodeDeliveries,
   decodeDelivery,
   decodeRoomDelivery,
@@ -17,6 +18,7 @@ import {
   type LinkOp,
   type RoomDeliveryResult,
   type RoomMembershipResult,
+  type RoomMembersResult,
 } from '@switchboard/protocol'
 import type { Count, PushSocket, UserSockets } from './delivery.js'
 import type { LocalRooms } from './rooms.js'
@@ -36,6 +38,7 @@ export const internalHttpRoutes: { readonly [op in InternalOp]: string } = {
   room: internalRoutes.room,
   'room-join': internalRoutes['room-join'],
   'room-leave': internalRoutes['room-leave'],
+  'room-members': internalRoutes['room-members'],
 }
 
 /** Every internal op, in the table's order. */
@@ -51,10 +54,12 @@ export interface InternalCallDeps<S extends PushSocket> {
   sockets: UserSockets<S>
   /** edge_deliver_requests_total: one per well-formed delivery call, whatever its transport. */
   deliveryCalls: Count
-  /** The rooms of this edge's users; without it, room calls reach no one. */
-  rooms?: LocalRooms
+  /** The rooms of this edge's users and sockets; without it, room calls reach no one. */
+  rooms?: LocalRooms<S>
   /** edge_room_pushes_total: one per well-formed room push call. */
   roomCalls?: Count
+  /** Welcomed and not closed (a token member joins its rooms before its welcome). */
+  isOpen?: (socket: S) => boolean
   log: Logger
 }
 
@@ -75,7 +80,7 @@ const MALFORMED: InternalAnswer = { status: 400, body: JSON.stringify(errorBody(
 export function createInternalCalls<S extends PushSocket>(deps: InternalCallDeps<S>): InternalCalls {
   const { sockets, deliveryCalls, rooms, log } = deps
 
-  type Answer = DeliveriesResult | DeliveryResult | BroadcastResult | DisconnectResult | RoomDeliveryResult | RoomMembershipResult
+  type Answer = DeliveriesResult | DeliveryResult | BroadcastResult | DisconnectResult | RoomDeliveryResult | RoomMembershipResult | RoomMembersResult
 
   function run(op: InternalOp, payload: string): Answer | Promise<Answer> | undefined {
     switch (op) {
@@ -104,14 +109,28 @@ export function createInternalCalls<S extends PushSocket>(deps: InternalCallDeps
         const d = decodeRoomDelivery(payload)
         if (!d) return undefined
         deps.roomCalls?.inc()
-        const to = rooms?.members(d.room, d.generation, d.except && new Set(d.except)) ?? []
-        const { delivered } = sockets.deliver(d.frame, to)
-        return d.list ? { reached: delivered.length, users: delivered } : { reached: delivered.length }
+        const to = rooms?.targets(d.room, d.generation, d.except && new Set(d.except))
+        if (!to) return d.list ? { reached: 0, users: [] } : { reached: 0 }
+        const { delivered } = sockets.deliver(d.frame, to.users, d.at && to.users.map((u) => d.at![u]))
+        const open = deps.isOpen
+        const byToken = to.sockets.length === 0 ? [] : sockets.writeTo(d.frame, open ? to.sockets.filter(open) : to.sockets)
+        const users = byToken.length === 0 ? delivered : [...new Set([...delivered, ...byToken])]
+        return d.list ? { reached: users.length, users } : { reached: users.length }
       }
       case 'room-join': {
         const r = InternalRoomJoin.safeParse(safeJson(payload))
         if (!r.success) return undefined
         return (rooms?.join(r.data.room, r.data.generation, r.data.userIds) ?? Promise.resolve(0)).then((changed) => ({ changed }))
+      }
+      case 'room-members': {
+        const r = InternalRoomMembers.safeParse(safeJson(payload))
+        if (!r.success) return undefined
+        const to = rooms?.targets(r.data.room, r.data.generation)
+        if (!to) return { users: [] }
+        const open = deps.isOpen ?? (() => true)
+        const users = new Set(to.users.filter((u) => sockets.countOf(u) > 0))
+        for (const socket of to.sockets) if (open(socket)) users.add(sockets.userOf(socket))
+        return { users: [...users] }
       }
       case 'room-leave': {
         const r = InternalRoomLeave.safeParse(safeJson(payload))
@@ -145,5 +164,6 @@ function summary(answer: object): unknown {
   }
   if ('delivered' in answer) return { pushes: 1, delivered: (answer as DeliveryResult).delivered.length }
   if ('reached' in answer) return { reached: (answer as RoomDeliveryResult).reached }
+  if ('users' in answer) return { users: (answer as RoomMembersResult).users.length }
   return answer // broadcast { connections }, disconnect { closed } or a membership change { changed }
 }

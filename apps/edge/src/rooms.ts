@@ -20,7 +20,7 @@ export interface LocalRoomsDeps {
 /** A user with at least one socket here. */
 interface Present {
   sockets: number
-  /** Its rooms here, with the generation each was joined in. */
+  /** Its durable rooms here, with the generation each was joined in. */
   rooms: Map<string, string>
   /** While its rooms are being read: the rooms joined or left meanwhile (newer than what the read may return). */
   changedWhileReading: Set<string> | undefined
@@ -28,20 +28,36 @@ interface Present {
   ready: Promise<void>
 }
 
+/** A room's local members: users by durable membership (with its generation), sockets by their token's `rooms` claim. */
+interface Members<S> {
+  users: Map<string, string>
+  sockets: Map<S, string>
+}
+
+/** The local members a room push is written to. */
+export interface RoomTargets<S> {
+  /** Durable members of the push's generation: every socket of theirs. */
+  users: string[]
+  /** Token members whose user is not in `users`: only these sockets. */
+  sockets: S[]
+}
+
 /**
- * The rooms of this edge's users, and this edge's fields in the rooms' edge indexes
- * (docs/design/rooms.md). A user is present from its first socket's registration (`arrive`) to
- * its last socket's close (`depart`). On arrival its durable rooms are read from its reverse
- * index; membership calls (`join`, `leave`) change present users at once. A room's field is
- * written when the room gets its first local member or loses its last (and on every join, so a
- * room deleted and created again gets it back); the writes of one event-loop turn go together,
- * and the calls that caused them resolve once they are written.
+ * The rooms of this edge's users and sockets, and this edge's fields in the rooms' edge indexes
+ * (docs/design/rooms.md). Two kinds of membership, delivered together:
+ * - durable (backends): per user. A user is present from its first socket's registration
+ *   (`arrive`) to its last socket's close (`depart`); on arrival its rooms are read from its
+ *   reverse index, and membership calls (`join`, `leave`) change present users at once;
+ * - token (the `rooms` claim): per socket, for its life.
+ * A room's field is written when it gets its first local member and cleared when it loses its
+ * last (and written again at every join, so a room deleted and created anew gets it back); the
+ * writes of one event-loop turn go together, and the calls that caused them resolve once they
+ * are written.
  */
-export class LocalRooms {
+export class LocalRooms<S> {
   readonly #deps: LocalRoomsDeps
   readonly #users = new Map<string, Present>()
-  /** room -> local member -> generation. */
-  readonly #rooms = new Map<string, Map<string, string>>()
+  readonly #rooms = new Map<string, Members<S>>()
   /** Users whose rooms could not be read: read again by `rewrite`. */
   readonly #unread = new Set<string>()
   #dirty = new Set<string>()
@@ -56,12 +72,16 @@ export class LocalRooms {
     return this.#rooms.size
   }
 
-  /** A socket of `userId` is registered: resolves once the user's rooms are read and indexed. */
-  arrive(userId: string): Promise<void> {
+  /**
+   * A socket of `userId` is registered: it joins its token's rooms, and its user its durable
+   * rooms. Resolves once those are known and indexed (then the socket may be welcomed).
+   */
+  arrive(userId: string, socket: S, tokenRooms: readonly string[]): Promise<void> {
+    for (const room of tokenRooms) this.#members(room).sockets.set(socket, userId)
     const present = this.#users.get(userId)
     if (present) {
       present.sockets++
-      return present.ready
+      return tokenRooms.length > 0 ? Promise.all([present.ready, this.#flush()]).then(() => undefined) : present.ready
     }
     const p: Present = { sockets: 1, rooms: new Map(), changedWhileReading: new Set(), ready: Promise.resolve() }
     this.#users.set(userId, p)
@@ -69,13 +89,18 @@ export class LocalRooms {
     return p.ready
   }
 
-  /** A socket of `userId` closed (one that arrived). Its last socket takes it out of its rooms. */
-  depart(userId: string): void {
+  /** A socket that arrived closed. The user's last socket takes it out of its durable rooms. */
+  depart(userId: string, socket: S, tokenRooms: readonly string[]): void {
+    for (const room of tokenRooms) {
+      const members = this.#rooms.get(room)
+      if (members?.sockets.delete(socket)) this.#dropIfEmpty(room, members)
+    }
     const p = this.#users.get(userId)
-    if (!p || --p.sockets > 0) return
-    this.#users.delete(userId)
-    this.#unread.delete(userId)
-    for (const room of p.rooms.keys()) this.#drop(room, userId)
+    if (p && --p.sockets === 0) {
+      this.#users.delete(userId)
+      this.#unread.delete(userId)
+      for (const room of p.rooms.keys()) this.#dropUser(room, userId)
+    }
     if (this.#dirty.size > 0) void this.#flush()
   }
 
@@ -86,7 +111,7 @@ export class LocalRooms {
       const p = this.#users.get(userId)
       if (!p) continue
       p.changedWhileReading?.add(room)
-      this.#add(room, userId, generation, p)
+      this.#addUser(room, userId, generation, p)
       changed++
     }
     if (changed > 0) this.#dirty.add(room) // written again even if it has members: see the class comment
@@ -94,26 +119,39 @@ export class LocalRooms {
     return changed
   }
 
-  /** Drops `userIds` (all local members if undefined) from `room`; resolves once the index is written. */
+  /**
+   * Drops `userIds` (every local member if undefined) from `room`, by both kinds of membership:
+   * their sockets leave it too, for their life. Resolves with how many users were here, once
+   * the index is written.
+   */
   async leave(room: string, userIds?: readonly string[]): Promise<number> {
+    const members = this.#rooms.get(room)
+    const users = new Set(userIds ?? [...(members?.users.keys() ?? []), ...(members?.sockets.values() ?? [])])
     let changed = 0
-    for (const userId of userIds ?? [...(this.#rooms.get(room)?.keys() ?? [])]) {
+    for (const userId of users) {
       const p = this.#users.get(userId)
       if (!p) continue
-      p.changedWhileReading?.add(room)
-      if (p.rooms.delete(room)) this.#drop(room, userId)
       changed++
+      p.changedWhileReading?.add(room)
+      if (p.rooms.delete(room)) this.#dropUser(room, userId)
+    }
+    if (members) {
+      for (const [socket, userId] of members.sockets) if (users.has(userId)) members.sockets.delete(socket)
+      this.#dropIfEmpty(room, members)
     }
     await this.#flush()
     return changed
   }
 
-  /** The local members of `room` in `generation`, but those in `except`. */
-  members(room: string, generation: string, except?: ReadonlySet<string>): string[] {
-    const out: string[] = []
+  /** Where a push to `room` in `generation` goes here: durable members of that generation and token members, but `except`. */
+  targets(room: string, generation: string, except?: ReadonlySet<string>): RoomTargets<S> {
+    const out: RoomTargets<S> = { users: [], sockets: [] }
     const members = this.#rooms.get(room)
     if (!members) return out
-    for (const [userId, g] of members) if (g === generation && !except?.has(userId)) out.push(userId)
+    for (const [userId, g] of members.users) if (g === generation && !except?.has(userId)) out.users.push(userId)
+    if (members.sockets.size === 0) return out
+    const reached = new Set(out.users)
+    for (const [socket, userId] of members.sockets) if (!reached.has(userId) && !except?.has(userId)) out.sockets.push(socket)
     return out
   }
 
@@ -139,22 +177,31 @@ export class LocalRooms {
     const changed = p.changedWhileReading
     p.changedWhileReading = undefined
     if (this.#users.get(userId) !== p) return // gone meanwhile
-    for (const { room, generation } of rooms) if (!changed.has(room)) this.#add(room, userId, generation, p)
+    for (const { room, generation } of rooms) if (!changed.has(room)) this.#addUser(room, userId, generation, p)
   }
 
-  #add(room: string, userId: string, generation: string, p: Present): void {
-    p.rooms.set(room, generation)
-    const members = this.#rooms.get(room)
-    if (members) members.set(userId, generation)
-    else {
-      this.#rooms.set(room, new Map([[userId, generation]]))
+  #members(room: string): Members<S> {
+    let members = this.#rooms.get(room)
+    if (!members) {
+      members = { users: new Map(), sockets: new Map() }
+      this.#rooms.set(room, members)
       this.#dirty.add(room)
     }
+    return members
   }
 
-  #drop(room: string, userId: string): void {
+  #addUser(room: string, userId: string, generation: string, p: Present): void {
+    p.rooms.set(room, generation)
+    this.#members(room).users.set(userId, generation)
+  }
+
+  #dropUser(room: string, userId: string): void {
     const members = this.#rooms.get(room)
-    if (!members?.delete(userId) || members.size > 0) return
+    if (members?.users.delete(userId)) this.#dropIfEmpty(room, members)
+  }
+
+  #dropIfEmpty(room: string, members: Members<S>): void {
+    if (members.users.size > 0 || members.sockets.size > 0 || this.#rooms.get(room) !== members) return
     this.#rooms.delete(room)
     this.#dirty.add(room)
   }

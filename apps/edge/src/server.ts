@@ -14,7 +14,7 @@ import { LINK_PATH, REQUEST_IDS, WS_PATH, createBearerCheck } from '@switchboard
 import type { Inbox, Registry } from '@switchboard/registry'
 import { createPublicKey } from 'node:crypto'
 import { createOriginCheck, tokenFromProtocols } from './auth.js'
-import { JwksCache, createTokenVerifier, type TokenVerifier } from './tokens.js'
+import { JwksCache, TokenError, createTokenVerifier, type TokenVerifier, type VerifiedToken } from './tokens.js'
 import type { EdgeConfig } from './config.js'
 import { ConnIds } from './conn-ids.js'
 import { Connections, type Conn } from './connections.js'
@@ -97,7 +97,7 @@ export async function startEdge(deps: EdgeDeps): Promise<Edge> {
   })
   const rooms =
     deps.rooms &&
-    new LocalRooms({
+    new LocalRooms<Socket>({
       store: deps.rooms,
       incId: () => registration.lease?.incId,
       onFailure: (err) => {
@@ -133,7 +133,14 @@ export async function startEdge(deps: EdgeDeps): Promise<Edge> {
     onResumeError: (err) => log.warn({ err }, 'inbox read failed; the client is welcomed without a replay'),
     rooms,
   })
-  const calls = createInternalCalls({ sockets: connections.sockets, deliveryCalls: metrics.deliveries, rooms, roomCalls: metrics.roomPushes, log })
+  const calls = createInternalCalls({
+    sockets: connections.sockets,
+    deliveryCalls: metrics.deliveries,
+    rooms,
+    roomCalls: metrics.roomPushes,
+    isOpen: (ws) => connections.isOpen(ws),
+    log,
+  })
   const links = createRouterLinks({ isInternalCaller, calls, log })
 
   internal
@@ -205,16 +212,16 @@ export async function startEdge(deps: EdgeDeps): Promise<Edge> {
         }
         if (!isOriginAllowed(origin)) return refuse(403, 'forbidden', 'forbidden', 'origin not allowed')
         if (!token) return refuse(401, 'unauthorized', 'unauthorized', 'token required')
-        let userId: string
+        let verified: VerifiedToken
         try {
-          userId = verifyToken(token)
-        } catch {
+          verified = verifyToken(token)
+        } catch (err) {
           // Never log the token or the reason in detail: a token is a credential.
-          return refuse(401, 'unauthorized', 'unauthorized', 'invalid or expired token')
+          return refuse(401, 'unauthorized', 'unauthorized', (err instanceof TokenError && err.publicMessage) || 'invalid or expired token')
         }
         metrics.handshakes.inc({ result: 'ok' })
         // Upgraded synchronously, inside the handler: see createHs256Verifier.
-        res.upgrade(connections.accept(userId, offered.resume), key, offered.selected, extensions, context)
+        res.upgrade(connections.accept(verified.userId, offered.resume, rooms ? verified.rooms : []), key, offered.selected, extensions, context)
       },
       open: (ws) => connections.opened(ws),
       message: (ws, message, isBinary) => connections.received(ws, message, isBinary),

@@ -1,14 +1,31 @@
 import { createHmac, createPublicKey, timingSafeEqual, verify, type KeyObject } from 'node:crypto'
 import { decodeJwt, decodeProtectedHeader } from 'jose'
 import type { Logger } from 'pino'
-import { UserId, type TokenAlgorithm } from '@switchboard/protocol'
+import { RoomName, UserId, type TokenAlgorithm } from '@switchboard/protocol'
 
-/** Verifies a client token and returns its user id; throws `TokenError` on anything else. */
-export type TokenVerifier = (token: string) => string
+/** What a valid client token says: who, and the rooms its connection joins (the `rooms` claim). */
+export interface VerifiedToken {
+  userId: string
+  rooms: readonly string[]
+}
+
+/** Verifies a client token; throws `TokenError` on anything else. */
+export type TokenVerifier = (token: string) => VerifiedToken
 
 export class TokenError extends Error {
   override readonly name = 'TokenError'
+  /**
+   * Said to the client when set: a validly signed token whose claims are out of bounds (never
+   * why a signature or an expiry failed, which stays 'invalid or expired token').
+   */
+  readonly publicMessage: string | undefined
+  constructor(message: string, publicMessage?: string) {
+    super(message)
+    this.publicMessage = publicMessage
+  }
 }
+
+const NO_ROOMS: readonly string[] = Object.freeze([])
 
 export interface TokenRules {
   /** Explicit allow-list: a token whose header names another algorithm (`none` included) is refused. */
@@ -16,6 +33,9 @@ export interface TokenRules {
   issuer?: string | undefined
   audience?: string | undefined
   clockToleranceS: number
+  /** The `rooms` claim's bounds (EDGE_TOKEN_MAX_ROOMS, ROOM_NAME_MAX_LENGTH); default 100 and 128. */
+  maxRooms?: number
+  maxRoomNameLength?: number
 }
 
 export interface TokenKeys {
@@ -57,8 +77,20 @@ export function createTokenVerifier(keys: TokenKeys, rules: TokenRules, nowS = (
     }
     const sub = UserId.safeParse(claims.sub)
     if (!sub.success) throw new TokenError('sub required')
-    return sub.data
+    return { userId: sub.data, rooms: claims.rooms === undefined ? NO_ROOMS : roomsClaim(claims.rooms, rules) }
   }
+}
+
+/** The `rooms` claim: an array of distinct room names within the configured bounds, else the token is refused with a clear message. */
+function roomsClaim(value: unknown, rules: TokenRules): readonly string[] {
+  const maxRooms = rules.maxRooms ?? 100
+  const maxLength = rules.maxRoomNameLength ?? 128
+  const ok =
+    Array.isArray(value) &&
+    value.length <= maxRooms &&
+    value.every((r) => RoomName.safeParse(r).success && (r as string).length <= maxLength)
+  if (!ok) throw new TokenError('bad rooms claim', `token: rooms must be an array of at most ${maxRooms} room names of 1 to ${maxLength} printable characters`)
+  return [...new Set(value as string[])]
 }
 
 function isSignedBy(alg: TokenAlgorithm, signingInput: string, signature: string, keys: TokenKeys, kid: string | undefined): boolean {

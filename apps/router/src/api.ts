@@ -80,7 +80,7 @@ export function createApi(deps: ApiDeps): Api {
     return new Map(recipients.map((u, i) => [u, positions[i]!]))
   }
 
-  const rooms = createRoomApi({ rooms: deps.rooms, registry, edges, metrics, limits, roomLimits: deps.roomLimits, forward })
+  const rooms = createRoomApi({ rooms: deps.rooms, inbox, registry, edges, metrics, limits, roomLimits: deps.roomLimits, forward })
 
   return {
     rooms,

@@ -5,10 +5,12 @@ import type {
   InternalDisconnect,
   InternalRoomJoin,
   InternalRoomLeave,
+  InternalRoomMembers,
   Position,
   RoomDelivery,
   RoomDeliveryResult,
   RoomMembershipResult,
+  RoomMembersResult,
 } from '@switchboard/protocol'
 
 /**
@@ -26,6 +28,8 @@ export interface EdgeClient {
   /** Membership changes; answered once the edge's field of the room's edge index is written. */
   roomJoin(edgeUrl: string, request: InternalRoomJoin, requestId?: string): Promise<RoomMembershipResult>
   roomLeave(edgeUrl: string, request: InternalRoomLeave, requestId?: string): Promise<RoomMembershipResult>
+  /** Room presence: the edge's users in the room now. */
+  roomMembers(edgeUrl: string, request: InternalRoomMembers, requestId?: string): Promise<RoomMembersResult>
   close(): Promise<void>
 }
 

@@ -10,6 +10,7 @@ import {
   decodeLinkAnswer,
   RoomDeliveryResult,
   RoomMembershipResult,
+  RoomMembersResult,
   encodeDelivery,
   encodeLinkCall,
   encodeRoomDelivery,
@@ -17,6 +18,7 @@ import {
   type InternalDisconnect,
   type InternalRoomJoin,
   type InternalRoomLeave,
+  type InternalRoomMembers,
   type LinkOp,
   type RoomDelivery,
   type Position,
@@ -100,6 +102,10 @@ export class LinkEdgeClient implements EdgeClient {
 
   roomLeave(edgeUrl: string, body: InternalRoomLeave, requestId = '-'): Promise<RoomMembershipResult> {
     return this.#link(edgeUrl).call('room-leave', requestId, JSON.stringify(body), RoomMembershipResult)
+  }
+
+  roomMembers(edgeUrl: string, body: InternalRoomMembers, requestId = '-'): Promise<RoomMembersResult> {
+    return this.#link(edgeUrl).call('room-members', requestId, JSON.stringify(body), RoomMembersResult)
   }
 
   async close(): Promise<void> {

@@ -46,6 +46,8 @@ type RouteName =
   | 'roomMembers'
   | 'roomAdd'
   | 'roomRemove'
+  | 'roomPresence'
+  | 'roomClear'
 interface Route {
   name: RouteName
   userId?: string
@@ -138,6 +140,10 @@ export function serveHttpApi(app: TemplatedApp, deps: HttpApiDeps): void {
         return api.rooms.add(route.room, parseJsonBody(body), requestId)
       case 'roomRemove':
         return api.rooms.remove(route.room, parseJsonBody(body), requestId)
+      case 'roomPresence':
+        return api.rooms.presence(route.room, requestId)
+      case 'roomClear':
+        return api.rooms.clear(route.room, requestId)
       default:
         throw new Error(`unrouted ${route.name}`) // readyz and metrics are answered before
     }
@@ -323,7 +329,7 @@ export function routeOf(method: string, path: string): Route | SwitchboardError 
   return undefined
 }
 
-/** `/v1/rooms/:room`, `/v1/rooms/:room/members` and `/v1/rooms/:room/members/remove`. */
+/** `/v1/rooms/:room` and what is under it. */
 function roomRouteOf(method: string, room: string, rest: string[]): Route | undefined {
   const isGet = method === 'GET' || method === 'HEAD'
   const path = rest.join('/')
@@ -331,6 +337,8 @@ function roomRouteOf(method: string, room: string, rest: string[]): Route | unde
     path === '' ? (isGet ? 'roomInfo' : method === 'DELETE' ? 'roomDelete' : undefined)
     : path === 'members' ? (isGet ? 'roomMembers' : method === 'POST' ? 'roomAdd' : undefined)
     : path === 'members/remove' && method === 'POST' ? 'roomRemove'
+    : path === 'presence' && isGet ? 'roomPresence'
+    : path === 'clear' && method === 'POST' ? 'roomClear'
     : undefined
   return name && { name, room }
 }

@@ -133,6 +133,10 @@ export function servePipeline(app: TemplatedApp, deps: PipelineDeps): Pipeline {
       }
       case 'room.info':
         return api.rooms.info(roomOf(body)[0])
+      case 'room.presence':
+        return api.rooms.presence(roomOf(body)[0], requestId)
+      case 'room.clear':
+        return api.rooms.clear(roomOf(body)[0], requestId)
       case 'room.delete':
         return api.rooms.delete(roomOf(body)[0], requestId)
     }

@@ -8,20 +8,25 @@ import {
   SwitchboardError,
   parseOrThrow,
   pushFrame,
+  type Position,
   type RoomAddResponse,
+  type RoomClearResponse,
+  type RoomPresenceResponse,
   type RoomDeleteResponse,
   type RoomInfoResponse,
   type RoomMembersResponse,
   type RoomPushResponse,
   type RoomRemoveResponse,
 } from '@switchboard/protocol'
-import type { RoomStore } from '@switchboard/registry'
+import type { Inbox, RoomRoute, RoomStore } from '@switchboard/registry'
 import type { EdgeClient } from './edge-client.js'
 import type { LimitChecks } from './limits.js'
 import type { RouterMetrics, TimedRegistry } from './metrics.js'
 
 export interface RoomApiDeps {
   rooms: RoomStore
+  /** Where kept room pushes are appended, as user pushes are. */
+  inbox: Inbox
   registry: TimedRegistry
   edges: EdgeClient
   metrics: RouterMetrics
@@ -39,6 +44,8 @@ export interface RoomApi {
   remove(room: unknown, input: unknown, requestId: string): Promise<RoomRemoveResponse>
   members(room: unknown, query: unknown): Promise<RoomMembersResponse>
   info(room: unknown): Promise<RoomInfoResponse>
+  presence(room: unknown, requestId: string): Promise<RoomPresenceResponse>
+  clear(room: unknown, requestId: string): Promise<RoomClearResponse>
   delete(room: unknown, requestId: string): Promise<RoomDeleteResponse>
 }
 
@@ -50,7 +57,7 @@ export interface RoomApi {
  * field is written: a room push sent after the change returned sees it.
  */
 export function createRoomApi(deps: RoomApiDeps): RoomApi {
-  const { rooms, registry, edges, metrics, limits, roomLimits, forward } = deps
+  const { rooms, inbox, registry, edges, metrics, limits, roomLimits, forward } = deps
 
   function roomName(value: unknown): string {
     const room = parseOrThrow(RoomName, value, 'room')
@@ -76,6 +83,36 @@ export function createRoomApi(deps: RoomApiDeps): RoomApi {
     }
   }
 
+  /** Every edge in the room's index drops all its members of the room, token members too (clear, delete). */
+  async function dropOnEdges(room: string, route: RoomRoute, requestId: string): Promise<void> {
+    const urls = await liveEdges(route)
+    const answers = await Promise.all(urls.map((url) => forward(requestId, url, () => edges.roomLeave(url, { room }, requestId))))
+    const missed = answers.filter((a) => a === undefined).length
+    if (missed > 0) throw new SwitchboardError('edge_unavailable', `the change is stored, but ${missed} of ${urls.length} edges holding members did not confirm it; retry`)
+  }
+
+  /** The edges in the room's index whose incarnation holds a lease, by URL. */
+  async function liveEdges(route: RoomRoute): Promise<string[]> {
+    const live = await registry.incarnations(route.incIds)
+    return [...new Set([...live.values()].map((n) => n.url))]
+  }
+
+  /**
+   * A kept room push: appended to each listed member's inbox (but `except`) before the edge index
+   * is read again, so a member whose edge joins the index after that read reads the push from
+   * its inbox when it connects (as for a user push: append, then look up).
+   */
+  async function keepFor(room: string, route: RoomRoute, frame: string, except: ReadonlySet<string>): Promise<{ route: RoomRoute; at: Record<string, [string, number]>; recipients: string[] }> {
+    if (!route.userIds) {
+      throw new SwitchboardError('invalid_request', `keep: a room push can be kept for rooms of at most ${roomLimits.listMax} members (ROOM_PUSH_LIST_MAX); ${room} has ${route.members}`)
+    }
+    const recipients = route.userIds.filter((u) => !except.has(u))
+    const positions: Position[] = recipients.length > 0 ? await inbox.append(recipients, frame) : []
+    const at: Record<string, [string, number]> = {}
+    recipients.forEach((u, i) => (at[u] = [positions[i]!.epoch, positions[i]!.offset]))
+    return { route: await rooms.route(room, roomLimits.listMax), at, recipients }
+  }
+
   return {
     async push(input, requestId) {
       if (typeof input === 'object' && input !== null && Object.hasOwn(input, 'to')) {
@@ -87,11 +124,14 @@ export function createRoomApi(deps: RoomApiDeps): RoomApi {
       if (body.except) limits.userIds('except', body.except)
       const id = body.id ?? randomUUID()
       const frame = pushFrame(id, body.event, body.data, Date.now())
-      const route = await rooms.route(room, roomLimits.listMax)
-      const live = route.generation === undefined ? new Map() : await registry.incarnations(route.incIds)
-      const urls = [...new Set([...live.values()].map((n) => n.url))]
+      const except = new Set(body.except)
+      let route = await rooms.route(room, roomLimits.listMax)
+      const kept = body.keep ? await keepFor(room, route, frame, except) : undefined
+      if (kept) route = kept.route
+      // A room without a durable life may still have token members: its index is read all the same.
+      const urls = await liveEdges(route)
       const list = route.userIds !== undefined
-      const delivery = { frame, room, generation: route.generation ?? '', except: body.except, list }
+      const delivery = { frame, room, generation: route.generation ?? '', except: body.except, list, at: kept?.at }
       const answers = await Promise.all(urls.map((url) => forward(requestId, url, () => edges.room(url, delivery, requestId))))
       metrics.roomPushes.inc()
       if (urls.length > 0) metrics.roomEdgeCalls.inc(urls.length)
@@ -108,13 +148,16 @@ export function createRoomApi(deps: RoomApiDeps): RoomApi {
       }
       if (!route.userIds || !written) return answer
       // A small room: each member's outcome, as a user push answers (members only; `except` left out).
-      const except = new Set(body.except)
       const members = route.userIds.filter((u) => !except.has(u))
       const missed = members.filter((u) => !written.has(u))
       // Only an edge that failed can hide a member that is online: look those up then, and only then.
       const located = failedUrls.size > 0 && missed.length > 0 ? await registry.locate(missed) : new Map()
       const isOnFailedEdge = (u: string) => located.get(u)?.some((c: { url: string }) => failedUrls.has(c.url)) ?? false
-      return { ...answer, delivered: members.filter((u) => written.has(u)), offline: missed.filter((u) => !isOnFailedEdge(u)), failed: missed.filter(isOnFailedEdge) }
+      const lists = { delivered: members.filter((u) => written.has(u)), offline: missed.filter((u) => !isOnFailedEdge(u)), failed: missed.filter(isOnFailedEdge) }
+      if (!kept) return { ...answer, ...lists }
+      metrics.kept.inc()
+      const inInbox = new Set(kept.recipients)
+      return { ...answer, ...lists, kept: missed.filter((u) => inInbox.has(u)) }
     },
 
     async add(roomParam, input, requestId) {
@@ -151,13 +194,32 @@ export function createRoomApi(deps: RoomApiDeps): RoomApi {
       return { room, exists: generation !== undefined, members }
     },
 
+    async presence(roomParam, requestId) {
+      const room = roomName(roomParam)
+      const route = await rooms.route(room, roomLimits.listMax)
+      const urls = await liveEdges(route)
+      const answers = await Promise.all(urls.map((url) => forward(requestId, url, () => edges.roomMembers(url, { room, generation: route.generation ?? '' }, requestId))))
+      if (answers.includes(undefined)) throw new SwitchboardError('edge_unavailable', `${answers.filter((a) => a === undefined).length} of ${urls.length} edges holding members of ${room} did not answer; retry`)
+      const online = new Set(answers.flatMap((a) => a!.users))
+      const answer: RoomPresenceResponse = { room, members: route.members, online: online.size }
+      if (online.size <= roomLimits.listMax) answer.users = [...online].sort()
+      if (route.userIds) answer.offline = route.userIds.filter((u) => !online.has(u))
+      return answer
+    },
+
+    async clear(roomParam, requestId) {
+      const room = roomName(roomParam)
+      const route = await rooms.route(room, 0)
+      const { removed } = await rooms.clear(room)
+      await dropOnEdges(room, route, requestId)
+      return { room, removed }
+    },
+
     async delete(roomParam, requestId) {
       const room = roomName(roomParam)
       const route = await rooms.route(room, 0)
       const { removed } = await rooms.delete(room)
-      // The edges holding members drop them all (their generation is dead anyway: pushes skip them).
-      const live = await registry.incarnations(route.incIds)
-      await Promise.all([...new Set([...live.values()].map((n) => n.url))].map((url) => forward(requestId, url, () => edges.roomLeave(url, { room }, requestId))))
+      await dropOnEdges(room, route, requestId)
       return { room, removed }
     },
   }

@@ -126,6 +126,7 @@ const EdgeEnvShape = z.object({
   EDGE_JWT_ISSUER: z.string().min(1).optional(),
   EDGE_JWT_AUDIENCE: z.string().min(1).optional(),
   EDGE_JWT_CLOCK_TOLERANCE_S: z.coerce.number().int().min(0).max(300).default(5),
+  EDGE_TOKEN_MAX_ROOMS: z.coerce.number().int().min(0).max(1_000).default(100),
   EDGE_ALLOWED_ORIGINS: list.default(['*']),
   EDGE_DRAIN_MS: ms(10_000, 0),
   EDGE_MAX_FRAME_BYTES: bytes(4_096),
@@ -164,6 +165,9 @@ export const EdgeEnv = EdgeEnvShape
       issuer: e.EDGE_JWT_ISSUER,
       audience: e.EDGE_JWT_AUDIENCE,
       clockToleranceS: e.EDGE_JWT_CLOCK_TOLERANCE_S,
+      /** The `rooms` claim: at most this many names, each at most ROOM_NAME_MAX_LENGTH. */
+      maxRooms: e.EDGE_TOKEN_MAX_ROOMS,
+      maxRoomNameLength: e.ROOM_NAME_MAX_LENGTH,
     },
     allowedOrigins: e.EDGE_ALLOWED_ORIGINS,
     drainMs: e.EDGE_DRAIN_MS,

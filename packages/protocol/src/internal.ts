@@ -25,6 +25,7 @@ export const internalRoutes = {
   room: '/internal/room',
   'room-join': '/internal/room-join',
   'room-leave': '/internal/room-leave',
+  'room-members': '/internal/room-members',
 } as const
 
 /**
@@ -141,13 +142,18 @@ export type DisconnectResult = z.output<typeof DisconnectResult>
  */
 export const RoomDeliveryHead = z.strictObject({
   room: RoomName,
-  /** The room's life: memberships of another generation are stale and skipped. */
-  generation: z.string().min(1).max(64),
+  /** The room's life: memberships of another generation are stale and skipped ('': no durable life, token members only). */
+  generation: z.string().max(64),
   except: z.array(UserId).max(limits.maxExcept).optional(),
   /** Answer the users written to, not only their number (small rooms). */
   list: z.boolean().optional(),
+  /** A kept room push: each member's inbox position, spliced into the frame written to that member. */
+  at: z
+    .record(UserId, z.tuple([z.string().refine(isEpoch), z.number().int().min(1)]).transform(([epoch, offset]): Position => ({ epoch, offset })))
+    .optional(),
 })
-export type RoomDeliveryHead = z.output<typeof RoomDeliveryHead>
+export type RoomDeliveryHead = z.input<typeof RoomDeliveryHead>
+export type RoomDeliveryParsed = z.output<typeof RoomDeliveryHead>
 
 export interface RoomDelivery extends RoomDeliveryHead {
   frame: string
@@ -157,7 +163,7 @@ export function encodeRoomDelivery({ frame, ...head }: RoomDelivery): string {
   return `${frame}\n${JSON.stringify(head)}`
 }
 
-export function decodeRoomDelivery(body: string): RoomDelivery | undefined {
+export function decodeRoomDelivery(body: string): (RoomDeliveryParsed & { frame: string }) | undefined {
   const cut = body.lastIndexOf('\n')
   if (cut <= 0) return undefined
   const head = RoomDeliveryHead.safeParse(safeJson(body.slice(cut + 1)))
@@ -189,6 +195,15 @@ export const InternalRoomLeave = z.strictObject({
   userIds: z.array(UserId).max(MAX_RECIPIENTS_PER_CALL).optional(),
 })
 export type InternalRoomLeave = z.output<typeof InternalRoomLeave>
+
+/** Room presence: the edge's local members of the room (durable ones of `generation`, and token ones). */
+export const InternalRoomMembers = z.strictObject({
+  room: RoomName,
+  generation: z.string().max(64),
+})
+export type InternalRoomMembers = z.output<typeof InternalRoomMembers>
+export const RoomMembersResult = z.strictObject({ users: z.array(z.string()) })
+export type RoomMembersResult = z.output<typeof RoomMembersResult>
 
 /** How many of the users were present on the edge (and so joined or left there). */
 export const RoomMembershipResult = z.strictObject({ changed: z.number().int().min(0) })

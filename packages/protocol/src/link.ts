@@ -12,7 +12,7 @@
  * - edge -> router, a answer: `<callId> <status>\n<body>`
  *
  * `callId` is a decimal integer the router chose (unique per link); `op` names the internal
- * route (deliveries, broadcast, disconnect, room, room-join, room-leave) and `payload` is exactly that route's HTTP body
+ * route (deliveries, broadcast, disconnect, room, room-join, room-leave, room-members) and `payload` is exactly that route's HTTP body
  * (see internal.ts). `requestIds` is the X-Request-Ids value (`-` when none): request ids
  * never hold a space or a newline. `status` is 200 with the route's JSON answer, or 400 with
  * an error body for a malformed call; the link stays open either way. Answers may come in
@@ -21,7 +21,7 @@
  */
 export const LINK_PATH = '/internal/link'
 
-export const LINK_OPS = ['deliveries', 'broadcast', 'disconnect', 'room', 'room-join', 'room-leave'] as const
+export const LINK_OPS = ['deliveries', 'broadcast', 'disconnect', 'room', 'room-join', 'room-leave', 'room-members'] as const
 export type LinkOp = (typeof LINK_OPS)[number]
 
 /** Largest link frame either side accepts: a coalesced call stops growing well below it. */

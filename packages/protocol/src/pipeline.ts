@@ -35,6 +35,8 @@ export const PIPELINE_OPS = {
   'room.remove': 'POST /v1/rooms/:room/members/remove',
   'room.members': 'GET /v1/rooms/:room/members',
   'room.info': 'GET /v1/rooms/:room',
+  'room.presence': 'GET /v1/rooms/:room/presence',
+  'room.clear': 'POST /v1/rooms/:room/clear',
   'room.delete': 'DELETE /v1/rooms/:room',
 } as const
 export type PipelineOp = keyof typeof PIPELINE_OPS

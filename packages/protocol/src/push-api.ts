@@ -72,6 +72,8 @@ export const RoomPushRequest = z.strictObject({
   id: MessageId.optional(),
   /** Members not to push to (e.g. the sender). */
   except: z.array(UserId).max(limits.maxExcept).optional(),
+  /** Keep it in each durable member's inbox (rooms of at most ROOM_PUSH_LIST_MAX members); PUSH_KEEP_DEFAULT does not apply. */
+  keep: z.boolean().optional(),
 })
 export type RoomPushRequest = z.output<typeof RoomPushRequest>
 
@@ -93,6 +95,21 @@ export interface RoomPushResponse {
   delivered?: string[]
   offline?: string[]
   failed?: string[]
+  /** A kept room push: the members it was not written to whose inbox holds it. */
+  kept?: string[]
+}
+
+/** GET /v1/rooms/:room/presence: who of the room is connected now, by either kind of membership. */
+export interface RoomPresenceResponse {
+  room: string
+  /** Durable members. */
+  members: number
+  /** Users connected and in the room now (durable members, and token members). */
+  online: number
+  /** Those users, when at most ROOM_PUSH_LIST_MAX. */
+  users?: string[]
+  /** Durable members not connected, when the room has at most ROOM_PUSH_LIST_MAX members. */
+  offline?: string[]
 }
 
 /** Adds members (POST /v1/rooms/:room/members); `idleTtlS` makes the room expire after that long without a change. */
@@ -136,6 +153,12 @@ export interface RoomInfoResponse {
   room: string
   exists: boolean
   members: number
+}
+
+export interface RoomClearResponse {
+  room: string
+  /** Durable members removed (token members present were dropped too, for their connection's life). */
+  removed: number
 }
 
 export interface RoomDeleteResponse {

@@ -70,6 +70,8 @@ export interface RoomStore {
   roomsOf(userId: string): Promise<UserRoom[]>
   /** Removes every member, then the room; resolves with how many members it had. */
   delete(room: string): Promise<{ removed: number }>
+  /** Removes every member; the room lives on (same generation and idle expiry). */
+  clear(room: string): Promise<{ removed: number }>
   /** Edges: sets or clears incarnation `incId`'s field in each room's edge index. */
   setEdgeRooms(incId: string, changes: readonly RoomHolding[]): Promise<void>
   /** Routers: the room's generation, size and edge index, and its members up to `listMax`. */
@@ -147,13 +149,18 @@ export class RedisRoomStore implements RoomStore {
   }
 
   async delete(room: string): Promise<{ removed: number }> {
+    const cleared = await this.clear(room)
+    await this.#run(() => this.#redis.del(this.#keys.room(room)[1]))
+    return cleared
+  }
+
+  async clear(room: string): Promise<{ removed: number }> {
     let removed = 0
     for (;;) {
       const { userIds } = await this.members(room, '', DELETE_BATCH)
       if (userIds.length === 0) break
       removed += (await this.remove(room, userIds)).removed.length
     }
-    await this.#run(() => this.#redis.del(this.#keys.room(room)[1]))
     return { removed }
   }
 
@@ -270,9 +277,13 @@ export class MemoryRoomStore implements RoomStore {
   }
 
   async delete(room: string): Promise<{ removed: number }> {
-    const r = this.#live(room)
-    const { removed } = await this.remove(room, [...(r?.members ?? [])])
+    const cleared = await this.clear(room)
     this.#rooms.delete(room)
+    return cleared
+  }
+
+  async clear(room: string): Promise<{ removed: number }> {
+    const { removed } = await this.remove(room, [...(this.#live(room)?.members ?? [])])
     return { removed: removed.length }
   }
 
