@@ -177,9 +177,9 @@ export async function connectUser(
   wsUrl: string,
   secret: string,
   userId: string,
-  opts: Omit<ConnectOptions, 't'> = {},
+  { tokenClaims, ...opts }: Omit<ConnectOptions, 't'> & { tokenClaims?: Record<string, unknown> } = {},
 ): Promise<ConnectedUser> {
-  const client = await connectClient(wsUrl, await mintToken(secret, userId), { ...opts, t })
+  const client = await connectClient(wsUrl, await mintToken(secret, userId, { claims: tokenClaims }), { ...opts, t })
   let welcome: Frame
   try {
     welcome = await client.nextFrame()

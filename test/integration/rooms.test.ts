@@ -3,7 +3,9 @@
 // non-member; membership changes take effect when their call returns.
 import t from 'tap'
 import { createRedisClient } from '@switchboard/registry'
-import { connectUser, eventually, type Client } from '../helpers/clients.js'
+import WebSocket from 'ws'
+import { SUBPROTOCOL, resumeProtocol } from '@switchboard/protocol'
+import { connectUser, eventually, mintToken, withToken, type Client } from '../helpers/clients.js'
 import { startCluster, testSecrets, type Edge } from '../helpers/processes.js'
 
 const cluster = await startCluster(t, { edges: 4 })
@@ -22,6 +24,23 @@ async function pushes(client: Client): Promise<Record<string, unknown>[]> {
   const out: Record<string, unknown>[] = []
   for (let frame = await client.ping(); frame.type !== 'pong'; frame = await client.nextFrame()) out.push(frame)
   return out
+}
+
+/** A refused websocket upgrade's status and JSON body. */
+function refusedUpgrade(url: string): Promise<{ status: number; body: unknown }> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(url)
+    ws.once('unexpected-response', (_req, res) => {
+      let text = ''
+      res.on('data', (chunk: Buffer) => (text += chunk.toString()))
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) }))
+    })
+    ws.once('open', () => {
+      ws.terminate()
+      reject(new Error('the upgrade was accepted'))
+    })
+    ws.on('error', () => undefined)
+  })
 }
 
 let seq = 0
@@ -131,7 +150,10 @@ t.test('an edge SIGKILLed: room pushes stop calling it within the lease bound; a
   t.ok(Date.now() - killedAt <= cluster.leaseTtlMs + 3_000, 'within the lease TTL (and the router\'s refresh)')
   await pushes(bob.client)
 
+  const resyncs = () => [e0, e1, e2, e3].map((e) => e.logRecords().filter((r) => r.msg === 'registry resynced').length)
+  const before = resyncs()
   await cluster.redis.restart()
+  // Until an edge renews (TTL/3) it writes under its lost lease: the later tests need every edge resynced.
   const redis = createRedisClient(cluster.redis.url, { commandTimeoutMs: 2_000 })
   t.teardown(() => redis.disconnect())
   // The durable room is gone with Redis' data; the edges' resync writes their index fields back.
@@ -140,4 +162,60 @@ t.test('an edge SIGKILLed: room pushes stop calling it within the lease bound; a
   const res = await cluster.api.post('/v1/push', { room: name, event: 'e', id: 'r6-p' })
   t.same([res.body.delivered, res.body.edges], [['r6-bob'], 1])
   t.match(await pushes(bob.client), [{ id: 'r6-p' }])
+  // Until an edge renews (TTL/3) it writes under its lost lease: the next tests need every edge resynced.
+  await eventually(() => resyncs().every((n, i) => n > before[i]!), { timeoutMs: cluster.leaseTtlMs * 2 })
+})
+
+t.test('token rooms: the claim joins that connection only, for its life, with or without a durable room', async (t) => {
+  const name = room()
+  const claims = { rooms: [name] }
+  const laptop = await connectUser(t, e1.wsUrl, jwtSecret, 'r7-ann', { tokenClaims: claims })
+  const phone = await connectUser(t, e2.wsUrl, jwtSecret, 'r7-ann')
+  const res = await cluster.api.post('/v1/push', { room: name, event: 'e', id: 'r7-p1' })
+  t.same(res.body, { id: 'r7-p1', room: name, members: 0, reached: 1, edges: 1, failedEdges: 0, delivered: [], offline: [], failed: [] }, 'no durable member; one token member')
+  t.match(await pushes(laptop.client), [{ id: 'r7-p1' }])
+  t.same(await pushes(phone.client), [], 'her other connection has no such claim')
+  const presence = await cluster.api.get(`/v1/rooms/${name}/presence`)
+  t.same(presence.body, { room: name, members: 0, online: 1, users: ['r7-ann'], offline: [] })
+  await laptop.client.close()
+  await eventually(async () => (await cluster.api.post('/v1/push', { room: name, event: 'probe' })).body.edges === 0)
+  t.same(await pushes(phone.client), [])
+})
+
+t.test('a token whose rooms claim is out of bounds is refused with a clear message', async (t) => {
+  for (const rooms of [['ok', 'x'.repeat(129)], 'not-a-list', [1], Array.from({ length: 101 }, (_, i) => `r${i}`)]) {
+    const token = await mintToken(jwtSecret, 'r8-ann', { claims: { rooms } })
+    const refusal = await refusedUpgrade(withToken(e0.wsUrl, token))
+    t.same(refusal, { status: 401, body: { error: { code: 'unauthorized', message: 'token: rooms must be an array of at most 100 room names of 1 to 128 printable characters' } } }, JSON.stringify(rooms).slice(0, 40))
+  }
+})
+
+t.test('room presence and clear: both kinds of membership, on several edges', async (t) => {
+  const name = room()
+  const ann = await connectUser(t, e0.wsUrl, jwtSecret, 'r9-ann')
+  const bob = await connectUser(t, e3.wsUrl, jwtSecret, 'r9-bob', { tokenClaims: { rooms: [name] } })
+  await cluster.api.post(`/v1/rooms/${name}/members`, { userIds: ['r9-ann', 'r9-offline'] })
+  t.same((await cluster.api.get(`/v1/rooms/${name}/presence`)).body, { room: name, members: 2, online: 2, users: ['r9-ann', 'r9-bob'], offline: ['r9-offline'] })
+  t.same((await cluster.api.post(`/v1/rooms/${name}/clear`, {})).body, { room: name, removed: 2 })
+  const res = await cluster.api.post('/v1/push', { room: name, event: 'e' })
+  t.same([res.body.members, res.body.reached, res.body.edges], [0, 0, 0], 'no member of either kind, no edge called')
+  t.same([await pushes(ann.client), await pushes(bob.client)], [[], []])
+  t.same((await cluster.api.get(`/v1/rooms/${name}`)).body, { room: name, exists: true, members: 0 }, 'the room lives on')
+})
+
+t.test('a kept room push reaches a member who was away when they resume; a room push runs once per Idempotency-Key', async (t) => {
+  const name = room()
+  await cluster.api.post(`/v1/rooms/${name}/members`, { userIds: ['r10-ann', 'r10-bob'] })
+  const first = await connectUser(t, e1.wsUrl, jwtSecret, 'r10-ann', { protocols: [SUBPROTOCOL, resumeProtocol(undefined)] })
+  const head = { epoch: String(first.welcome.epoch), offset: Number(first.welcome.offset) }
+  await first.client.close()
+  const bob = await connectUser(t, e2.wsUrl, jwtSecret, 'r10-bob')
+  const kept = await cluster.api.post('/v1/push', { room: name, event: 'minutes', id: 'r10-k', keep: true }, { headers: { 'idempotency-key': `r10-${process.pid}` } })
+  t.same([kept.body.delivered, kept.body.kept], [['r10-bob'], ['r10-ann']])
+  const again = await cluster.api.post('/v1/push', { room: name, event: 'minutes', id: 'r10-k', keep: true }, { headers: { 'idempotency-key': `r10-${process.pid}` } })
+  t.same([again.status, again.headers.get('idempotent-replayed'), again.body], [200, 'true', kept.body], 'replayed, not sent again')
+  t.match(await pushes(bob.client), [{ id: 'r10-k', offset: 1 }], 'once, at its position')
+  const back = await connectUser(t, e3.wsUrl, jwtSecret, 'r10-ann', { protocols: [SUBPROTOCOL, resumeProtocol(head)] })
+  t.equal(back.welcome.recovered, true)
+  t.match(await pushes(back.client), [{ id: 'r10-k', epoch: head.epoch, offset: head.offset + 1 }], 'replayed from her inbox')
 })

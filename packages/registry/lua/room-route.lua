@@ -1,5 +1,5 @@
 -- KEYS members generation edges; ARGV listMax. What a room push needs, in one call in the
--- room's slot: {generation or '', size, {incId1, incId2, ...}, {member1, ...} when size <= listMax}.
+-- room's slot: {generation or '', size, {incId1, incId2, ...}, {member1, ...} (all of them when size <= listMax)}.
 -- The edge index (HASH incId -> 1) names the incarnations holding a connection of a member;
 -- the caller keeps those with a live lease.
 local g = redis.call('GET', KEYS[2])

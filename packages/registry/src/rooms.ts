@@ -41,7 +41,7 @@ export interface RoomRoute {
   members: number
   /** The incarnations in the room's edge index, dead ones included: the caller keeps the live. */
   incIds: string[]
-  /** Every member, when there are at most `listMax`. */
+  /** Every member, when there are at most `listMax` (none for a room that does not exist). */
   userIds: string[] | undefined
 }
 
@@ -180,7 +180,7 @@ export class RedisRoomStore implements RoomStore {
 
   async route(room: string, listMax: number): Promise<RoomRoute> {
     const [generation, members, incIds, userIds] = (await this.#run(() => lua.roomRoute.run(this.#redis, this.#keys.room(room), [listMax]))) as [string, number, string[], string[]]
-    return { generation: generation || undefined, members: Number(members), incIds, userIds: generation && Number(members) <= listMax ? userIds : undefined }
+    return { generation: generation || undefined, members: Number(members), incIds, userIds: Number(members) <= listMax ? userIds : undefined }
   }
 
   async forgetIncarnation(incId: string): Promise<void> {
@@ -304,7 +304,7 @@ export class MemoryRoomStore implements RoomStore {
       generation: r?.generation,
       members,
       incIds: [...(this.#edges.get(room) ?? [])],
-      userIds: r && members <= listMax ? [...r.members].sort(byBytes) : undefined,
+      userIds: members <= listMax ? [...(r?.members ?? [])].sort(byBytes) : undefined,
     }
   }
 
