@@ -69,6 +69,32 @@ t.test('the HTTP transport gives the same answers and codes', async (t) => {
   t.equal(sb.state, 'http')
 })
 
+t.test('rooms: every room call gives the same answers over the pipeline and over HTTP', async (t) => {
+  const cluster = await startCluster(t, { edges: 1 })
+  const edge = cluster.edges[0] as Edge
+  const { jwtSecret, apiKeys } = testSecrets()
+  const user = await connectClient(edge.wsUrl, await mintClientToken({ secret: jwtSecret, userId: 'bk-room-ann' }), { t })
+  await user.nextFrame()
+  for (const transport of ['pipeline', 'http'] as const) {
+    const sb = new SwitchboardBackend({ url: cluster.router.url, apiKey: apiKeys[0], transport })
+    t.teardown(() => sb.close())
+    const room = `bk room/${transport}`
+    t.same(await sb.roomAdd(room, ['bk-room-ann', 'bk-room-bob'], { idleTtlS: 600 }), { room, added: ['bk-room-ann', 'bk-room-bob'], refused: [], members: 2 }, `${transport}: add`)
+    const pushed = await sb.push({ room, event: 'e', id: `bk-r-${transport}` })
+    t.same(pushed, { id: `bk-r-${transport}`, room, members: 2, reached: 1, edges: 1, failedEdges: 0, delivered: ['bk-room-ann'], offline: ['bk-room-bob'], failed: [] }, `${transport}: push`)
+    t.match(await user.nextFrame(), { id: `bk-r-${transport}` })
+    t.same(await sb.roomMembers(room, { limit: 1 }), { room, userIds: ['bk-room-ann'], cursor: 'bk-room-ann' }, `${transport}: members`)
+    t.same(await sb.roomMembers(room, { cursor: 'bk-room-ann' }), { room, userIds: ['bk-room-bob'] })
+    t.same(await sb.roomPresence(room), { room, members: 2, online: 1, users: ['bk-room-ann'], offline: ['bk-room-bob'] }, `${transport}: presence`)
+    t.same(await sb.roomRemove(room, ['bk-room-bob']), { room, removed: ['bk-room-bob'], members: 1 })
+    t.same(await sb.roomInfo(room), { room, exists: true, members: 1 })
+    t.same(await sb.roomClear(room), { room, removed: 1 })
+    t.same(await sb.roomDelete(room), { room, removed: 0 })
+    t.same(await sb.roomInfo(room), { room, exists: false, members: 0 })
+    await t.rejects(sb.roomAdd('x'.repeat(200), ['a']), { code: 'invalid_request', status: 400, message: 'room: at most 128 characters' })
+  }
+})
+
 t.test('a key the router does not know is refused at the upgrade: unauthorized, with no retry loop', async (t) => {
   const cluster = await startCluster(t, { edges: 1 })
   const sb = new SwitchboardBackend({ url: cluster.router.url, apiKey: 'not-a-router-key-0123456789' })

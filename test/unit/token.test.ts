@@ -15,9 +15,10 @@ const forge = (header: object, claims: object, key = secret) => {
 }
 
 t.test('a valid token gives its subject', async (t) => {
-  t.equal(verify(await sign({ sub: 'alice', exp: now + 60 })), 'alice')
-  t.equal(verify(await sign({ sub: 'bob', exp: now - 4 })), 'bob', 'within the clock tolerance')
-  t.equal(verify(await sign({ sub: 'carol', exp: now + 60, nbf: now + 4 })), 'carol')
+  t.same(verify(await sign({ sub: 'alice', exp: now + 60 })), { userId: 'alice', rooms: [] })
+  t.equal(verify(await sign({ sub: 'bob', exp: now - 4 })).userId, 'bob', 'within the clock tolerance')
+  t.equal(verify(await sign({ sub: 'carol', exp: now + 60, nbf: now + 4 })).userId, 'carol')
+  t.same(verify(await sign({ sub: 'dan', exp: now + 60, rooms: ['meeting-42', 'chat/7', 'meeting-42'] })).rooms, ['meeting-42', 'chat/7'], 'the rooms claim, each once')
 })
 
 t.test('every bad token is refused', async (t) => {
@@ -46,6 +47,19 @@ t.test('every bad token is refused', async (t) => {
   for (const [name, token] of Object.entries(cases)) t.throws(() => verify(token), name)
 })
 
+const tokens = new Map<string, string>()
+for (const rooms of ['meeting', ['a', 'b', 'c'], ['toolongname'], [''], [1], ['a\u0000'], [null], { a: 1 }]) tokens.set(JSON.stringify(rooms), await sign({ sub: 'alice', exp: now + 60, rooms }))
+tokens.set('ok', await sign({ sub: 'alice', exp: now + 60, rooms: ['a', 'b'] }))
+
+t.test('a rooms claim out of bounds refuses the token, with a message the client may see', async (t) => {
+  const bounded = createTokenVerifier({ secret }, { algorithms: ['HS256'], clockToleranceS: 5, maxRooms: 2, maxRoomNameLength: 8 }, () => now)
+  const message = 'token: rooms must be an array of at most 2 room names of 1 to 8 printable characters'
+  for (const rooms of ['meeting', ['a', 'b', 'c'], ['toolongname'], [''], [1], ['a\u0000'], [null], { a: 1 }]) {
+    t.throws(() => bounded(tokens.get(JSON.stringify(rooms))!), { name: 'TokenError', publicMessage: message }, JSON.stringify(rooms))
+  }
+  t.same(bounded(tokens.get('ok')!).rooms, ['a', 'b'])
+})
+
 t.test('RS256 and ES256 with a public key or a JWKS entry; no algorithm confusion', async (t) => {
   const { generateKeyPair, exportSPKI } = await import('jose')
   const { createPublicKey } = await import('node:crypto')
@@ -60,8 +74,8 @@ t.test('RS256 and ES256 with a public key or a JWKS entry; no algorithm confusio
   const signed = (key: KeyInput, alg: string, kid?: string, body: object = claims) =>
     new SignJWT({ ...body }).setProtectedHeader(kid ? { alg, kid } : { alg }).sign(key)
 
-  t.equal(v(await signed(rsa.privateKey, 'RS256')), 'alice', 'RS256 with the configured public key')
-  t.equal(v(await signed(ec.privateKey, 'ES256', 'ec-1')), 'alice', 'ES256 with the JWKS key named by kid')
+  t.equal(v(await signed(rsa.privateKey, 'RS256')).userId, 'alice', 'RS256 with the configured public key')
+  t.equal(v(await signed(ec.privateKey, 'ES256', 'ec-1')).userId, 'alice', 'ES256 with the JWKS key named by kid')
   t.throws(() => v(forge({ alg: 'HS256' }, claims, 'x'.repeat(32))), 'HS256 is not in the allow-list')
   const pem = await exportSPKI(rsa.publicKey)
   const confused = createTokenVerifier({ secret: 's'.repeat(32), publicKey: rsaPublic }, { algorithms: ['HS256', 'RS256'], clockToleranceS: 5 }, () => now)

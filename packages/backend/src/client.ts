@@ -10,6 +10,15 @@ import {
   type PresenceResponse,
   type PushRequest,
   type PushResponse,
+  type RoomAddResponse,
+  type RoomClearResponse,
+  type RoomDeleteResponse,
+  type RoomInfoResponse,
+  type RoomMembersResponse,
+  type RoomPresenceResponse,
+  type RoomPushRequest,
+  type RoomPushResponse,
+  type RoomRemoveResponse,
 } from '@switchboard/protocol'
 import { SwitchboardApiError, errorOfAnswer } from './errors.js'
 import { Fifo } from './fifo.js'
@@ -94,8 +103,45 @@ export class SwitchboardBackend {
   }
 
   /** Sends a push to users' sockets; the answer says who got it (`delivered`), who is `offline`, and whose edge `failed`. */
-  push(request: PushRequest, options?: CallOptions): Promise<PushResponse> {
+  push(request: PushRequest, options?: CallOptions): Promise<PushResponse>
+  /** Sends a push to a room's members (`room` instead of `to`; README, "Rooms"). */
+  push(request: RoomPushRequest, options?: CallOptions): Promise<RoomPushResponse>
+  push(request: PushRequest | RoomPushRequest, options?: CallOptions): Promise<PushResponse | RoomPushResponse> {
     return this.#call('push', request, options)
+  }
+
+  /** Adds members to a room (idempotent); `idleTtlS` makes it expire after that long without a change. */
+  roomAdd(room: string, userIds: readonly string[], extra: { idleTtlS?: number } = {}, options?: CallOptions): Promise<RoomAddResponse> {
+    return this.#call('room.add', { room, userIds, ...extra }, options)
+  }
+
+  /** Removes members from a room (a kick is one id): their connections stop getting its pushes when this resolves. */
+  roomRemove(room: string, userIds: readonly string[], options?: CallOptions): Promise<RoomRemoveResponse> {
+    return this.#call('room.remove', { room, userIds }, options)
+  }
+
+  /** One page of a room's members, in name order; pass the answer's `cursor` for the next. */
+  roomMembers(room: string, page: { cursor?: string; limit?: number } = {}, options?: CallOptions): Promise<RoomMembersResponse> {
+    return this.#call('room.members', { room, ...page }, options)
+  }
+
+  roomInfo(room: string, options?: CallOptions): Promise<RoomInfoResponse> {
+    return this.#call('room.info', { room }, options)
+  }
+
+  /** Who of a room is connected now, by either kind of membership. */
+  roomPresence(room: string, options?: CallOptions): Promise<RoomPresenceResponse> {
+    return this.#call('room.presence', { room }, options)
+  }
+
+  /** Removes every member (and drops token members present); the room lives on. */
+  roomClear(room: string, options?: CallOptions): Promise<RoomClearResponse> {
+    return this.#call('room.clear', { room }, options)
+  }
+
+  /** Removes every member and ends the room. */
+  roomDelete(room: string, options?: CallOptions): Promise<RoomDeleteResponse> {
+    return this.#call('room.delete', { room }, options)
   }
 
   /** Sends to every socket on every live edge. */

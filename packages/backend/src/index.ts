@@ -15,6 +15,15 @@ export type {
   PresenceResponse,
   PushRequest,
   PushResponse,
+  RoomAddResponse,
+  RoomClearResponse,
+  RoomDeleteResponse,
+  RoomInfoResponse,
+  RoomMembersResponse,
+  RoomPresenceResponse,
+  RoomPushRequest,
+  RoomPushResponse,
+  RoomRemoveResponse,
 } from '@switchboard/protocol'
 export { verifyPresenceWebhook, WebhookVerificationError, type VerifyWebhookOptions, type WebhookHeaders } from './webhooks.js'
 export type { PresenceEvent, PresenceCause } from '@switchboard/protocol'
