@@ -3,7 +3,10 @@
 // quiescence the registry's view must equal the truth (exactly the open sockets, no ghost,
 // none missing), every push must have been received wherever it was reported delivered, and
 // the last presence event of every user (received by a webhook receiver, across the Redis
-// restart and a router restart) must say what presence says.
+// restart and a router restart) must say what presence says. Rooms too: a durable room (added
+// mid-chaos, after Redis lost everything) and a token room (in some clients' tokens, kept by the
+// edges across the Redis restart): every room push reported delivered was received, and at
+// quiescence a room push reaches every online member and no one else.
 import { randomBytes } from 'node:crypto'
 import t from 'tap'
 import WebSocket from 'ws'
@@ -14,6 +17,10 @@ import { startCluster, startRouter, testSecrets, type Edge } from '../helpers/pr
 import { startReceiver } from '../helpers/webhook-receiver.js'
 
 const USERS = 300
+const DURABLE_ROOM = 'chaos-durable'
+const TOKEN_ROOM = 'chaos-token'
+const isDurableMember = (i: number) => i % 3 === 0
+const hasTokenRoom = (i: number) => i % 4 === 1
 const CHAOS_MS = 20_000
 const LEASE_TTL_MS = 1_500
 const { jwtSecret } = testSecrets()
@@ -87,22 +94,31 @@ class ChaosClient {
 
 t.test('at quiescence, presence and nodes equal the open sockets, and every delivered push was received', async (t) => {
   const users = Array.from({ length: USERS }, (_, i) => `chaos-${i}`)
-  const clients = await Promise.all(users.map(async (u) => new ChaosClient(u, await mintToken(jwtSecret, u))))
+  const clients = await Promise.all(users.map(async (u, i) => new ChaosClient(u, await mintToken(jwtSecret, u, { claims: hasTokenRoom(i) ? { rooms: [TOKEN_ROOM] } : {} }))))
+  const durableMembers = users.filter((_, i) => isDurableMember(i))
+  const roomMembers: Record<string, Set<string>> = { [DURABLE_ROOM]: new Set(durableMembers), [TOKEN_ROOM]: new Set(users.filter((_, i) => hasTokenRoom(i))) }
   const byUser = new Map(clients.map((c) => [c.userId, c]))
   t.teardown(() => clients.forEach((c) => c.quit()))
   clients.forEach((c) => c.connect())
   await eventually(() => clients.every((c) => c.isOpen), { timeoutMs: 10_000 })
 
-  // Pushes all along: each answer is checked against what the clients received.
+  // Pushes all along, to users and to the rooms: each answer is checked against what the clients received.
   const answers: { id: string; delivered: string[]; answeredAt: number }[] = []
   const errors: number[] = []
   let pushing = true
+  let sent = 0
+  const roomPushes: { id: string; room: string }[] = []
   const publisher = (async () => {
     while (pushing) {
       const to = [pick(users)!, pick(users)!]
-      const res = await routerApi.post('/v1/push', { to, event: 'chaos', data: to }).catch(() => undefined)
+      const room = ++sent % 5 === 0 ? (sent % 10 === 0 ? DURABLE_ROOM : TOKEN_ROOM) : undefined
+      const body = room ? { room, event: 'chaos-room' } : { to, event: 'chaos', data: to }
+      const res = await routerApi.post('/v1/push', body).catch(() => undefined)
       if (!res) errors.push(0) // the router is restarting: connection refused
-      else if (res.status === 200) answers.push({ ...res.body, answeredAt: Date.now() })
+      else if (res.status === 200) {
+        answers.push({ ...res.body, answeredAt: Date.now() })
+        if (room) roomPushes.push({ id: res.body.id, room })
+      }
       else errors.push(res.status) // 503 while Redis is down: reported, not lost silently
       await new Promise((r) => setTimeout(r, 30))
     }
@@ -120,6 +136,14 @@ t.test('at quiescence, presence and nodes equal the open sockets, and every deli
       redisRestarted = true
       actions.push('redis restart')
       await cluster.redis.restart()
+      // The durable room, after Redis lost everything: its members are joined where they are
+      // now, or when they next connect. The change is stored even when an edge being killed
+      // does not confirm it (503 edge_unavailable), as a backend's retry would find.
+      const add = await eventually(async () => {
+        const res = await routerApi.post(`/v1/rooms/${DURABLE_ROOM}/members`, { userIds: durableMembers })
+        return res.status === 200 ? res : undefined
+      }, { timeoutMs: 10_000 }).catch(() => undefined)
+      actions.push(`room added: ${add ? add.body.members : 'not confirmed by every edge'}`)
       continue
     }
     const q = quitters.pop()
@@ -192,6 +216,34 @@ t.test('at quiescence, presence and nodes equal the open sockets, and every deli
   const undelivered = () => answers.flatMap((a) => a.delivered.filter((u) => expected(a, u) && !byUser.get(u)!.received.has(a.id)).map((u) => `${a.id} -> ${u}`))
   await eventually(() => undelivered().length === 0, { timeoutMs: 3_000 }).catch(() => undefined)
   t.same(undelivered(), [], 'every push reported delivered was received')
+
+  // No room push of the chaos reached a non-member.
+  const strays = roomPushes.flatMap(({ id, room }) => clients.filter((c) => !roomMembers[room]!.has(c.userId) && c.received.has(id)).map((c) => `${id} (${room}) -> ${c.userId}`))
+  t.same(strays, [], `none of the ${roomPushes.length} room pushes reached a non-member`)
+
+  // Rooms at quiescence: a push to each reaches every online member and no one else.
+  for (const room of [DURABLE_ROOM, TOKEN_ROOM]) {
+    const members = roomMembers[room]!
+    const onlineMembers = stayers.filter((c) => members.has(c.userId))
+    const id = `quiet-${room}`
+    const res = await routerApi.post('/v1/push', { room, event: 'quiet', id })
+    t.equal(res.status, 200, `${room}: pushed`)
+    t.equal(res.body.failedEdges, 0, `${room}: every edge holding members answered`)
+    t.equal(res.body.reached, onlineMembers.length, `${room}: reached exactly its ${onlineMembers.length} online members`)
+    if (room === DURABLE_ROOM) t.same(res.body.delivered, onlineMembers.map((c) => c.userId).sort(), `${room}: delivered lists them`)
+    await eventually(() => onlineMembers.every((c) => c.received.has(id)), { timeoutMs: 3_000 }).catch(() => undefined)
+    t.same(onlineMembers.filter((c) => !c.received.has(id)).map((c) => c.userId), [], `${room}: every online member received it`)
+    // A barrier push to everyone else, sent after the room push was answered: once they have it,
+    // a room frame written to them earlier would have been received too.
+    const others = stayers.filter((c) => !members.has(c.userId))
+    const barrier = `barrier-${room}`
+    await routerApi.post('/v1/push', { to: others.map((c) => c.userId), event: 'barrier', id: barrier })
+    await eventually(() => others.every((c) => c.received.has(barrier)), { timeoutMs: 3_000 }).catch(() => undefined)
+    t.same(others.filter((c) => !c.received.has(barrier)).map((c) => c.userId), [], `${room}: the barrier reached every non-member`)
+    t.same(others.filter((c) => c.received.has(id)).map((c) => c.userId), [], `${room}: no non-member received it`)
+    const presence = await routerApi.get(`/v1/rooms/${room}/presence`)
+    t.same(presence.body.users, onlineMembers.map((c) => c.userId).sort(), `${room}: room presence is its online members`)
+  }
 
   // Presence events: the last one of every user says what presence says.
   interface Event {

@@ -126,6 +126,7 @@ t.test('failures are reported; rewrite reads again what it could not and writes 
   store.failReads = true
   await rooms.arrive('bob')
   store.failWrites = true
+  store.reverse.set('ann', [{ room: 'r', generation: g1 }, { room: 't', generation: g1 }]) // the router writes it before its join call
   await rooms.join('t', g1, ['ann'])
   t.equal(failures.length, 2, 'the read and the write')
   t.same(rooms.members('s', g1), [], "bob's rooms are unknown for now")
@@ -134,6 +135,18 @@ t.test('failures are reported; rewrite reads again what it could not and writes 
   await rooms.rewrite()
   t.same(rooms.members('s', g1), ['bob'], 'read again')
   t.same(store.writes.slice(1).sort(), ['inc1 r +', 'inc1 s +', 'inc1 t +'], 'every room with a local member, written again')
+})
+
+t.test('rewrite reads every present user again: rooms added while its entries were missing are joined, rooms lost with Redis are left', async (t) => {
+  const { store, rooms } = setup('inc1')
+  store.reverse.set('ann', [{ room: 'old', generation: g1 }])
+  await rooms.arrive('ann')
+  // Redis restarted empty; a backend added ann to 'new' before this edge re-registered her.
+  store.reverse.set('ann', [{ room: 'new', generation: g2 }])
+  await rooms.rewrite()
+  t.same(rooms.members('new', g2), ['ann'])
+  t.same(rooms.members('old', g1), [])
+  t.same(store.writes.slice(1).sort(), ['inc1 new +', 'inc1 old -'])
 })
 
 t.test('without a lease the write fails (the resync writes it later)', async (t) => {

@@ -155,28 +155,41 @@ export class LocalRooms<S> {
     return out
   }
 
-  /** After a resync (a new lease, or Redis back empty): reads the rooms it could not, then writes every field again. */
+  /**
+   * After a resync (a new lease: Redis back empty, or a failover that may have lost writes):
+   * reads every present user's durable rooms again, now that its connections are registered
+   * again, and writes every field. A membership added while this edge's entries were missing
+   * was not sent here (the router found no connection); reading after re-registering, as at
+   * arrival, cannot miss it. Rooms the read no longer has (lost with Redis' data) are left.
+   */
   async rewrite(): Promise<void> {
-    const unread = [...this.#unread]
     this.#unread.clear()
-    await Promise.all(unread.map((u) => this.#users.has(u) && this.#read(u, this.#users.get(u)!)))
+    await Promise.all([...this.#users].map(([userId, p]) => this.#read(userId, p, true)))
     for (const room of this.#rooms.keys()) this.#dirty.add(room)
     await this.#flush()
   }
 
-  /** Reads the user's durable rooms and joins them (the caller writes the index). */
-  async #read(userId: string, p: Present): Promise<void> {
-    let rooms: UserRoom[] = []
+  /**
+   * Reads the user's durable rooms and joins them (the caller writes the index). `replace`: the
+   * read is the whole truth, so rooms it does not have are left (but those changed meanwhile).
+   */
+  async #read(userId: string, p: Present, replace = false): Promise<void> {
+    let rooms: UserRoom[]
     p.changedWhileReading ??= new Set()
     try {
       rooms = await this.#deps.store.roomsOf(userId)
     } catch (err) {
+      p.changedWhileReading = undefined
       this.#unread.add(userId)
-      this.#deps.onFailure(err)
+      return this.#deps.onFailure(err)
     }
     const changed = p.changedWhileReading
     p.changedWhileReading = undefined
     if (this.#users.get(userId) !== p) return // gone meanwhile
+    if (replace) {
+      const now = new Set(rooms.map((r) => r.room))
+      for (const room of [...p.rooms.keys()]) if (!now.has(room) && !changed.has(room) && p.rooms.delete(room)) this.#dropUser(room, userId)
+    }
     for (const { room, generation } of rooms) if (!changed.has(room)) this.#addUser(room, userId, generation, p)
   }
 
