@@ -82,11 +82,12 @@ export async function startRedis() {
 }
 
 /** A router and `edges` edges on one Redis; each server is `{ name, pid, port, ... }`. */
-export async function startSwitchboard({ edges = 1, redis, edgeEnv = {}, routerEnv = {} }) {
+/** `from`: another checkout's root (built), to compare two versions side by side; default this one. */
+export async function startSwitchboard({ edges = 1, redis, edgeEnv = {}, routerEnv = {}, from = root }) {
   const common = { REDIS_URL: redis.url, SWITCHBOARD_INTERNAL_TOKEN: secrets.internal, LOG_LEVEL: 'info', REGISTRY_PREFIX: 'bench:' }
   const started = await Promise.all(
     Array.from({ length: edges }, async (_, i) => {
-      const proc = startNode(`${root}apps/edge/dist/main.js`, {
+      const proc = startNode(`${from}apps/edge/dist/main.js`, {
         ...common,
         EDGE_JWT_SECRET: secrets.jwt,
         EDGE_NODE_ID: `edge-${i + 1}`,
@@ -100,7 +101,7 @@ export async function startSwitchboard({ edges = 1, redis, edgeEnv = {}, routerE
       return { name: `edge-${i + 1}`, proc, pid: proc.pid, port: Number(port), internalPort: Number(internalPort) }
     }),
   )
-  const routerProc = startNode(`${root}apps/router/dist/main.js`, { ...common, ROUTER_API_KEYS: secrets.apiKey, ROUTER_PORT: '0', ROUTER_HOST: '127.0.0.1', ...routerEnv })
+  const routerProc = startNode(`${from}apps/router/dist/main.js`, { ...common, ROUTER_API_KEYS: secrets.apiKey, ROUTER_PORT: '0', ROUTER_HOST: '127.0.0.1', ...routerEnv })
   const [, routerPort] = await untilLine(routerProc, /"port":(\d+),"msg":"router listening"/, 'router')
   const router = { name: 'router', proc: routerProc, pid: routerProc.pid, port: Number(routerPort) }
   return { kind: 'switchboard', edges: started, router, servers: [router, ...started, redis], ports: started.map((e) => e.port) }

@@ -65,6 +65,16 @@ export function createRoomApi(deps: RoomApiDeps): RoomApi {
     return room
   }
 
+  /** Calls every edge of `calls` (url -> call); every one must answer, else 503 `edge_unavailable` saying `what`. */
+  async function allEdges<T>(requestId: string, calls: [string, () => Promise<T>][], what: (missed: number, of: number) => string): Promise<T[]> {
+    const answers = await Promise.all(calls.map(([url, call]) => forward(requestId, url, call)))
+    const missed = answers.filter((a) => a === undefined).length
+    if (missed > 0) throw new SwitchboardError('edge_unavailable', what(missed, calls.length))
+    return answers as T[]
+  }
+
+  const unconfirmed = (missed: number, of: number) => `the change is stored, but ${missed} of ${of} edges holding these users did not confirm it; retry (changes are idempotent)`
+
   /** Sends `call` to every edge holding a connection of `userIds`; fails (503) if one of them did not confirm. */
   async function tellEdges(userIds: readonly string[], requestId: string, call: (url: string, users: string[]) => Promise<unknown>): Promise<void> {
     if (userIds.length === 0) return
@@ -76,19 +86,17 @@ export function createRoomApi(deps: RoomApiDeps): RoomApi {
         else byEdge.set(url, [userId])
       }
     }
-    const answers = await Promise.all([...byEdge].map(([url, users]) => forward(requestId, url, () => call(url, users))))
-    const missed = answers.filter((a) => a === undefined).length
-    if (missed > 0) {
-      throw new SwitchboardError('edge_unavailable', `the change is stored, but ${missed} of ${answers.length} edges holding these users did not confirm it; retry (changes are idempotent)`)
-    }
+    await allEdges(requestId, [...byEdge].map(([url, users]) => [url, () => call(url, users)]), unconfirmed)
   }
 
-  /** Every edge in the room's index drops all its members of the room, token members too (clear, delete). */
-  async function dropOnEdges(room: string, route: RoomRoute, requestId: string): Promise<void> {
+  /** Clear or delete: the store, then every edge in the room's index drops all its members of the room, token members too. */
+  async function empty(roomParam: unknown, requestId: string, how: 'clear' | 'delete'): Promise<{ room: string; removed: number }> {
+    const room = roomName(roomParam)
+    const route = await rooms.route(room, 0)
+    const { removed } = await (how === 'clear' ? rooms.clear(room) : rooms.delete(room))
     const urls = await liveEdges(route)
-    const answers = await Promise.all(urls.map((url) => forward(requestId, url, () => edges.roomLeave(url, { room }, requestId))))
-    const missed = answers.filter((a) => a === undefined).length
-    if (missed > 0) throw new SwitchboardError('edge_unavailable', `the change is stored, but ${missed} of ${urls.length} edges holding members did not confirm it; retry`)
+    await allEdges(requestId, urls.map((url) => [url, () => edges.roomLeave(url, { room }, requestId)]), unconfirmed)
+    return { room, removed }
   }
 
   /** The edges in the room's index whose incarnation holds a lease, by URL. */
@@ -198,29 +206,16 @@ export function createRoomApi(deps: RoomApiDeps): RoomApi {
       const room = roomName(roomParam)
       const route = await rooms.route(room, roomLimits.listMax)
       const urls = await liveEdges(route)
-      const answers = await Promise.all(urls.map((url) => forward(requestId, url, () => edges.roomMembers(url, { room, generation: route.generation ?? '' }, requestId))))
-      if (answers.includes(undefined)) throw new SwitchboardError('edge_unavailable', `${answers.filter((a) => a === undefined).length} of ${urls.length} edges holding members of ${room} did not answer; retry`)
-      const online = new Set(answers.flatMap((a) => a!.users))
+      const calls = urls.map((url): [string, () => Promise<{ users: string[] }>] => [url, () => edges.roomMembers(url, { room, generation: route.generation ?? '' }, requestId)])
+      const answers = await allEdges(requestId, calls, (missed, of) => `${missed} of ${of} edges holding members of ${room} did not answer; retry`)
+      const online = new Set(answers.flatMap((a) => a.users))
       const answer: RoomPresenceResponse = { room, members: route.members, online: online.size }
       if (online.size <= roomLimits.listMax) answer.users = [...online].sort()
       if (route.userIds) answer.offline = route.userIds.filter((u) => !online.has(u))
       return answer
     },
 
-    async clear(roomParam, requestId) {
-      const room = roomName(roomParam)
-      const route = await rooms.route(room, 0)
-      const { removed } = await rooms.clear(room)
-      await dropOnEdges(room, route, requestId)
-      return { room, removed }
-    },
-
-    async delete(roomParam, requestId) {
-      const room = roomName(roomParam)
-      const route = await rooms.route(room, 0)
-      const { removed } = await rooms.delete(room)
-      await dropOnEdges(room, route, requestId)
-      return { room, removed }
-    },
+    clear: (roomParam, requestId) => empty(roomParam, requestId, 'clear'),
+    delete: (roomParam, requestId) => empty(roomParam, requestId, 'delete'),
   }
 }
