@@ -18,7 +18,7 @@ const CLIENTS = 5_000
 // Offlines at once, and storms 3 s apart: the previous storm's closes are settled before the next storm's meter starts.
 const presence = { PRESENCE_OFFLINE_GRACE_MS: '0' }
 const systems = {}
-for (const [name, from] of [['rooms', undefined], ['baseline', `${baselineRoot.replace(/\/$/, '')}/`]]) {
+for (const [name, from] of [['baseline', `${baselineRoot.replace(/\/$/, '')}/`], ['rooms', undefined]]) {
   const redis = await startRedis()
   systems[name] = { redis, system: await startSwitchboard({ edges: 1, redis, edgeEnv: presence, routerEnv: presence, ...(from && { from }) }) }
 }

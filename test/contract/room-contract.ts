@@ -110,6 +110,20 @@ export function roomContract(t: Test, make: (t: Test, limits: RoomLimits) => Pro
     t.same(await rooms.roomsOf(ann), [{ room, generation: after.generation }], 'joining again refreshes it')
   })
 
+  t.test('roomsOfMany reads many users\' rooms at once, in order, across partitions', async (t) => {
+    const rooms = await make(t, roomy)
+    const [room, other] = [name('many'), name('other')]
+    const users = Array.from({ length: 2_500 }, (_, i) => `rm${i}-${seq}`)
+    const { generation } = await rooms.add(room, users.slice(0, 2_000))
+    const second = await rooms.add(other, [users[5]!])
+    const read = await rooms.roomsOfMany([users[5]!, users[2_400]!, ...users])
+    t.equal(read.length, 2_502)
+    t.same(read[0]!.sort((a, b) => a.room.localeCompare(b.room)), [{ room, generation }, { room: other, generation: second.generation }].sort((a, b) => a.room.localeCompare(b.room)))
+    t.same(read[1], [], 'no rooms')
+    t.ok(read.slice(2, 2_002).every((r) => r.length >= 1 && r.some((x) => x.room === room)), 'every member, in order')
+    t.same(await rooms.roomsOfMany([]), [])
+  })
+
   t.test('the edge index: a route names the incarnations holding members, and the members of a small room', async (t) => {
     const rooms = await make(t, roomy)
     const [room, ann, bob] = [name('routed'), name('ann'), name('bob')]

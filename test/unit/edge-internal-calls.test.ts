@@ -20,7 +20,7 @@ function setup() {
   const open = new Map<string, Fake>()
   const reverse = new Map<string, { room: string; generation: string }[]>()
   const rooms = new LocalRooms<Fake>({
-    store: { roomsOf: async (u) => reverse.get(u) ?? [], setEdgeRooms: async () => undefined },
+    store: { roomsOfMany: async (users) => users.map((u) => reverse.get(u) ?? []), setEdgeRooms: async () => undefined },
     incId: () => 'inc',
     onFailure: (err) => {
       throw err

@@ -15,6 +15,14 @@ class FakeStore implements RoomIndexStore {
   failReads = false
   holdReads = false
 
+  /** Calls of roomsOfMany, with their users. */
+  readonly readCalls: string[][] = []
+
+  roomsOfMany(userIds: readonly string[]): Promise<UserRoom[][]> {
+    this.readCalls.push([...userIds])
+    return Promise.all(userIds.map((u) => this.roomsOf(u)))
+  }
+
   roomsOf(userId: string): Promise<UserRoom[]> {
     if (this.failReads) return Promise.reject(new Error('redis down'))
     if (!this.holdReads) return Promise.resolve(this.reverse.get(userId) ?? [])
@@ -67,6 +75,7 @@ t.test('a user arriving joins its durable rooms; the index is written on a room\
   store.reverse.set('ann', [{ room: 'a', generation: g1 }, { room: 'b', generation: g1 }])
   store.reverse.set('bob', [{ room: 'a', generation: g1 }])
   await Promise.all([rooms.arrive('ann'), rooms.arrive('bob')])
+  t.same(store.readCalls, [['ann', 'bob']], "the turn's arrivals read in one call")
   t.same(store.writes.sort(), ['inc1 a +', 'inc1 b +'], 'one write per room, in one turn')
   t.same(rooms.members('a', g1).sort(), ['ann', 'bob'])
   t.same(rooms.members('a', g1, new Set(['bob'])), ['ann'], 'except')
@@ -112,6 +121,7 @@ t.test('a user gone before its read answers joins nothing', async (t) => {
   store.holdReads = true
   const arrived = rooms.arrive('ann')
   rooms.depart('ann')
+  await new Promise((r) => setImmediate(r)) // the turn's reads go out
   store.answer('ann', [{ room: 'r', generation: g1 }])
   await arrived
   t.same(rooms.members('r', g1), [])

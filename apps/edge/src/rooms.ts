@@ -2,7 +2,8 @@ import type { RoomHolding, UserRoom } from '@switchboard/registry'
 
 /** What the edge needs of the room store: its users' rooms, and its own fields of the edge index. */
 export interface RoomIndexStore {
-  roomsOf(userId: string): Promise<UserRoom[]>
+  /** Each user's durable rooms, in `userIds` order. */
+  roomsOfMany(userIds: readonly string[]): Promise<UserRoom[][]>
   setEdgeRooms(incId: string, changes: readonly RoomHolding[]): Promise<void>
 }
 
@@ -62,6 +63,8 @@ export class LocalRooms<S> {
   readonly #unread = new Set<string>()
   #dirty = new Set<string>()
   #flushed: Promise<void> | undefined
+  /** This turn's reads of users' rooms: one store call for all of them (a connect storm arrives in batches). */
+  #reads: { userId: string; resolve(rooms: UserRoom[]): void; reject(err: unknown): void }[] = []
 
   constructor(deps: LocalRoomsDeps) {
     this.#deps = deps
@@ -177,7 +180,7 @@ export class LocalRooms<S> {
     let rooms: UserRoom[]
     p.changedWhileReading ??= new Set()
     try {
-      rooms = await this.#deps.store.roomsOf(userId)
+      rooms = await this.#roomsOf(userId)
     } catch (err) {
       p.changedWhileReading = undefined
       this.#unread.add(userId)
@@ -191,6 +194,21 @@ export class LocalRooms<S> {
       for (const room of [...p.rooms.keys()]) if (!now.has(room) && !changed.has(room) && p.rooms.delete(room)) this.#dropUser(room, userId)
     }
     for (const { room, generation } of rooms) if (!changed.has(room)) this.#addUser(room, userId, generation, p)
+  }
+
+  /** Reads the user's rooms with the others of this turn. */
+  #roomsOf(userId: string): Promise<UserRoom[]> {
+    return new Promise((resolve, reject) => {
+      if (this.#reads.push({ userId, resolve, reject }) > 1) return
+      setImmediate(() => {
+        const reads = this.#reads
+        this.#reads = []
+        this.#deps.store.roomsOfMany(reads.map((r) => r.userId)).then(
+          (rooms) => reads.forEach((r, i) => r.resolve(rooms[i] ?? [])),
+          (err: unknown) => reads.forEach((r) => r.reject(err)),
+        )
+      })
+    })
   }
 
   #members(room: string): Members<S> {

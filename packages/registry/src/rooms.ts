@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto'
+import { Cluster } from 'ioredis'
 import { SwitchboardError } from '@switchboard/protocol'
 import { buildKeys, groupBy, partitionOf, roomPartitionOf, PARTITIONS, type Keys } from './keys.js'
 import * as lua from './scripts/lua.js'
@@ -68,6 +69,8 @@ export interface RoomStore {
   info(room: string): Promise<RoomInfo>
   /** The user's durable rooms, stale entries included (their generation is not the room's). */
   roomsOf(userId: string): Promise<UserRoom[]>
+  /** `roomsOf` of many users in few calls (edges: the users arriving in one turn), in `userIds` order. */
+  roomsOfMany(userIds: readonly string[]): Promise<UserRoom[][]>
   /** Removes every member, then the room; resolves with how many members it had. */
   delete(room: string): Promise<{ removed: number }>
   /** Removes every member; the room lives on (same generation and idle expiry). */
@@ -83,6 +86,8 @@ export interface RoomStore {
 const newGeneration = () => randomBytes(8).toString('hex')
 /** Members removed per call when a room is deleted. */
 const DELETE_BATCH = 1_000
+/** Users' rooms read per call. */
+const READ_BATCH = 1_000
 
 function tooMany(room: string, limits: RoomLimits): SwitchboardError {
   return new SwitchboardError('invalid_request', `room ${JSON.stringify(room)} would have more than ${limits.maxMembers} members`)
@@ -146,6 +151,28 @@ export class RedisRoomStore implements RoomStore {
   async roomsOf(userId: string): Promise<UserRoom[]> {
     const all = await this.#run(() => this.#redis.hgetall(this.#keys.userRooms(userId)))
     return Object.entries(all).map(([room, generation]) => ({ room, generation }))
+  }
+
+  async roomsOfMany(userIds: readonly string[]): Promise<UserRoom[][]> {
+    // One script for all of them on one server; one per partition (a slot each) on a Cluster.
+    const slots = this.#redis instanceof Cluster ? [...groupBy(userIds.keys(), (i) => partitionOf(userIds[i]!)).values()] : [[...userIds.keys()]]
+    // At most READ_BATCH users per call, so one call never blocks Redis for long (a resync reads every user).
+    const groups = slots.flatMap((indexes) => Array.from({ length: Math.ceil(indexes.length / READ_BATCH) }, (_, b) => indexes.slice(b * READ_BATCH, (b + 1) * READ_BATCH)))
+    const out: UserRoom[][] = new Array(userIds.length)
+    await this.#run(() =>
+      Promise.all(
+        groups.map(async (indexes) => {
+          const replies = (await lua.userRoomsRead.run(this.#redis, indexes.map((i) => this.#keys.userRooms(userIds[i]!)), [])) as string[][]
+          indexes.forEach((i, k) => {
+            const flat = replies[k] ?? []
+            const rooms: UserRoom[] = []
+            for (let j = 0; j + 1 < flat.length; j += 2) rooms.push({ room: flat[j]!, generation: flat[j + 1]! })
+            out[i] = rooms
+          })
+        }),
+      ),
+    )
+    return out
   }
 
   async delete(room: string): Promise<{ removed: number }> {
@@ -274,6 +301,10 @@ export class MemoryRoomStore implements RoomStore {
 
   async roomsOf(userId: string): Promise<UserRoom[]> {
     return [...(this.#userRooms.get(userId) ?? [])].map(([room, generation]) => ({ room, generation }))
+  }
+
+  async roomsOfMany(userIds: readonly string[]): Promise<UserRoom[][]> {
+    return Promise.all(userIds.map((u) => this.roomsOf(u)))
   }
 
   async delete(room: string): Promise<{ removed: number }> {
