@@ -188,6 +188,56 @@ t.test('a kept room push reaches a member who was away when they resume; a room 
   t.match(await pushes(back.client), [{ id: 'r10-k', epoch: head.epoch, offset: head.offset + 1 }], 'replayed from her inbox')
 })
 
+t.test('membership changes while room pushes stream: exactly what holds at the instant of a change', async (t) => {
+  const name = room()
+  const ann = await connectUser(t, e0.wsUrl, jwtSecret, 'r12-ann') // added and removed, five times
+  const bob = await connectUser(t, e1.wsUrl, jwtSecret, 'r12-bob') // a member throughout
+  const eve = await connectUser(t, e2.wsUrl, jwtSecret, 'r12-eve') // never a member
+  await cluster.api.post(`/v1/rooms/${name}/members`, { userIds: ['r12-bob'] })
+  const sent: { id: string; sentAt: number; answeredAt: number }[] = []
+  let streaming = true
+  // Two streams of room pushes, each waiting for its answer: every push is sent before or after a change, or during it.
+  const streams = [0, 1].map(async (s) => {
+    for (let i = 0; streaming; i++) {
+      const id = `r12-${s}-${i}`
+      const sentAt = performance.now()
+      const res = await cluster.api.post('/v1/push', { room: name, event: 'e', id })
+      if (res.status !== 200) throw new Error(`push ${id}: ${res.status}`)
+      sent.push({ id, sentAt, answeredAt: performance.now() })
+    }
+  })
+  const morePushes = async (n: number) => {
+    const target = sent.length + n
+    await eventually(() => sent.length >= target)
+  }
+  const changes: { addStarted: number; added: number; removeStarted: number; removed: number }[] = []
+  for (let k = 0; k < 5; k++) {
+    await morePushes(4)
+    const addStarted = performance.now()
+    t.equal((await cluster.api.post(`/v1/rooms/${name}/members`, { userIds: ['r12-ann'] })).status, 200)
+    const added = performance.now()
+    await morePushes(4)
+    const removeStarted = performance.now()
+    t.equal((await cluster.api.post(`/v1/rooms/${name}/members/remove`, { userIds: ['r12-ann'] })).status, 200)
+    changes.push({ addStarted, added, removeStarted, removed: performance.now() })
+  }
+  await morePushes(4)
+  streaming = false
+  await Promise.all(streams)
+  const got = async (c: Client) => new Set((await pushes(c)).map((p) => String(p.id)))
+  const [annGot, bobGot, eveGot] = [await got(ann.client), await got(bob.client), await got(eve.client)]
+  t.equal(bobGot.size, sent.length, `the member throughout got all ${sent.length} pushes`)
+  t.same([...eveGot], [], 'the user never a member got none')
+  // A push sent after an add returned and answered before the remove began must reach ann; one
+  // sent after a remove returned and answered before the next add began must not.
+  const mustHave = sent.filter((p) => changes.some((c) => p.sentAt > c.added && p.answeredAt < c.removeStarted))
+  const mustNot = sent.filter((p) => changes.some((c, k) => p.sentAt > c.removed && p.answeredAt < (changes[k + 1]?.addStarted ?? Infinity)) || p.answeredAt < changes[0]!.addStarted)
+  t.ok(mustHave.length >= 15 && mustNot.length >= 15, `${mustHave.length} pushes wholly inside a membership, ${mustNot.length} wholly outside`)
+  t.same(mustHave.filter((p) => !annGot.has(p.id)).map((p) => p.id), [], 'every push sent while she was a member reached her')
+  t.same(mustNot.filter((p) => annGot.has(p.id)).map((p) => p.id), [], 'no push sent while she was not reached her')
+  t.ok([...annGot].every((id) => sent.some((p) => p.id === id)), 'and she got nothing else')
+})
+
 t.test('an edge SIGKILLed: room pushes stop calling it within the lease bound', async (t) => {
   const name = room()
   const extra = await cluster.addEdge(t)
