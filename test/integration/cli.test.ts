@@ -57,6 +57,21 @@ t.test('against a running router: token, presence, push, nodes, and clear failur
   t.same(JSON.parse(json.stdout), { id: JSON.parse(json.stdout).id, delivered: ['cli-ann'], offline: [], failed: [] })
   t.match(await client.nextFrame(), { type: 'push', event: 'e', data: null })
 
+  const add = await cli(['room', 'add', 'cli room', 'cli-ann', 'cli-nobody'], env)
+  t.equal(add.stdout, 'cli room: 2 members; added cli-ann, cli-nobody\n')
+  const roomPush = await cli(['push', '--room', 'cli room', '--event', 'cli.room', '--id', 'cli-r1'], env)
+  t.equal(roomPush.stdout, 'push cli-r1 to room cli room: 2 members, 1 reached on 1 edge\n  delivered  cli-ann\n  offline    cli-nobody\n  failed     -\n')
+  t.match(await client.nextFrame(), { type: 'push', id: 'cli-r1', event: 'cli.room' })
+  const excepted = await cli(['push', '--room', 'cli room', '--event', 'e', '--except', 'cli-ann', '--json'], env)
+  t.match(JSON.parse(excepted.stdout), { room: 'cli room', members: 2, reached: 0, delivered: [], offline: ['cli-nobody'] })
+  t.equal((await cli(['room', 'presence', 'cli room'], env)).stdout, 'cli room: 1 online of 2 members\n  online     cli-ann\n  offline    cli-nobody\n')
+  t.equal((await cli(['room', 'members', 'cli room'], env)).stdout, 'cli-ann\ncli-nobody\n')
+  t.equal((await cli(['room', 'remove', 'cli room', 'cli-nobody'], env)).stdout, 'cli room: 1 members; removed cli-nobody\n')
+  t.equal((await cli(['room', 'info', 'cli room'], env)).stdout, 'cli room: 1 members\n')
+  t.equal((await cli(['room', 'clear', 'cli room'], env)).stdout, 'cli room: cleared, 1 members removed\n')
+  t.equal((await cli(['room', 'delete', 'cli room'], env)).stdout, 'cli room: deleted, 0 members removed\n')
+  t.equal((await cli(['room', 'info', 'cli room'], env)).stdout, 'cli room: no such room\n')
+
   const nodes = await cli(['nodes'], env)
   t.equal(nodes.code, 0)
   t.match(nodes.stdout, new RegExp(`^node\\s+connections\\s+state\\s+started\\n${edge.nodeId}\\s+\\d+\\s+serving\\s+\\d{4}-`))
@@ -73,7 +88,8 @@ t.test('against a running router: token, presence, push, nodes, and clear failur
 })
 
 t.test('bad usage exits 2 with the usage text', async (t) => {
-  for (const args of [[], ['bogus'], ['push', '--to', 'a'], ['push', '--to', 'a', '--event', 'e', '--data', '{bad'], ['nodes', '--nope'], ['token'], ['presence']]) {
+  const bad = [[], ['bogus'], ['push', '--to', 'a'], ['push', '--to', 'a', '--room', 'r', '--event', 'e'], ['push', '--to', 'a', '--event', 'e', '--data', '{bad'], ['nodes', '--nope'], ['token'], ['presence'], ['room'], ['room', 'add', 'r'], ['room', 'zap', 'r']]
+  for (const args of bad) {
     const run = await cli(args, { SWITCHBOARD_URL: 'http://127.0.0.1:1', SWITCHBOARD_API_KEY: 'k'.repeat(16), EDGE_JWT_SECRET: 's'.repeat(32) })
     t.equal(run.code, 2, JSON.stringify(args))
     t.match(run.stderr, /^switchboard: .+\n\nusage: switchboard <command>/, `${JSON.stringify(args)}: says what is wrong, then the usage`)

@@ -9,8 +9,12 @@ const USAGE = `usage: switchboard <command> [options]
 
   token --user <id> [--ttl 24h]          mint a development client token (HS256)
   push --to <id>[,<id>...] --event <name> [--data <json>] [--id <id>] [--keep]
+  push --room <room> --event <name> [--data <json>] [--id <id>] [--except <id>,...] [--keep]
   presence <id> [<id>...]                who is online, and where
   nodes                                  live edges and their connections
+  room add|remove <room> <id> [<id>...]  change a room's members (remove one id: a kick)
+  room members|presence|info <room>      its members (first 1,000), who of it is online, its size
+  room clear|delete <room>               remove every member (delete also ends the room)
 
 options:
   --url <router URL>    or SWITCHBOARD_URL
@@ -37,6 +41,8 @@ export async function main(argv: string[], env: Env, out = process.stdout, err =
         user: { type: 'string' },
         ttl: { type: 'string', default: '24h' },
         to: { type: 'string' },
+        room: { type: 'string' },
+        except: { type: 'string' },
         event: { type: 'string' },
         data: { type: 'string' },
         id: { type: 'string' },
@@ -54,8 +60,8 @@ export async function main(argv: string[], env: Env, out = process.stdout, err =
       return 0
     }
     const session = () => readSession(sessionFile(env))
-    const call = <T>(fn: (router: SwitchboardBackend) => Promise<T>) => request(routerOf(values, env, session), fn)
-    const print = (answer: unknown, text: () => string) => out.write(`${values.json ? JSON.stringify(answer) : text()}\n`)
+    const call: Call = (fn) => request(routerOf(values, env, session), fn)
+    const print: Print = (answer, text) => out.write(`${values.json ? JSON.stringify(answer) : text()}\n`)
 
     switch (command) {
       case 'token': {
@@ -66,14 +72,28 @@ export async function main(argv: string[], env: Env, out = process.stdout, err =
         return 0
       }
       case 'push': {
-        if (!values.to || !values.event) throw new UsageError('push needs --to <id>[,<id>...] and --event <name>')
-        const body = {
-          to: values.to.split(',').map((s) => s.trim()).filter(Boolean),
+        if (!values.event || (values.to === undefined) === (values.room === undefined)) {
+          throw new UsageError('push needs --event <name> and either --to <id>[,<id>...] or --room <room>')
+        }
+        const common = {
           event: values.event,
           data: parseData(values.data),
           ...(values.id ? { id: values.id } : {}),
           ...(values.keep ? { keep: true } : {}),
         }
+        if (values.room !== undefined) {
+          const room = values.room
+          const answer = await call((router) => router.push({ room, ...common, ...(values.except ? { except: ids(values.except) } : {}) }))
+          print(answer, () =>
+            [
+              `push ${answer.id} to room ${answer.room}: ${answer.members} members, ${answer.reached} reached on ${answer.edges} edge${answer.edges === 1 ? '' : 's'}${answer.failedEdges > 0 ? ` (${answer.failedEdges} failed)` : ''}`,
+              ...(answer.delivered ? [`  delivered  ${list(answer.delivered)}`, `  offline    ${list(answer.offline ?? [])}`, `  failed     ${list(answer.failed ?? [])}`] : []),
+              ...(answer.kept ? [`  kept       ${list(answer.kept)}`] : []),
+            ].join('\n'),
+          )
+          return 0
+        }
+        const body = { to: ids(values.to!), ...common }
         const answer = await call((router) => router.push(body))
         print(answer, () =>
           [
@@ -110,6 +130,8 @@ export async function main(argv: string[], env: Env, out = process.stdout, err =
         })
         return 0
       }
+      case 'room':
+        return await roomCommand(rest, call, print)
       case undefined:
         throw new UsageError('no command given')
       default:
@@ -127,6 +149,53 @@ export async function main(argv: string[], env: Env, out = process.stdout, err =
     return 2
   }
 }
+
+type Call = <T>(fn: (router: SwitchboardBackend) => Promise<T>) => Promise<T>
+type Print = (answer: unknown, text: () => string) => void
+
+/** `room <verb> <room> [<id>...]`. */
+async function roomCommand([verb, room, ...users]: string[], call: Call, print: Print): Promise<number> {
+  if (!room) throw new UsageError('room needs a verb (add, remove, members, presence, info, clear, delete) and a room')
+  switch (verb) {
+    case 'add':
+    case 'remove': {
+      if (users.length === 0) throw new UsageError(`room ${verb} needs at least one user id`)
+      if (verb === 'add') {
+        const a = await call((router) => router.roomAdd(room, users))
+        print(a, () => `${a.room}: ${a.members} members; added ${list(a.added)}${a.refused.length > 0 ? `; refused (in too many rooms) ${list(a.refused)}` : ''}`)
+      } else {
+        const a = await call((router) => router.roomRemove(room, users))
+        print(a, () => `${a.room}: ${a.members} members; removed ${list(a.removed)}`)
+      }
+      return 0
+    }
+    case 'members': {
+      const a = await call((router) => router.roomMembers(room, { limit: 1_000 }))
+      print(a, () => [...a.userIds, ...(a.cursor ? [`… more after ${a.cursor} (GET /v1/rooms/:room/members?cursor=…)`] : [])].join('\n') || `${room}: no members`)
+      return 0
+    }
+    case 'presence': {
+      const a = await call((router) => router.roomPresence(room))
+      print(a, () => [`${a.room}: ${a.online} online of ${a.members} members`, ...(a.users ? [`  online     ${list(a.users)}`] : []), ...(a.offline ? [`  offline    ${list(a.offline)}`] : [])].join('\n'))
+      return 0
+    }
+    case 'info': {
+      const a = await call((router) => router.roomInfo(room))
+      print(a, () => (a.exists ? `${a.room}: ${a.members} members` : `${a.room}: no such room`))
+      return 0
+    }
+    case 'clear':
+    case 'delete': {
+      const a = await call((router) => (verb === 'clear' ? router.roomClear(room) : router.roomDelete(room)))
+      print(a, () => `${a.room}: ${verb === 'clear' ? 'cleared' : 'deleted'}, ${a.removed} members removed`)
+      return 0
+    }
+    default:
+      throw new UsageError(`unknown room verb "${verb}"`)
+  }
+}
+
+const ids = (csv: string) => csv.split(',').map((s) => s.trim()).filter(Boolean)
 
 interface Router {
   url: string
