@@ -35,6 +35,7 @@ COPY --from=build /app/packages/registry/dist packages/registry/dist
 COPY --from=build /app/packages/registry/lua packages/registry/lua
 COPY --from=build /app/apps/edge/dist apps/edge/dist
 COPY --from=build /app/apps/router/dist apps/router/dist
+COPY --from=build /app/apps/router/admin-web apps/router/admin-web
 # The node image's unprivileged user; the services need no privilege (ports above 1024).
 USER node
 EXPOSE 3000 8080 8081

@@ -50,9 +50,25 @@ try {
 }
 log.info({ port }, 'router listening')
 
+// The admin web, on its own port, only when configured (ROUTER_ADMIN_PORT and ROUTER_ADMIN_PASSWORD).
+let admin: { close(): Promise<void> } | undefined
+if (config.admin) {
+  const { buildAdmin } = await import('./admin/server.js')
+  const server = await buildAdmin({ password: config.admin.password, sessionTtlMs: config.admin.sessionTtlMs, leaseTtlMs: config.leaseTtlMs, registry, log })
+  try {
+    const adminPort = await server.listen(config.admin.host, config.admin.port)
+    log.info({ adminPort }, 'admin web listening')
+    admin = server
+  } catch (err) {
+    log.fatal({ err }, `cannot listen on ${config.admin.host}:${config.admin.port} (ROUTER_ADMIN_PORT)`)
+    process.exit(1)
+  }
+}
+
 process.once('SIGTERM', () => {
   stopReaper()
   void presence.stop()
+  void admin?.close()
   // close() stops accepting and waits for the requests in flight on both ingresses.
   app
     .close(config.forwardTimeoutMs + config.redisCommandTimeoutMs + 1_000)

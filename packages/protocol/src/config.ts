@@ -219,6 +219,10 @@ const RouterEnvShape = z.object({
   PRESENCE_WEBHOOK_RETRY_FOR_MS: z.coerce.number().int().min(1_000).max(30 * 86_400_000).default(86_400_000),
   PRESENCE_POLL_MS: ms(250, 10),
   PUSH_KEEP_DEFAULT: z.enum(['true', 'false']).default('false'),
+  ROUTER_ADMIN_PORT: z.coerce.number().int().min(0).max(65_535).optional(),
+  ROUTER_ADMIN_HOST: z.string().min(1).default('0.0.0.0'),
+  ROUTER_ADMIN_PASSWORD: secret(16).optional(),
+  ROUTER_ADMIN_SESSION_TTL_S: z.coerce.number().int().min(1).max(7 * 86_400).default(3_600),
 })
 
 /** `whsec_` and the base64 of a 24 to 64 byte key (the Standard Webhooks secret format). */
@@ -236,6 +240,10 @@ export const RouterEnv = RouterEnvShape
   .refine((e) => !e.PRESENCE_WEBHOOK_URL?.length || e.PRESENCE_WEBHOOK_SECRET, {
     path: ['PRESENCE_WEBHOOK_SECRET'],
     message: 'required with PRESENCE_WEBHOOK_URL: one or more whsec_ secrets',
+  })
+  .refine((e) => e.ROUTER_ADMIN_PORT === undefined || e.ROUTER_ADMIN_PASSWORD !== undefined, {
+    path: ['ROUTER_ADMIN_PASSWORD'],
+    message: 'required with ROUTER_ADMIN_PORT: the admin web\'s password (at least 16 characters)',
   })
   .refine((e) => e.PRESENCE_RETENTION_MS >= e.PRESENCE_WEBHOOK_RETRY_FOR_MS, {
     path: ['PRESENCE_RETENTION_MS'],
@@ -271,6 +279,11 @@ export const RouterEnv = RouterEnvShape
     presencePollMs: e.PRESENCE_POLL_MS,
     /** Whether a push that does not say `keep` is kept for recovery. */
     keepByDefault: e.PUSH_KEEP_DEFAULT === 'true',
+    /** The admin web on its own port; undefined (off) unless ROUTER_ADMIN_PORT is set. */
+    admin:
+      e.ROUTER_ADMIN_PORT === undefined
+        ? undefined
+        : { port: e.ROUTER_ADMIN_PORT, host: e.ROUTER_ADMIN_HOST, password: e.ROUTER_ADMIN_PASSWORD!, sessionTtlMs: e.ROUTER_ADMIN_SESSION_TTL_S * 1_000 },
   }))
 export type RouterConfig = Readonly<z.output<typeof RouterEnv>>
 
