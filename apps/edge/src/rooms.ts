@@ -86,7 +86,7 @@ export class LocalRooms<S> {
       present.sockets++
       return tokenRooms.length > 0 ? Promise.all([present.ready, this.#flush()]).then(() => undefined) : present.ready
     }
-    const p: Present = { sockets: 1, rooms: new Map(), changedWhileReading: new Set(), ready: Promise.resolve() }
+    const p: Present = { sockets: 1, rooms: new Map(), changedWhileReading: undefined, ready: Promise.resolve() } // #read sets both
     this.#users.set(userId, p)
     p.ready = this.#read(userId, p).then(() => this.#flush())
     return p.ready

@@ -101,6 +101,7 @@ export function createRoomApi(deps: RoomApiDeps): RoomApi {
 
   /** The edges in the room's index whose incarnation holds a lease, by URL. */
   async function liveEdges(route: RoomRoute): Promise<string[]> {
+    if (route.incIds.length === 0) return [] // no edge holds a member: no liveness to check
     const live = await registry.incarnations(route.incIds)
     return [...new Set([...live.values()].map((n) => n.url))]
   }

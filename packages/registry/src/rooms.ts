@@ -149,8 +149,7 @@ export class RedisRoomStore implements RoomStore {
   }
 
   async roomsOf(userId: string): Promise<UserRoom[]> {
-    const all = await this.#run(() => this.#redis.hgetall(this.#keys.userRooms(userId)))
-    return Object.entries(all).map(([room, generation]) => ({ room, generation }))
+    return (await this.roomsOfMany([userId]))[0]!
   }
 
   async roomsOfMany(userIds: readonly string[]): Promise<UserRoom[][]> {
