@@ -179,6 +179,10 @@ export function presenceContract(t: Test, make: MakePresenceRegistry): void {
     t.same(rest.events.map((e) => e.event), events.slice(2))
     t.equal(rest.newest, rest.events[2]!.position)
     t.equal(rest.oldest, first.events[0]!.position)
+    const recent = await registry.recentFeed(2)
+    t.same(recent.map((e) => e.event.id), ['e4', 'e3'], 'the newest first')
+    t.same(recent.map((e) => e.position), rest.events.slice(1).reverse().map((e) => e.position), 'at the positions readFeed gives')
+    t.equal((await registry.recentFeed(100)).length, 5)
   })
 }
 

@@ -1,9 +1,10 @@
-// The admin web (first slice: login, session, CSRF, security headers, the cluster view) on a
-// real router with two edges and Redis, over real HTTP. Browser tests come with the pages.
+// The admin web on a real router with two edges and Redis: login, session, CSRF, security
+// headers, and every page's API over real HTTP; then the whole page in headless Chromium.
 import { spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { mkdirSync, readFileSync } from 'node:fs'
 import t from 'tap'
+import { CLAIM_TTL_MS } from '../../apps/router/src/presence/relay.js'
 import { connectUser, eventually } from '../helpers/clients.js'
 import { ROUTER_MAIN, routerEnv, startCluster, startRouter, testSecrets, waitForLog } from '../helpers/processes.js'
 import { freePort } from '../helpers/redis.js'
@@ -12,7 +13,14 @@ import { freePort } from '../helpers/redis.js'
 const ARTIFACTS = new URL('../../test-artifacts/', import.meta.url).pathname
 const PASSWORD = `admin-${randomBytes(12).toString('hex')}`
 const adminPort = await freePort()
-const cluster = await startCluster(t, { edges: 2, routerEnv: { ROUTER_ADMIN_PORT: String(adminPort), ROUTER_ADMIN_PASSWORD: PASSWORD } })
+/** A webhook endpoint nobody listens on, with a token in its query: its state shows the failure, never the token. */
+const HOOK_TOKEN = `hooktoken${randomBytes(6).toString('hex')}`
+const HOOK_SECRET = `whsec_${randomBytes(32).toString('base64')}`
+const hookUrl = `http://127.0.0.1:${await freePort()}/hooks/presence?token=${HOOK_TOKEN}`
+const cluster = await startCluster(t, {
+  edges: 2,
+  routerEnv: { ROUTER_ADMIN_PORT: String(adminPort), ROUTER_ADMIN_PASSWORD: PASSWORD, PRESENCE_WEBHOOK_URL: hookUrl, PRESENCE_WEBHOOK_SECRET: HOOK_SECRET },
+})
 await waitForLog(cluster.router, 'admin web listening')
 const base = `http://127.0.0.1:${adminPort}`
 const { apiKeys, jwtSecret } = testSecrets()
@@ -49,7 +57,7 @@ t.test('the page: served with a strict CSP and no secret in it', async (t) => {
   const html = await page.text()
   t.notMatch(html, /<script>|<script [^>]*>[^<]|style=/, 'no inline script or style in the page')
   const sources = html + (await (await fetch(`${base}/app.js`)).text()) + (await (await fetch(`${base}/app.css`)).text())
-  for (const secret of [...apiKeys, PASSWORD, jwtSecret]) t.notOk(sources.includes(secret), 'no API key, admin password or JWT secret in what is served')
+  for (const secret of [...apiKeys, PASSWORD, jwtSecret, HOOK_SECRET]) t.notOk(sources.includes(secret), 'no API key, admin password, JWT or webhook secret in what is served')
 })
 
 t.test('login: refused without a CSRF token or with a wrong password; a session cookie HttpOnly and SameSite=Strict', async (t) => {
@@ -108,6 +116,147 @@ t.test('a session expires after ROUTER_ADMIN_SESSION_TTL_S', async (t) => {
   t.ok(Date.now() - loggedInAt >= ttlS * 1_000, 'not before its TTL')
 })
 
+t.test('the user inspector: online, each connection, recent presence events', async (t) => {
+  const b = browser()
+  await b.login()
+  // A router delivers presence (the feed included) once it holds its claim on the partitions,
+  // which a new router gets within a claim's TTL (CLAIM_TTL_MS) of its start.
+  await eventually(async () => {
+    const { presence } = (await b.call('GET', '/api/cluster')).json.router
+    return presence.owned === presence.partitions
+  }, { timeoutMs: 2 * CLAIM_TTL_MS })
+  const [e1, e2] = cluster.edges
+  await connectUser(t, e1!.wsUrl, jwtSecret, 'adm-dee')
+  await connectUser(t, e2!.wsUrl, jwtSecret, 'adm-dee')
+  // The feed is written by the router's presence delivery, in batches (PRESENCE_WEBHOOK_BATCH_MS).
+  const user = await eventually(async () => {
+    const res = await b.call('GET', '/api/users/adm-dee')
+    return res.json.events.length > 0 ? res.json : undefined
+  })
+  t.equal(user.online, true)
+  t.same(user.connections.map((c: { nodeId: string }) => c.nodeId).sort(), [e1!.nodeId, e2!.nodeId].sort(), 'a connection on each edge')
+  t.match(user.events[0], { userId: 'adm-dee', type: 'user.online', cause: 'connect' })
+  const nobody = await b.call('GET', '/api/users/adm-nobody')
+  t.same([nobody.status, nobody.json.online, nobody.json.connections, nobody.json.events], [200, false, [], []], 'an unknown user: offline, no event')
+  const bad = await b.call('GET', `/api/users/${encodeURIComponent('x'.repeat(300))}`)
+  t.same([bad.status, bad.json.error.code], [400, 'invalid_request'], "a bad user id: the API's 400")
+  t.match(bad.json.error.message, /userId/)
+})
+
+t.test('a test push: the answer per recipient and a request id; refused without CSRF; bad input a clear 400', async (t) => {
+  const b = browser()
+  await b.login()
+  const { client } = await connectUser(t, cluster.edges[0]!.wsUrl, jwtSecret, 'adm-eve')
+  const body = { to: ['adm-eve', 'adm-offline'], event: 'admin.test', data: { n: 1 } }
+  t.equal((await b.call('POST', '/api/push', body, { csrf: false })).status, 403, 'no CSRF token: refused')
+  const res = await b.call('POST', '/api/push', body)
+  t.equal(res.status, 200)
+  t.same([res.json.delivered, res.json.offline, res.json.failed], [['adm-eve'], ['adm-offline'], []])
+  t.match(res.json.requestId, /^admin-[0-9a-f-]{36}$/)
+  t.match(await client.nextFrame(), { type: 'push', event: 'admin.test', data: { n: 1 } }, 'the client received it')
+  await eventually(() => cluster.router.logs().some((l) => l.includes(res.json.requestId) && l.includes('admin: test push sent')))
+  t.pass('the request id is in the router log')
+  for (const [bad, message] of [
+    [{ to: [], event: 'e' }, /to/],
+    [{ to: ['u'], event: '' }, /event/],
+    [{ to: 'adm-eve', event: 'e' }, /to/],
+  ] as const) {
+    const r = await b.call('POST', '/api/push', bad)
+    t.same([r.status, r.json.error.code], [400, 'invalid_request'], `refused: ${JSON.stringify(bad)}`)
+    t.match(r.json.error.message, message)
+  }
+  const notJson = await fetch(`${base}/api/push`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"to":' })
+  t.ok([400, 401, 403].includes(notJson.status), 'a body that is not JSON never reaches the API')
+  const tooBig = await b.call('POST', '/api/push', { to: ['u'], event: 'e', data: 'x'.repeat(20_000) })
+  t.same([tooBig.status, tooBig.json.error.code], [413, 'payload_too_large'])
+})
+
+t.test('disconnect: refused without CSRF; closes every connection with the reason; the user is then offline', async (t) => {
+  const b = browser()
+  await b.login()
+  const { client } = await connectUser(t, cluster.edges[1]!.wsUrl, jwtSecret, 'adm-fay')
+  t.equal((await b.call('POST', '/api/users/adm-fay/disconnect', { reason: 'x' }, { csrf: false })).status, 403)
+  t.equal(client.isClosed(), false, 'still connected')
+  const res = await b.call('POST', '/api/users/adm-fay/disconnect', { reason: 'account locked by support' })
+  t.same([res.status, res.json.closed], [200, 1])
+  t.equal((await client.closed).reason, 'account locked by support', 'the client saw the reason')
+  t.equal((await b.call('GET', '/api/users/adm-fay')).json.online, false)
+  t.equal((await b.call('POST', '/api/users/adm-fay/disconnect', { reason: 7 })).status, 400, 'a reason that is not a string: 400')
+  t.ok(cluster.router.logs().some((l) => l.includes(res.json.requestId) && l.includes('admin: user disconnected')), 'who and why, in the router log')
+})
+
+t.test('presence events: the latest, and the webhook endpoint failing, shown without its query string', async (t) => {
+  const b = browser()
+  await b.login()
+  await connectUser(t, cluster.edges[0]!.wsUrl, jwtSecret, 'adm-gus')
+  const view = await eventually(async () => {
+    const res = await b.call('GET', '/api/events')
+    const hook = res.json.delivery.sinks.find((s: { label: string }) => s.label !== 'feed')
+    return res.json.events.some((e: { userId: string }) => e.userId === 'adm-gus') && hook?.lastError ? res.json : undefined
+  }, { timeoutMs: 10_000 })
+  const lastVer = new Map<string, number>()
+  const newestFirst = view.events.every((e: { userId: string; ver: number }) => {
+    const ok = (lastVer.get(e.userId) ?? Infinity) > e.ver
+    lastVer.set(e.userId, e.ver)
+    return ok
+  })
+  t.ok(newestFirst, "newest first (each user's versions decrease down the list)")
+  t.equal(view.delivery.owned, view.delivery.partitions, 'this router, the only one, delivers every partition')
+  const hook = view.delivery.sinks.find((s: { label: string }) => s.label !== 'feed')
+  t.equal(hook.label, hookUrl.split('?')[0], 'the endpoint by origin and path')
+  t.match(hook, { disabled: false, lastError: { message: /ECONNREFUSED/ } })
+  t.ok(hook.pending > 0, `its backlog: ${hook.pending} events`)
+  t.match(view.delivery.sinks.find((s: { label: string }) => s.label === 'feed'), { disabled: false })
+  t.notOk(JSON.stringify(view).includes(HOOK_TOKEN), 'the query string (a token) is never shown')
+})
+
+t.test('a room: its members, who is online and on which edges', async (t) => {
+  const b = browser()
+  await b.login()
+  const [e1, e2] = cluster.edges
+  await connectUser(t, e1!.wsUrl, jwtSecret, 'adm-hal')
+  await connectUser(t, e2!.wsUrl, jwtSecret, 'adm-ivy', { tokenClaims: { rooms: ['adm-room'] } })
+  t.equal((await cluster.api.post('/v1/rooms/adm-room/members', { userIds: ['adm-hal', 'adm-jon'] })).status, 200)
+  const res = await b.call('GET', '/api/rooms/adm-room')
+  t.equal(res.status, 200)
+  t.match(res.json, { room: 'adm-room', exists: true, members: 2, online: 2, offline: ['adm-jon'], firstMembers: ['adm-hal', 'adm-jon'], moreMembers: false })
+  t.same(res.json.users, [
+    { userId: 'adm-hal', nodes: [e1!.nodeId] },
+    { userId: 'adm-ivy', nodes: [e2!.nodeId] },
+  ].sort((x, y) => (x.userId < y.userId ? -1 : 1)), 'a durable and a token member, each on its edge')
+  const none = await b.call('GET', '/api/rooms/adm-empty')
+  t.match(none.json, { exists: false, members: 0, online: 0, users: [], firstMembers: [] })
+  const bad = await b.call('GET', `/api/rooms/${encodeURIComponent('r'.repeat(300))}`)
+  t.same([bad.status, bad.json.error.code], [400, 'invalid_request'])
+})
+
+t.test('traffic: the charts get connections and recipients per second', async (t) => {
+  const b = browser()
+  await b.login()
+  await connectUser(t, cluster.edges[0]!.wsUrl, jwtSecret, 'adm-kit')
+  t.equal((await cluster.api.post('/v1/push', { to: ['adm-kit'], event: 'e', data: 1 })).status, 200)
+  // A point every TRAFFIC_EVERY_MS (2 s).
+  const samples = await eventually(async () => {
+    const s = (await b.call('GET', '/api/traffic')).json.samples as { delivered: number; connections: number }[]
+    return s.some((x) => x.delivered > 0) ? s : undefined
+  }, { timeoutMs: 8_000 })
+  t.ok(samples.at(-1)!.connections! >= 1, 'connections counted')
+  t.ok(samples.every((x, i) => i === 0 || (x as unknown as { at: number }).at > (samples[i - 1] as unknown as { at: number }).at), 'in time order')
+})
+
+t.test('Redis down: the cluster view says so, the other pages answer 503 registry_unavailable', async (t) => {
+  const port = await freePort()
+  // A router whose Redis does not answer (nothing listens there).
+  await startRouter(t, { redisUrl: `redis://127.0.0.1:${await freePort()}`, prefix: cluster.prefix, leaseTtlMs: cluster.leaseTtlMs, env: { ROUTER_ADMIN_PORT: String(port), ROUTER_ADMIN_PASSWORD: PASSWORD, REDIS_COMMAND_TIMEOUT_MS: '200' } })
+  const b = browser(`http://127.0.0.1:${port}`)
+  await eventually(async () => (await b.login()).status === 200)
+  t.match((await b.call('GET', '/api/cluster')).json, { registry: 'unavailable', nodes: [] })
+  for (const path of ['/api/users/someone', '/api/events']) {
+    const res = await b.call('GET', path)
+    t.same([res.status, res.json.error.code], [503, 'registry_unavailable'], path)
+  }
+})
+
 t.test('off unless configured: the API port has no admin routes; a port without a password stops the router', async (t) => {
   const onApi = await fetch(`${cluster.router.url}/api/session`, { headers: { authorization: `Bearer ${apiKeys[0]}` } })
   t.equal(onApi.status, 404, 'the admin is not on the API port')
@@ -128,7 +277,7 @@ t.test('the page sources are the files in apps/router/admin-web, served as they 
   t.equal(await (await fetch(`${base}/app.js`)).text(), file)
 })
 
-t.test('in Chromium: log in with the keyboard, see both edges and their counts, kill one and see it go; no console error', async (t) => {
+t.test('in Chromium: log in with the keyboard, then every page: the cluster, a user, a test push, a disconnect, events, a room, an edge killed; no console error', async (t) => {
   const { default: puppeteer } = await import('puppeteer-core')
   const browserProc = await puppeteer.launch({ executablePath: process.env.CHROMIUM_PATH ?? '/usr/bin/chromium-headless-shell', args: ['--no-sandbox'], headless: true })
   t.teardown(() => browserProc.close())
@@ -137,27 +286,104 @@ t.test('in Chromium: log in with the keyboard, see both edges and their counts, 
   const problems: string[] = []
   page.on('console', (m) => m.type() === 'error' && problems.push(m.text()))
   page.on('pageerror', (e) => problems.push(String(e)))
-  await page.goto(`${base}/`)
-  // Expressions run in the page (this project's TypeScript has no DOM types).
+  mkdirSync(ARTIFACTS, { recursive: true })
+  const shot = (name: string) => page.screenshot({ path: `${ARTIFACTS}admin-${name}.png`, fullPage: true })
+  /** Expressions run in the page (this project's TypeScript has no DOM types). */
+  const text = (id: string) => `document.getElementById(${JSON.stringify(id)}).textContent`
   const rowIds = "[...document.querySelectorAll('#nodes tr td:first-child')].map((td) => td.textContent)"
+  const open = async (tab: string) => {
+    await page.focus(`nav a[href="#${tab}"]`)
+    await page.keyboard.press('Enter')
+    await page.waitForSelector(`#${tab}:not([hidden])`)
+  }
+  await page.goto(`${base}/`)
   await page.waitForSelector('#login:not([hidden])')
   t.equal(await page.evaluate('document.activeElement.id'), 'password', 'the password field has the focus')
   await page.keyboard.type('wrong password!')
   await page.keyboard.press('Enter')
-  await page.waitForFunction("document.getElementById('login-error').textContent === 'wrong password'")
+  await page.waitForFunction(`${text('login-error')} === 'wrong password'`)
   await page.keyboard.type(PASSWORD)
   await page.keyboard.press('Enter')
   await page.waitForSelector('#cluster:not([hidden])')
+
+  // The cluster: every live edge, and a new one appearing.
   const extra = await cluster.addEdge(t)
   await page.waitForFunction(`${rowIds}.includes(${JSON.stringify(extra.nodeId)})`, { timeout: cluster.leaseTtlMs * 2 })
   t.same(((await page.evaluate(rowIds)) as string[]).sort(), [...cluster.edges.map((e) => e.nodeId), extra.nodeId].sort(), 'every live edge, by node id')
-  mkdirSync(ARTIFACTS, { recursive: true })
-  await page.screenshot({ path: `${ARTIFACTS}admin-cluster.png` })
+
+  // A user, inspected.
+  const { client } = await connectUser(t, extra.wsUrl, jwtSecret, 'adm-lou')
+  await open('user')
+  await page.focus('#user-id')
+  await page.keyboard.type('adm-lou')
+  await page.keyboard.press('Enter')
+  await page.waitForFunction(`${text('user-status')}.includes('online: 1 connection')`)
+  t.match(await page.evaluate(text('user-connections')), extra.nodeId, 'the connection, on its edge')
+  await page.waitForFunction(`${text('user-events')}.includes('user.online (connect)')`, { timeout: 5_000 })
+  await shot('user')
+
+  // A test push, received.
+  await open('push')
+  await page.focus('#push-to')
+  await page.keyboard.type('adm-lou, adm-nobody')
+  await page.click('#push-form button[type=submit]')
+  await page.waitForSelector('#push-view:not([hidden])')
+  t.same(await page.evaluate("[...document.querySelectorAll('#push-results tr')].map((tr) => tr.textContent)"), ['adm-loudelivered', 'adm-nobodyoffline'], 'delivered / offline per recipient')
+  t.match(await page.evaluate(text('push-request')), /request admin-/, 'the request id to follow in the logs')
+  t.match(await client.nextFrame(), { type: 'push', event: 'admin.test', data: { hello: 'from the admin' } }, 'the websocket client received it')
+  await shot('push')
+  await page.evaluate("document.getElementById('push-data').value = '{not json'")
+  await page.click('#push-form button[type=submit]')
+  await page.waitForFunction(`${text('push-error')}.startsWith('Data is not JSON')`)
+  t.pass('data that is not JSON: a clear error, nothing sent')
+
+  // Disconnect, with a reason and a confirmation.
+  await open('user')
+  await page.focus('#disconnect-reason')
+  await page.keyboard.type('support: session reset')
+  await page.click('#disconnect')
+  await page.waitForSelector('#disconnect-confirm:not([hidden])')
+  t.equal(await page.evaluate('document.activeElement.id'), 'disconnect-no', 'the confirmation focuses Cancel')
+  t.equal(client.isClosed(), false, 'nothing closed before the confirmation')
+  await page.click('#disconnect-yes')
+  t.equal((await client.closed).reason, 'support: session reset', 'the client saw the reason')
+  await page.waitForFunction(`${text('user-status')}.includes('is offline')`)
+  t.match(await page.evaluate(text('disconnect-result')), /Closed 1 connection/)
+
+  // Presence events and the webhook endpoint.
+  await open('events')
+  await page.waitForFunction(`${text('event-rows')}.includes('adm-lou')`, { timeout: 5_000 })
+  await page.waitForFunction(`${text('sinks')}.includes('ECONNREFUSED')`, { timeout: 10_000 })
+  t.notOk(((await page.evaluate('document.body.innerHTML')) as string).includes(HOOK_TOKEN), 'the webhook URL\'s token is not on the page')
+  await shot('events')
+
+  // A room.
+  await cluster.api.post('/v1/rooms/adm-lobby/members', { userIds: ['adm-eve', 'adm-mo'] })
+  await connectUser(t, cluster.edges[0]!.wsUrl, jwtSecret, 'adm-mo')
+  await open('rooms')
+  await page.focus('#room-name')
+  await page.keyboard.type('adm-lobby')
+  await page.keyboard.press('Enter')
+  await page.waitForFunction(`${text('room-users')}.includes('adm-mo')`)
+  t.match(await page.evaluate(text('room-users')), cluster.edges[0]!.nodeId, 'the online member, on its edge')
+  t.match(await page.evaluate(text('room-summary')), /2 durable members/)
+  await shot('rooms')
+
+  // Readable at phone width: no page scrolls sideways.
+  await page.setViewport({ width: 390, height: 844 })
+  for (const tab of ['rooms', 'events', 'push', 'user', 'cluster']) {
+    await open(tab)
+    t.ok(await page.evaluate('document.documentElement.scrollWidth <= window.innerWidth + 1'), `${tab}: fits at 390 px`)
+  }
+  await page.setViewport({ width: 1280, height: 800 })
+
+  // The cluster again: charts, then an edge killed.
+  await page.waitForFunction("document.querySelectorAll('#chart-pushes polyline').length === 3", { timeout: 5_000 })
+  await page.waitForFunction(`${text('chart-connections-legend')}.startsWith('connections')`, { timeout: 5_000 })
+  await shot('cluster')
   extra.kill('SIGKILL')
   await page.waitForFunction(`!${rowIds}.includes(${JSON.stringify(extra.nodeId)})`, { timeout: cluster.leaseTtlMs + 5_000 })
-  t.pass(`${extra.nodeId} gone from the page within the lease bound`)
-  await page.setViewport({ width: 390, height: 844 })
-  t.ok(await page.evaluate("document.querySelector('table').scrollWidth <= window.innerWidth + 1"), 'readable at phone width: the table fits')
+  t.match(await page.evaluate(text('gone')), extra.nodeId, `${extra.nodeId} gone from the table within the lease bound, and listed as gone`)
   // Chromium logs every 4xx answer to fetch as a console error: the one wrong password's 401 is expected.
   const unexpected = problems.filter((p, i) => !(i === problems.indexOf(p) && p.includes('status of 401')))
   t.equal(problems.filter((p) => p.includes('status of 401')).length, 1, 'one 401: the wrong password')

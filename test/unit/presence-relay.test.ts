@@ -97,10 +97,20 @@ t.test('a failing sink is retried with the same batch id and holds back only its
   let healthy = false
   const flaky = fakeSink('flaky', () => (healthy ? { outcome: 'ack' } : { outcome: 'retry', error: '500' }))
   const good = fakeSink('good')
-  relay(t, registry, [flaky, good])
+  const r = relay(t, registry, [flaky, good])
   await churn(registry, lease, ['x', 'y'], 5)
   await eventually(() => good.acked.length === 20, { timeoutMs: 5_000 })
   t.equal(flaky.acked.length, 0, 'the failing sink got nothing acknowledged meanwhile')
+  const status = await eventually(() => {
+    const s = r.status()
+    return s.sinks[0]!.lastError && s.sinks[1]!.pending === 0 ? s : undefined
+  })
+  t.equal(status.partitions, registry.partitions)
+  t.equal(status.owned, registry.partitions, 'the only worker delivers every partition')
+  t.match(status.sinks[0], { label: 'flaky', disabled: false, pending: 20, lastError: { message: '500' } }, 'the failing sink: its backlog and last error')
+  t.ok(status.sinks[0]!.oldestPendingMs >= 0 && status.sinks[0]!.lastAckAt === undefined)
+  t.match(status.sinks[1], { label: 'good', pending: 0, oldestPendingMs: 0, lastAckAt: Number }, 'the healthy one: caught up')
+  t.notOk('lastError' in status.sinks[1]!)
   await eventually(() => flaky.attempts() >= 3)
   const retried = flaky.batches.slice(0, 3).map((x) => x.batchId)
   t.equal(new Set(retried).size, 1, 'retries carry the same batch id')
@@ -114,12 +124,13 @@ t.test('410 disables the sink; others go on', async (t) => {
   const lease = await registry.openLease({ nodeId: 'e', url: 'http://e', startedAt: 0 }, 60_000)
   const gone = fakeSink('gone', () => ({ outcome: 'gone', error: '410' }))
   const good = fakeSink('good')
-  relay(t, registry, [gone, good])
+  const r = relay(t, registry, [gone, good])
   await churn(registry, lease, ['g'], 2)
   await eventually(() => good.acked.length === 4)
   await churn(registry, lease, ['g'], 2)
   await eventually(() => good.acked.length === 8)
   t.equal(gone.attempts(), 1, 'asked once, never again')
+  t.match(r.status().sinks[0], { label: 'gone', disabled: true, lastError: { message: '410' } }, 'shown disabled')
 })
 
 t.test('a batch failing past the retry window is dropped and the sink moves on', async (t) => {

@@ -3,7 +3,7 @@ import type { Registry as PromRegistry } from 'prom-client'
 import { App, us_listen_socket_close, us_socket_local_port, type us_listen_socket } from 'uWebSockets.js'
 import { DEFAULT_INBOX, DEFAULT_ROOMS, createBearerCheck } from '@switchboard/protocol'
 import { MemoryIdempotencyStore, MemoryInbox, MemoryRoomStore, type Inbox, type Registry, type RoomStore } from '@switchboard/registry'
-import { createApi } from './api.js'
+import { createApi, type Api } from './api.js'
 import type { RouterConfig } from './config.js'
 import type { EdgeClient } from './edge-client.js'
 import { serveHttpApi } from './http-api.js'
@@ -29,6 +29,8 @@ export interface AppDeps {
 }
 
 export interface RouterApp {
+  /** The operations both ingresses call (the admin web calls them too). */
+  readonly api: Api
   /** Resolves with the port bound (`port` 0: any free one). */
   listen(host: string, port: number): Promise<number>
   /**
@@ -96,6 +98,7 @@ export function buildApp(deps: AppDeps): RouterApp {
 
   let listenSocket: us_listen_socket | undefined
   return {
+    api,
     listen: (host, port) =>
       new Promise((resolve, reject) => {
         app.listen(host, port, (socket) => {

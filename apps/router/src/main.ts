@@ -54,7 +54,10 @@ log.info({ port }, 'router listening')
 let admin: { close(): Promise<void> } | undefined
 if (config.admin) {
   const { buildAdmin } = await import('./admin/server.js')
-  const server = await buildAdmin({ password: config.admin.password, sessionTtlMs: config.admin.sessionTtlMs, leaseTtlMs: config.leaseTtlMs, registry, log })
+  const { TrafficHistory, TRAFFIC_EVERY_MS, TRAFFIC_KEEP } = await import('./admin/traffic.js')
+  const traffic = new TrafficHistory({ promRegistry, registry, everyMs: TRAFFIC_EVERY_MS, keep: TRAFFIC_KEEP })
+  traffic.start()
+  const server = await buildAdmin({ password: config.admin.password, sessionTtlMs: config.admin.sessionTtlMs, leaseTtlMs: config.leaseTtlMs, registry, api: app.api, presence, traffic, log })
   try {
     const adminPort = await server.listen(config.admin.host, config.admin.port)
     log.info({ adminPort }, 'admin web listening')

@@ -244,6 +244,10 @@ export class MemoryRegistry implements Registry {
     return { events: this.#feed.after(0, after, count), oldest: list[0]?.position ?? '', newest: list.at(-1)?.position ?? '0-0', trimmed: this.#feed.trimmed(0) }
   }
 
+  async recentFeed(count: number): Promise<FeedPage['events']> {
+    return this.#feed.list(0).slice(-count).reverse()
+  }
+
   async snapshot(partition: number, _cursor: string, _count: number): Promise<SnapshotPage> {
     // One page per partition: a process's users fit in memory anyway.
     const users: SnapshotPage['users'] = []

@@ -231,15 +231,11 @@ export class RedisRegistry implements Registry {
 
   async readFeed(after: string, count: number): Promise<FeedPage> {
     const [page, first, last, trimmed] = (await this.#run(xrange, [this.#keys.feed, this.#keys.feedTrimmed], [after, count])) as [[string, string[]][], string, string, string]
-    const events: FeedPage['events'] = []
-    for (const [position, fields] of page) {
-      try {
-        events.push({ position, event: JSON.parse(fields[1] ?? '') as PresenceEvent })
-      } catch {
-        // written only by appendFeed; a corrupt entry is skipped rather than blocking the feed
-      }
-    }
-    return { events, oldest: first, newest: last || '0-0', trimmed }
+    return { events: feedEvents(page), oldest: first, newest: last || '0-0', trimmed }
+  }
+
+  async recentFeed(count: number): Promise<FeedPage['events']> {
+    return feedEvents((await this.#run(xrevrange, [this.#keys.feed], [count])) as [string, string[]][])
   }
 
   async snapshot(partition: number, cursor: string, count: number): Promise<SnapshotPage> {
@@ -296,6 +292,21 @@ const streamEnds: PlainCommand = async (redis, [key]) => {
   return [length, first[0]?.[0], last[0]?.[0]]
 }
 /** KEYS feed, trimmed. Returns [entries after ARGV[0] (up to ARGV[1]), oldest id, newest id, newest id trimmed]. */
+const xrevrange: PlainCommand = (redis, [key], [count]) => redis.xrevrange(key!, '+', '-', 'COUNT', Number(count))
+
+/** Stream entries of the feed as events; written only by appendFeed, a corrupt entry is skipped rather than blocking the feed. */
+function feedEvents(entries: [string, string[]][]): FeedPage['events'] {
+  const events: FeedPage['events'] = []
+  for (const [position, fields] of entries) {
+    try {
+      events.push({ position, event: JSON.parse(fields[1] ?? '') as PresenceEvent })
+    } catch {
+      // skipped
+    }
+  }
+  return events
+}
+
 const xrange: PlainCommand = async (redis, [key, trimmedKey], [after, count]) => {
   const [page, first, last, trimmed] = await Promise.all([
     redis.xrange(key!, `(${String(after)}`, '+', 'COUNT', Number(count)),

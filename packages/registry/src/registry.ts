@@ -160,6 +160,8 @@ export interface PresenceLog {
   /** Appends events to the merged feed (the pull API's), trimming it to the retention. */
   appendFeed(events: readonly PresenceEvent[]): Promise<void>
   readFeed(after: string, count: number): Promise<FeedPage>
+  /** The newest `count` events of the feed, newest first (the admin's tail). */
+  recentFeed(count: number): Promise<FeedPage['events']>
   snapshot(partition: number, cursor: string, count: number): Promise<SnapshotPage>
 }
 

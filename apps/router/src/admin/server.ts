@@ -1,4 +1,4 @@
-import { createHash, createHmac, timingSafeEqual } from 'node:crypto'
+import { createHash, createHmac, randomUUID, timingSafeEqual } from 'node:crypto'
 import { fileURLToPath } from 'node:url'
 import fastifyCookie from '@fastify/cookie'
 import fastifyCsrf from '@fastify/csrf-protection'
@@ -7,7 +7,11 @@ import fastifySession from '@fastify/session'
 import fastifyStatic from '@fastify/static'
 import Fastify, { type FastifyReply, type FastifyRequest } from 'fastify'
 import type { Logger } from 'pino'
-import type { RouterRegistry } from '@switchboard/registry'
+import { SwitchboardError, errorBody, httpStatus, type ErrorCode } from '@switchboard/protocol'
+import type { PresenceLog, RouterRegistry } from '@switchboard/registry'
+import type { Api } from '../api.js'
+import type { RelayStatus } from '../presence/relay.js'
+import type { TrafficSample } from './traffic.js'
 
 export interface AdminOptions {
   /** The admin's own credential (ROUTER_ADMIN_PASSWORD), distinct from the backends' API keys. */
@@ -16,9 +20,23 @@ export interface AdminOptions {
   sessionTtlMs: number
   /** For the edges' lease age. */
   leaseTtlMs: number
-  registry: Pick<RouterRegistry, 'liveNodes'>
+  registry: Pick<RouterRegistry, 'liveNodes' | 'locate'> & Pick<PresenceLog, 'recentFeed'>
+  /** The router's own operations: the admin's pushes, lookups and disconnects are the API's, validated and counted alike. */
+  api: Pick<Api, 'presence' | 'push' | 'disconnect' | 'rooms'>
+  /** This router's presence delivery (the webhook endpoints' state). */
+  presence: { status(): RelayStatus }
+  traffic: { samples(): readonly TrafficSample[] }
   log: Logger
 }
+
+/** A user's recent presence events are looked for among the cluster's last this many. */
+export const USER_EVENTS_SCAN = 1_000
+/** ... and the newest this many of them shown. */
+export const USER_EVENTS_SHOWN = 20
+/** Durable members listed in a room's view (the first ones in name order). */
+export const ROOM_MEMBERS_SHOWN = 100
+/** Events in the live tail. */
+export const EVENTS_TAIL = 50
 
 declare module 'fastify' {
   interface Session {
@@ -46,8 +64,15 @@ export interface AdminServer {
 }
 
 export async function buildAdmin(options: AdminOptions): Promise<AdminServer> {
-  const { password, sessionTtlMs, leaseTtlMs, registry, log } = options
-  const app = Fastify({ loggerInstance: log.child({ service: 'admin' }), disableRequestLogging: true, bodyLimit: 16 << 10 })
+  const { password, sessionTtlMs, leaseTtlMs, registry, api, log } = options
+  const startedAt = Date.now()
+  const app = Fastify({
+    loggerInstance: log.child({ service: 'admin' }),
+    disableRequestLogging: true,
+    bodyLimit: 16 << 10,
+    // A user id or room name past fastify's 100 characters reaches the API, which says what is wrong with it.
+    routerOptions: { maxParamLength: 4_096 },
+  })
   await app.register(fastifyHelmet, {
     contentSecurityPolicy: {
       useDefaults: false,
@@ -86,10 +111,16 @@ export async function buildAdmin(options: AdminOptions): Promise<AdminServer> {
     if (!isLoggedIn(request)) return reply.code(401).send(errorBody('unauthorized', 'log in first (the session is missing or expired)'))
   }
 
-  app.setErrorHandler((err: Error & { statusCode?: number; code?: string }, _request, reply) => {
+  app.setErrorHandler((err: Error & { statusCode?: number }, _request, reply) => {
+    if (err instanceof SwitchboardError) {
+      // The API's own answer (a bad user id, a body over a limit, Redis down), as the HTTP API gives it.
+      const status = httpStatus(err.code)
+      if (status >= 500 && err.code !== 'registry_unavailable') log.error({ err }, 'admin request failed')
+      return reply.code(status).send(errorBody(err.code, status < 500 ? err.message : err.code === 'registry_unavailable' ? 'Redis is unavailable: retry once it is back' : 'internal error'))
+    }
     const status = err.statusCode ?? 500
     if (status >= 500) log.error({ err }, 'admin request failed')
-    const code = status === 403 ? 'forbidden' : status === 400 ? 'invalid_request' : status === 404 ? 'not_found' : 'internal'
+    const code: ErrorCode = status === 403 ? 'forbidden' : status === 400 ? 'invalid_request' : status === 404 ? 'not_found' : status === 413 ? 'payload_too_large' : 'internal'
     // A CSRF failure names itself; a 500 never leaks its message.
     return reply.code(status).send(errorBody(code, status >= 500 ? 'internal error' : err.message))
   })
@@ -111,22 +142,85 @@ export async function buildAdmin(options: AdminOptions): Promise<AdminServer> {
     return { authenticated: true, csrfToken: reply.generateCsrf() }
   })
 
-  app.post('/api/logout', { onRequest: [app.csrfProtection, requireLogin] }, async (request) => {
+  /** Reads need a session; writes a session and the CSRF token. */
+  const read = { onRequest: requireLogin }
+  const write = { onRequest: [app.csrfProtection, requireLogin] }
+
+  app.post('/api/logout', write, async (request) => {
     await request.session.destroy()
     return { authenticated: false }
   })
 
-  /** Every live edge with its lease's health, and whether this router reaches the registry. */
-  app.get('/api/cluster', { onRequest: requireLogin }, async () => {
+  /** Every live edge with its lease's health, this router's own, and whether it reaches the registry. */
+  app.get('/api/cluster', read, async () => {
+    const router = { startedAt, presence: { owned: options.presence.status().owned, partitions: options.presence.status().partitions } }
     try {
       const now = Date.now()
       const nodes = (await registry.liveNodes())
         .map((n) => ({ nodeId: n.nodeId, connections: n.connections, draining: n.draining, startedAt: n.startedAt, leaseAgeMs: Math.max(0, leaseTtlMs - (n.expiresAt - now)), leaseTtlMs }))
         .sort((a, b) => a.nodeId.localeCompare(b.nodeId))
-      return { registry: 'ok', nodes }
+      return { registry: 'ok', nodes, router }
     } catch (err) {
       log.warn({ err }, 'admin: registry unavailable')
-      return { registry: 'unavailable', nodes: [] }
+      return { registry: 'unavailable', nodes: [], router }
+    }
+  })
+
+  /** The charts' points: connections, and this router's recipients per second by result. */
+  app.get('/api/traffic', read, async () => ({ samples: options.traffic.samples() }))
+
+  /** A user: online or not, each connection, and their recent presence events. */
+  app.get<{ Params: { userId: string } }>('/api/users/:userId', read, async (request) => {
+    const presence = await api.presence({ userId: request.params.userId })
+    const recent = await registryCall(() => registry.recentFeed(USER_EVENTS_SCAN))
+    const events = recent.filter((e) => e.event.userId === presence.userId).slice(0, USER_EVENTS_SHOWN).map((e) => e.event)
+    return { ...presence, events, eventsScanned: USER_EVENTS_SCAN }
+  })
+
+  /** Closes every connection of the user (the disconnect API): the operator gives a reason, the log keeps who and why. */
+  app.post<{ Params: { userId: string }; Body: { reason?: unknown } | undefined }>('/api/users/:userId/disconnect', write, async (request) => {
+    const requestId = `admin-${randomUUID()}`
+    const reason = request.body?.reason
+    const answer = await api.disconnect(reason === undefined || reason === '' ? { userId: request.params.userId } : { userId: request.params.userId, reason }, requestId)
+    log.info({ reqId: requestId, userId: request.params.userId, closed: answer.closed, ip: request.ip }, 'admin: user disconnected')
+    return { requestId, ...answer }
+  })
+
+  /** A test push to users: the API's push, with its answer per recipient and the request id to find in the logs. */
+  app.post<{ Body: { to?: unknown; event?: unknown; data?: unknown } | undefined }>('/api/push', write, async (request) => {
+    const requestId = `admin-${randomUUID()}`
+    const { to, event, data } = request.body ?? {}
+    // Users only: a room or broadcast push is not a test push.
+    const answer = await api.push({ to, event, data }, requestId)
+    log.info({ reqId: requestId, recipients: Array.isArray(to) ? to.length : 0, ip: request.ip }, 'admin: test push sent')
+    return { requestId, ...answer }
+  })
+
+  /** The live tail of presence events (newest first) and this router's webhook endpoints' state. */
+  app.get('/api/events', read, async () => {
+    const events = await registryCall(() => registry.recentFeed(EVENTS_TAIL))
+    return { events: events.map((e) => e.event), delivery: options.presence.status() }
+  })
+
+  /** A room: whether it exists, its members, who is online and on which edges. */
+  app.get<{ Params: { room: string } }>('/api/rooms/:room', read, async (request) => {
+    const requestId = `admin-${randomUUID()}`
+    const { room } = request.params
+    const info = await api.rooms.info(room)
+    const presence = await api.rooms.presence(room, requestId)
+    const page = await api.rooms.members(room, { limit: String(ROOM_MEMBERS_SHOWN) })
+    const online = presence.users ?? []
+    const located = online.length > 0 ? await registryCall(() => registry.locate(online)) : new Map<string, { nodeId: string }[]>()
+    return {
+      room,
+      exists: info.exists,
+      members: info.members,
+      online: presence.online,
+      // Listed when the room is small enough to list (ROOM_PUSH_LIST_MAX); counts otherwise.
+      users: presence.users && online.map((userId) => ({ userId, nodes: [...new Set((located.get(userId) ?? []).map((c) => c.nodeId))].sort() })),
+      offline: presence.offline,
+      firstMembers: page.userIds,
+      moreMembers: page.cursor !== undefined,
     }
   })
 
@@ -140,6 +234,11 @@ export async function buildAdmin(options: AdminOptions): Promise<AdminServer> {
   }
 }
 
-function errorBody(code: string, message: string) {
-  return { error: { code, message } }
+/** A registry read of the admin's own: Redis down is the API's 503, not a 500. */
+async function registryCall<T>(call: () => Promise<T>): Promise<T> {
+  try {
+    return await call()
+  } catch (err) {
+    throw new SwitchboardError('registry_unavailable', 'registry unavailable', { cause: err })
+  }
 }

@@ -62,6 +62,28 @@ interface SinkState {
   acked: Map<number, string>
   inFlight: boolean
   disabled: boolean
+  /** The last failed attempt, and the last acknowledgement (local ms epoch): the admin shows them. */
+  lastError?: { message: string; at: number }
+  lastAckAt?: number
+}
+
+/** One sink's delivery as this router sees it, over the partitions it delivers now (admin web). */
+export interface SinkStatus {
+  label: string
+  disabled: boolean
+  /** Events read here and not yet acknowledged by the sink; a sink further behind than the buffer shows at least this many. */
+  pending: number
+  /** ms since the oldest of them happened (0: caught up). */
+  oldestPendingMs: number
+  lastError?: { message: string; at: number }
+  lastAckAt?: number
+}
+
+export interface RelayStatus {
+  /** Partitions this router delivers, of `partitions`: the others are another router's. */
+  owned: number
+  partitions: number
+  sinks: SinkStatus[]
 }
 
 /**
@@ -114,6 +136,28 @@ export class PresenceRelay {
   /** Partitions this worker delivers now. */
   get owned(): number[] {
     return [...this.#partitions.keys()]
+  }
+
+  /** Each sink's backlog and last outcome here, for the admin web. */
+  status(): RelayStatus {
+    const now = this.#now()
+    const sinks = this.#sinks.map((s): SinkStatus => {
+      let pending = 0
+      let oldest: number | undefined
+      for (const [p, state] of this.#partitions) {
+        const acked = s.acked.get(p) ?? '0-0'
+        for (const b of state.buffer) {
+          if (comparePositions(b.event.position, acked) <= 0) continue
+          pending++
+          oldest = Math.min(oldest ?? Infinity, b.event.ts)
+        }
+      }
+      const status: SinkStatus = { label: s.sink.label, disabled: s.disabled, pending, oldestPendingMs: oldest === undefined ? 0 : Math.max(0, now - oldest) }
+      if (s.lastError) status.lastError = { ...s.lastError }
+      if (s.lastAckAt !== undefined) status.lastAckAt = s.lastAckAt
+      return status
+    })
+    return { owned: this.#partitions.size, partitions: this.#o.registry.partitions, sinks }
   }
 
   async #claimLoop(): Promise<void> {
@@ -279,7 +323,11 @@ export class PresenceRelay {
       }
       const result: Attempt = await s.sink.send(batchId, body).catch((err: unknown) => ({ outcome: 'retry' as const, error: String(err) }))
       metrics.deliveries.inc({ sink: label, outcome: result.outcome })
-      if (result.outcome === 'ack') return this.#acknowledge(s, batch)
+      if (result.outcome === 'ack') {
+        s.lastAckAt = this.#now()
+        return this.#acknowledge(s, batch)
+      }
+      s.lastError = { message: result.error, at: this.#now() }
       if (result.outcome === 'gone') {
         s.disabled = true
         metrics.disabled.set({ sink: label }, 1)
