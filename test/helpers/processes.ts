@@ -338,7 +338,7 @@ export interface LocalRun {
 export async function launchLocal(t: TestScope, script: 'main' | 'cluster', args: string[], env: Record<string, string>): Promise<LocalRun> {
   const session = join(mkdtempSync(join(tmpdir(), 'sb-local-')), 'local.json')
   const main = fileURLToPath(new URL(`../../apps/local/dist/${script}.js`, import.meta.url))
-  const proc = spawn(process.execPath, [main, ...args], { env: { PATH: process.env.PATH ?? '', SWITCHBOARD_SESSION_FILE: session, LOCAL_EXAMPLE_PORT: '0', ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+  const proc = spawn(process.execPath, [main, ...args], { env: { PATH: process.env.PATH ?? '', SWITCHBOARD_SESSION_FILE: session, LOCAL_EXAMPLE_PORT: '0', ROUTER_ADMIN_PORT: '0', ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
   const exited = new Promise<number | null>((resolve) => proc.once('exit', resolve))
   t.teardown(() => proc.kill('SIGKILL'))
   let out = ''

@@ -16,6 +16,22 @@ async function pushThroughBanner(t: import("tap").Test, out: string) {
   const res = await fetch(curl![1]!, { method: 'POST', headers: { authorization: `Bearer ${curl![2]}`, 'content-type': 'application/json' }, body: curl![3]! })
   t.same(((await res.json()) as { delivered: string[] }).delivered, ["alice"])
   t.match(await client.nextFrame(), { type: 'push', event: 'hello' })
+  await adminThroughBanner(t, out)
+}
+
+/** The admin web the banner names: its password logs in, and it sees alice online. */
+async function adminThroughBanner(t: import('tap').Test, out: string) {
+  const url = out.match(/admin web\s+(http:\/\/127\.0\.0\.1:\d+\/)/)?.[1]
+  const password = out.match(/admin password\s+(\S+)/)?.[1]
+  if (!t.ok(url && password, 'the banner names the admin web and its password')) return
+  const session = await fetch(`${url}api/session`)
+  const cookie = session.headers.getSetCookie().map((c) => c.split(';')[0]).join('; ')
+  const { csrfToken } = (await session.json()) as { csrfToken: string }
+  const login = await fetch(`${url}api/login`, { method: 'POST', headers: { cookie, 'x-csrf-token': csrfToken, 'content-type': 'application/json' }, body: JSON.stringify({ password }) })
+  t.equal(login.status, 200, 'its password logs in')
+  const loggedIn = login.headers.getSetCookie().map((c) => c.split(';')[0]).join('; ')
+  const alice = (await (await fetch(`${url}api/users/alice`, { headers: { cookie: loggedIn } })).json()) as { online: boolean }
+  t.equal(alice.online, true, 'and the admin sees alice online')
 }
 
 t.test('standalone (no REDIS_URL): one process, in-memory registry', async (t) => {

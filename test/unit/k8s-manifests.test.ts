@@ -128,7 +128,7 @@ for (const overlay of OVERLAYS) {
   t.test(`${overlay}: ports and probes hit ports and routes that exist`, async (t) => {
     for (const [name, listens] of [
       ['switchboard-edge', { ws: 8080, internal: 8081 }],
-      ['switchboard-router', { http: 3000 }],
+      ['switchboard-router', { http: 3000, admin: 3100 }],
     ] as const) {
       const [container] = find(b, 'Deployment', name).spec.template.spec.containers
       const ports = Object.fromEntries((container.ports as Obj[]).map((p) => [p.name, p.containerPort]))
@@ -174,6 +174,20 @@ for (const overlay of OVERLAYS) {
       }
     }
     t.ok(rules.some((r) => !r.from && opensPort(r, 8080)), 'the websocket port is open')
+  })
+
+  t.test(`${overlay}: the routers' admin web is on, on its own port, and no pod reaches that port`, async (t) => {
+    const [container] = find(b, 'Deployment', 'switchboard-router').spec.template.spec.containers
+    const { admin } = loadConfig(RouterEnv, environment(b, container).env)
+    const adminPort = (container.ports as Obj[]).find((p) => p.name === 'admin')?.containerPort
+    t.equal(admin?.port, adminPort, 'ROUTER_ADMIN_PORT is the container\'s admin port')
+    t.ok(container.env.find((e: Obj) => e.name === 'ROUTER_ADMIN_PASSWORD')?.valueFrom?.secretKeyRef, 'its password comes from a Secret')
+    const policy = find(b, 'NetworkPolicy', 'switchboard-router')
+    t.ok(matches(policy.spec.podSelector.matchLabels, find(b, 'Deployment', 'switchboard-router').spec.template.metadata.labels), 'a policy applies to routers')
+    const rules = policy.spec.ingress as Obj[]
+    t.ok(rules.every((r) => r.ports && !r.ports.some((p: Obj) => p.port === adminPort || p.port === 'admin')), 'no rule opens the admin port')
+    t.ok(rules.some((r) => r.ports.some((p: Obj) => p.port === 3000)), 'the API port is open')
+    t.notOk(b.objects.some((o) => o.kind === 'Service' && o.spec.ports.some((p: Obj) => p.targetPort === 'admin' || p.targetPort === adminPort)), 'no Service exposes it')
   })
 
   t.test(`${overlay}: secrets hold placeholders, never real-looking values`, async (t) => {

@@ -7,6 +7,8 @@ export interface BannerInput {
   token: string
   /** The browser example page, when it could listen. */
   exampleUrl?: string
+  /** The admin web, when it could listen. */
+  admin?: { url: string; password: string }
 }
 
 /** What a newcomer needs to see a push arrive: where to connect, with what, and how to push. */
@@ -21,6 +23,7 @@ export function banner(b: BannerInput): string {
       ...b.wsUrls.map((u, i): [string, string] => [`edge ${i + 1} websocket`, `${u}/v1/ws`]),
       ['API key', b.apiKey],
       [`dev token (${b.userId})`, b.token],
+      ...(b.admin ? [['admin web', b.admin.url] as [string, string], ['admin password', b.admin.password] as [string, string]] : []),
     ]),
     '',
     'Connect a client (e.g. `npx wscat -c` or a browser):',

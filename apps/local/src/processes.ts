@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
-import type { DevSecrets } from './secrets.js'
+import { localAdminEnv, type DevSecrets } from './secrets.js'
 import type { Launch } from './standalone.js'
 
 type Env = Record<string, string | undefined>
@@ -24,20 +24,21 @@ export function launchProcesses(env: Env, secrets: DevSecrets, edgeCount = 2): L
   const routerPort = Number(env.ROUTER_PORT ?? 3000)
   const basePort = Number(env.EDGE_PORT ?? 8080)
   const children: ChildProcess[] = []
-  const started: Promise<void>[] = []
+  const started: Promise<unknown>[] = []
 
+  /** Resolves with the parsed line that says the child is ready. */
   const run = (name: string, app: string, extra: Env, readyMsg: string) => {
     const child = spawn(process.execPath, [script(app)], { env: { ...shared, ...extra }, stdio: ['ignore', 'pipe', 'inherit'] })
     children.push(child)
-    started.push(
-      new Promise((resolve, reject) => {
-        child.once('exit', (code) => reject(new Error(`${name} exited with ${code} before it was ready`)))
-        createInterface({ input: child.stdout! }).on('line', (line) => {
-          if (line.includes(`"msg":"${readyMsg}"`)) resolve()
-          else if (levelOf(line) >= minLevel) process.stdout.write(`[${name}] ${line}\n`)
-        })
-      }),
-    )
+    const ready = new Promise<Record<string, unknown>>((resolve, reject) => {
+      child.once('exit', (code) => reject(new Error(`${name} exited with ${code} before it was ready`)))
+      createInterface({ input: child.stdout! }).on('line', (line) => {
+        if (line.includes(`"msg":"${readyMsg}"`)) resolve(JSON.parse(line) as Record<string, unknown>)
+        else if (levelOf(line) >= minLevel) process.stdout.write(`[${name}] ${line}\n`)
+      })
+    })
+    started.push(ready)
+    return ready
   }
 
   const wsUrls: string[] = []
@@ -52,14 +53,20 @@ export function launchProcesses(env: Env, secrets: DevSecrets, edgeCount = 2): L
       EDGE_JWT_SECRET: secrets.jwtSecret,
     }, 'edge listening')
   }
-  run('router', 'apps/router', { ROUTER_PORT: String(routerPort), ROUTER_API_KEYS: secrets.apiKey }, 'router listening')
+  // The router is ready once its admin web is: the last thing it starts.
+  const adminEnv = localAdminEnv(env, secrets)
+  const router = run('router', 'apps/router', { ROUTER_PORT: String(routerPort), ROUTER_API_KEYS: secrets.apiKey, ...adminEnv }, 'admin web listening')
 
   const stop = async (): Promise<void> => {
     await Promise.all(
       children.map((c) => new Promise<void>((resolve) => (c.exitCode !== null || c.signalCode !== null ? resolve() : (c.once('exit', () => resolve()), c.kill('SIGTERM'))))),
     )
   }
-  const ready = Promise.all(started).then(() => ({ routerUrl: `http://127.0.0.1:${routerPort}`, wsUrls }))
+  const ready = Promise.all(started).then(async () => ({
+    routerUrl: `http://127.0.0.1:${routerPort}`,
+    wsUrls,
+    admin: { url: `http://${adminEnv.ROUTER_ADMIN_HOST}:${String((await router).adminPort)}/`, password: adminEnv.ROUTER_ADMIN_PASSWORD! },
+  }))
   return { ready, stop }
 }
 

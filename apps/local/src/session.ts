@@ -28,14 +28,15 @@ export async function runLocal(launch: Launch, secrets: DevSecrets, describe: (e
   try {
     const running = await launch.ready
     mkdirSync(dirname(file), { recursive: true })
-    writeFileSync(file, JSON.stringify({ ...running, apiKey: secrets.apiKey, jwtSecret: secrets.jwtSecret, pid: process.pid } satisfies LocalSession), { mode: 0o600 })
+    const { admin, ...endpoints } = running
+    writeFileSync(file, JSON.stringify({ ...endpoints, apiKey: secrets.apiKey, jwtSecret: secrets.jwtSecret, pid: process.pid } satisfies LocalSession), { mode: 0o600 })
     chmodSync(file, 0o600)
     const token = await mintDevToken(secrets.jwtSecret, userId)
     example = await startExamplePage({ port: Number(process.env.LOCAL_EXAMPLE_PORT ?? 8090), wsUrl: running.wsUrls[0]!, jwtSecret: secrets.jwtSecret }).catch((err: unknown) => {
       process.stderr.write(`switchboard: no browser example (${(err as Error).message}); set LOCAL_EXAMPLE_PORT to a free port\n`)
       return undefined
     })
-    process.stdout.write(banner({ mode: describe(running.wsUrls.length), ...running, apiKey: secrets.apiKey, userId, token, exampleUrl: example?.url }))
+    process.stdout.write(banner({ mode: describe(running.wsUrls.length), ...endpoints, admin, apiKey: secrets.apiKey, userId, token, exampleUrl: example?.url }))
   } catch (err) {
     process.stderr.write(`switchboard: ${(err as Error).message}\n`)
     await launch.stop()

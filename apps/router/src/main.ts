@@ -53,19 +53,11 @@ log.info({ port }, 'router listening')
 // The admin web, on its own port, only when configured (ROUTER_ADMIN_PORT and ROUTER_ADMIN_PASSWORD).
 let admin: { close(): Promise<void> } | undefined
 if (config.admin) {
-  const { buildAdmin } = await import('./admin/server.js')
-  const { TrafficHistory, TRAFFIC_EVERY_MS, TRAFFIC_KEEP } = await import('./admin/traffic.js')
-  const traffic = new TrafficHistory({ promRegistry, registry, everyMs: TRAFFIC_EVERY_MS, keep: TRAFFIC_KEEP })
-  traffic.start()
-  const server = await buildAdmin({ password: config.admin.password, sessionTtlMs: config.admin.sessionTtlMs, leaseTtlMs: config.leaseTtlMs, registry, api: app.api, presence, traffic, log })
-  try {
-    const adminPort = await server.listen(config.admin.host, config.admin.port)
-    log.info({ adminPort }, 'admin web listening')
-    admin = server
-  } catch (err) {
-    log.fatal({ err }, `cannot listen on ${config.admin.host}:${config.admin.port} (ROUTER_ADMIN_PORT)`)
+  const { startAdmin } = await import('./admin/start.js')
+  admin = await startAdmin({ admin: config.admin, leaseTtlMs: config.leaseTtlMs, registry, api: app.api, presence, promRegistry, log }).catch((err: unknown) => {
+    log.fatal({ err }, `cannot listen on ${config.admin!.host}:${config.admin!.port} (ROUTER_ADMIN_PORT)`)
     process.exit(1)
-  }
+  })
 }
 
 process.once('SIGTERM', () => {

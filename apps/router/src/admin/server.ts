@@ -67,8 +67,8 @@ export async function buildAdmin(options: AdminOptions): Promise<AdminServer> {
   const { password, sessionTtlMs, leaseTtlMs, registry, api, log } = options
   const startedAt = Date.now()
   const app = Fastify({
-    loggerInstance: log.child({ service: 'admin' }),
-    disableRequestLogging: true,
+    // fastify's own lines (one per request at info) only from warn up; the admin's are logged below.
+    loggerInstance: log.child({ service: 'admin' }, { level: 'warn' }),
     bodyLimit: 16 << 10,
     // A user id or room name past fastify's 100 characters reaches the API, which says what is wrong with it.
     routerOptions: { maxParamLength: 4_096 },
