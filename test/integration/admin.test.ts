@@ -3,7 +3,7 @@
 import { spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { mkdirSync, readFileSync } from 'node:fs'
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { CLAIM_TTL_MS } from '../../apps/router/src/presence/relay.js'
 import { connectUser, eventually } from '../helpers/clients.js'
 import { ROUTER_MAIN, routerEnv, startCluster, startRouter, testSecrets, waitForLog } from '../helpers/processes.js'
@@ -255,7 +255,26 @@ t.test('Redis down: the cluster view says so, the other pages answer 503 registr
     const res = await b.call('GET', path)
     t.same([res.status, res.json.error.code], [503, 'registry_unavailable'], path)
   }
+  // In the browser: a banner and a sentence, not a blank page.
+  const page = await openPage(t, `http://127.0.0.1:${port}/`)
+  await page.waitForSelector('#login:not([hidden])')
+  await page.keyboard.type(PASSWORD)
+  await page.keyboard.press('Enter')
+  await page.waitForSelector('#banner:not([hidden])')
+  t.match(await page.evaluate("document.getElementById('banner').textContent"), /Redis is unavailable/)
+  t.match(await page.evaluate("document.getElementById('cluster-summary').textContent"), /registry cannot be read/)
 })
+
+/** A headless Chromium page at `url`, closed with the test. */
+async function openPage(t: Test, url: string) {
+  const { default: puppeteer } = await import('puppeteer-core')
+  const browserProc = await puppeteer.launch({ executablePath: process.env.CHROMIUM_PATH ?? '/usr/bin/chromium-headless-shell', args: ['--no-sandbox'], headless: true })
+  t.teardown(() => browserProc.close())
+  const page = await browserProc.newPage()
+  await page.setViewport({ width: 1280, height: 800 })
+  await page.goto(url)
+  return page
+}
 
 t.test('off unless configured: the API port has no admin routes; a port without a password stops the router', async (t) => {
   const onApi = await fetch(`${cluster.router.url}/api/session`, { headers: { authorization: `Bearer ${apiKeys[0]}` } })
@@ -278,11 +297,7 @@ t.test('the page sources are the files in apps/router/admin-web, served as they 
 })
 
 t.test('in Chromium: log in with the keyboard, then every page: the cluster, a user, a test push, a disconnect, events, a room, an edge killed; no console error', async (t) => {
-  const { default: puppeteer } = await import('puppeteer-core')
-  const browserProc = await puppeteer.launch({ executablePath: process.env.CHROMIUM_PATH ?? '/usr/bin/chromium-headless-shell', args: ['--no-sandbox'], headless: true })
-  t.teardown(() => browserProc.close())
-  const page = await browserProc.newPage()
-  await page.setViewport({ width: 1280, height: 800 })
+  const page = await openPage(t, 'about:blank')
   const problems: string[] = []
   page.on('console', (m) => m.type() === 'error' && problems.push(m.text()))
   page.on('pageerror', (e) => problems.push(String(e)))

@@ -11,6 +11,7 @@ import { SwitchboardError, errorBody, httpStatus, type ErrorCode } from '@switch
 import type { PresenceLog, RouterRegistry } from '@switchboard/registry'
 import type { Api } from '../api.js'
 import type { RelayStatus } from '../presence/relay.js'
+import { BoundedSessionStore } from './session-store.js'
 import type { TrafficSample } from './traffic.js'
 
 export interface AdminOptions {
@@ -91,12 +92,13 @@ export async function buildAdmin(options: AdminOptions): Promise<AdminServer> {
   })
   await app.register(fastifyCookie)
   await app.register(fastifySession, {
-    // Sessions live in this router's memory: they end with it (log in again), and are per router.
+    // Sessions live in this router's memory, bounded: they end with it (log in again), and are per router.
     secret: createHmac('sha256', password).update('switchboard admin session').digest('base64url'),
     cookieName: COOKIE,
     // Not Secure: the admin port is internal, reached over a port-forward in plain HTTP ('auto' would drop SameSite to Lax there).
     cookie: { httpOnly: true, sameSite: 'strict', secure: false, path: '/', maxAge: sessionTtlMs },
     saveUninitialized: false,
+    store: new BoundedSessionStore(sessionTtlMs),
   })
   await app.register(fastifyCsrf, { sessionPlugin: '@fastify/session' })
   await app.register(fastifyStatic, { root: WEB_ROOT, prefix: '/', index: 'index.html' })
