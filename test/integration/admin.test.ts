@@ -4,6 +4,7 @@ import { spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { mkdirSync, readFileSync } from 'node:fs'
 import t, { type Test } from 'tap'
+import { LOGIN_FAILURES_MAX, LOGIN_WINDOW_MS } from '../../apps/router/src/admin/server.js'
 import { CLAIM_TTL_MS } from '../../apps/router/src/presence/relay.js'
 import { connectUser, eventually } from '../helpers/clients.js'
 import { ROUTER_MAIN, routerEnv, startCluster, startRouter, testSecrets, waitForLog } from '../helpers/processes.js'
@@ -74,6 +75,8 @@ t.test('login: refused without a CSRF token or with a wrong password; a session 
   t.match(ok.setCookie.join('\n'), /sb_admin=[^;]+;.*HttpOnly/i)
   t.match(ok.setCookie.join('\n'), /SameSite=Strict/i)
   t.notOk(ok.text.includes(PASSWORD), 'the answer never echoes the password')
+  const withKey = await fetch(`${base}/api/cluster`, { headers: { authorization: `Bearer ${apiKeys[0]}` } })
+  t.equal(withKey.status, 401, 'an API key does not open the admin')
   t.equal(cluster.router.logs().filter((l) => l.includes(PASSWORD)).length, 0, 'nor does any log line')
 })
 
@@ -275,6 +278,18 @@ async function openPage(t: Test, url: string) {
   await page.goto(url)
   return page
 }
+
+t.test('password guessing: past LOGIN_FAILURES_MAX failures in LOGIN_WINDOW_MS, every login waits (429)', async (t) => {
+  const port = await freePort()
+  await startRouter(t, { redisUrl: cluster.redis.url, prefix: cluster.prefix, leaseTtlMs: cluster.leaseTtlMs, env: { ROUTER_ADMIN_PORT: String(port), ROUTER_ADMIN_PASSWORD: PASSWORD } })
+  const b = browser(`http://127.0.0.1:${port}`)
+  await eventually(async () => (await b.call('GET', '/api/session')).status === 200)
+  for (let i = 0; i < LOGIN_FAILURES_MAX; i++) t.equal((await b.call('POST', '/api/login', { password: `guess-${i}` })).status, 401)
+  const locked = await b.call('POST', '/api/login', { password: PASSWORD })
+  t.same([locked.status, locked.json.error.code], [429, 'rate_limited'], 'even the right password waits')
+  const wait = Number(locked.headers.get('retry-after'))
+  t.ok(wait > 0 && wait <= LOGIN_WINDOW_MS / 1_000, `Retry-After: ${wait} s, within the window`)
+})
 
 t.test('off unless configured: the API port has no admin routes; a port without a password stops the router', async (t) => {
   const onApi = await fetch(`${cluster.router.url}/api/session`, { headers: { authorization: `Bearer ${apiKeys[0]}` } })

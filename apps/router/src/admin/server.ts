@@ -30,6 +30,9 @@ export interface AdminOptions {
   log: Logger
 }
 
+/** Failed logins a router takes per LOGIN_WINDOW_MS, from anyone; past that every login gets 429 until the oldest leaves the window. */
+export const LOGIN_FAILURES_MAX = 10
+export const LOGIN_WINDOW_MS = 60_000
 /** A user's recent presence events are looked for among the cluster's last this many. */
 export const USER_EVENTS_SCAN = 1_000
 /** ... and the newest this many of them shown. */
@@ -131,9 +134,20 @@ export async function buildAdmin(options: AdminOptions): Promise<AdminServer> {
   /** Whether this browser is logged in, and a CSRF token for its next state-changing call. */
   app.get('/api/session', async (request, reply) => ({ authenticated: isLoggedIn(request), csrfToken: reply.generateCsrf() }))
 
+  /** When recent failed logins happened, oldest first (this router's, whoever sent them). */
+  const failures: number[] = []
   app.post('/api/login', { onRequest: app.csrfProtection }, async (request, reply) => {
+    const now = Date.now()
+    while (failures.length > 0 && failures[0]! <= now - LOGIN_WINDOW_MS) failures.shift()
+    if (failures.length >= LOGIN_FAILURES_MAX) {
+      // Checked before the password: a guesser learns nothing more until the window moves.
+      const waitS = Math.ceil((failures[0]! + LOGIN_WINDOW_MS - now) / 1_000)
+      log.warn({ ip: request.ip }, 'admin login refused: too many failed logins')
+      return reply.code(429).header('retry-after', String(waitS)).send(errorBody('rate_limited', `too many failed logins: try again in ${waitS} s`))
+    }
     const given = (request.body as { password?: unknown } | undefined)?.password
     if (!isPassword(given)) {
+      failures.push(now)
       log.warn({ ip: request.ip }, 'admin login refused')
       return reply.code(401).send(errorBody('unauthorized', 'wrong password'))
     }
