@@ -94,6 +94,8 @@ t.test('the cluster view: both edges and their connections, live', async (t) => 
     return counts[e1!.nodeId] === 2 && counts[e2!.nodeId] === 1 ? res.json : undefined
   }, { timeoutMs: cluster.leaseTtlMs * 2 })
   t.equal(view.registry, 'ok')
+  t.ok(view.routers.some((r: { workerId: string }) => r.workerId === view.router.workerId), 'this router is among the live routers')
+  t.equal(view.routers.reduce((sum: number, r: { partitions: number }) => sum + r.partitions, 0) <= view.router.presence.partitions, true, 'they share the partitions')
   t.same(view.nodes.map((n: { nodeId: string }) => n.nodeId), [e1!.nodeId, e2!.nodeId].sort())
   for (const n of view.nodes) t.ok(n.leaseAgeMs >= 0 && n.leaseAgeMs <= n.leaseTtlMs, `${n.nodeId}: lease renewed ${n.leaseAgeMs} ms ago`)
 })
@@ -340,6 +342,8 @@ t.test('in Chromium: log in with the keyboard, then every page: the cluster, a u
   const extra = await cluster.addEdge(t)
   await page.waitForFunction(`${rowIds}.includes(${JSON.stringify(extra.nodeId)})`, { timeout: cluster.leaseTtlMs * 2 })
   t.same(((await page.evaluate(rowIds)) as string[]).sort(), [...cluster.edges.map((e) => e.nodeId), extra.nodeId].sort(), 'every live edge, by node id')
+  await page.waitForFunction(`${text('routers')}.includes("(this page's)")`)
+  t.pass('the live routers, this one marked')
 
   // A user, inspected.
   const { client } = await connectUser(t, extra.wsUrl, jwtSecret, 'adm-lou')

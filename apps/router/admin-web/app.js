@@ -134,7 +134,10 @@ async function refreshCluster() {
   $('cluster-summary').textContent = cluster.registry !== 'ok' ? 'The registry cannot be read: edges unknown.' : cluster.nodes.length === 0 ? 'No live edge.' : `${plural(cluster.nodes.length, 'live edge')}, ${plural(total, 'connection')}.`
   $('gone').textContent = gone.size === 0 ? '' : `Gone (lease lapsed or drained): ${[...gone].map(([id, at]) => `${id} at ${time(at)}`).join(', ')}`
   const p = cluster.router.presence
-  $('router-health').textContent = `This router: up since ${dateTime(cluster.router.startedAt)}; delivers presence partitions ${p.owned} of ${p.partitions}.`
+  $('routers').replaceChildren(
+    ...cluster.routers.map((r) => row(r.workerId === cluster.router.workerId ? `${r.workerId} (this page's)` : r.workerId, el('td', `${r.partitions} of ${p.partitions}`, 'num'), `valid ${(r.expiresInMs / 1000).toFixed(1)} s more`)),
+  )
+  $('router-health').textContent = `This page's router: up since ${dateTime(cluster.router.startedAt)}; delivers presence partitions ${p.owned} of ${p.partitions}. A router is listed while it renews its presence claim (every second); a stopped one leaves within 5 s.`
   chart('chart-connections', traffic.samples, [{ key: 'connections', label: 'connections', className: 'line-a' }])
   chart('chart-pushes', traffic.samples, [
     { key: 'delivered', label: 'delivered/s', className: 'line-ok' },

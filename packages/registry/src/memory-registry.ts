@@ -6,6 +6,7 @@ import {
   MAX_CONNECTIONS_PER_USER,
   type FeedPage,
   type PresenceSettings,
+  type PresenceWorker,
   type SnapshotPage,
   type StoredEvent,
   type ConnectionInfo,
@@ -198,6 +199,16 @@ export class MemoryRegistry implements Registry {
     }
     for (const p of mine) this.#owners.set(p, { workerId, expiresAt: now + ttlMs })
     return mine
+  }
+
+  async workers(): Promise<PresenceWorker[]> {
+    const now = this.#now()
+    const owned = new Map<string, number>()
+    for (const { workerId, expiresAt } of this.#owners.values()) if (expiresAt > now) owned.set(workerId, (owned.get(workerId) ?? 0) + 1)
+    return [...this.#workers]
+      .filter(([, expiresAt]) => expiresAt > now)
+      .map(([workerId, expiresAt]) => ({ workerId, partitions: owned.get(workerId) ?? 0, expiresInMs: expiresAt - now }))
+      .sort((a, b) => a.workerId.localeCompare(b.workerId))
   }
 
   async pump(partition: number, after: string, count: number): Promise<{ events: StoredEvent[]; nextHoldInMs: number | undefined }> {

@@ -19,6 +19,7 @@ import {
   type NodeInfo,
   type NodeStatus,
   type PresenceSettings,
+  type PresenceWorker,
   type Registry,
   type SnapshotPage,
   type StoredEvent,
@@ -190,6 +191,14 @@ export class RedisRegistry implements Registry {
   async claimPartitions(workerId: string, ttlMs: number, handoverMs: number): Promise<number[]> {
     const k = this.#keys
     return ((await this.#run(lua.own, [k.owners, k.workers], [workerId, ttlMs, PARTITIONS, handoverMs])) as number[]).map(Number)
+  }
+
+  async workers(): Promise<PresenceWorker[]> {
+    const k = this.#keys
+    const flat = (await this.#run(lua.workers, [k.owners, k.workers], [])) as (string | number)[]
+    const workers: PresenceWorker[] = []
+    for (let i = 0; i + 2 < flat.length; i += 3) workers.push({ workerId: String(flat[i]), partitions: Number(flat[i + 1]), expiresInMs: Number(flat[i + 2]) })
+    return workers.sort((a, b) => a.workerId.localeCompare(b.workerId))
   }
 
   async pump(partition: number, after: string, count: number): Promise<{ events: StoredEvent[]; nextHoldInMs: number | undefined }> {

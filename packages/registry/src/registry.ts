@@ -143,11 +143,19 @@ export interface SnapshotPage {
  * delivery workers need to deliver them: partitions shared among workers, held offlines
  * settled, per-sink acknowledgements, the merged feed and a snapshot.
  */
+export interface PresenceWorker {
+  workerId: string
+  partitions: number
+  expiresInMs: number
+}
+
 export interface PresenceLog {
   /** Number of event partitions (events of one user are always in the same one). */
   readonly partitions: number
   /** Claims this worker's share of the partitions for `ttlMs`; a partition given up is not claimed by anyone for `handoverMs`. */
   claimPartitions(workerId: string, ttlMs: number, handoverMs: number): Promise<number[]>
+  /** The workers (routers) whose claim is alive, by id, with the partitions each holds and the ms until their claim lapses unless renewed. */
+  workers(): Promise<PresenceWorker[]>
   /** Turns the partition's due held offlines into events, then reads up to `count` events after `after` ('0-0': from the start). */
   pump(partition: number, after: string, count: number): Promise<{ events: StoredEvent[]; nextHoldInMs: number | undefined }>
   /** Each partition's last version: it changes whenever an event or a held offline is recorded there. */

@@ -21,7 +21,7 @@ export interface AdminOptions {
   sessionTtlMs: number
   /** For the edges' lease age. */
   leaseTtlMs: number
-  registry: Pick<RouterRegistry, 'liveNodes' | 'locate'> & Pick<PresenceLog, 'recentFeed'>
+  registry: Pick<RouterRegistry, 'liveNodes' | 'locate'> & Pick<PresenceLog, 'recentFeed' | 'workers'>
   /** The router's own operations: the admin's pushes, lookups and disconnects are the API's, validated and counted alike. */
   api: Pick<Api, 'presence' | 'push' | 'disconnect' | 'rooms'>
   /** This router's presence delivery (the webhook endpoints' state). */
@@ -167,18 +167,24 @@ export async function buildAdmin(options: AdminOptions): Promise<AdminServer> {
     return { authenticated: false }
   })
 
-  /** Every live edge with its lease's health, this router's own, and whether it reaches the registry. */
+  /**
+   * Every live edge with its lease's health; every live router (its presence worker's claim,
+   * renewed every second while it runs) with its share of the presence partitions; and
+   * whether this router reaches the registry.
+   */
   app.get('/api/cluster', read, async () => {
-    const router = { startedAt, presence: { owned: options.presence.status().owned, partitions: options.presence.status().partitions } }
+    const self = options.presence.status()
+    const router = { workerId: self.workerId, startedAt, presence: { owned: self.owned, partitions: self.partitions } }
     try {
       const now = Date.now()
-      const nodes = (await registry.liveNodes())
+      const [live, workers] = await Promise.all([registry.liveNodes(), registry.workers()])
+      const nodes = live
         .map((n) => ({ nodeId: n.nodeId, connections: n.connections, draining: n.draining, startedAt: n.startedAt, leaseAgeMs: Math.max(0, leaseTtlMs - (n.expiresAt - now)), leaseTtlMs }))
         .sort((a, b) => a.nodeId.localeCompare(b.nodeId))
-      return { registry: 'ok', nodes, router }
+      return { registry: 'ok', nodes, routers: workers, router }
     } catch (err) {
       log.warn({ err }, 'admin: registry unavailable')
-      return { registry: 'unavailable', nodes: [], router }
+      return { registry: 'unavailable', nodes: [], routers: [], router }
     }
   })
 

@@ -80,6 +80,8 @@ export interface SinkStatus {
 }
 
 export interface RelayStatus {
+  /** This router's id among the presence workers (host, pid and a random part). */
+  workerId: string
   /** Partitions this router delivers, of `partitions`: the others are another router's. */
   owned: number
   partitions: number
@@ -157,7 +159,7 @@ export class PresenceRelay {
       if (s.lastAckAt !== undefined) status.lastAckAt = s.lastAckAt
       return status
     })
-    return { owned: this.#partitions.size, partitions: this.#o.registry.partitions, sinks }
+    return { workerId: this.#o.workerId, owned: this.#partitions.size, partitions: this.#o.registry.partitions, sinks }
   }
 
   async #claimLoop(): Promise<void> {
