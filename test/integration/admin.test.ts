@@ -30,12 +30,12 @@ const { apiKeys, jwtSecret } = testSecrets()
 function browser(url = base) {
   let cookie = ''
   let csrf = ''
-  const call = async (method: string, path: string, body?: unknown, opts: { csrf?: boolean } = {}) => {
+  const call = async (method: string, path: string, body?: unknown, opts: { csrf?: boolean; contentType?: string } = {}) => {
     const headers: Record<string, string> = {}
     if (cookie) headers.cookie = cookie
-    if (body !== undefined) headers['content-type'] = 'application/json'
+    if (body !== undefined) headers['content-type'] = opts.contentType ?? 'application/json'
     if (opts.csrf !== false && method !== 'GET') headers['x-csrf-token'] = csrf
-    const res = await fetch(`${url}${path}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) })
+    const res = await fetch(`${url}${path}`, { method, headers, body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body) })
     const set = res.headers.getSetCookie()
     if (set.length > 0) cookie = set.map((c) => c.split(';')[0]).join('; ')
     const text = await res.text()
@@ -170,8 +170,14 @@ t.test('a test push: the answer per recipient and a request id; refused without 
     t.same([r.status, r.json.error.code], [400, 'invalid_request'], `refused: ${JSON.stringify(bad)}`)
     t.match(r.json.error.message, message)
   }
-  const notJson = await fetch(`${base}/api/push`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"to":' })
-  t.ok([400, 401, 403].includes(notJson.status), 'a body that is not JSON never reaches the API')
+  const noBody = await b.call('POST', '/api/push')
+  t.same([noBody.status, noBody.json.error.code], [400, 'invalid_request'], 'no body: 400')
+  const textPlain = await b.call('POST', '/api/push', 'to=adm-eve', { contentType: 'text/plain' })
+  t.same([textPlain.status, textPlain.json.error.code], [400, 'invalid_request'], 'text: 400, the fields are missing')
+  const xml = await b.call('POST', '/api/push', '<to>adm-eve</to>', { contentType: 'application/xml' })
+  t.same([xml.status, xml.json.error.code], [415, 'invalid_request'], 'a type fastify does not parse: 415, invalid_request')
+  const garbled = await b.call('POST', '/api/push', '{"to":', {})
+  t.same([garbled.status, garbled.json.error.code], [400, 'invalid_request'], 'garbled JSON: 400')
   const tooBig = await b.call('POST', '/api/push', { to: ['u'], event: 'e', data: 'x'.repeat(20_000) })
   t.same([tooBig.status, tooBig.json.error.code], [413, 'payload_too_large'])
 })

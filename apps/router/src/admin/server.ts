@@ -125,7 +125,7 @@ export async function buildAdmin(options: AdminOptions): Promise<AdminServer> {
     }
     const status = err.statusCode ?? 500
     if (status >= 500) log.error({ err }, 'admin request failed')
-    const code: ErrorCode = status === 403 ? 'forbidden' : status === 400 ? 'invalid_request' : status === 404 ? 'not_found' : status === 413 ? 'payload_too_large' : 'internal'
+    const code: ErrorCode = status === 403 ? 'forbidden' : status === 404 ? 'not_found' : status === 413 ? 'payload_too_large' : status < 500 ? 'invalid_request' : 'internal'
     // A CSRF failure names itself; a 500 never leaks its message.
     return reply.code(status).send(errorBody(code, status >= 500 ? 'internal error' : err.message))
   })
