@@ -70,8 +70,11 @@ t.test('login: refused without a CSRF token or with a wrong password; a session 
   t.equal(noToken.json?.error?.code, 'forbidden')
   const wrong = await b.call('POST', '/api/login', { password: 'not the password' })
   t.same([wrong.status, wrong.json], [401, { error: { code: 'unauthorized', message: 'wrong password' } }])
+  const before = await b.call('GET', '/api/session')
   const ok = await b.call('POST', '/api/login', { password: PASSWORD })
   t.equal(ok.status, 200)
+  const id = (cookies: string[]) => cookies.join('').match(/sb_admin=([^;]+)/)?.[1]
+  t.ok(id(before.setCookie) && id(ok.setCookie) && id(before.setCookie) !== id(ok.setCookie), 'a new session id at login: one fixed before it is worth nothing')
   t.match(ok.setCookie.join('\n'), /sb_admin=[^;]+;.*HttpOnly/i)
   t.match(ok.setCookie.join('\n'), /SameSite=Strict/i)
   t.notOk(ok.text.includes(PASSWORD), 'the answer never echoes the password')
