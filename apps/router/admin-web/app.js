@@ -162,6 +162,7 @@ function chart(id, samples, series) {
   })
   svg.replaceChildren(...lines)
   const last = samples.at(-1)
+  $(`${id}-axis`).replaceChildren(...(last ? [el('span', time(samples[0].at)), el('span', time(last.at))] : []))
   const legend = $(`${id}-legend`)
   legend.replaceChildren(
     ...(last ? series.map((s) => el('span', `${s.label} ${last[s.key] === null ? '?' : Number(last[s.key].toFixed(1))}`, s.className)) : [el('span', 'collecting… (a point every 2 s)')]),
