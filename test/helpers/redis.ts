@@ -69,21 +69,27 @@ export async function freePortRange(count: number): Promise<number> {
   }
 }
 
-/** One raw RESP PING; resolves true when the server answers +PONG. */
-function ping(port: number, timeoutMs = 500): Promise<boolean> {
+/**
+ * The process id of the Redis answering on `port` (one raw INFO server), or undefined when
+ * none answers. A PONG alone is not enough: another test's server may have taken the port
+ * between the probe and our bind, and answer while ours exits.
+ */
+function serverPid(port: number, timeoutMs = 500): Promise<number | undefined> {
   return new Promise((resolve) => {
     const socket = connect({ host: '127.0.0.1', port })
     let answer = ''
-    const done = (ok: boolean) => {
+    const done = (pid: number | undefined) => {
       socket.destroy()
-      resolve(ok)
+      resolve(pid)
     }
-    socket.setTimeout(timeoutMs, () => done(false))
-    socket.once('error', () => done(false))
-    socket.once('connect', () => socket.write('*1\r\n$4\r\nPING\r\n'))
+    socket.setTimeout(timeoutMs, () => done(undefined))
+    socket.once('error', () => done(undefined))
+    socket.once('connect', () => socket.write('*2\r\n$4\r\nINFO\r\n$6\r\nserver\r\n'))
     socket.on('data', (chunk) => {
       answer += chunk.toString('latin1')
-      if (answer.includes('\r\n')) done(answer.startsWith('+PONG'))
+      if (answer.startsWith('-')) return done(undefined) // loading, or an error: not ready
+      const m = /process_id:(\d+)\r\n/.exec(answer)
+      if (m) done(Number(m[1]))
     })
   })
 }
@@ -128,12 +134,13 @@ async function waitReady(server: RedisProcess, port: number): Promise<void> {
     hasExited = true
   })
   while (Date.now() < deadline) {
-    if (hasExited) throw new Error(`redis-server on port ${port} exited before answering PING:\n${server.output()}`)
-    if (await ping(port)) return
+    if (hasExited) throw new Error(`redis-server on port ${port} exited before answering:\n${server.output()}`)
+    const pid = await serverPid(port)
+    if (pid !== undefined && pid === server.proc.pid) return
     await delay(25)
   }
   server.proc.kill('SIGKILL')
-  throw new Error(`redis-server on port ${port} did not answer PING within ${READY_TIMEOUT_MS} ms:\n${server.output()}`)
+  throw new Error(`redis-server on port ${port} did not answer within ${READY_TIMEOUT_MS} ms:\n${server.output()}`)
 }
 
 /** Starts a real, empty, non-persistent redis-server on a free port; the test's teardown kills it. */
