@@ -13,7 +13,7 @@ let timer
 /** nodeId → when it was last seen live, and when it went. */
 const seen = new Map()
 const gone = new Map()
-/** The user and room on show, refreshed with their page. */
+/** The user and room on show (while their view is), refreshed with their page. */
 let inspected
 let lookedUpRoom
 
@@ -104,9 +104,9 @@ async function refresh() {
   const page = currentPage()
   try {
     if (page === 'cluster') await refreshCluster()
-    else if (page === 'user' && inspected) await inspect(inspected)
+    else if (page === 'user' && !$('user-view').hidden) await inspect(inspected)
     else if (page === 'events') await refreshEvents()
-    else if (page === 'rooms' && lookedUpRoom) await lookUpRoom(lookedUpRoom)
+    else if (page === 'rooms' && !$('room-view').hidden) await lookUpRoom(lookedUpRoom)
   } catch (err) {
     if (!(err instanceof Unauthorized)) console.warn('refresh failed:', err.message)
   }
@@ -184,19 +184,28 @@ async function inspect(userId) {
   $('user-events').replaceChildren(...user.events.map((e) => el('li', `${time(e.ts)} ${e.type} (${e.cause}), ${plural(e.connections, 'connection')}`)))
 }
 
-$('user-form').addEventListener('submit', async (event) => {
-  event.preventDefault()
+/**
+ * A lookup form (`<name>-form`): `load` shows what its field names in `<name>-view`; a
+ * failure says why in `<name>-error` and hides the view, which stops its refresh.
+ */
+function onLookup(name, inputId, load, before = () => {}) {
+  $(`${name}-form`).addEventListener('submit', async (event) => {
+    event.preventDefault()
+    before()
+    try {
+      await load($(inputId).value.trim())
+      $(`${name}-error`).textContent = ''
+    } catch (err) {
+      if (err instanceof Unauthorized) return
+      $(`${name}-error`).textContent = err.message
+      $(`${name}-view`).hidden = true
+    }
+  })
+}
+
+onLookup('user', 'user-id', inspect, () => {
   $('disconnect-confirm').hidden = true
   $('disconnect-result').textContent = ''
-  try {
-    await inspect($('user-id').value.trim())
-    $('user-error').textContent = ''
-  } catch (err) {
-    if (err instanceof Unauthorized) return
-    $('user-error').textContent = err.message
-    $('user-view').hidden = true
-    inspected = undefined
-  }
 })
 
 $('disconnect-form').addEventListener('submit', (event) => {
@@ -286,18 +295,7 @@ async function lookUpRoom(room) {
   $('room-members').textContent = view.firstMembers.length === 0 ? '' : `Durable members${view.moreMembers ? ' (first ones)' : ''}: ${view.firstMembers.join(', ')}`
 }
 
-$('room-form').addEventListener('submit', async (event) => {
-  event.preventDefault()
-  try {
-    await lookUpRoom($('room-name').value.trim())
-    $('room-error').textContent = ''
-  } catch (err) {
-    if (err instanceof Unauthorized) return
-    $('room-error').textContent = err.message
-    $('room-view').hidden = true
-    lookedUpRoom = undefined
-  }
-})
+onLookup('room', 'room-name', lookUpRoom)
 
 // Session
 

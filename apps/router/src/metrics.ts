@@ -4,6 +4,9 @@ import type { Registry } from '@switchboard/registry'
 
 const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5]
 
+/** Read back by name by the admin web's charts (admin/traffic.ts). */
+export const RECIPIENTS_METRIC = 'router_recipients_total'
+
 export function createRouterMetrics(registry: PromRegistry, inFlight: () => number) {
   collectDefaultMetrics({ register: registry })
   const metrics = {
@@ -28,7 +31,7 @@ export function createRouterMetrics(registry: PromRegistry, inFlight: () => numb
       registers: [registry],
     }),
     recipients: new Counter({
-      name: 'router_recipients_total',
+      name: RECIPIENTS_METRIC,
       help: 'Push recipients by outcome (delivered, offline, failed).',
       labelNames: ['result'] as const,
       registers: [registry],

@@ -300,7 +300,7 @@ const streamEnds: PlainCommand = async (redis, [key]) => {
   const [length, first, last] = await Promise.all([redis.xlen(key!), redis.xrange(key!, '-', '+', 'COUNT', 1), redis.xrevrange(key!, '+', '-', 'COUNT', 1)])
   return [length, first[0]?.[0], last[0]?.[0]]
 }
-/** KEYS feed, trimmed. Returns [entries after ARGV[0] (up to ARGV[1]), oldest id, newest id, newest id trimmed]. */
+/** KEYS feed. Returns the newest ARGV[0] entries, newest first. */
 const xrevrange: PlainCommand = (redis, [key], [count]) => redis.xrevrange(key!, '+', '-', 'COUNT', Number(count))
 
 /** Stream entries of the feed as events; written only by appendFeed, a corrupt entry is skipped rather than blocking the feed. */
@@ -310,12 +310,13 @@ function feedEvents(entries: [string, string[]][]): FeedPage['events'] {
     try {
       events.push({ position, event: JSON.parse(fields[1] ?? '') as PresenceEvent })
     } catch {
-      // skipped
+      // corrupt: skipped
     }
   }
   return events
 }
 
+/** KEYS feed, trimmed. Returns [entries after ARGV[0] (up to ARGV[1]), oldest id, newest id, newest id trimmed]. */
 const xrange: PlainCommand = async (redis, [key, trimmedKey], [after, count]) => {
   const [page, first, last, trimmed] = await Promise.all([
     redis.xrange(key!, `(${String(after)}`, '+', 'COUNT', Number(count)),

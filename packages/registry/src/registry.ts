@@ -138,17 +138,20 @@ export interface SnapshotPage {
   cursor: string
 }
 
+/** A router's presence delivery worker, as `PresenceLog.workers` lists it. */
+export interface PresenceWorker {
+  workerId: string
+  /** Partitions it holds now. */
+  partitions: number
+  /** Until its claim lapses unless renewed. */
+  expiresInMs: number
+}
+
 /**
  * The presence events the edges' and the janitor's writes record, and what the routers'
  * delivery workers need to deliver them: partitions shared among workers, held offlines
  * settled, per-sink acknowledgements, the merged feed and a snapshot.
  */
-export interface PresenceWorker {
-  workerId: string
-  partitions: number
-  expiresInMs: number
-}
-
 export interface PresenceLog {
   /** Number of event partitions (events of one user are always in the same one). */
   readonly partitions: number

@@ -1,5 +1,6 @@
 import type { Counter, Registry as PromRegistry } from 'prom-client'
 import type { RouterRegistry } from '@switchboard/registry'
+import { RECIPIENTS_METRIC } from '../metrics.js'
 
 /** One point of the admin's charts. */
 export interface TrafficSample {
@@ -80,7 +81,7 @@ export class TrafficHistory {
 
   async #recipientTotals(): Promise<Record<(typeof RESULTS)[number], number>> {
     const totals = { delivered: 0, offline: 0, failed: 0 }
-    const counter = this.#o.promRegistry.getSingleMetric('router_recipients_total') as Counter<'result'> | undefined
+    const counter = this.#o.promRegistry.getSingleMetric(RECIPIENTS_METRIC) as Counter<'result'> | undefined
     for (const { labels, value } of (await counter?.get())?.values ?? []) {
       const result = labels.result as keyof typeof totals | undefined
       if (result && result in totals) totals[result] += value

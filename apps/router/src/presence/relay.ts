@@ -144,17 +144,8 @@ export class PresenceRelay {
   status(): RelayStatus {
     const now = this.#now()
     const sinks = this.#sinks.map((s): SinkStatus => {
-      let pending = 0
-      let oldest: number | undefined
-      for (const [p, state] of this.#partitions) {
-        const acked = s.acked.get(p) ?? '0-0'
-        for (const b of state.buffer) {
-          if (comparePositions(b.event.position, acked) <= 0) continue
-          pending++
-          oldest = Math.min(oldest ?? Infinity, b.event.ts)
-        }
-      }
-      const status: SinkStatus = { label: s.sink.label, disabled: s.disabled, pending, oldestPendingMs: oldest === undefined ? 0 : Math.max(0, now - oldest) }
+      const { pending, oldestTs } = this.#pendingOf(s)
+      const status: SinkStatus = { label: s.sink.label, disabled: s.disabled, pending, oldestPendingMs: oldestTs === undefined ? 0 : Math.max(0, now - oldestTs) }
       if (s.lastError) status.lastError = { ...s.lastError }
       if (s.lastAckAt !== undefined) status.lastAckAt = s.lastAckAt
       return status
@@ -381,14 +372,26 @@ export class PresenceRelay {
     const now = this.#now()
     for (const [p, state] of this.#partitions) this.#o.metrics.backlog.set({ partition: String(p) }, state.buffer.length)
     for (const s of this.#sinks) {
-      let oldest: number | undefined
-      for (const [p, state] of this.#partitions) {
-        const acked = s.acked.get(p) ?? '0-0'
-        const first = state.buffer.find((b) => comparePositions(b.event.position, acked) > 0)
-        if (first) oldest = Math.min(oldest ?? Infinity, first.event.ts)
-      }
-      this.#o.metrics.oldestUnacked.set({ sink: s.sink.label }, oldest === undefined ? 0 : Math.max(0, now - oldest) / 1_000)
+      const { oldestTs } = this.#pendingOf(s)
+      this.#o.metrics.oldestUnacked.set({ sink: s.sink.label }, oldestTs === undefined ? 0 : Math.max(0, now - oldestTs) / 1_000)
     }
+  }
+
+  /**
+   * What `s` has not acknowledged of the buffered events (a buffer is in position order, so
+   * they are its tail after the first one past `acked`): how many, and when the oldest happened.
+   */
+  #pendingOf(s: SinkState): { pending: number; oldestTs: number | undefined } {
+    let pending = 0
+    let oldestTs: number | undefined
+    for (const [p, state] of this.#partitions) {
+      const acked = s.acked.get(p) ?? '0-0'
+      const first = state.buffer.findIndex((b) => comparePositions(b.event.position, acked) > 0)
+      if (first < 0) continue
+      pending += state.buffer.length - first
+      oldestTs = Math.min(oldestTs ?? Infinity, state.buffer[first]!.event.ts)
+    }
+    return { pending, oldestTs }
   }
 
   #sleep(ms: number): Promise<void> {
