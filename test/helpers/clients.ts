@@ -12,7 +12,9 @@ export interface TokenOptions {
 
 /** An HS256 client token; `sub` undefined leaves the subject out. */
 export async function mintToken(secret: string, sub: string | undefined, opts: TokenOptions = {}): Promise<string> {
-  const jwt = new SignJWT({ ...opts.claims }).setProtectedHeader({ alg: 'HS256', typ: 'JWT' }).setIssuedAt()
+  // iat in ms precision, as mintClientToken does (a token minted right after a revocation is not covered); a claim `iat` wins.
+  const jwt = new SignJWT({ ...opts.claims }).setProtectedHeader({ alg: 'HS256', typ: 'JWT' })
+  if (opts.claims?.iat === undefined) jwt.setIssuedAt(Date.now() / 1_000)
   if (sub !== undefined) jwt.setSubject(sub)
   const expiresIn = opts.expiresIn === undefined ? '1h' : opts.expiresIn
   if (expiresIn !== null) jwt.setExpirationTime(expiresIn)

@@ -67,6 +67,8 @@ export function defaultAnswer(req: FakeRequest): FakeAnswer {
       return { status: 200, body: { online: [], offline: body?.userIds ?? [] } }
     case 'disconnect':
       return { status: 200, body: { closed: 1 } }
+    case 'user.revoke':
+      return { status: 200, body: { userId: body?.userId, revokedBefore: 1, closed: 1 } }
     case 'nodes':
       return { status: 200, body: { nodes: [] } }
     case 'room.add':

@@ -54,6 +54,9 @@ export class FlakyRegistry implements EdgeRegistry {
   resync(lease: Lease, conns: readonly ConnectionInfo[], maxPerUser?: number) {
     return this.#call('resync', [lease, conns, maxPerUser], () => this.inner.resync(lease, conns, maxPerUser))
   }
+  revokedBefore(userId: string) {
+    return this.#call('revokedBefore', [userId], () => this.inner.revokedBefore(userId))
+  }
   serverIdentity() {
     return this.#call('serverIdentity', [], async () => this.identity)
   }

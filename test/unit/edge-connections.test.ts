@@ -87,6 +87,9 @@ class ControlledRooms {
   depart(userId: string): void {
     this.calls.push(`depart ${userId}`)
   }
+  async retoken(_socket: unknown, userId: string, before: readonly string[], after: readonly string[]): Promise<void> {
+    this.calls.push(`retoken ${userId} ${before.join(',')} -> ${after.join(',')}`)
+  }
   /** The oldest arrival's rooms are read and indexed. */
   joined(): void {
     this.#arrivals.shift()!()

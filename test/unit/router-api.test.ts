@@ -101,6 +101,8 @@ async function setup(t: Test, limits = LIMITS, options: { inbox?: Inbox; keepByD
     keepByDefault: options.keepByDefault ?? false,
     rooms,
     roomLimits: options.roomLimits ?? { maxNameLength: 128, listMax: 100 },
+    revocations: registry,
+    tokenMaxLifetimeS: 3_600,
   })
   return { api, edges, registry, inbox, metrics, rooms, e1, e2 }
 }

@@ -15,7 +15,8 @@ const forge = (header: object, claims: object, key = secret) => {
 }
 
 t.test('a valid token gives its subject', async (t) => {
-  t.same(verify(await sign({ sub: 'alice', exp: now + 60 })), { userId: 'alice', rooms: [] })
+  t.same(verify(await sign({ sub: 'alice', exp: now + 60 })), { userId: 'alice', exp: now + 60, iat: undefined, rooms: [] })
+  t.same(verify(await sign({ sub: 'alice', exp: now + 60, iat: now - 0.25 })), { userId: 'alice', exp: now + 60, iat: now - 0.25, rooms: [] }, 'exp and iat (fractional) are given to the connection')
   t.equal(verify(await sign({ sub: 'bob', exp: now - 4 })).userId, 'bob', 'within the clock tolerance')
   t.equal(verify(await sign({ sub: 'carol', exp: now + 60, nbf: now + 4 })).userId, 'carol')
   t.same(verify(await sign({ sub: 'dan', exp: now + 60, rooms: ['meeting-42', 'chat/7', 'meeting-42'] })).rooms, ['meeting-42', 'chat/7'], 'the rooms claim, each once')
@@ -109,3 +110,23 @@ t.test('a resume position offered as a subprotocol is taken, never selected; a m
   t.same(tokenFromProtocols('resume.start, bearer.tok'), { token: 'tok', selected: '', resume: { from: undefined } }, 'no position yet')
   t.same(tokenFromProtocols('resume.nothex.7, bearer.tok'), { token: 'tok', selected: '', resume: undefined }, 'malformed: no resume, and not selected either')
 })
+
+t.test('a token valid for longer than TOKEN_MAX_LIFETIME_S is refused, with or without iat', async (t) => {
+  const strict = createTokenVerifier({ secret }, { algorithms: ['HS256'], clockToleranceS: 5, maxLifetimeS: 3_600 }, () => now)
+  t.equal(strict(await sign({ sub: 'a', iat: now - 100, exp: now - 100 + 3_600 })).userId, 'a', 'exactly the maximum, from iat')
+  t.throws(() => strict(forgeLong(now - 100, now - 100 + 3_601)), /lifetime too long/, 'one second more, from iat')
+  t.equal(strict(await sign({ sub: 'a', exp: now + 3_600 })).userId, 'a', 'without iat: from now')
+  t.throws(() => strict(forgeLong(undefined, now + 3_601)), /lifetime too long/, 'without iat, one second more')
+  try {
+    strict(forgeLong(undefined, now + 7_200))
+  } catch (err) {
+    t.match((err as { publicMessage?: string }).publicMessage, /at most 3600 s from iat to exp/, 'the client is told the bound')
+  }
+  // Issued in the past with a long life: still too long, although little of it remains.
+  t.throws(() => strict(forgeLong(now - 86_400, now + 60)), /lifetime too long/)
+  t.throws(() => strict(forge({ alg: 'HS256' }, { sub: 'a', exp: now + 60, iat: 'yesterday' })), /bad iat/)
+})
+
+function forgeLong(iat: number | undefined, exp: number): string {
+  return forge({ alg: 'HS256' }, iat === undefined ? { sub: 'a', exp } : { sub: 'a', iat, exp })
+}

@@ -1,8 +1,10 @@
-import { CloseCode, PONG_FRAME, framedAt, parseClientFrame, welcomeFrame, type CloseCause, type Position } from '@switchboard/protocol'
+import { CloseCode, PONG_FRAME, errorFrame, framedAt, parseClientFrame, refreshedFrame, welcomeFrame, type CloseCause, type Position } from '@switchboard/protocol'
 import type { ConnectionInfo, InboxRead } from '@switchboard/registry'
 import { systemClock, type Clock } from './clock.js'
 import type { ConnIds } from './conn-ids.js'
 import { UserSockets, type Count, type HeldFrames, type PushSocket } from './delivery.js'
+import { Expiries } from './expiries.js'
+import { TokenError, type TokenVerifier, type VerifiedToken } from './tokens.js'
 
 export type ResumeResult = 'recovered' | 'not_recovered' | 'started' | 'failed'
 
@@ -33,9 +35,16 @@ export interface Conn {
   readonly resume: { from: Position | undefined } | undefined
   /** Counted among its user's sockets in the edge's rooms (LocalRooms.arrive), so its close departs. */
   arrived: boolean
-  /** The rooms its token's `rooms` claim joins, for its life. */
-  readonly tokenRooms: readonly string[]
+  /** The rooms its token's `rooms` claim joins, until a refresh brings another claim. */
+  tokenRooms: readonly string[]
+  /** Its token's `exp` (s epoch) while it has an entry in the edge's expiries; 0 once it has none (expired, or no token given). */
+  expS: number
+  /** Its token's `iat` (s epoch), checked against its user's revocation at every registry write (resyncs too). */
+  iat: number | undefined
 }
+
+/** What `accept` takes of a verified token. */
+export type TokenLifetime = Pick<VerifiedToken, 'exp' | 'iat'>
 
 /** What the lifecycle needs of a client socket: uWS's WebSocket<Conn> has it, and tests pass fakes. */
 export interface ClientSocket extends PushSocket {
@@ -83,7 +92,39 @@ export interface ConnectionsDeps {
   /** Why a resume read failed (the socket is welcomed with `recovered: false`). */
   onResumeError?: (err: unknown) => void
   /** The rooms of this edge's users: a registered socket's user arrives (its rooms read) before its welcome, and departs at its close. */
-  rooms?: { arrive(userId: string, socket: ClientSocket, tokenRooms: readonly string[]): Promise<void>; depart(userId: string, socket: ClientSocket, tokenRooms: readonly string[]): void }
+  rooms?: {
+    arrive(userId: string, socket: ClientSocket, tokenRooms: readonly string[]): Promise<void>
+    depart(userId: string, socket: ClientSocket, tokenRooms: readonly string[]): void
+    /** A refresh changed an arrived socket's `rooms` claim: it leaves and joins the difference; resolves once indexed. */
+    retoken(socket: ClientSocket, userId: string, before: readonly string[], after: readonly string[]): Promise<void>
+  }
+  /** Token expiry and refresh (README, "Token lifetime"). Without it, connections never expire and a refresh is answered `invalid_token`. */
+  tokens?: {
+    /** The same verifier as the handshake's. */
+    verify: TokenVerifier
+    /** EDGE_JWT_CLOCK_TOLERANCE_S: a connection closes this long after its token's `exp`. */
+    clockToleranceS: number
+    /** The user's revocation cutoff (ms epoch, registry clock), if any: a refresh token issued at or before it is refused. */
+    cutoffOf(userId: string): Promise<number | undefined>
+    /** A refresh's outcome. */
+    refreshes: { inc(labels: { result: RefreshResult }): void }
+    /** Connections closed because their token expired. */
+    expired: Count
+    /** Why a refresh could not be checked against revocations. */
+    onCutoffError?: (err: unknown) => void
+  }
+}
+
+/**
+ * `ok`; `invalid` (the token does not verify: an error frame, the socket stays); `other_user`
+ * (its `sub` is not the connection's: closed 1008); `revoked` (closed 4503); `unavailable` (the
+ * revocation could not be read: an error frame, the client retries).
+ */
+export type RefreshResult = 'ok' | 'invalid' | 'other_user' | 'revoked' | 'unavailable'
+
+/** Whether a token issued at `iat` (s epoch) is covered by a revocation at `cutoffMs` (ms epoch); a token without `iat` always is. */
+export function isRevoked(iat: number | undefined, cutoffMs: number | undefined): boolean {
+  return cutoffMs !== undefined && (iat === undefined || iat * 1_000 <= cutoffMs)
 }
 
 /**
@@ -102,8 +143,10 @@ export class Connections<S extends ClientSocket> {
   readonly #clock: Clock
   /** Every open client socket by seq, welcomed or not: evictions by connId and resyncs. */
   readonly #bySeq = new Map<number, S>()
-  /** Pings answered before the welcome is out, by socket. */
-  readonly #owedPongs = new Map<Conn, number>()
+  /** Frames answering client frames (pongs, refreshes) that arrived before the welcome, sent right after it. */
+  readonly #owed = new Map<Conn, string[]>()
+  /** When each token expires: one heap and one timer for the edge. */
+  readonly #expiries: Expiries<Conn> | undefined
   #draining = false
 
   constructor(deps: ConnectionsDeps) {
@@ -116,6 +159,26 @@ export class Connections<S extends ClientSocket> {
       userOf: (ws) => ws.getUserData().userId,
       close: (ws, code, reason, cause) => this.close(ws, code, reason, cause),
     })
+    const tokens = deps.tokens
+    if (tokens) {
+      const toleranceMs = tokens.clockToleranceS * 1_000
+      this.#expiries = new Expiries<Conn>({
+        clock: this.#clock,
+        deadlineOf: (conn) => (conn.expS === 0 || conn.state === Closed ? undefined : conn.expS * 1_000 + toleranceMs),
+        expire: (conn) => {
+          conn.expS = 0 // its entry is gone: the close must not count it stale
+          const ws = this.#bySeq.get(conn.seq)
+          if (!ws) return
+          tokens.expired.inc()
+          this.close(ws, CloseCode.tokenExpired, 'token expired', 'token_expired')
+        },
+      })
+    }
+  }
+
+  /** Connections waiting for their token's expiry. */
+  get expiring(): number {
+    return this.#expiries?.size ?? 0
   }
 
   get isDraining(): boolean {
@@ -124,11 +187,25 @@ export class Connections<S extends ClientSocket> {
 
   /**
    * The user data of a socket about to be upgraded; `resume`: what its `resume.` subprotocol
-   * asked, if any; `tokenRooms`: its token's `rooms` claim.
+   * asked, if any; `tokenRooms`: its token's `rooms` claim; `token`: its `exp` and `iat` (without
+   * it, the connection never expires).
    */
-  accept(userId: string, resume?: { from: Position | undefined }, tokenRooms: readonly string[] = []): Conn {
+  accept(userId: string, resume?: { from: Position | undefined }, tokenRooms: readonly string[] = [], token?: TokenLifetime): Conn {
     const sinceMs = this.#clock.now() - this.#deps.startedAt
-    return { userId, seq: this.#deps.connIds.nextSeq(), sinceMs, state: Registering, frames: 0, windowStartMs: -1_000, closeCause: undefined, resume, arrived: false, tokenRooms }
+    return {
+      userId,
+      seq: this.#deps.connIds.nextSeq(),
+      sinceMs,
+      state: Registering,
+      frames: 0,
+      windowStartMs: -1_000,
+      closeCause: undefined,
+      resume,
+      arrived: false,
+      tokenRooms,
+      expS: this.#expiries && token ? token.exp : 0,
+      iat: token?.iat,
+    }
   }
 
   /** Welcomed and not closed: a room push writes only to such sockets. */
@@ -140,6 +217,7 @@ export class Connections<S extends ClientSocket> {
   opened(ws: S): void {
     const conn = ws.getUserData()
     this.#bySeq.set(conn.seq, ws)
+    if (conn.expS !== 0) this.#expiries!.add(conn, this.#deadlineOf(conn))
     void this.#deps.registration.register(this.#info(conn)).then(() => this.#registered(ws, conn))
   }
 
@@ -157,12 +235,80 @@ export class Connections<S extends ClientSocket> {
     if (message.byteLength > maxFrameBytes) return this.close(ws, CloseCode.messageTooBig, 'frame too big', 'evicted')
     const frame = isBinary ? undefined : parseClientFrame(Buffer.from(message).toString('utf8'))
     if (!frame) return this.close(ws, CloseCode.protocolViolation, 'invalid frame', 'evicted')
+    if (frame.type === 'refresh') return this.#refresh(ws, conn, frame.token)
+    this.#answer(ws, conn, PONG_FRAME)
+  }
+
+  /** Sends an answer to a client frame now, or right after the welcome if it is not out yet. */
+  #answer(ws: S, conn: Conn, frame: string): void {
+    if (conn.state === Closed) return
     if (conn.state === Registering) {
-      this.#owedPongs.set(conn, (this.#owedPongs.get(conn) ?? 0) + 1) // sent right after the welcome
+      const owed = this.#owed.get(conn)
+      if (owed) owed.push(frame)
+      else this.#owed.set(conn, [frame])
       return
     }
-    ws.cork(() => ws.send(PONG_FRAME, false))
-    metrics.pongs.inc()
+    ws.cork(() => ws.send(frame, false))
+    if (frame === PONG_FRAME) this.#deps.metrics.pongs.inc()
+  }
+
+  /**
+   * A `refresh`: the token is verified as at the handshake, must name the same user and must
+   * postdate the user's revocation, if any (one registry read); then the connection takes its
+   * `exp`, `iat` and `rooms`, and is answered `refreshed`. No registry write: the socket and its
+   * entry stay as they are. A bad token gets an error frame and changes nothing; another user's
+   * token closes the socket (1008), a revoked one too (4503).
+   */
+  #refresh(ws: S, conn: Conn, token: string): void {
+    const tokens = this.#deps.tokens
+    let verified: VerifiedToken
+    try {
+      if (!tokens) throw new TokenError('this edge does not refresh tokens')
+      verified = tokens.verify(token)
+    } catch (err) {
+      tokens?.refreshes.inc({ result: 'invalid' })
+      return this.#answer(ws, conn, errorFrame('invalid_token', (err instanceof TokenError && err.publicMessage) || 'invalid or expired token'))
+    }
+    if (verified.userId !== conn.userId) {
+      tokens.refreshes.inc({ result: 'other_user' })
+      return this.close(ws, CloseCode.protocolViolation, 'refresh token is for another user', 'evicted')
+    }
+    tokens.cutoffOf(conn.userId).then(
+      (cutoffMs) => {
+        if (conn.state === Closed) return
+        if (isRevoked(verified.iat, cutoffMs)) {
+          tokens.refreshes.inc({ result: 'revoked' })
+          return this.close(ws, CloseCode.revoked, 'token revoked', 'revoked')
+        }
+        void this.#retoken(ws, conn, verified).then(() => {
+          tokens.refreshes.inc({ result: 'ok' })
+          this.#answer(ws, conn, refreshedFrame(verified.exp))
+        })
+      },
+      (err: unknown) => {
+        tokens.refreshes.inc({ result: 'unavailable' })
+        tokens.onCutoffError?.(err)
+        this.#answer(ws, conn, errorFrame('refresh_unavailable', 'cannot check the token now; retry'))
+      },
+    )
+  }
+
+  /** Gives the connection the refreshed token's lifetime and rooms; resolves once its rooms are indexed. */
+  #retoken(ws: S, conn: Conn, token: VerifiedToken): Promise<void> {
+    if (conn.expS !== 0) this.#expiries!.forget()
+    conn.expS = token.exp
+    conn.iat = token.iat
+    this.#expiries!.add(conn, this.#deadlineOf(conn))
+    const before = conn.tokenRooms
+    const rooms = this.#deps.rooms
+    if (!rooms) return Promise.resolve()
+    conn.tokenRooms = token.rooms
+    // Not arrived yet: its arrival joins the new claim's rooms.
+    return conn.arrived ? rooms.retoken(ws, conn.userId, before, token.rooms) : Promise.resolve()
+  }
+
+  #deadlineOf(conn: Conn): number {
+    return conn.expS * 1_000 + this.#deps.tokens!.clockToleranceS * 1_000
   }
 
   /**
@@ -174,6 +320,8 @@ export class Connections<S extends ClientSocket> {
     const wasOpen = conn.state === Open
     conn.state = Closed
     this.#bySeq.delete(conn.seq)
+    this.#owed.delete(conn)
+    if (conn.expS !== 0) this.#expiries!.forget()
     this.#deps.metrics.closes.inc({ code: String(code) })
     if (conn.arrived) this.#deps.rooms!.depart(conn.userId, ws, conn.tokenRooms)
     if (!wasOpen) return // still registering: #registered removes its entry once written
@@ -185,6 +333,21 @@ export class Connections<S extends ClientSocket> {
   close(ws: S, code: number, reason: string, cause: CloseCause): void {
     ws.getUserData().closeCause = cause
     ws.end(code, reason)
+  }
+
+  /**
+   * A revocation: closes every open socket of the user, welcomed or still registering (one whose
+   * entry was written just before the revocation must not be welcomed after it), with 4503.
+   * Scans the edge's sockets: revocations are rare. Returns how many were closed.
+   */
+  revokeUser(userId: string, reason: string): number {
+    let closed = 0
+    for (const ws of [...this.#bySeq.values()]) {
+      if (ws.getUserData().userId !== userId) continue
+      this.close(ws, CloseCode.revoked, reason, 'revoked')
+      closed++
+    }
+    return closed
   }
 
   /** Closes an open socket of this edge (welcomed or not) by connId; false if it is not here. */
@@ -288,8 +451,8 @@ export class Connections<S extends ClientSocket> {
 
   /** Welcomes the socket (with what its resume found), writes `frames` after the welcome, then lets it join the index. */
   #open(ws: S, conn: Conn, frames: readonly string[], resume: { recovered: boolean | undefined; head: Position | undefined } | undefined): void {
-    const pongs = this.#owedPongs.get(conn) ?? 0
-    if (pongs > 0) this.#owedPongs.delete(conn)
+    const owed = this.#owed.get(conn)
+    if (owed) this.#owed.delete(conn)
     const connId = this.#deps.connIds.format(conn.seq)
     if (conn.state === Closed) {
       // Closed while registering: its removal runs only now, so it cannot overtake the write.
@@ -297,7 +460,8 @@ export class Connections<S extends ClientSocket> {
       return
     }
     const out = [welcomeFrame(connId, this.#deps.nodeId, resume), ...frames]
-    for (let i = 0; i < pongs; i++) out.push(PONG_FRAME)
+    if (owed) out.push(...owed)
+    const pongs = owed ? owed.filter((f) => f === PONG_FRAME).length : 0
     this.sockets.writeAll(ws, out)
     conn.state = Open
     this.sockets.add(conn.userId, ws)
@@ -312,7 +476,9 @@ export class Connections<S extends ClientSocket> {
   }
 
   #info(conn: Conn): ConnectionInfo {
-    return { userId: conn.userId, connId: this.#deps.connIds.format(conn.seq), since: this.#deps.startedAt + conn.sinceMs }
+    const info: ConnectionInfo = { userId: conn.userId, connId: this.#deps.connIds.format(conn.seq), since: this.#deps.startedAt + conn.sinceMs }
+    if (conn.iat !== undefined) info.iat = conn.iat
+    return info
   }
 }
 

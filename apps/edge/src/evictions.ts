@@ -33,7 +33,10 @@ export function createEvictor(deps: EvictionDeps): (evicted: readonly Evicted[])
   return async (evicted) => {
     // A socket on another edge is closed by that edge's disconnect call, so there its cause is
     // disconnect_api; the registry already removed the entry, so no offline event carries it.
-    const remote = evicted.filter((e) => !deps.closeLocal(e.connId, code, reason, cause))
+    // A revoked one is always this edge's own (its write was refused), never written: 4503.
+    const remote = evicted.filter((e) =>
+      e.revoked ? (deps.closeLocal(e.connId, CloseCode.revoked, 'token revoked', 'revoked'), false) : !deps.closeLocal(e.connId, code, reason, cause),
+    )
     if (remote.length === 0) return
     const urls = new Map((await registry.liveNodes()).map((n) => [n.incId, n.url]))
     // One call per (edge, user): edge URL -> userId -> connIds.

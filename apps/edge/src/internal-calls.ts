@@ -60,6 +60,8 @@ export interface InternalCallDeps<S extends PushSocket> {
   roomCalls?: Count
   /** Welcomed and not closed (a token member joins its rooms before its welcome). */
   isOpen?: (socket: S) => boolean
+  /** A disconnect with 4503 (a revocation): closes every socket of the user, welcomed or registering. */
+  revokeUser?: (userId: string, reason: string) => number
   log: Logger
 }
 
@@ -103,6 +105,7 @@ export function createInternalCalls<S extends PushSocket>(deps: InternalCallDeps
         const r = InternalDisconnect.safeParse(safeJson(payload))
         if (!r.success) return undefined
         const { userId, connIds, code = CloseCode.kicked, reason = 'disconnected' } = r.data
+        if (code === CloseCode.revoked && !connIds && deps.revokeUser) return { closed: deps.revokeUser(userId, reason) }
         return { closed: sockets.disconnect(userId, code, reason, connIds) }
       }
       case 'room': {

@@ -29,6 +29,17 @@ export function createEdgeMetrics(registry: PromRegistry, connections: () => num
       labelNames: ['result'] as const,
       registers: [registry],
     }),
+    tokenRefreshes: new Counter({
+      name: 'edge_token_refreshes_total',
+      help: 'Client refresh frames, by result (ok, invalid, other_user, revoked, unavailable: the revocation could not be read).',
+      labelNames: ['result'] as const,
+      registers: [registry],
+    }),
+    tokenExpiries: new Counter({
+      name: 'edge_token_expiries_total',
+      help: 'Client websockets closed with 4002 because their token expired.',
+      registers: [registry],
+    }),
     deliveries: new Counter({
       name: 'edge_deliver_requests_total',
       help: 'Delivery calls received from routers (one call carries one push to any number of this edge\'s users).',

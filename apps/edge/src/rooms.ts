@@ -92,6 +92,22 @@ export class LocalRooms<S> {
     return p.ready
   }
 
+  /**
+   * An arrived socket's token was refreshed with another `rooms` claim: it leaves the rooms only
+   * `before` names and joins those only `after` names. Resolves once the index is written.
+   */
+  retoken(socket: S, userId: string, before: readonly string[], after: readonly string[]): Promise<void> {
+    const kept = new Set(after)
+    for (const room of before) {
+      if (kept.has(room)) continue
+      const members = this.#rooms.get(room)
+      if (members?.sockets.delete(socket)) this.#dropIfEmpty(room, members)
+    }
+    const had = new Set(before)
+    for (const room of after) if (!had.has(room)) this.#members(room).sockets.set(socket, userId)
+    return this.#flush()
+  }
+
   /** A socket that arrived closed. The user's last socket takes it out of its durable rooms. */
   depart(userId: string, socket: S, tokenRooms: readonly string[]): void {
     for (const room of tokenRooms) {

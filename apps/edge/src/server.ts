@@ -70,6 +70,7 @@ export async function startEdge(deps: EdgeDeps): Promise<Edge> {
   // Read at scrape time only, once `connections` exists.
   const metrics = createEdgeMetrics(deps.promRegistry, () => connections.sockets.size, () => rooms?.size ?? 0)
   for (const result of ['recovered', 'not_recovered', 'started', 'failed'] as const) metrics.resumes.inc({ result }, 0) // served from the start
+  for (const result of ['ok', 'invalid', 'other_user', 'revoked', 'unavailable'] as const) metrics.tokenRefreshes.inc({ result }, 0)
   const framesSent = { push: metrics.framesSent.labels('push'), welcome: metrics.framesSent.labels('welcome'), pong: metrics.framesSent.labels('pong') }
 
   const internal = App()
@@ -132,6 +133,14 @@ export async function startEdge(deps: EdgeDeps): Promise<Edge> {
     resumes: metrics.resumes,
     onResumeError: (err) => log.warn({ err }, 'inbox read failed; the client is welcomed without a replay'),
     rooms,
+    tokens: {
+      verify: verifyToken,
+      clockToleranceS: config.jwt.clockToleranceS,
+      cutoffOf: (userId) => registry.revokedBefore(userId),
+      refreshes: metrics.tokenRefreshes,
+      expired: metrics.tokenExpiries,
+      onCutoffError: (err) => log.warn({ err }, 'refresh refused: the revocation cannot be read'),
+    },
   })
   const calls = createInternalCalls({
     sockets: connections.sockets,
@@ -139,6 +148,7 @@ export async function startEdge(deps: EdgeDeps): Promise<Edge> {
     rooms,
     roomCalls: metrics.roomPushes,
     isOpen: (ws) => connections.isOpen(ws),
+    revokeUser: (userId, reason) => connections.revokeUser(userId, reason),
     log,
   })
   const links = createRouterLinks({ isInternalCaller, calls, log })
@@ -221,7 +231,7 @@ export async function startEdge(deps: EdgeDeps): Promise<Edge> {
         }
         metrics.handshakes.inc({ result: 'ok' })
         // Upgraded synchronously, inside the handler: see createHs256Verifier.
-        res.upgrade(connections.accept(verified.userId, offered.resume, rooms ? verified.rooms : []), key, offered.selected, extensions, context)
+        res.upgrade(connections.accept(verified.userId, offered.resume, rooms ? verified.rooms : [], verified), key, offered.selected, extensions, context)
       },
       open: (ws) => connections.opened(ws),
       message: (ws, message, isBinary) => connections.received(ws, message, isBinary),

@@ -3,9 +3,13 @@ import { decodeJwt, decodeProtectedHeader } from 'jose'
 import type { Logger } from 'pino'
 import { RoomName, UserId, type TokenAlgorithm } from '@switchboard/protocol'
 
-/** What a valid client token says: who, and the rooms its connection joins (the `rooms` claim). */
+/** What a valid client token says: who, until when, since when, and the rooms its connection joins (the `rooms` claim). */
 export interface VerifiedToken {
   userId: string
+  /** s epoch: the connection is closed (4002) once it passes, with the clock tolerance, unless refreshed. */
+  exp: number
+  /** s epoch, possibly fractional; undefined when the token has no `iat` (refused while its user has a revocation). */
+  iat: number | undefined
   rooms: readonly string[]
 }
 
@@ -36,6 +40,11 @@ export interface TokenRules {
   /** The `rooms` claim's bounds (EDGE_TOKEN_MAX_ROOMS, ROOM_NAME_MAX_LENGTH); default 100 and 128. */
   maxRooms?: number
   maxRoomNameLength?: number
+  /**
+   * TOKEN_MAX_LIFETIME_S: a token valid for longer (`exp` - `iat`, or `exp` - now without `iat`)
+   * is refused, so a revocation kept that long outlives every token it covers. Default 24 h.
+   */
+  maxLifetimeS?: number
 }
 
 export interface TokenKeys {
@@ -54,6 +63,8 @@ export interface TokenKeys {
  * node:crypto checks the signature. Each algorithm takes only its own kind of key, so an
  * HS256 token "signed" with a public key, or an RS256 header over an HMAC, never passes.
  * `exp` and `sub` are required, `nbf`, `iss` and `aud` are checked, with a small tolerance.
+ * A token without `exp` is always refused: it would outlive any expiry check on live sockets
+ * and any revocation (README, "Token lifetime").
  */
 export function createTokenVerifier(keys: TokenKeys, rules: TokenRules, nowS = () => Date.now() / 1000): TokenVerifier {
   const allowed = new Set<string>(rules.algorithms)
@@ -75,9 +86,15 @@ export function createTokenVerifier(keys: TokenKeys, rules: TokenRules, nowS = (
     if (rules.audience !== undefined && !(Array.isArray(claims.aud) ? claims.aud.includes(rules.audience) : claims.aud === rules.audience)) {
       throw new TokenError('wrong audience')
     }
+    const iat = claims.iat
+    if (iat !== undefined && (typeof iat !== 'number' || !Number.isFinite(iat))) throw new TokenError('bad iat')
+    const maxLifetimeS = rules.maxLifetimeS ?? 86_400
+    if (claims.exp - (iat ?? now) > maxLifetimeS) {
+      throw new TokenError('lifetime too long', `token: valid for longer than the edge accepts (at most ${maxLifetimeS} s from iat to exp)`)
+    }
     const sub = UserId.safeParse(claims.sub)
     if (!sub.success) throw new TokenError('sub required')
-    return { userId: sub.data, rooms: claims.rooms === undefined ? NO_ROOMS : roomsClaim(claims.rooms, rules) }
+    return { userId: sub.data, exp: claims.exp, iat, rooms: claims.rooms === undefined ? NO_ROOMS : roomsClaim(claims.rooms, rules) }
   }
 }
 

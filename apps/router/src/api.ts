@@ -2,23 +2,28 @@ import { randomUUID } from 'node:crypto'
 import type { Logger } from 'pino'
 import {
   BroadcastRequest,
+  CloseCode,
   DisconnectRequest,
+  MAX_CLOCK_TOLERANCE_S,
   PresenceParams,
+  RevokeRequest,
   PresenceQuery,
   PushRequest,
   parseOrThrow,
   pushFrame,
   timeCall,
   type BroadcastResponse,
+  type InternalDisconnect,
   type DisconnectResponse,
   type NodesResponse,
   type PresenceQueryResponse,
   type PresenceResponse,
   type Position,
   type PushResponse,
+  type RevokeResponse,
   type RoomPushResponse,
 } from '@switchboard/protocol'
-import type { Inbox, RoomStore } from '@switchboard/registry'
+import type { Inbox, Revocations, RoomStore } from '@switchboard/registry'
 import type { EdgeClient } from './edge-client.js'
 import type { LimitChecks } from './limits.js'
 import type { RouterMetrics, TimedRegistry } from './metrics.js'
@@ -38,6 +43,10 @@ export interface ApiDeps {
   /** Durable room memberships and the rooms' edge indexes. */
   rooms: RoomStore
   roomLimits: { maxNameLength: number; listMax: number }
+  /** Where revocations are written (the registry). */
+  revocations: Revocations
+  /** TOKEN_MAX_LIFETIME_S: a revocation is kept this long plus the largest clock tolerance an edge may allow. */
+  tokenMaxLifetimeS: number
 }
 
 /**
@@ -53,6 +62,8 @@ export interface Api {
   presence(params: unknown): Promise<PresenceResponse>
   presenceQuery(body: unknown): Promise<PresenceQueryResponse>
   disconnect(body: unknown, requestId: string): Promise<DisconnectResponse>
+  /** "Sign out everywhere": the user's tokens issued until now are refused, and their sockets closed (4503). */
+  revoke(body: unknown, requestId: string): Promise<RevokeResponse>
   nodes(): Promise<NodesResponse>
   rooms: RoomApi
 }
@@ -78,6 +89,21 @@ export function createApi(deps: ApiDeps): Api {
   async function keepFor(recipients: string[], frame: string): Promise<Map<string, Position>> {
     const positions = await inbox.append(recipients, frame)
     return new Map(recipients.map((u, i) => [u, positions[i]!]))
+  }
+
+  /** Asks every edge holding a connection of the user to close it; answers how many closed (an edge that fails closes none). */
+  async function closeEverywhere(userId: string, body: InternalDisconnect, requestId: string): Promise<number> {
+    const urls = new Set((await registry.locate([userId])).get(userId)?.map((c) => c.url))
+    const answers = await Promise.all(
+      [...urls].map((url) =>
+        edges.disconnect(url, body, requestId).catch((err: unknown) => {
+          // That edge's sockets stay open; its lease lapses if it is dead. Report what was closed.
+          log.warn({ err, edge: url, reqId: requestId }, 'disconnect call failed')
+          return { closed: 0 }
+        }),
+      ),
+    )
+    return answers.reduce((sum, a) => sum + a.closed, 0)
   }
 
   const rooms = createRoomApi({ rooms: deps.rooms, inbox, registry, edges, metrics, limits, roomLimits: deps.roomLimits, forward })
@@ -153,17 +179,18 @@ export function createApi(deps: ApiDeps): Api {
     async disconnect(input, requestId) {
       const { userId, reason } = parseOrThrow(DisconnectRequest, input)
       limits.userId('userId', userId)
-      const urls = new Set((await registry.locate([userId])).get(userId)?.map((c) => c.url))
-      const answers = await Promise.all(
-        [...urls].map((url) =>
-          edges.disconnect(url, reason === undefined ? { userId } : { userId, reason }, requestId).catch((err: unknown) => {
-            // That edge's sockets stay open; its lease lapses if it is dead. Report what was closed.
-            log.warn({ err, edge: url, reqId: requestId }, 'disconnect call failed')
-            return { closed: 0 }
-          }),
-        ),
-      )
-      return { closed: answers.reduce((sum, a) => sum + a.closed, 0) }
+      return { closed: await closeEverywhere(userId, reason === undefined ? { userId } : { userId, reason }, requestId) }
+    },
+
+    async revoke(input, requestId) {
+      const { userId, reason = 'token revoked' } = parseOrThrow(RevokeRequest, input)
+      limits.userId('userId', userId)
+      // The cutoff first: a connection registering from now on with an older token is refused by
+      // its own registration; one registered before is found by the lookup below and closed.
+      const revokedBefore = await deps.revocations.revoke(userId, (deps.tokenMaxLifetimeS + MAX_CLOCK_TOLERANCE_S) * 1_000)
+      const closed = await closeEverywhere(userId, { userId, reason, code: CloseCode.revoked }, requestId)
+      log.info({ reqId: requestId, userId, revokedBefore, closed }, 'tokens revoked')
+      return { userId, revokedBefore, closed }
     },
 
     async nodes() {

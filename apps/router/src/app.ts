@@ -15,7 +15,7 @@ import { createPullApi } from './presence/pull-api.js'
 import { createIdempotent, type IdempotencyDeps } from './idempotency.js'
 
 export interface AppDeps {
-  config: Pick<RouterConfig, 'apiKeys' | 'bodyLimitBytes' | 'pipelineMaxInFlight' | 'pipelineMaxBackpressureBytes'> & Partial<Pick<RouterConfig, 'presencePollMs' | 'keepByDefault' | 'inbox' | 'rooms'>> & ApiLimits
+  config: Pick<RouterConfig, 'apiKeys' | 'bodyLimitBytes' | 'pipelineMaxInFlight' | 'pipelineMaxBackpressureBytes'> & Partial<Pick<RouterConfig, 'presencePollMs' | 'keepByDefault' | 'inbox' | 'rooms' | 'tokenMaxLifetimeS'>> & ApiLimits
   registry: Registry
   edges: EdgeClient
   log: Logger
@@ -67,6 +67,8 @@ export function buildApp(deps: AppDeps): RouterApp {
     keepByDefault: deps.config.keepByDefault ?? false,
     rooms: deps.rooms ?? new MemoryRoomStore(roomLimits),
     roomLimits,
+    revocations: deps.registry,
+    tokenMaxLifetimeS: deps.config.tokenMaxLifetimeS ?? 86_400,
   })
   const isApiKey = createBearerCheck(deps.config.apiKeys)
   const idempotent = createIdempotent(deps.idempotency ?? { store: new MemoryIdempotencyStore(), retentionMs: 86_400_000, pendingTtlMs: 15_000 })

@@ -40,6 +40,7 @@ type RouteName =
   | 'presenceEvents'
   | 'presenceSnapshot'
   | 'disconnect'
+  | 'userRevoke'
   | 'nodes'
   | 'roomInfo'
   | 'roomDelete'
@@ -130,6 +131,11 @@ export function serveHttpApi(app: TemplatedApp, deps: HttpApiDeps): void {
         return api.presenceQuery(parseJsonBody(body))
       case 'disconnect':
         return api.disconnect(parseJsonBody(body), requestId)
+      case 'userRevoke': {
+        // The body is optional (`{"reason":…}`); the path names the user.
+        const input = body === undefined || body.length === 0 ? {} : parseJsonBody(body)
+        return api.revoke(isObject(input) ? { ...input, userId: route.userId } : input, requestId)
+      }
       case 'roomInfo':
         return api.rooms.info(route.room)
       case 'roomDelete':
@@ -317,6 +323,7 @@ export function routeOf(method: string, path: string): Route | SwitchboardError 
     if (method === 'POST') return Object.hasOwn(POSTS, name) ? { name: POSTS[name]! } : undefined
     return isGet && name === 'nodes' ? { name: 'nodes' } : undefined
   }
+  if (segments.length === 5 && segments[2] === 'users' && segments[4] === 'revoke') return method === 'POST' ? { name: 'userRevoke', userId: segments[3]! } : undefined
   if (segments[2] === 'rooms' && segments.length >= 4 && segments.length <= 6) return roomRouteOf(method, segments[3]!, segments.slice(4))
   if (segments.length === 4 && segments[2] === 'presence') {
     if (method === 'POST') return segments[3] === 'query' ? { name: 'presenceQuery' } : undefined
@@ -341,6 +348,10 @@ function roomRouteOf(method: string, room: string, rest: string[]): Route | unde
     : path === 'clear' && method === 'POST' ? 'roomClear'
     : undefined
   return name && { name, room }
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value)
 }
 
 function decode(segment: string): string | SwitchboardError {

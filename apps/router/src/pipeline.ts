@@ -117,6 +117,8 @@ export function servePipeline(app: TemplatedApp, deps: PipelineDeps): Pipeline {
         return api.presenceQuery(body)
       case 'disconnect':
         return api.disconnect(body, requestId)
+      case 'user.revoke':
+        return api.revoke(body, requestId)
       case 'nodes':
         return api.nodes()
       case 'room.add': {

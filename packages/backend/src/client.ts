@@ -4,6 +4,7 @@ import {
   type BroadcastResponse,
   type DisconnectRequest,
   type DisconnectResponse,
+  type RevokeResponse,
   type NodesResponse,
   type PipelineOp,
   type PresenceQueryResponse,
@@ -162,6 +163,15 @@ export class SwitchboardBackend {
   /** Closes all of a user's sockets (close code 4500, `reason` as the close reason). */
   disconnect(request: DisconnectRequest, options?: CallOptions): Promise<DisconnectResponse> {
     return this.#call('disconnect', request, options)
+  }
+
+  /**
+   * "Sign out everywhere": closes every socket of the user (4503, final) and makes every token
+   * of theirs issued until now unusable for a handshake or a refresh. Mint new tokens after it
+   * (mintClientToken's `iat` has ms precision, so one minted right after is not covered).
+   */
+  revoke(userId: string, request?: { reason?: string }, options?: CallOptions): Promise<RevokeResponse> {
+    return this.#call('user.revoke', { ...request, userId }, options)
   }
 
   /** Live edges and their connection counts. */

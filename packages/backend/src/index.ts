@@ -15,6 +15,7 @@ export type {
   PresenceResponse,
   PushRequest,
   PushResponse,
+  RevokeResponse,
   RoomAddResponse,
   RoomClearResponse,
   RoomDeleteResponse,

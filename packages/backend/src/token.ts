@@ -56,7 +56,8 @@ export async function mintClientToken(options: ClientTokenOptions): Promise<stri
   const jwt = new SignJWT({ ...options.claims })
     .setProtectedHeader({ alg: algorithm, typ: 'JWT', ...(options.keyId ? { kid: options.keyId } : {}) })
     .setSubject(userId)
-    .setIssuedAt()
+    // In ms precision: a token minted right after a revocation (POST /v1/users/:userId/revoke) is not covered by it.
+    .setIssuedAt(Date.now() / 1_000)
     // jose reads a number as an absolute time; here it is a span, like the strings.
     .setExpirationTime(typeof options.expiresIn === 'number' ? Math.floor(Date.now() / 1000) + options.expiresIn : (options.expiresIn ?? '1h'))
   if (options.issuer !== undefined) jwt.setIssuer(options.issuer)

@@ -12,6 +12,8 @@ const USAGE = `usage: switchboard <command> [options]
   push --room <room> --event <name> [--data <json>] [--id <id>] [--except <id>,...] [--keep]
   presence <id> [<id>...]                who is online, and where
   nodes                                  live edges and their connections
+  revoke <id> [--reason <text>]          sign a user out everywhere: close their sockets (4503)
+                                         and refuse every token of theirs issued until now
   room add|remove <room> <id> [<id>...]  change a room's members (remove one id: a kick)
   room members|presence|info <room>      its members (first 1,000), who of it is online, its size
   room clear|delete <room>               remove every member (delete also ends the room)
@@ -51,6 +53,7 @@ export async function main(argv: string[], env: Env, out = process.stdout, err =
         key: { type: 'string' },
         secret: { type: 'string' },
         json: { type: 'boolean', default: false },
+        reason: { type: 'string' },
         help: { type: 'boolean', short: 'h', default: false },
       },
     })
@@ -104,6 +107,13 @@ export async function main(argv: string[], env: Env, out = process.stdout, err =
             ...(answer.kept ? [`  kept       ${list(answer.kept)}`] : []),
           ].join('\n'),
         )
+        return 0
+      }
+      case 'revoke': {
+        if (rest.length !== 1) throw new UsageError('revoke needs exactly one user id')
+        const reason = values.reason
+        const answer = await call((router) => router.revoke(rest[0]!, reason === undefined ? undefined : { reason }))
+        print(answer, () => `${answer.userId}  revoked: tokens issued until ${new Date(answer.revokedBefore).toISOString()} refused, ${answer.closed} socket${answer.closed === 1 ? '' : 's'} closed`)
         return 0
       }
       case 'presence': {

@@ -5,7 +5,7 @@ export function mintDevToken(jwtSecret: string, userId: string, expiresIn = '24h
   return new SignJWT({})
     .setProtectedHeader({ alg: 'HS256' })
     .setSubject(userId)
-    .setIssuedAt()
+    .setIssuedAt(Date.now() / 1_000) // ms precision: not covered by a revocation just before it
     .setExpirationTime(expiresIn)
     .sign(new TextEncoder().encode(jwtSecret))
 }

@@ -7,6 +7,7 @@ import {
   formatPosition,
   parsePosition,
   reconnectDelayMs,
+  refreshFrame,
   resumeProtocol,
   shouldReconnect,
   type Position,
@@ -45,8 +46,10 @@ export interface SwitchboardOptions {
   url: string
   /**
    * Returns a client token (a JWT your backend minted). Called before every connection attempt,
-   * so an expired token is replaced by reconnecting; when it throws, the client stops
-   * (state `disconnected`, `willRetry: false`) and emits `error`.
+   * and before the connected token expires (at a random point between 75 % and 90 % of its
+   * remaining lifetime) to refresh the connection in place (README, "Token lifetime"). When it
+   * throws at a connection attempt, the client stops (state `disconnected`, `willRetry: false`)
+   * and emits `error`; when it throws at a refresh, the refresh is retried.
    */
   getToken: () => string | Promise<string>
   /** The WebSocket class; default `globalThis.WebSocket` (browsers, Node 22). On Node 20 pass `ws`'s. */
@@ -95,6 +98,16 @@ export type StateChange =
        * expired): refetch what the app shows.
        */
       recovered?: boolean
+      /**
+       * Only on a change of token while connected (same connId): `refreshed` (the connection now
+       * lives until `exp`, s epoch), or `refresh_failed` (`error` says why; retried after
+       * `retryInMs`, until the token expires and the edge closes with 4002, when the client
+       * reconnects at once with a fresh token).
+       */
+      token?: 'refreshed' | 'refresh_failed'
+      exp?: number
+      error?: string
+      retryInMs?: number
     }
   | {
       state: 'disconnected'
@@ -121,6 +134,11 @@ interface Events {
 export const DEAD_CONNECTION_CODE = 4000
 /** Closed by the client to resume: a kept push stayed missing past gapTimeoutMs. */
 export const GAP_CODE = 4001
+/** A refresh is due at this share of the token's remaining lifetime, plus up to REFRESH_JITTER more. */
+const REFRESH_AT = 0.75
+const REFRESH_JITTER = 0.15
+/** A failed refresh is retried after this (doubling, full jitter), never past the token's expiry. */
+const REFRESH_RETRY_BASE_MS = 1_000
 /** Push ids remembered to drop duplicates (a backend's retry, a replay of what came live). */
 const SEEN_IDS = 1_000
 const OPEN = 1
@@ -161,6 +179,14 @@ export class Switchboard {
   #retryTimer: unknown
   #livenessTimer: unknown
   #gapTimer: unknown
+  /** The connected token's `exp` (ms epoch), if it has one. */
+  #tokenExpMs: number | undefined
+  #refreshTimer: unknown
+  /** Consecutive refresh failures, for the retry's backoff. */
+  #refreshFailures = 0
+  /** A refresh sent and not yet answered: its deadline timer. */
+  #refreshPending: unknown
+  #connection: { connId: string; nodeId: string } | undefined
   #unwatch: (() => void) | undefined
   readonly #storage: PositionStorage | undefined
   readonly #storageKey: string
@@ -261,6 +287,7 @@ export class Switchboard {
     if (this.#recover) protocols.push(resumeProtocol(this.#position))
     const ws = new this.#WebSocket(this.#url, protocols)
     this.#ws = ws
+    this.#tokenExpMs = expiryOf(token)
     this.#lastFrameAt = this.#clock.now()
     this.#armLiveness()
     ws.onmessage = (event) => this.#frame(event.data)
@@ -282,7 +309,21 @@ export class Switchboard {
       // Not resumed (first connection, or what the position named is gone): start over from
       // the inbox's head. Resumed: the replay that follows moves the position.
       if (recovered !== true && this.#recover) this.#setPosition(epoch === undefined || offset === undefined ? undefined : { epoch, offset })
+      this.#connection = { connId, nodeId }
+      this.#refreshFailures = 0
+      this.#scheduleRefresh()
       this.#setState(recovered === undefined ? { state: 'connected', connId, nodeId } : { state: 'connected', connId, nodeId, recovered })
+    } else if (frame.type === 'refreshed') {
+      if (this.#refreshPending === undefined) return
+      this.#stopRefreshTimers()
+      const renewed = frame.exp * 1_000 > (this.#tokenExpMs ?? 0)
+      if (!renewed) return this.#refreshFailed('getToken() returned a token that expires no later than the current one')
+      this.#tokenExpMs = frame.exp * 1_000
+      this.#refreshFailures = 0
+      this.#scheduleRefresh()
+      this.#setState({ state: 'connected', ...this.#connection!, token: 'refreshed', exp: frame.exp })
+    } else if (frame.type === 'error') {
+      if (this.#refreshPending !== undefined) this.#refreshFailed(`${frame.code}: ${frame.message}`)
     } else if (frame.type === 'push') {
       const { id, event, data, ts, epoch, offset } = frame
       const push: Push = epoch === undefined || offset === undefined ? { id, event, data, ts } : { id, event, data, ts, epoch, offset }
@@ -347,6 +388,53 @@ export class Switchboard {
     const held = [...this.#ahead].sort((a, b) => a[0] - b[0])
     this.#ahead.clear()
     for (const [, push] of held) this.#handOver(push)
+  }
+
+  /** Arms the refresh of the connected token at a random point between 75 % and 90 % of its remaining lifetime. */
+  #scheduleRefresh(): void {
+    this.#clock.clearTimeout(this.#refreshTimer)
+    this.#refreshTimer = undefined
+    if (this.#tokenExpMs === undefined) return
+    const remaining = this.#tokenExpMs - this.#clock.now()
+    this.#refreshAfter(Math.max(0, remaining * (REFRESH_AT + this.#random() * REFRESH_JITTER)))
+  }
+
+  #refreshAfter(delayMs: number): void {
+    const ws = this.#ws
+    this.#refreshTimer = this.#clock.setTimeout(() => {
+      this.#refreshTimer = undefined
+      if (ws === this.#ws) void this.#refresh(ws!)
+    }, delayMs)
+  }
+
+  /** Sends a fresh token over the open socket; the `refreshed` or `error` frame settles it, or the pong timeout. */
+  async #refresh(ws: WebSocketLike): Promise<void> {
+    let token: string
+    try {
+      token = await this.#getToken()
+    } catch (err) {
+      if (ws === this.#ws) this.#refreshFailed(`getToken() failed: ${err instanceof Error ? err.message : String(err)}`)
+      return
+    }
+    if (ws !== this.#ws || ws.readyState !== OPEN) return
+    this.#refreshPending = this.#clock.setTimeout(() => this.#refreshFailed('no answer to the refresh'), this.#pongTimeoutMs)
+    ws.send(refreshFrame(token))
+  }
+
+  /** Retries with full-jitter backoff, before the token's expiry when there is time left (else the edge's 4002 reconnects). */
+  #refreshFailed(error: string): void {
+    this.#stopRefreshTimers()
+    const backoff = REFRESH_RETRY_BASE_MS * 2 ** this.#refreshFailures++
+    const untilExpiry = (this.#tokenExpMs ?? Infinity) - this.#clock.now()
+    const retryInMs = Math.min(this.#random() * backoff, Math.max(0, untilExpiry / 2))
+    this.#refreshAfter(retryInMs)
+    this.#setState({ state: 'connected', ...this.#connection!, token: 'refresh_failed', error, retryInMs })
+  }
+
+  #stopRefreshTimers(): void {
+    this.#clock.clearTimeout(this.#refreshTimer)
+    this.#clock.clearTimeout(this.#refreshPending)
+    this.#refreshTimer = this.#refreshPending = undefined
   }
 
   #stopGapTimer(): void {
@@ -432,6 +520,7 @@ export class Switchboard {
 
   #stopTimers(): void {
     this.#stopGapTimer()
+    this.#stopRefreshTimers()
     this.#clock.clearTimeout(this.#retryTimer)
     this.#clock.clearTimeout(this.#livenessTimer)
     this.#retryTimer = undefined
@@ -452,6 +541,18 @@ export class Switchboard {
         if (name !== 'error') this.#emit('error', err instanceof Error ? err : new Error(String(err)))
       }
     }
+  }
+}
+
+/** The token's `exp` in ms epoch, read (not verified: the edge does that) from its payload; undefined without one. */
+export function expiryOf(token: string): number | undefined {
+  try {
+    const payload = token.split('.')[1] ?? ''
+    const json = atob(payload.replace(/-/g, '+').replace(/_/g, '/'))
+    const exp = (JSON.parse(json) as { exp?: unknown }).exp
+    return typeof exp === 'number' && Number.isFinite(exp) ? exp * 1_000 : undefined
+  } catch {
+    return undefined
   }
 }
 

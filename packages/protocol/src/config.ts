@@ -77,7 +77,11 @@ const Shared = {
   ROOMS_MAX_PER_USER: z.coerce.number().int().min(1).max(100_000).default(DEFAULT_ROOMS.maxRoomsPerUser),
   ROOM_NAME_MAX_LENGTH: z.coerce.number().int().min(1).max(256).default(DEFAULT_ROOMS.maxNameLength),
   ROOM_PUSH_LIST_MAX: z.coerce.number().int().min(0).max(10_000).default(DEFAULT_ROOMS.listMax),
+  TOKEN_MAX_LIFETIME_S: z.coerce.number().int().min(60).max(30 * 86_400).default(86_400),
 }
+
+/** The ceiling of EDGE_JWT_CLOCK_TOLERANCE_S: a revocation outlives every token it covers by this much more. */
+export const MAX_CLOCK_TOLERANCE_S = 300
 
 type SharedEnv = z.output<z.ZodObject<typeof Shared>>
 
@@ -108,6 +112,12 @@ function sharedSettings(e: SharedEnv) {
     inbox: { maxLen: e.INBOX_MAX_LEN, ttlMs: e.INBOX_TTL_S * 1_000 },
     /** Room limits (routers enforce them; edges only read rooms). listMax: rooms up to this size get per-member lists in a push's answer. */
     rooms: { maxMembers: e.ROOMS_MAX_MEMBERS, maxRoomsPerUser: e.ROOMS_MAX_PER_USER, maxNameLength: e.ROOM_NAME_MAX_LENGTH, listMax: e.ROOM_PUSH_LIST_MAX },
+    /**
+     * Client tokens: edges refuse one whose lifetime (`exp` - `iat`, or `exp` - now without
+     * `iat`) is longer; routers keep a revocation this long plus MAX_CLOCK_TOLERANCE_S, so it
+     * outlives every token it covers.
+     */
+    tokenMaxLifetimeS: e.TOKEN_MAX_LIFETIME_S,
   }
 }
 
@@ -125,7 +135,7 @@ const EdgeEnvShape = z.object({
   EDGE_JWT_ALGORITHMS: list.pipe(z.array(TokenAlgorithm).min(1)).optional(),
   EDGE_JWT_ISSUER: z.string().min(1).optional(),
   EDGE_JWT_AUDIENCE: z.string().min(1).optional(),
-  EDGE_JWT_CLOCK_TOLERANCE_S: z.coerce.number().int().min(0).max(300).default(5),
+  EDGE_JWT_CLOCK_TOLERANCE_S: z.coerce.number().int().min(0).max(MAX_CLOCK_TOLERANCE_S).default(5),
   EDGE_TOKEN_MAX_ROOMS: z.coerce.number().int().min(0).max(1_000).default(100),
   EDGE_ALLOWED_ORIGINS: list.default(['*']),
   EDGE_DRAIN_MS: ms(10_000, 0),
@@ -168,6 +178,7 @@ export const EdgeEnv = EdgeEnvShape
       /** The `rooms` claim: at most this many names, each at most ROOM_NAME_MAX_LENGTH. */
       maxRooms: e.EDGE_TOKEN_MAX_ROOMS,
       maxRoomNameLength: e.ROOM_NAME_MAX_LENGTH,
+      maxLifetimeS: e.TOKEN_MAX_LIFETIME_S,
     },
     allowedOrigins: e.EDGE_ALLOWED_ORIGINS,
     drainMs: e.EDGE_DRAIN_MS,

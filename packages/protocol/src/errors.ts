@@ -22,12 +22,14 @@ export const errorTable = {
   edge_unavailable: { http: 503 },
   not_ready: { http: 503 },
   going_away: { close: CloseCode.draining },
+  token_expired: { close: CloseCode.tokenExpired },
   protocol_violation: { close: CloseCode.protocolViolation },
   message_too_big: { close: CloseCode.messageTooBig },
   too_slow: { close: CloseCode.tooSlow },
   kicked: { close: CloseCode.kicked },
   replaced: { close: CloseCode.replaced },
   too_many_connections: { close: CloseCode.tooManyConnections },
+  revoked: { close: CloseCode.revoked },
 } as const satisfies Record<string, { http?: number; close?: number }>
 
 export type ErrorCode = keyof typeof errorTable

@@ -1,13 +1,19 @@
 import { z } from 'zod'
 
-import type { PongFrame, Position, PushFrame, WelcomeFrame } from '@switchboard/wire'
+import type { ErrorFrame, ErrorFrameCode, PongFrame, Position, PushFrame, RefreshedFrame, WelcomeFrame } from '@switchboard/wire'
 
 // The frames' shapes live in @switchboard/wire (shared with the client SDK); the services'
 // builders and the client-frame parser are here.
-export type { PongFrame, PushFrame, ServerFrame, WelcomeFrame } from '@switchboard/wire'
+export type { ErrorFrame, ErrorFrameCode, PongFrame, PushFrame, RefreshedFrame, ServerFrame, WelcomeFrame } from '@switchboard/wire'
 
-/** Frames a client may send: only `ping` in v1. */
-export const ClientFrame = z.discriminatedUnion('type', [z.strictObject({ type: z.literal('ping') })])
+/** The longest token a `refresh` frame may carry (the frame is bound by EDGE_MAX_FRAME_BYTES too). */
+export const MAX_REFRESH_TOKEN_LENGTH = 16_384
+
+/** Frames a client may send: `ping`, and `refresh` with a fresh token. */
+export const ClientFrame = z.discriminatedUnion('type', [
+  z.strictObject({ type: z.literal('ping') }),
+  z.strictObject({ type: z.literal('refresh'), token: z.string().min(1).max(MAX_REFRESH_TOKEN_LENGTH) }),
+])
 export type ClientFrame = z.output<typeof ClientFrame>
 
 export const PONG_FRAME = JSON.stringify({ type: 'pong' } satisfies PongFrame)
@@ -16,6 +22,15 @@ export const PONG_FRAME = JSON.stringify({ type: 'pong' } satisfies PongFrame)
 export function welcomeFrame(connId: string, nodeId: string, resume?: { recovered: boolean | undefined; head: Position | undefined }): string {
   const { recovered, head } = resume ?? {}
   return JSON.stringify({ type: 'welcome', connId, nodeId, recovered, epoch: head?.epoch, offset: head?.offset } satisfies WelcomeFrame)
+}
+
+/** `exp`: s epoch, the refreshed token's. */
+export function refreshedFrame(exp: number): string {
+  return JSON.stringify({ type: 'refreshed', exp } satisfies RefreshedFrame)
+}
+
+export function errorFrame(code: ErrorFrameCode, message: string): string {
+  return JSON.stringify({ type: 'error', code, message } satisfies ErrorFrame)
 }
 
 /**

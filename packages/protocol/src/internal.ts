@@ -127,8 +127,8 @@ export const InternalDisconnect = z.strictObject({
   reason: z.string().max(512).optional(),
   /** Only these connections of the user (evictions by the per-user limit or single-session policy); default all. */
   connIds: z.array(z.string().min(1).max(128)).max(64).optional(),
-  /** Default 4500 (the disconnect API). */
-  code: z.union([z.literal(4500), z.literal(4501), z.literal(4502)]).optional(),
+  /** Default 4500 (the disconnect API); 4503 for a revocation. */
+  code: z.union([z.literal(4500), z.literal(4501), z.literal(4502), z.literal(4503)]).optional(),
 })
 export type InternalDisconnect = z.output<typeof InternalDisconnect>
 

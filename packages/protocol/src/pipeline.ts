@@ -30,6 +30,7 @@ export const PIPELINE_OPS = {
   presence: 'GET /v1/presence/:userId',
   'presence.query': 'POST /v1/presence/query',
   disconnect: 'POST /v1/disconnect',
+  'user.revoke': 'POST /v1/users/:userId/revoke',
   nodes: 'GET /v1/nodes',
   'room.add': 'POST /v1/rooms/:room/members',
   'room.remove': 'POST /v1/rooms/:room/members/remove',

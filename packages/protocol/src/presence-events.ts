@@ -7,7 +7,7 @@ export const PRESENCE_EVENT_TYPES = ['user.online', 'user.offline'] as const
 export type PresenceEventType = (typeof PRESENCE_EVENT_TYPES)[number]
 
 /** Why a connection closed, as recorded by the edge that closed it (or saw it close). */
-export const CLOSE_CAUSES = ['close', 'disconnect_api', 'replaced', 'evicted', 'drain'] as const
+export const CLOSE_CAUSES = ['close', 'disconnect_api', 'replaced', 'evicted', 'drain', 'token_expired', 'revoked'] as const
 export type CloseCause = (typeof CLOSE_CAUSES)[number]
 
 /**

@@ -214,6 +214,21 @@ export interface DisconnectResponse {
   closed: number
 }
 
+/** "Sign out everywhere": `userId` comes from the path over HTTP, from the body on the pipeline. */
+export const RevokeRequest = z.strictObject({
+  userId: UserId,
+  reason: z.string().max(limits.maxReasonLength).optional(),
+})
+export type RevokeRequest = z.output<typeof RevokeRequest>
+
+export interface RevokeResponse {
+  userId: string
+  /** ms epoch (registry clock): tokens of the user issued at or before it are refused from now on. */
+  revokedBefore: number
+  /** Sockets closed (4503) on the edges that answered. */
+  closed: number
+}
+
 export interface NodeView {
   nodeId: string
   connections: number

@@ -1,29 +1,45 @@
--- Partition script. ARGV incId maxPerUser cause graceMs retentionMs then (userId connId since)*.
+-- Partition script. KEYS users, index, events, holds, hold causes, last version, then one
+-- revocation key per connection, in ARGV's order. ARGV incId maxPerUser cause graceMs
+-- retentionMs then (userId connId since iat)*, iat in s epoch ('' when the token has none).
 -- Upserts each connection under incId: an existing connId moves to incId (resync), a new one is
--- appended. Beyond maxPerUser the oldest entries are removed and returned as
+-- appended. A connection whose token was issued at or before its user's revocation (the key
+-- holds the cutoff in ms; a token without iat is covered by any) is not written and is
+-- returned in the second list. Beyond maxPerUser the entries that connected first (least
+-- `since`) are removed, whatever the order they were written in (a resync re-writes an old
+-- socket: it never counts as a newer session), and returned in the first list as
 -- [userId, entry, userId, entry, ...] so their sockets can be closed. A user who had no entry
 -- goes online with `cause`.
 presence_settings(ARGV[4], ARGV[5])
 local inc, max, cause = ARGV[1], tonumber(ARGV[2]), ARGV[3]
-local evicted = {}
-for i = 6, #ARGV, 3 do
-  local uid, conn = ARGV[i], ARGV[i + 1]
-  local entry = conn .. ':' .. inc .. ':' .. ARGV[i + 2]
-  local head = conn .. ':'
-  local out, found = {}, false
-  local v = redis.call('HGET', KEYS[1], uid)
-  if v then
-    for e in string.gmatch(v, '%S+') do
-      if string.sub(e, 1, #head) == head then found = true out[#out + 1] = entry else out[#out + 1] = e end
+local evicted, revoked = {}, {}
+local function since_of(e) return tonumber(string.match(e, ':(%d+)$')) end
+for i = 6, #ARGV, 4 do
+  local uid, conn, iat = ARGV[i], ARGV[i + 1], ARGV[i + 3]
+  local cutoff = redis.call('GET', KEYS[6 + (i - 2) / 4])
+  if cutoff and (iat == '' or tonumber(iat) * 1000 <= tonumber(cutoff)) then
+    revoked[#revoked + 1] = conn
+  else
+    local entry = conn .. ':' .. inc .. ':' .. ARGV[i + 2]
+    local head = conn .. ':'
+    local out, found = {}, false
+    local v = redis.call('HGET', KEYS[1], uid)
+    if v then
+      for e in string.gmatch(v, '%S+') do
+        if string.sub(e, 1, #head) == head then found = true out[#out + 1] = entry else out[#out + 1] = e end
+      end
     end
+    if not found then out[#out + 1] = entry end
+    while #out > max do
+      local first = 1
+      for j = 2, #out do
+        if since_of(out[j]) < since_of(out[first]) then first = j end
+      end
+      evicted[#evicted + 1] = uid
+      evicted[#evicted + 1] = table.remove(out, first)
+    end
+    redis.call('HSET', KEYS[1], uid, table.concat(out, ' '))
+    redis.call('SADD', KEYS[2], uid)
+    if not v then went_live(uid, cause, #out) end
   end
-  if not found then out[#out + 1] = entry end
-  while #out > max do
-    evicted[#evicted + 1] = uid
-    evicted[#evicted + 1] = table.remove(out, 1)
-  end
-  redis.call('HSET', KEYS[1], uid, table.concat(out, ' '))
-  redis.call('SADD', KEYS[2], uid)
-  if not v then went_live(uid, cause, #out) end
 end
-return evicted
+return { evicted, revoked }

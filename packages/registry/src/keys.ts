@@ -67,6 +67,8 @@ export interface Keys {
   roomsOfIncarnation(partition: number, incId: string): string
   /** HASH room -> generation: the durable rooms of a user, in the user's partition. */
   userRooms(userId: string): string
+  /** STRING: the user's revocation cutoff (ms, Redis clock), in the user's partition; expires with the last token it covers. */
+  revoked(userId: string): string
 }
 
 /** A room's partition: rooms spread over the partitions like users, under another name space. */
@@ -100,5 +102,6 @@ export function buildKeys(prefix: string): Keys {
     },
     roomsOfIncarnation: (p, incId) => `${prefix}{p${p}}:ri:${incId}`,
     userRooms: (userId) => `${prefix}{p${partitionOf(userId)}}:ur:${userId}`,
+    revoked: (userId) => `${prefix}{p${partitionOf(userId)}}:rv:${userId}`,
   }
 }

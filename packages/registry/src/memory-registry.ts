@@ -51,6 +51,8 @@ export class MemoryRegistry implements Registry {
   readonly #current = new Map<string, string>()
   /** userId -> connId -> entry, oldest first (insertion order). */
   readonly #users = new Map<string, Map<string, Entry>>()
+  /** userId -> revocation cutoff (ms) and when it lapses. */
+  readonly #revoked = new Map<string, { cutoff: number; expiresAt: number }>()
   readonly #presence: PresenceSettings
   readonly #events = new EventStreams()
   /** userId -> held offline. */
@@ -125,7 +127,29 @@ export class MemoryRegistry implements Registry {
     // An unknown incarnation (superseded, closed, reaped) must never show entries again.
     if (!inc) return []
     const max = Math.min(Math.max(1, maxPerUser), MAX_CONNECTIONS_PER_USER)
-    return conns.flatMap((conn) => this.#add(inc, conn, max, cause))
+    return conns.flatMap((conn) => {
+      const cutoff = this.#cutoffOf(conn.userId)
+      if (cutoff !== undefined && (conn.iat === undefined || conn.iat * 1_000 <= cutoff)) {
+        return [{ userId: conn.userId, connId: conn.connId, incId: inc.lease.incId, revoked: true as const }]
+      }
+      return this.#add(inc, conn, max, cause)
+    })
+  }
+
+  async revoke(userId: string, ttlMs: number): Promise<number> {
+    const cutoff = Math.max(this.#now(), this.#cutoffOf(userId) ?? 0)
+    this.#revoked.set(userId, { cutoff, expiresAt: this.#now() + ttlMs })
+    return cutoff
+  }
+
+  async revokedBefore(userId: string): Promise<number | undefined> {
+    return this.#cutoffOf(userId)
+  }
+
+  #cutoffOf(userId: string): number | undefined {
+    const r = this.#revoked.get(userId)
+    if (r && r.expiresAt <= this.#now()) this.#revoked.delete(userId)
+    return r && r.expiresAt > this.#now() ? r.cutoff : undefined
   }
 
   async locate(userIds: readonly string[]): Promise<Map<string, Located[]>> {
@@ -312,8 +336,11 @@ export class MemoryRegistry implements Registry {
     }
     held.add(connId)
     const evicted: Evicted[] = []
-    for (const [oldId, entry] of entries) {
-      if (entries.size <= max) break
+    while (entries.size > max) {
+      // The one that connected first goes, wherever it was written (a resync never wins by writing last).
+      let first: [string, Entry] | undefined
+      for (const e of entries) if (!first || e[1].since < first[1].since) first = e
+      const [oldId, entry] = first!
       evicted.push({ userId, connId: oldId, incId: entry.incId })
       this.#deleteEntry(userId, entries, oldId, entry)
     }

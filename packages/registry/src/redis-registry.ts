@@ -99,19 +99,35 @@ export class RedisRegistry implements Registry {
     const calls: Promise<unknown>[] = []
     for (const [p, group] of byPartition) {
       for (let i = 0; i < group.length; i += BATCH) {
+        const batch = group.slice(i, i + BATCH)
         const args: (string | number)[] = [lease.incId, max, cause, ...this.#settings()]
-        for (const c of group.slice(i, i + BATCH)) args.push(c.userId, c.connId, c.since)
-        calls.push(this.#run(lua.add, this.#keys.partition(p, lease.incId), args))
+        for (const c of batch) args.push(c.userId, c.connId, c.since, c.iat ?? '')
+        const keys = this.#keys.partition(p, lease.incId)
+        for (const c of batch) keys.push(this.#keys.revoked(c.userId))
+        calls.push(this.#run(lua.add, keys, args))
       }
     }
     const evicted: Evicted[] = []
-    for (const reply of (await Promise.all(calls)) as string[][]) {
-      for (let i = 0; i + 1 < reply.length; i += 2) {
-        const [connId = '', incId = ''] = reply[i + 1]!.split(':')
-        evicted.push({ userId: reply[i]!, connId, incId })
+    for (const [gone, revoked] of (await Promise.all(calls)) as [string[], string[]][]) {
+      for (let i = 0; i + 1 < gone.length; i += 2) {
+        const [connId = '', incId = ''] = gone[i + 1]!.split(':')
+        evicted.push({ userId: gone[i]!, connId, incId })
+      }
+      for (const connId of revoked) {
+        const conn = conns.find((c) => c.connId === connId)! // a refused write is rare: no index for it
+        evicted.push({ userId: conn.userId, connId, incId: lease.incId, revoked: true })
       }
     }
     return evicted
+  }
+
+  async revoke(userId: string, ttlMs: number): Promise<number> {
+    return Number(await this.#run(lua.revoke, [this.#keys.revoked(userId)], [ttlMs]))
+  }
+
+  async revokedBefore(userId: string): Promise<number | undefined> {
+    const cutoff = (await this.#run(get, [this.#keys.revoked(userId)], [])) as string | null
+    return cutoff === null ? undefined : Number(cutoff)
   }
 
   async locate(userIds: readonly string[]): Promise<Map<string, Located[]>> {

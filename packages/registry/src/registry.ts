@@ -26,8 +26,10 @@ export interface ConnectionInfo {
   userId: string
   /** Unique for all time; the fencing token of the entry. */
   connId: string
-  /** ms epoch when the socket opened. */
+  /** ms epoch when the socket opened: of two sessions, the one with the later `since` is the newer, however they were written. */
   since: number
+  /** Its token's `iat` (s epoch); without it, the connection is refused while its user has a revocation. */
+  iat?: number
 }
 
 /** A connection removed to keep its user within the per-user limit: its socket must be closed. */
@@ -36,6 +38,8 @@ export interface Evicted {
   connId: string
   /** The incarnation that registered it, to find the edge that holds the socket. */
   incId: string
+  /** Not written at all: its token was issued at or before its user's revocation (close it 4503). */
+  revoked?: true
 }
 
 /** Most connections a user may hold across the cluster; the oldest beyond it are evicted. */
@@ -70,10 +74,13 @@ export interface EdgeRegistry {
   closeLease(lease: Lease): Promise<void>
   /**
    * Registers connections of this incarnation; idempotent per connId. Atomically per user,
-   * the oldest connections beyond `maxPerUser` (default and ceiling MAX_CONNECTIONS_PER_USER)
-   * are removed and returned, wherever they are, so their sockets can be closed: with 1, a
-   * new session replaces the old one, and of two racing sessions exactly one survives.
-   * A user who had no entry goes online (cause 'connect').
+   * the connections beyond `maxPerUser` (default and ceiling MAX_CONNECTIONS_PER_USER) that
+   * connected first (least `since`) are removed and returned, wherever they are, so their
+   * sockets can be closed: with 1, a new session replaces the old one, of two racing sessions
+   * exactly one survives, and an old socket written again (resync) never displaces a newer one.
+   * A connection whose token a revocation covers (`iat` at or before the user's cutoff, or no
+   * `iat` while there is one) is not written, and is returned with `revoked`, in the same
+   * script: the check costs no round trip. A user who had no entry goes online (cause 'connect').
    */
   addConnections(lease: Lease, conns: readonly ConnectionInfo[], maxPerUser?: number): Promise<Evicted[]>
   /**
@@ -91,6 +98,18 @@ export interface EdgeRegistry {
    * edge that sees it change re-registers everything it holds.
    */
   serverIdentity(): Promise<string>
+  /** The user's revocation cutoff (ms epoch, registry clock), if one is in force: a refresh token issued at or before it is refused. */
+  revokedBefore(userId: string): Promise<number | undefined>
+}
+
+/** "Sign out everywhere": what a router writes before it closes a user's sockets. */
+export interface Revocations {
+  /**
+   * Every token of the user issued until now (registry clock) is refused from now on, at the
+   * handshake's registration and at a refresh, for `ttlMs` (the longest such a token can stay
+   * valid). A later revocation never moves the cutoff back. Returns the cutoff (ms epoch).
+   */
+  revoke(userId: string, ttlMs: number): Promise<number>
 }
 
 /** What a router reads to route pushes and answer presence queries. */
@@ -186,7 +205,7 @@ export interface PresenceSettings {
 export const DEFAULT_PRESENCE: PresenceSettings = { offlineGraceMs: 5_000, retentionMs: 25 * 3_600_000 }
 
 /** The whole registry: each process uses the role it needs. */
-export interface Registry extends EdgeRegistry, RouterRegistry, RegistryJanitor, PresenceLog {
+export interface Registry extends EdgeRegistry, RouterRegistry, RegistryJanitor, PresenceLog, Revocations {
   /** Stops timers; does not close a client it was given. */
   close(): Promise<void>
 }

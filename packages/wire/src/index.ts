@@ -88,10 +88,38 @@ export interface PushFrame {
 export interface PongFrame {
   type: 'pong'
 }
-export type ServerFrame = WelcomeFrame | PushFrame | PongFrame
+/** The answer to a client's `refresh`: the connection now lives until `exp` (s epoch, the new token's). */
+export interface RefreshedFrame {
+  type: 'refreshed'
+  exp: number
+}
+/**
+ * A client frame the edge could not act on, with a stable `code` (ErrorFrameCode); the socket
+ * stays open unless a close follows.
+ */
+export interface ErrorFrame {
+  type: 'error'
+  code: ErrorFrameCode
+  message: string
+}
+/**
+ * `invalid_token`: a refresh token that does not verify (signature, expiry, claims); the
+ * connection keeps its current token. `refresh_unavailable`: the edge could not check the
+ * token's revocation (registry unreachable); retry with backoff.
+ */
+export type ErrorFrameCode = 'invalid_token' | 'refresh_unavailable'
+export type ServerFrame = WelcomeFrame | PushFrame | PongFrame | RefreshedFrame | ErrorFrame
 
-/** The one frame a client may send in v1: answered by a pong, in order with pushes. */
+/** A client frame: answered by a pong, in order with pushes. */
 export const PING_FRAME = '{"type":"ping"}'
+
+/**
+ * A client frame: replaces the connection's token with a fresh one of the same user, before
+ * the current one expires. Answered `refreshed` (or `error`); the socket and its connId stay.
+ */
+export function refreshFrame(token: string): string {
+  return JSON.stringify({ type: 'refresh', token })
+}
 
 /** Close codes an edge sends, by meaning. */
 export const CloseCode = {
@@ -101,6 +129,8 @@ export const CloseCode = {
   protocolViolation: 1008,
   /** A client frame over the edge's limit. */
   messageTooBig: 1009,
+  /** The connection's token expired: reconnect at once with a fresh token (no backoff). */
+  tokenExpired: 4002,
   /** Rate limited, or too slow to read (backpressure). */
   tooSlow: 4008,
   /** Closed by the disconnect API: final. */
@@ -109,6 +139,8 @@ export const CloseCode = {
   replaced: 4501,
   /** Evicted: the user opened more connections than allowed: final. */
   tooManyConnections: 4502,
+  /** The user's tokens were revoked ("sign out everywhere"), or this token is older than the revocation: final. */
+  revoked: 4503,
 } as const
 
 /** 4500-4999 are final: the client must not reconnect. Anything else: reconnect. */
@@ -128,9 +160,11 @@ export const Reconnect = {
 
 /**
  * The delay before reconnect attempt `attempt` (0 for the first) after a close with `code`:
- * full jitter, `random(0, min(cap, base × 2^attempt))`, or `random(0, drainMaxMs)` after 1001.
+ * full jitter, `random(0, min(cap, base × 2^attempt))`, or `random(0, drainMaxMs)` after 1001, or
+ * at once after 4002 (token expired: the client reconnects with a fresh token).
  */
 export function reconnectDelayMs(attempt: number, code: number, random: () => number = Math.random): number {
+  if (code === CloseCode.tokenExpired) return 0
   if (code === CloseCode.draining) return random() * Reconnect.drainMaxMs
   return random() * Math.min(Reconnect.capMs, Reconnect.baseMs * 2 ** Math.max(0, attempt))
 }

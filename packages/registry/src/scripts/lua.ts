@@ -43,6 +43,7 @@ export const idemEnd = load('idem-end')
 export const feed = load('feed')
 // Partition scripts: KEYS users, index, events, holds, hold causes, last version ({pN} slot).
 export const add = load('add')
+export const revoke = load('revoke')
 export const remove = load('remove')
 export const collect = load('collect')
 export const pump = load('pump')
