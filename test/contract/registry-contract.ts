@@ -453,4 +453,63 @@ export function registryContract(t: Test, makeRegistry: MakeRegistry): void {
     t.same(evicted.map((e) => e.connId), ['second', 'a'], 'within one batch too, only the last survives')
     t.same((await registry.locate([userId])).get(userId), [located(one, batch[1]!)])
   })
+
+  t.test('a resync never counts as a newer session: the one that connected last wins, however they were written', async (t) => {
+    const registry = await makeRegistry(t)
+    const a = await registry.openLease(nodeInfo('a'), shortTtlMs)
+    const b = await registry.openLease(nodeInfo('b'), longTtlMs)
+    const [reaped, lapsed] = [uniqueId('reaped'), uniqueId('lapsed')]
+    const stale = [conn(reaped, 'stale-1', 1_000), conn(lapsed, 'stale-2', 1_000)]
+    await registry.addConnections(a, stale, 1)
+    // Edge a is cut off from Redis: its lease lapses. Both users sign in again on b meanwhile.
+    t.ok(await eventually(async () => !(await isLive(registry, a))), 'a lapsed')
+    const newer = [conn(reaped, 'newer-1', 2_000), conn(lapsed, 'newer-2', 2_000)]
+    const evicted = await registry.addConnections(b, newer, 1)
+    t.same(evicted.map((e) => e.connId).sort(), ['stale-1', 'stale-2'], "a's lapsed entries are the older sessions")
+    // The partition heals: a opens a new lease and resyncs its sockets, still open.
+    const a2 = await registry.openLease(nodeInfo('a'), longTtlMs)
+    const back = await registry.resync(a2, stale, 1)
+    t.same(
+      back.map((e) => `${e.connId}@${e.incId === a2.incId ? 'a' : 'b'}`).sort(),
+      ['stale-1@a', 'stale-2@a'],
+      'the re-written stale sessions are the ones evicted (their own edge closes them 4501)',
+    )
+    t.same(normalize(await registry.locate([reaped, lapsed])), { [reaped]: [located(b, newer[0]!)], [lapsed]: [located(b, newer[1]!)] }, 'the newer sessions stay')
+  })
+
+  t.test('a revocation refuses the registration of every token issued at or before it, in the same write', async (t) => {
+    const registry = await makeRegistry(t)
+    const lease = await registry.openLease(nodeInfo('n'), longTtlMs)
+    const [u, other] = [uniqueId('revoked'), uniqueId('other')]
+    t.equal(await registry.revokedBefore(u), undefined)
+    const before = Date.now()
+    const cutoff = await registry.revoke(u, longTtlMs)
+    t.ok(cutoff >= before - 1_000 && cutoff <= Date.now() + 1_000, 'the cutoff is now, on the registry clock')
+    t.equal(await registry.revokedBefore(u), cutoff)
+    const old = { ...conn(u, 'old'), iat: cutoff / 1_000 - 60 }
+    const atCutoff = { ...conn(u, 'at'), iat: cutoff / 1_000 }
+    const noIat = conn(u, 'no-iat')
+    const fresh = { ...conn(u, 'fresh'), iat: cutoff / 1_000 + 0.001 }
+    const unrelated = conn(other, 'unrelated')
+    const evicted = await registry.addConnections(lease, [old, atCutoff, noIat, fresh, unrelated])
+    t.same(
+      evicted.map((e) => [e.connId, e.revoked, e.incId === lease.incId]).sort(),
+      [['at', true, true], ['no-iat', true, true], ['old', true, true]],
+      'refused: issued before, at the cutoff, or without iat',
+    )
+    t.same(normalize(await registry.locate([u, other])), { [u]: [located(lease, fresh)], [other]: [located(lease, unrelated)] }, 'only the fresh token and the unrelated user are written')
+    t.same((await registry.resync(lease, [old])).map((e) => e.connId), ['old'], 'a resync is refused too')
+    t.notOk((await registry.locate([u])).get(u)?.some((c) => c.connId === 'old'))
+    t.equal(await registry.revoke(u, longTtlMs) >= cutoff, true, 'a later revocation never moves the cutoff back')
+  })
+
+  t.test('a revocation lapses after its TTL', async (t) => {
+    const registry = await makeRegistry(t)
+    const lease = await registry.openLease(nodeInfo('n'), longTtlMs)
+    const u = uniqueId('lapsing')
+    await registry.revoke(u, shortTtlMs)
+    t.equal((await registry.addConnections(lease, [conn(u, 'early')])).length, 1, 'refused while it lasts')
+    t.ok(await eventually(async () => (await registry.revokedBefore(u)) === undefined), 'gone after its TTL')
+    t.same(await registry.addConnections(lease, [conn(u, 'late')]), [], 'then a token without iat registers again')
+  })
 }

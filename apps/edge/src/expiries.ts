@@ -41,6 +41,11 @@ export class Expiries<T> {
     return this.#items.length - this.#stale
   }
 
+  /** Entries held, stale ones included (what compaction bounds). */
+  get entries(): number {
+    return this.#items.length
+  }
+
   /** `item` expires at `deadlineMs` (ms epoch), which `deadlineOf(item)` now returns. */
   add(item: T, deadlineMs: number): void {
     this.#deadlines.push(deadlineMs)
