@@ -8,13 +8,14 @@ export interface TokenOptions {
   expiresIn?: string | number | null
   /** Extra claims. */
   claims?: Record<string, unknown>
+  /** `iat` in s epoch; default now in ms precision, as mintClientToken writes it; `null` omits it. */
+  issuedAt?: number | null
 }
 
 /** An HS256 client token; `sub` undefined leaves the subject out. */
 export async function mintToken(secret: string, sub: string | undefined, opts: TokenOptions = {}): Promise<string> {
-  // iat in ms precision, as mintClientToken does (a token minted right after a revocation is not covered); a claim `iat` wins.
   const jwt = new SignJWT({ ...opts.claims }).setProtectedHeader({ alg: 'HS256', typ: 'JWT' })
-  if (opts.claims?.iat === undefined) jwt.setIssuedAt(Date.now() / 1_000)
+  if (opts.issuedAt !== null) jwt.setIssuedAt(opts.issuedAt ?? Date.now() / 1_000)
   if (sub !== undefined) jwt.setSubject(sub)
   const expiresIn = opts.expiresIn === undefined ? '1h' : opts.expiresIn
   if (expiresIn !== null) jwt.setExpirationTime(expiresIn)

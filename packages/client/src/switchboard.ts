@@ -101,8 +101,8 @@ export type StateChange =
       /**
        * Only on a change of token while connected (same connId): `refreshed` (the connection now
        * lives until `exp`, s epoch), or `refresh_failed` (`error` says why; retried after
-       * `retryInMs`, until the token expires and the edge closes with 4002, when the client
-       * reconnects at once with a fresh token).
+       * `retryInMs` while the token has not expired; then the edge closes with 4002 and the
+       * client reconnects at once with a fresh token).
        */
       token?: 'refreshed' | 'refresh_failed'
       exp?: number
@@ -139,6 +139,7 @@ const REFRESH_AT = 0.75
 const REFRESH_JITTER = 0.15
 /** A failed refresh is retried after this (doubling, full jitter), never past the token's expiry. */
 const REFRESH_RETRY_BASE_MS = 1_000
+const REFRESH_RETRY_MIN_MS = 250
 /** Push ids remembered to drop duplicates (a backend's retry, a replay of what came live). */
 const SEEN_IDS = 1_000
 const OPEN = 1
@@ -421,14 +422,18 @@ export class Switchboard {
     ws.send(refreshFrame(token))
   }
 
-  /** Retries with full-jitter backoff, before the token's expiry when there is time left (else the edge's 4002 reconnects). */
+  /**
+   * Retries with full-jitter backoff, at least REFRESH_RETRY_MIN_MS apart (well within the edge's
+   * frame rate) and before the token's expiry; once it has expired, no more: the edge's 4002
+   * reconnects with a fresh token.
+   */
   #refreshFailed(error: string): void {
     this.#stopRefreshTimers()
     const backoff = REFRESH_RETRY_BASE_MS * 2 ** this.#refreshFailures++
     const untilExpiry = (this.#tokenExpMs ?? Infinity) - this.#clock.now()
-    const retryInMs = Math.min(this.#random() * backoff, Math.max(0, untilExpiry / 2))
-    this.#refreshAfter(retryInMs)
-    this.#setState({ state: 'connected', ...this.#connection!, token: 'refresh_failed', error, retryInMs })
+    const retryInMs = untilExpiry <= 0 ? undefined : Math.max(REFRESH_RETRY_MIN_MS, Math.min(this.#random() * backoff, untilExpiry / 2))
+    if (retryInMs !== undefined) this.#refreshAfter(retryInMs)
+    this.#setState({ state: 'connected', ...this.#connection!, token: 'refresh_failed', error, ...(retryInMs === undefined ? {} : { retryInMs }) })
   }
 
   #stopRefreshTimers(): void {
