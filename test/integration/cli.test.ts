@@ -72,6 +72,12 @@ t.test('against a running router: token, presence, push, nodes, and clear failur
   t.equal((await cli(['room', 'delete', 'cli room'], env)).stdout, 'cli room: deleted, 0 members removed\n')
   t.equal((await cli(['room', 'info', 'cli room'], env)).stdout, 'cli room: no such room\n')
 
+  const revoke = await cli(['revoke', 'cli-ann', '--reason', 'signed out'], env)
+  t.equal(revoke.code, 0)
+  t.match(revoke.stdout, /^cli-ann  revoked: tokens issued until \d{4}-\S+Z refused, 1 socket closed\n$/)
+  t.same(await client.closed, { code: 4503, reason: 'signed out' }, 'its socket closes 4503')
+  t.equal((await cli(['revoke'], env)).code, 2, 'revoke needs one id')
+
   const nodes = await cli(['nodes'], env)
   t.equal(nodes.code, 0)
   t.match(nodes.stdout, new RegExp(`^node\\s+connections\\s+state\\s+started\\n${edge.nodeId}\\s+\\d+\\s+serving\\s+\\d{4}-`))
