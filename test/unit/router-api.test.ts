@@ -136,7 +136,7 @@ t.test('a kept push is in every inbox before any edge call, each edge gets its u
 t.test('PUSH_KEEP_DEFAULT keeps a push that does not say; keep: false opts out; a plain push touches no inbox', async (t) => {
   const calls: string[][] = []
   const inbox = new MemoryInbox({ maxLen: 10, ttlMs: 60_000 })
-  const spy: Inbox = { append: (u, f) => (calls.push([...u]), inbox.append(u, f)), read: (u, p) => inbox.read(u, p) }
+  const spy: Inbox = { append: (u, f) => (calls.push([...u]), inbox.append(u, f)), read: (u, p) => inbox.read(u, p), heads: (u) => inbox.heads(u) }
   const { api, edges, metrics } = await setup(t, LIMITS, { inbox: spy, keepByDefault: true })
   t.same(((await api.push({ to: ['ann'], event: 'e' }, 'r')) as PushResponse).kept, [], 'kept by default; delivered, so nobody waits')
   t.notOk('kept' in (await api.push({ to: ['ann'], event: 'e', keep: false }, 'r')), 'keep: false: a plain push')
@@ -151,6 +151,7 @@ t.test('a kept push whose inbox cannot be written is refused (503) and sent nowh
       throw new SwitchboardError('registry_unavailable', 'inbox call failed')
     },
     read: async () => ({ head: { epoch: 'e', offset: 0 }, recovered: false, entries: [] }),
+    heads: async (u) => u.map(() => undefined),
   }
   const { api, edges } = await setup(t, LIMITS, { inbox: failing })
   t.equal(await codeOf(api.push({ to: ['ann'], event: 'e', keep: true }, 'r')), 'registry_unavailable: inbox call failed')

@@ -1,4 +1,4 @@
-import { CloseCode, PONG_FRAME, errorFrame, framedAt, parseClientFrame, refreshedFrame, welcomeFrame, type CloseCause, type Position } from '@switchboard/protocol'
+import { CloseCode, PONG_FRAME, errorFrame, framedAt, inboxFrame, parseClientFrame, refreshedFrame, welcomeFrame, type CloseCause, type Position } from '@switchboard/protocol'
 import type { ConnectionInfo, InboxRead } from '@switchboard/registry'
 import { systemClock, type Clock } from './clock.js'
 import type { ConnIds } from './conn-ids.js'
@@ -86,7 +86,7 @@ export interface ConnectionsDeps {
   /** Drain spreading and frame-rate windows; defaults to the real ones. */
   clock?: Clock
   /** Where a resuming client's missed kept pushes are read; without one, a resume is answered as if the read failed. */
-  inbox?: { read(userId: string, from: Position | undefined): Promise<InboxRead> }
+  inbox?: { read(userId: string, from: Position | undefined): Promise<InboxRead>; heads?(userIds: readonly string[]): Promise<(Position | undefined)[]> }
   /** A resume's outcome: `recovered`, `not_recovered` (the inbox cannot vouch), `started` (no position yet: head only), `failed` (the read failed). */
   resumes?: { inc(labels: { result: ResumeResult }): void }
   /** Why a resume read failed (the socket is welcomed with `recovered: false`). */
@@ -363,6 +363,27 @@ export class Connections<S extends ClientSocket> {
    */
   liveConnections(): ConnectionInfo[] {
     return Array.from(this.#bySeq.values(), (ws) => this.#info(ws.getUserData()))
+  }
+
+  /**
+   * After the edge was cut off from the registry (a resync, or a renewal gap its lease may not
+   * have survived): kept pushes to its users were answered `offline` and only kept meanwhile,
+   * so every welcomed socket that offered `resume.` gets its inbox's head (one read per
+   * partition); a client behind it resumes. Sockets still registering resume anyway.
+   */
+  async announceInboxes(): Promise<void> {
+    const heads = this.#deps.inbox?.heads
+    if (!heads) return
+    const resumable = this.sockets.all().filter((ws) => ws.getUserData().resume !== undefined)
+    if (resumable.length === 0) return
+    const conns = resumable.map((ws) => ws.getUserData())
+    const users = [...new Set(conns.map((c) => c.userId))]
+    const found = await heads.call(this.#deps.inbox, users)
+    const byUser = new Map(users.map((u, i) => [u, found[i]]))
+    resumable.forEach((ws, i) => {
+      const head = byUser.get(conns[i]!.userId)
+      if (head && head.offset > 0 && conns[i]!.state === Open) this.#answer(ws, conns[i]!, inboxFrame(head))
+    })
   }
 
   /** From now on a socket whose registration completes is closed with 1001 instead of welcomed. False if already draining. */

@@ -21,6 +21,11 @@ export interface RegistrationDeps {
   clock?: Clock
   /** Runs after each resync, under the new lease: the room index is written again. */
   afterResync?: () => Promise<void>
+  /**
+   * Runs after a resync, or a successful renewal that came more than two renewal intervals
+   * after the last one (the lease may have lapsed and revived: entries were invisible meanwhile).
+   */
+  afterOutage?: () => Promise<void>
 }
 
 const MAX_BACKOFF_MS = 5_000
@@ -47,6 +52,8 @@ export class Registration {
   #resyncing: Promise<void> = Promise.resolve()
   #timer: Timer | undefined
   #failures = 0
+  /** When the last successful renewal was sent (clock ms). */
+  #renewedAt = 0
   #stopped = false
   #healthy = false
 
@@ -72,6 +79,7 @@ export class Registration {
         this.#server = await this.deps.registry.serverIdentity()
         this.#lease = await this.#timed('open', this.deps.registry.openLease(this.deps.node, this.deps.leaseTtlMs))
         this.#succeeded()
+        this.#renewedAt = this.#clock.now()
         this.deps.log.info({ incId: this.#lease.incId }, 'lease opened')
         break
       } catch (err) {
@@ -146,6 +154,7 @@ export class Registration {
     if (this.#stopped || !this.#lease) return
     const { registry, log, metrics } = this.deps
     let next = this.#intervalMs()
+    const sentAt = this.#clock.now()
     try {
       const [held, server] = await this.#timed('renew', Promise.all([registry.renew(this.#lease, this.deps.status()), registry.serverIdentity()]))
       // A failover or restart can lose acknowledged writes (entries added, or removed) while
@@ -160,8 +169,14 @@ export class Registration {
         this.#server = server
         this.#needsResync = true
       }
-      if (this.#needsResync || this.#failedRemovals.length > 0) await this.#resync()
+      const resynced = this.#needsResync || this.#failedRemovals.length > 0
+      if (resynced) await this.#resync()
       this.#succeeded()
+      const lapsed = sentAt - this.#renewedAt > 2 * this.#intervalMs()
+      this.#renewedAt = sentAt
+      if (resynced || lapsed) {
+        this.deps.afterOutage?.().catch((err: unknown) => log.warn({ err }, 'announcing inbox heads after an outage failed'))
+      }
     } catch (err) {
       metrics.leaseRenewals.inc({ result: 'error' })
       next = Math.min(next, this.#failed(err, 'lease renewal failed'))

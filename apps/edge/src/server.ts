@@ -95,6 +95,7 @@ export async function startEdge(deps: EdgeDeps): Promise<Edge> {
       closeLocal: (connId, code, reason, cause) => connections.closeById(connId, code, reason, cause),
     }),
     afterResync: () => rooms?.rewrite() ?? Promise.resolve(),
+    afterOutage: () => connections.announceInboxes(),
   })
   const rooms =
     deps.rooms &&

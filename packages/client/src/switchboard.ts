@@ -323,6 +323,11 @@ export class Switchboard {
       this.#refreshFailures = 0
       this.#scheduleRefresh()
       this.#setState({ state: 'connected', ...this.#connection!, token: 'refreshed', exp: frame.exp })
+    } else if (frame.type === 'inbox') {
+      // The edge was cut off meanwhile: kept pushes may wait in the inbox past our position. Resume now to get them.
+      const at = this.#position
+      const behind = this.#recover && frame.offset > 0 && (at === undefined || at.epoch !== frame.epoch || at.offset < frame.offset)
+      if (behind && this.#ahead.size === 0) this.#resumeNow('resuming: kept pushes wait in the inbox')
     } else if (frame.type === 'error') {
       if (this.#refreshPending !== undefined) this.#refreshFailed(`${frame.code}: ${frame.message}`)
     } else if (frame.type === 'push') {
@@ -376,11 +381,16 @@ export class Switchboard {
   /** The missing push did not come: reconnect and resume from the position (the replay brings it, then the held ones, in order). */
   #gapTimedOut(): void {
     this.#gapTimer = undefined
+    this.#resumeNow('resuming to fill a gap')
+  }
+
+  /** Closes the socket (GAP_CODE) and reconnects at once from the position. */
+  #resumeNow(reason: string): void {
     const ws = this.#ws
     if (!ws) return
     detach(ws)
-    ws.close(GAP_CODE, 'resuming to fill a gap')
-    this.#closed(ws, GAP_CODE, 'resuming to fill a gap')
+    ws.close(GAP_CODE, reason)
+    this.#closed(ws, GAP_CODE, reason)
   }
 
   /** Held pushes go to the app in offset order, gap or not (no resume will fill it); the position stays before the gap. */

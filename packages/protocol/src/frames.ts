@@ -1,10 +1,10 @@
 import { z } from 'zod'
 
-import type { ErrorFrame, ErrorFrameCode, PongFrame, Position, PushFrame, RefreshedFrame, WelcomeFrame } from '@switchboard/wire'
+import type { ErrorFrame, ErrorFrameCode, InboxFrame, PongFrame, Position, PushFrame, RefreshedFrame, WelcomeFrame } from '@switchboard/wire'
 
 // The frames' shapes live in @switchboard/wire (shared with the client SDK); the services'
 // builders and the client-frame parser are here.
-export type { ErrorFrame, ErrorFrameCode, PongFrame, PushFrame, RefreshedFrame, ServerFrame, WelcomeFrame } from '@switchboard/wire'
+export type { ErrorFrame, ErrorFrameCode, InboxFrame, PongFrame, PushFrame, RefreshedFrame, ServerFrame, WelcomeFrame } from '@switchboard/wire'
 
 /** The longest token a `refresh` frame may carry (the frame is bound by EDGE_MAX_FRAME_BYTES too). */
 export const MAX_REFRESH_TOKEN_LENGTH = 16_384
@@ -27,6 +27,10 @@ export function welcomeFrame(connId: string, nodeId: string, resume?: { recovere
 /** `exp`: s epoch, the refreshed token's. */
 export function refreshedFrame(exp: number): string {
   return JSON.stringify({ type: 'refreshed', exp } satisfies RefreshedFrame)
+}
+
+export function inboxFrame(head: Position): string {
+  return JSON.stringify({ type: 'inbox', epoch: head.epoch, offset: head.offset } satisfies InboxFrame)
 }
 
 export function errorFrame(code: ErrorFrameCode, message: string): string {

@@ -39,6 +39,8 @@ export interface Inbox {
   append(userIds: readonly string[], frame: string): Promise<Position[]>
   /** The kept pushes after `from`, or recovered: false; creates the user's inbox, empty, when it has none, so the head is a position to resume from. */
   read(userId: string, from: Position | undefined): Promise<InboxRead>
+  /** Each user's inbox position now, in `userIds` order; undefined for a user without an inbox (none is created). */
+  heads(userIds: readonly string[]): Promise<(Position | undefined)[]>
 }
 
 /**
@@ -81,6 +83,21 @@ export class RedisInbox implements Inbox {
     return outcome === 2 ? { head, entries } : { head, recovered: outcome === 1, entries }
   }
 
+  async heads(userIds: readonly string[]): Promise<(Position | undefined)[]> {
+    const byPartition = groupBy(userIds.keys(), (i) => partitionOf(userIds[i]!))
+    const heads = new Array<Position | undefined>(userIds.length)
+    await Promise.all(
+      [...byPartition].map(async ([p, indexes]) => {
+        for (let b = 0; b < indexes.length; b += HEADS_BATCH) {
+          const batch = indexes.slice(b, b + HEADS_BATCH)
+          const reply = (await this.#run(lua.inboxHeads, batch.map((i) => this.#keys.inbox(p, userIds[i]!)[0]), [])) as string[]
+          batch.forEach((i, k) => (heads[i] = reply[2 * k] ? { epoch: reply[2 * k]!, offset: Number(reply[2 * k + 1]) } : undefined))
+        }
+      }),
+    )
+    return heads
+  }
+
   async #run(script: lua.LuaScript, keys: readonly string[], args: readonly (string | number)[]): Promise<unknown> {
     try {
       return await script.run(this.#redis, keys, args)
@@ -89,6 +106,9 @@ export class RedisInbox implements Inbox {
     }
   }
 }
+
+/** Users per heads script call, so one call never blocks Redis for long. */
+const HEADS_BATCH = 500
 
 /** The same rules in one process (standalone and tests); expiry is read on access. */
 export class MemoryInbox implements Inbox {
@@ -119,6 +139,13 @@ export class MemoryInbox implements Inbox {
     const entries = inbox.entries.filter((e) => e.offset > from.offset)
     const isWhole = inbox.epoch === from.epoch && from.offset <= inbox.last && entries.length === inbox.last - from.offset
     return isWhole ? { head, recovered: true, entries } : { head, recovered: false, entries: [] }
+  }
+
+  async heads(userIds: readonly string[]): Promise<(Position | undefined)[]> {
+    return userIds.map((userId) => {
+      const inbox = this.#live(userId)
+      return inbox && { epoch: inbox.epoch, offset: inbox.last }
+    })
   }
 
   /** The user's live inbox, created empty when it has none (expiring like a new one). */

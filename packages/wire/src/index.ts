@@ -108,7 +108,18 @@ export interface ErrorFrame {
  * token's revocation (registry unreachable); retry with backoff.
  */
 export type ErrorFrameCode = 'invalid_token' | 'refresh_unavailable'
-export type ServerFrame = WelcomeFrame | PushFrame | PongFrame | RefreshedFrame | ErrorFrame
+/**
+ * Sent to a connection that offered `resume.` after its edge was cut off from the registry
+ * (its entries invisible, so kept pushes to it were answered `offline` and only kept): its
+ * inbox's position now. A client whose position is behind it resumes (reconnects from its
+ * position) to get what it missed.
+ */
+export interface InboxFrame {
+  type: 'inbox'
+  epoch: string
+  offset: number
+}
+export type ServerFrame = WelcomeFrame | PushFrame | PongFrame | RefreshedFrame | ErrorFrame | InboxFrame
 
 /** A client frame: answered by a pong, in order with pushes. */
 export const PING_FRAME = '{"type":"ping"}'

@@ -51,6 +51,7 @@ export const snapshot = load('snapshot')
 // Inboxes (inbox.ts): KEYS meta, stream per user, all in one partition's slot.
 export const keep = load('keep')
 export const inboxRead = load('inbox-read')
+export const inboxHeads = load('inbox-heads')
 // Rooms (rooms.ts): KEYS in the room's slot, or users' reverse indexes in one partition's slot.
 export const roomAdd = load('room-add')
 export const roomRemove = load('room-remove')
