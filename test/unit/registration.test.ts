@@ -14,6 +14,8 @@ const RENEW_MS = TTL_MS / 3
 
 function setup() {
   const clock = new FakeClock()
+  /** When afterOutage ran (clock ms). */
+  const outages: number[] = []
   // The registry's leases lapse on the same clock: a missed renewal shows.
   const registry = new FlakyRegistry({ now: () => clock.now() })
   /** What the edge holds open, by connId. */
@@ -29,6 +31,7 @@ function setup() {
     status: () => ({ connections: live.size, draining: false }),
     maxConnectionsPerUser: 64,
     onEvicted: async () => undefined,
+    afterOutage: async () => void outages.push(clock.now()),
     clock,
   })
   let n = 0
@@ -54,7 +57,7 @@ function setup() {
     const metric = await promRegistry.getSingleMetric('edge_lease_renewals_total')!.get()
     return metric.values.find((v) => v.labels.result === result)?.value ?? 0
   }
-  return { clock, registry, registration, live, open, startWith, located, connIdsOf, count, renewals }
+  return { clock, registry, registration, live, open, startWith, located, connIdsOf, count, renewals, outages }
 }
 
 t.test('the lease is opened with backoff while the registry fails', async (t) => {
@@ -226,4 +229,28 @@ t.test('stop() closes the lease and leaves no timer', async (t) => {
   t.same(await connIdsOf('a'), [], 'its entries went with the lease')
   await clock.advance(10 * RENEW_MS)
   t.equal(count('renew'), 1, 'no renewal after stop')
+})
+
+t.test('after an outage its lease may not have survived, afterOutage runs once; never on a steady renewal or a short hiccup', async (t) => {
+  const { clock, registry, startWith, outages } = setup()
+  await startWith('ann')
+  await clock.advance(5 * RENEW_MS)
+  t.same(outages, [], 'steady renewals: nothing to announce')
+  // One failed renewal, then success: the gap is two intervals at most, the lease held.
+  registry.failing.add('renew')
+  await clock.advance(RENEW_MS)
+  registry.failing.delete('renew')
+  await until(() => clock.pending.length === 1, 'retry armed')
+  await clock.advance(clock.pending[0]!)
+  t.same(outages, [], 'a short hiccup: the lease did not lapse')
+  // Renewals fail for two TTLs: the lease lapses (and revives at the next renewal: not reaped).
+  registry.failing.add('renew')
+  await clock.advance(2 * TTL_MS)
+  registry.failing.delete('renew')
+  const back = clock.now()
+  await clock.advance(6_000) // the capped backoff is 5 s at most
+  t.equal(outages.length, 1, 'announced once after the outage')
+  t.ok(outages[0]! >= back)
+  await clock.advance(5 * RENEW_MS)
+  t.equal(outages.length, 1, 'and not again')
 })
