@@ -6,6 +6,7 @@ import t, { type Test } from 'tap'
 import WebSocket from 'ws'
 import { Switchboard, type StateChange, type WebSocketFactory } from '@switchboard/client'
 import { eventually, mintToken } from '../helpers/clients.js'
+import { sdkClient } from '../helpers/sdk.js'
 import { startBalancer } from '../helpers/balancer.js'
 import { startCluster, testSecrets, type Edge } from '../helpers/processes.js'
 
@@ -14,15 +15,12 @@ const live = new Set<Edge>(cluster.edges)
 const balancer = await startBalancer(t, () => [...live].filter((e) => e.isRunning()).map((e) => e.port))
 const { jwtSecret } = testSecrets()
 
+/** The SDK behind the balancer; `pushes`: the data of its `greeting` pushes. */
 function client(t: Test, userId: string, getToken?: () => Promise<string>) {
-  const sb = new Switchboard({ url: balancer.url, getToken: getToken ?? (() => mintToken(jwtSecret, userId)), WebSocket: WebSocket as unknown as WebSocketFactory })
-  const states: StateChange[] = []
+  const c = sdkClient(t, { url: balancer.url, getToken: getToken ?? (() => mintToken(jwtSecret, userId)) })
   const pushes: unknown[] = []
-  sb.on('state', (s) => states.push(s))
-  sb.on('greeting', (data) => pushes.push(data))
-  t.teardown(() => sb.close())
-  sb.connect()
-  return { sb, states, pushes }
+  c.sb.on('greeting', (data) => pushes.push(data))
+  return { ...c, pushes }
 }
 const connected = (states: StateChange[]) => states.filter((s): s is Extract<StateChange, { state: 'connected' }> => s.state === 'connected')
 

@@ -5,9 +5,8 @@
 // further push needed to expose the gap (issue 20's defect), and no other client reconnects.
 import { randomBytes } from 'node:crypto'
 import t from 'tap'
-import WebSocket from 'ws'
-import { Switchboard, type Push, type StateChange, type WebSocketFactory } from '@switchboard/client'
 import { eventually, mintToken } from '../helpers/clients.js'
+import { sdkClient } from '../helpers/sdk.js'
 import { startCluster, testSecrets, type Edge } from '../helpers/processes.js'
 
 const LEASE_TTL_MS = 1_000
@@ -16,17 +15,7 @@ const { jwtSecret } = testSecrets()
 const cluster = await startCluster(t, { edges: 2, leaseTtlMs: LEASE_TTL_MS, routerEnv: { ROUTER_FORWARD_TIMEOUT_MS: String(FORWARD_TIMEOUT_MS) } })
 const [stalled, other] = cluster.edges as [Edge, Edge]
 
-function client(edge: Edge, userId: string) {
-  const sb = new Switchboard({ url: edge.wsUrl, getToken: () => mintToken(jwtSecret, userId), WebSocket: WebSocket as unknown as WebSocketFactory, storage: null })
-  const pushes: Push[] = []
-  const states: StateChange[] = []
-  sb.on('push', (p) => pushes.push(p))
-  sb.on('state', (s) => states.push(s))
-  t.teardown(() => sb.close())
-  sb.connect()
-  const welcomes = () => states.filter((s) => s.state === 'connected' && s.token === undefined)
-  return { sb, pushes, states, welcomes }
-}
+const client = (edge: Edge, userId: string) => sdkClient(t, { url: edge.wsUrl, getToken: () => mintToken(jwtSecret, userId) })
 
 t.test('kept pushes sent while an edge was stalled past its lease arrive once, in order, right after it returns', async (t) => {
   const u = `stall-${randomBytes(3).toString('hex')}`

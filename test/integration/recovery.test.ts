@@ -4,11 +4,10 @@
 // answered recovered: false, never a partial replay.
 import { randomBytes } from 'node:crypto'
 import t, { type Test } from 'tap'
-import WebSocket from 'ws'
-import { Switchboard, type Push, type StateChange, type WebSocketFactory } from '@switchboard/client'
 import { DEFAULT_INBOX } from '@switchboard/protocol'
 import { startBalancer } from '../helpers/balancer.js'
 import { eventually, mintToken } from '../helpers/clients.js'
+import { sdkClient } from '../helpers/sdk.js'
 import { startCluster, testSecrets, type Edge } from '../helpers/processes.js'
 
 const LEASE_TTL_MS = 1_500
@@ -29,21 +28,7 @@ const balancer = await startBalancer(t, () => (isGateOpen ? running().map((e) =>
 
 /** An app's client: the SDK behind the balancer, and what it handed to the app. */
 function client(t: Test, userId: string) {
-  const sb = new Switchboard({
-    url: balancer.url,
-    getToken: () => mintToken(jwtSecret, userId),
-    WebSocket: WebSocket as unknown as WebSocketFactory,
-    storage: null,
-    gapTimeoutMs: GAP_TIMEOUT_MS,
-  })
-  const pushes: Push[] = []
-  const states: StateChange[] = []
-  sb.on('push', (p) => pushes.push(p))
-  sb.on('state', (s) => states.push(s))
-  t.teardown(() => sb.close())
-  sb.connect()
-  const welcomes = () => states.filter((s): s is Extract<StateChange, { state: 'connected' }> => s.state === 'connected')
-  return { userId, sb, pushes, states, welcomes }
+  return { userId, ...sdkClient(t, { url: balancer.url, getToken: () => mintToken(jwtSecret, userId), gapTimeoutMs: GAP_TIMEOUT_MS }) }
 }
 
 const keptPush = (to: string[], data: unknown) => cluster.api.post('/v1/push', { to, event: 'kept', data, keep: true })

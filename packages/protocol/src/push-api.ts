@@ -214,11 +214,8 @@ export interface DisconnectResponse {
   closed: number
 }
 
-/** "Sign out everywhere": `userId` comes from the path over HTTP, from the body on the pipeline. */
-export const RevokeRequest = z.strictObject({
-  userId: UserId,
-  reason: z.string().max(limits.maxReasonLength).optional(),
-})
+/** "Sign out everywhere": a disconnect's fields (`userId` from the path over HTTP, from the body on the pipeline). */
+export const RevokeRequest = DisconnectRequest
 export type RevokeRequest = z.output<typeof RevokeRequest>
 
 export interface RevokeResponse {
