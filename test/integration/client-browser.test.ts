@@ -1,7 +1,8 @@
 // The SDK's browser bundle in a real headless Chromium (Debian's chromium-headless-shell,
 // driven by puppeteer-core) against real edges behind a load balancer and a router: connect,
 // receive, an edge's drain (1001) moves it to the other edge, an expired token is refreshed,
-// a page reload resumes from sessionStorage and gets the kept pushes it missed, and the
+// a page reload resumes from sessionStorage and gets the kept pushes it missed, a short-lived
+// token is refreshed in place, a revocation (4503) ends it, and the
 // disconnect API (4500) ends it for good. No console errors but the refused handshake's.
 import { randomBytes } from 'node:crypto'
 import { readFile } from 'node:fs/promises'
@@ -44,7 +45,9 @@ const server = createServer((req, res) => {
     const n = (tokenCalls.get(user) ?? 0) + 1
     tokenCalls.set(user, n)
     const expired = user.startsWith('expired-') && n === 1
-    void mintToken(jwtSecret, user, expired ? { expiresIn: Math.floor(Date.now() / 1000) - 60 } : {}).then((token) => res.end(token))
+    // Users named "short-…" get tokens valid 3 s: the SDK refreshes them in place.
+    const expiresIn = expired ? Math.floor(Date.now() / 1000) - 60 : user.startsWith('short-') ? Math.ceil(Date.now() / 1000) + 3 : undefined
+    void mintToken(jwtSecret, user, expiresIn === undefined ? {} : { expiresIn }).then((token) => res.end(token))
     return
   }
   const [type, body] = url.pathname === '/switchboard.min.js' ? ['text/javascript', bundle] : url.pathname === '/app.js' ? ['text/javascript', APP] : ['text/html', PAGE]
@@ -63,11 +66,12 @@ page.on('pageerror', (e) => consoleErrors.push(String(e)))
 await page.goto(pageUrl)
 await page.waitForFunction('window.ready === true')
 
-type State = { state: string; code?: number; nodeId?: string; willRetry?: boolean; delayMs?: number }
+type State = { state: string; code?: number; nodeId?: string; connId?: string; willRetry?: boolean; delayMs?: number; token?: string }
 const statesOf = (user: string) => page.evaluate((u) => (globalThis as unknown as { clients: Record<string, { states: State[] }> }).clients[u]!.states, user)
 const pushesOf = (user: string) => page.evaluate((u) => (globalThis as unknown as { clients: Record<string, { pushes: unknown[] }> }).clients[u]!.pushes, user)
 const start = (user: string) => page.evaluate((url, u) => (globalThis as unknown as { start(url: string, u: string): void }).start(url, u), balancer.url, user)
-const connectedCount = async (user: string) => (await statesOf(user)).filter((s) => s.state === 'connected').length
+/** Connections made (a token refresh also says `connected`, with `token`). */
+const connectedCount = async (user: string) => (await statesOf(user)).filter((s) => s.state === 'connected' && s.token === undefined).length
 
 t.test('in Chromium: connect, receive, follow a drain to the other edge', async (t) => {
   const u = `br-${randomBytes(3).toString('hex')}`
@@ -115,6 +119,22 @@ t.test('in Chromium: a page reload resumes from sessionStorage: the kept push se
   await kept(3)
   await eventually(async () => (await pushesOf(u)).length === 2)
   t.same(await pushesOf(u), [{ n: 2 }, { n: 3 }], 'the missed one, then live')
+})
+
+t.test('in Chromium: a short-lived token is refreshed in place (same connId), and a revocation (4503) ends it for good', async (t) => {
+  const u = `short-${randomBytes(3).toString('hex')}`
+  await start(u)
+  await eventually(async () => (await statesOf(u)).filter((s) => s.token === 'refreshed').length >= 2, { timeoutMs: 15_000 })
+  const states = await statesOf(u)
+  t.equal(await connectedCount(u), 1, 'two refreshes over one connection')
+  t.ok(states.filter((s) => s.state === 'connected').every((s) => s.connId === states.find((x) => x.state === 'connected')!.connId), 'the same connId throughout')
+  const res = await cluster.api.post('/v1/push', { to: [u], event: 'greeting', data: { n: 1 } })
+  t.same(res.body.delivered, [u])
+  await eventually(async () => (await pushesOf(u)).length === 1)
+  const revoked = await cluster.api.post(`/v1/users/${u}/revoke`, {})
+  t.equal(revoked.body.closed, 1)
+  await eventually(async () => (await statesOf(u)).at(-1)?.state === 'disconnected')
+  t.match((await statesOf(u)).at(-1), { state: 'disconnected', code: 4503, willRetry: false })
 })
 
 t.test('in Chromium: the disconnect API (4500) ends it for good; no console errors', async (t) => {
