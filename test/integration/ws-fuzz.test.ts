@@ -181,6 +181,9 @@ interface TokenCase {
 const nowS = () => Math.floor(Date.now() / 1000)
 const isUserId = (v: unknown): v is string => typeof v === 'string' && [...v].length >= 1 && [...v].length <= 256 && !/[\u0000-\u001f\u007f]/.test(v)
 
+/** TOKEN_MAX_LIFETIME_S's default: the edges here run with it. */
+const MAX_LIFETIME_S = 86_400
+
 /** Claims around every rule: sub (type, length, control characters), exp, nbf. Times are far from any boundary. */
 const claimsArb = fc.record(
   {
@@ -201,9 +204,15 @@ function claimsOf(c: { sub: unknown; exp: unknown; nbf: unknown; extra?: Record<
   const payload: Record<string, unknown> = { ...c.extra, sub: c.sub }
   delete payload.exp
   delete payload.nbf
+  delete payload.iat // no iat: the lifetime counts from now
   if (c.exp !== 'missing') payload.exp = time(c.exp)
   if (c.nbf !== 'missing') payload.nbf = time(c.nbf)
-  const isValid = isUserId(payload.sub) && typeof payload.exp === 'number' && payload.exp > nowS() && (payload.nbf === undefined || (typeof payload.nbf === 'number' && payload.nbf <= nowS()))
+  const isValid =
+    isUserId(payload.sub) &&
+    typeof payload.exp === 'number' &&
+    payload.exp > nowS() &&
+    payload.exp - nowS() <= MAX_LIFETIME_S && // 1e308: valid for ever, refused
+    (payload.nbf === undefined || (typeof payload.nbf === 'number' && payload.nbf <= nowS()))
   return { payload, isValid }
 }
 

@@ -150,7 +150,7 @@ t.test('a refresh moves the expiry, keeps the socket, and is answered refreshed;
   t.same(lastFrame(ws), { type: 'refreshed', exp: nowS + 3_600 })
   t.same(results, ['ok'])
   t.same(rooms.calls.at(-1), 'retoken alice r1,r2 -> r2,r3')
-  t.equal(ws.getUserData().iat, nowS + 30, 'the new iat is what a resync checks against revocations')
+  t.same(ctx.connections.liveConnections().find((c) => c.userId === 'alice')?.iat, nowS + 30, 'the new iat is what a resync checks against revocations')
   await ctx.clock.advance(120_000)
   t.equal(ws.closedWith, undefined, 'alive past the old exp')
   await ctx.clock.advance((3_600 - 120 + TOLERANCE_S) * 1_000)

@@ -39,8 +39,12 @@ export interface Conn {
   tokenRooms: readonly string[]
   /** Its token's `exp` (s epoch) while it has an entry in the edge's expiries; 0 once it has none (expired, or no token given). */
   expS: number
-  /** Its token's `iat` (s epoch), checked against its user's revocation at every registry write (resyncs too). */
-  iat: number | undefined
+  /**
+   * Its token's `iat`, in whole ms since the edge started (a small integer, not a boxed double:
+   * rounded down, which only makes the revocation check stricter), checked against its user's
+   * revocation at every registry write (resyncs too). Undefined when the token has none.
+   */
+  iatMs: number | undefined
 }
 
 /** What `accept` takes of a verified token. */
@@ -204,7 +208,7 @@ export class Connections<S extends ClientSocket> {
       arrived: false,
       tokenRooms,
       expS: this.#expiries && token ? token.exp : 0,
-      iat: token?.iat,
+      iatMs: this.#relativeMs(token?.iat),
     }
   }
 
@@ -297,7 +301,7 @@ export class Connections<S extends ClientSocket> {
   #retoken(ws: S, conn: Conn, token: VerifiedToken): Promise<void> {
     if (conn.expS !== 0) this.#expiries!.forget()
     conn.expS = token.exp
-    conn.iat = token.iat
+    conn.iatMs = this.#relativeMs(token.iat)
     this.#expiries!.add(conn, this.#deadlineOf(conn))
     const before = conn.tokenRooms
     const rooms = this.#deps.rooms
@@ -305,6 +309,11 @@ export class Connections<S extends ClientSocket> {
     conn.tokenRooms = token.rooms
     // Not arrived yet: its arrival joins the new claim's rooms.
     return conn.arrived ? rooms.retoken(ws, conn.userId, before, token.rooms) : Promise.resolve()
+  }
+
+  /** A token time (s epoch) in whole ms since the edge started. */
+  #relativeMs(s: number | undefined): number | undefined {
+    return s === undefined ? undefined : Math.floor(s * 1_000) - this.#deps.startedAt
   }
 
   #deadlineOf(conn: Conn): number {
@@ -498,7 +507,7 @@ export class Connections<S extends ClientSocket> {
 
   #info(conn: Conn): ConnectionInfo {
     const info: ConnectionInfo = { userId: conn.userId, connId: this.#deps.connIds.format(conn.seq), since: this.#deps.startedAt + conn.sinceMs }
-    if (conn.iat !== undefined) info.iat = conn.iat
+    if (conn.iatMs !== undefined) info.iat = (this.#deps.startedAt + conn.iatMs) / 1_000
     return info
   }
 }
