@@ -15,7 +15,8 @@ if settle >= 0 then
   local held = redis.call('HMGET', KEYS[5], 'since', 'id')
   local since = tonumber(held[1])
   if not since or (held[2] and held[2] ~= ARGV[5]) then since = now end
-  redis.call('HSET', KEYS[5], 'since', since, 'id', ARGV[5])
+  -- Written only when it changes: no write per reap otherwise.
+  if since ~= tonumber(held[1]) or held[2] ~= ARGV[5] then redis.call('HSET', KEYS[5], 'since', since, 'id', ARGV[5]) end
   epoch = since
   local access = tonumber(ARGV[4])
   if access >= 0 and now - access > epoch then epoch = now - access end
