@@ -55,6 +55,31 @@ t.test("the janitor's clean-up of a dead incarnation clears its fields from room
   t.same(await c.keys(`${prefix}*:ri:${dead.incId}`), [], 'and its per-partition sets are gone')
 })
 
+t.test('a new server holding the registry (a restart with its data, a failover) starts a new epoch: leases lapsed before it wait the settle', async (t) => {
+  const c = client(t)
+  const prefix = uniquePrefix()
+  const registry = new RedisRegistry(c, { prefix, liveRefreshMs: 0 })
+  const lease = await registry.openLease(node('n'), 100)
+  t.equal(await registry.reap(0, { settleMs: 60_000 }), 0, 'a live lease: nothing to reap (the epoch now names this server)')
+  await new Promise((r) => setTimeout(r, 150)) // the 100 ms lease lapses
+  // As if another server had held the registry until now: its epoch names that one.
+  await c.hset(`${prefix}{ctl}:epoch`, 'id', 'another-server')
+  t.equal(await registry.reap(0, { settleMs: 60_000 }), 0, 'the lease lapsed before the new epoch: kept for its edge to renew')
+  t.equal(await registry.reap(0, { settleMs: 0 }), 1, 'once the epoch is settleMs old: reaped')
+  t.equal(await registry.renew(lease, { connections: 0, draining: false }), false)
+})
+
+t.test('a registry whose data was lost starts its epoch with the next lease (or the next guarded reap)', async (t) => {
+  const c = client(t)
+  const prefix = uniquePrefix()
+  const registry = new RedisRegistry(c, { prefix, liveRefreshMs: 0 })
+  await registry.openLease(node('first'), 60_000)
+  const epoch = await c.hget(`${prefix}{ctl}:epoch`, 'since')
+  t.ok(Number(epoch) > 0, 'the first lease started it')
+  await registry.openLease(node('second'), 60_000)
+  t.equal(await c.hget(`${prefix}{ctl}:epoch`, 'since'), epoch, 'later leases leave it')
+})
+
 t.test('a cached view drops a superseded incarnation within its refresh interval', async (t) => {
   const registry = new RedisRegistry(client(t), { prefix: uniquePrefix(), liveRefreshMs: 300 })
   const old = await registry.openLease(node('e1'), 60_000)
@@ -87,7 +112,8 @@ t.test('cleaning up a crashed incarnation leaves no keys behind', async (t) => {
   const c = client(t)
   const prefix = uniquePrefix()
   const registry = new RedisRegistry(c, { prefix })
-  const keysNow = async () => (await c.keys(`${prefix}*`)).filter((k) => !k.endsWith(':names')).sort()
+  // The names and the registry's epoch are one key each, whatever comes and goes.
+  const keysNow = async () => (await c.keys(`${prefix}*`)).filter((k) => !k.endsWith(':names') && !k.endsWith(':epoch')).sort()
   const baseline = await keysNow()
   const lease = await registry.openLease(node('crashy'), 300)
   await registry.addConnections(lease, Array.from({ length: 500 }, (_, i) => ({ userId: `u${i}`, connId: `c${i}`, since: i })))

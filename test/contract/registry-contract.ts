@@ -279,6 +279,46 @@ export function registryContract(t: Test, makeRegistry: MakeRegistry): void {
     t.same((await registry.locate([c.userId])).get(c.userId), [located(lease, c)])
   })
 
+  t.test('with a guard, a lease lapsed since the caller lost its access waits the settle; one renewed after is judged at once', async (t) => {
+    const registry = await makeRegistry(t)
+    const before = await registry.openLease(nodeInfo('before'), shortTtlMs)
+    const beforeConn = conn(uniqueId('u'))
+    await registry.addConnections(before, [beforeConn])
+    // The caller's access fails (Redis unreachable to all, say) a moment after this lease's last renewal.
+    await sleep(20)
+    const failedAt = Date.now()
+    await sleep(20)
+    const after = await registry.openLease(nodeInfo('after'), shortTtlMs)
+    t.ok(await eventually(async () => !(await isLive(registry, before)) && !(await isLive(registry, after))), 'both lapsed')
+    await sleep(graceMs + 20)
+    const guard = () => ({ settleMs: longTtlMs, accessMs: Date.now() - failedAt })
+    t.equal(await registry.reap(graceMs, guard()), 1, 'only the lease renewed after the access returned is judged')
+    t.equal(await registry.renew(after, { connections: 0, draining: false }), false, 'that one was reaped')
+    t.equal(await registry.reap(graceMs, guard()), 0, 'the older one waits')
+    t.equal(await registry.renew(before, { connections: 1, draining: false }), true, 'so its edge renews it once back')
+    t.ok(await eventually(async () => isLocated(registry, beforeConn.userId)), 'its entries never left')
+  })
+
+  t.test('with a guard, a lapsed lease renewed before the access returned is judged once that return is settleMs old', async (t) => {
+    const registry = await makeRegistry(t)
+    const lease = await registry.openLease(nodeInfo('n'), shortTtlMs)
+    await sleep(20)
+    const failedAt = Date.now()
+    t.ok(await eventually(async () => !(await isLive(registry, lease))), 'lapsed')
+    await sleep(graceMs + 20)
+    t.equal(await registry.reap(graceMs, { settleMs: longTtlMs, accessMs: Date.now() - failedAt }), 0, 'within the settle: kept')
+    t.equal(await registry.reap(graceMs, { settleMs: Date.now() - failedAt - 10, accessMs: Date.now() - failedAt }), 1, 'past it: reaped')
+    t.equal(await registry.renew(lease, { connections: 0, draining: false }), false)
+  })
+
+  t.test('with a guard and no access lost, a lease opened in this registry is judged at once when it lapses', async (t) => {
+    const registry = await makeRegistry(t)
+    const lease = await registry.openLease(nodeInfo('n'), shortTtlMs)
+    t.ok(await eventually(async () => !(await isLive(registry, lease))), 'lapsed')
+    await sleep(graceMs + 20)
+    t.equal(await registry.reap(graceMs, { settleMs: longTtlMs }), 1, 'reaped, though the settle is long')
+  })
+
   t.test('reap forgets incarnations lapsed longer than the grace', async (t) => {
     const registry = await makeRegistry(t)
     const info = nodeInfo('dead')

@@ -67,7 +67,7 @@ t.test('login: refused without a CSRF token or with a wrong password; a session 
   await b.call('GET', '/api/session')
   const noToken = await b.call('POST', '/api/login', { password: PASSWORD }, { csrf: false })
   t.equal(noToken.status, 403, 'a login without the CSRF token is refused')
-  t.equal(noToken.json?.error?.code, 'forbidden')
+  t.equal(noToken.json?.error?.code, 'csrf_invalid', 'with a code of its own, not a wrong password\'s')
   const wrong = await b.call('POST', '/api/login', { password: 'not the password' })
   t.same([wrong.status, wrong.json], [401, { error: { code: 'unauthorized', message: 'wrong password' } }])
   const before = await b.call('GET', '/api/session')
@@ -117,11 +117,35 @@ t.test('a session expires after ROUTER_ADMIN_SESSION_TTL_S', async (t) => {
   const ttlS = 1
   await startRouter(t, { redisUrl: cluster.redis.url, prefix: cluster.prefix, leaseTtlMs: cluster.leaseTtlMs, env: { ROUTER_ADMIN_PORT: String(port), ROUTER_ADMIN_PASSWORD: PASSWORD, ROUTER_ADMIN_SESSION_TTL_S: String(ttlS) } })
   const b = browser(`http://127.0.0.1:${port}`)
-  await eventually(async () => (await b.login()).status === 200)
-  const loggedInAt = Date.now()
+  // The login's time is taken before its request: the router stamps the session while answering.
+  let loggedInAt = 0
+  await eventually(async () => {
+    loggedInAt = Date.now()
+    return (await b.login()).status === 200
+  })
   t.equal((await b.call('GET', '/api/cluster')).status, 200)
   await eventually(async () => (await b.call('GET', '/api/cluster')).status === 401, { timeoutMs: ttlS * 1_000 + 2_000 })
   t.ok(Date.now() - loggedInAt >= ttlS * 1_000, 'not before its TTL')
+})
+
+t.test('a CSRF token whose session is gone (its router restarted): 403 csrf_invalid, told apart from a wrong password; a fresh token logs in', async (t) => {
+  const port = await freePort()
+  const opts = { redisUrl: cluster.redis.url, prefix: cluster.prefix, leaseTtlMs: cluster.leaseTtlMs, env: { ROUTER_ADMIN_PORT: String(port), ROUTER_ADMIN_PASSWORD: PASSWORD } }
+  const first = await startRouter(t, opts)
+  await waitForLog(first, 'admin web listening')
+  const b = browser(`http://127.0.0.1:${port}`)
+  t.equal((await b.call('GET', '/api/session')).status, 200, 'the page took its token')
+  first.kill('SIGKILL')
+  await first.exited
+  await waitForLog(await startRouter(t, opts), 'admin web listening')
+  for (const password of [PASSWORD, 'not the password']) {
+    const stale = await b.call('POST', '/api/login', { password })
+    t.same([stale.status, stale.json?.error?.code], [403, 'csrf_invalid'], `the old token: 403 csrf_invalid (${password === PASSWORD ? 'right' : 'wrong'} password)`)
+  }
+  t.equal((await b.call('GET', '/api/session')).status, 200, 'a fresh token, as the page takes it')
+  const wrong = await b.call('POST', '/api/login', { password: 'not the password' })
+  t.same([wrong.status, wrong.json?.error?.code], [401, 'unauthorized'], 'a wrong password is 401 unauthorized')
+  t.equal((await b.call('POST', '/api/login', { password: PASSWORD })).status, 200, 'the right one logs in')
 })
 
 t.test('the user inspector: online, each connection, recent presence events', async (t) => {
@@ -289,6 +313,43 @@ async function openPage(t: Test, url: string) {
   await page.goto(url)
   return page
 }
+
+t.test('in Chromium: the login form left open while its pre-login session is gone (TTL passed, router restarted) still logs in, without a reload', async (t) => {
+  const ttlS = 1
+  const port = await freePort()
+  const adminEnv = { ROUTER_ADMIN_PORT: String(port), ROUTER_ADMIN_PASSWORD: PASSWORD }
+  const routerOn = (env: Record<string, string>) => startRouter(t, { redisUrl: cluster.redis.url, prefix: cluster.prefix, leaseTtlMs: cluster.leaseTtlMs, env })
+  const first = await routerOn({ ...adminEnv, ROUTER_ADMIN_SESSION_TTL_S: String(ttlS) })
+  await waitForLog(first, 'admin web listening')
+  const page = await openPage(t, `http://127.0.0.1:${port}/`)
+  const problems: string[] = []
+  page.on('pageerror', (e) => problems.push(String(e)))
+  const logIn = async () => {
+    await page.waitForSelector('#login:not([hidden])')
+    await page.focus('#password')
+    await page.keyboard.type(PASSWORD)
+    await page.keyboard.press('Enter')
+    await page.waitForSelector('#cluster:not([hidden])', { timeout: 5_000 })
+    t.equal(await page.evaluate("document.getElementById('login-error').textContent"), '', 'no error shown')
+  }
+
+  // The pre-login session holding the form's CSRF secret expires while the form is open.
+  const loadedAt = Date.now()
+  await page.waitForSelector('#login:not([hidden])')
+  await new Promise((resolve) => setTimeout(resolve, ttlS * 1_000 + 500 - (Date.now() - loadedAt)))
+  await logIn()
+  t.pass(`logged in ${Date.now() - loadedAt} ms after the page loaded (session TTL ${ttlS} s)`)
+
+  // The router restarts (its sessions were in its memory): the page asks for the password
+  // again, with the CSRF token of a session the new router never had.
+  first.kill('SIGKILL')
+  await first.exited
+  const second = await routerOn(adminEnv)
+  await waitForLog(second, 'admin web listening')
+  await logIn()
+  t.pass('logged in on the restarted router')
+  t.same(problems, [], 'no page error')
+})
 
 t.test('password guessing: past LOGIN_FAILURES_MAX failures in LOGIN_WINDOW_MS, every login waits (429)', async (t) => {
   const port = await freePort()

@@ -9,9 +9,15 @@ const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8')
 t.test('every HTTP error code is in the README\'s error table with its status, and nothing else is', async (t) => {
   const documented = new Map([...readme.matchAll(/^\| (\d{3}) \| `(\w+)` \|/gm)].map((m) => [m[2]!, Number(m[1])]))
   const inTable = new Map(Object.entries(errorTable).flatMap(([code, e]) => ('http' in e ? [[code, e.http] as const] : [])))
-  // forbidden is the edge's answer to a refused Origin at the websocket upgrade (README, "Websocket protocol"), not the router's.
-  for (const [code, status] of inTable) if (code !== 'forbidden') t.equal(documented.get(code), status, `${code} documented as ${status}`)
+  // forbidden is the edge's answer to a refused Origin at the websocket upgrade (README, "Websocket protocol"), not the router's;
+  // csrf_invalid is the admin web's (next test).
+  for (const [code, status] of inTable) if (code !== 'forbidden' && code !== 'csrf_invalid') t.equal(documented.get(code), status, `${code} documented as ${status}`)
   for (const [code, status] of documented) t.equal(inTable.get(code), status, `README row ${status} ${code} is a code the router answers`)
+})
+
+t.test('the admin web\'s own code is in its README section, with its status', async (t) => {
+  const admin = readme.slice(readme.indexOf('\n## Admin web'), readme.indexOf('\n## ', readme.indexOf('\n## Admin web') + 1))
+  t.match(admin, new RegExp(`${errorTable.csrf_invalid.http} \\(\`csrf_invalid\`\\)`), 'csrf_invalid documented as 403')
 })
 
 t.test('every close code an edge sends is in the README\'s close-code table', async (t) => {

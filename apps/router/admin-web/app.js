@@ -19,8 +19,12 @@ let lookedUpRoom
 
 class Unauthorized extends Error {}
 
-/** A call to the admin API: the JSON answer, or an Error with the API's message; a 401 logs out. */
-async function api(path, { method = 'GET', body } = {}) {
+/**
+ * A call to the admin API: the JSON answer, or an Error with the API's message; a 401 logs
+ * out. A CSRF refusal (the session holding the token's secret expired, or the router
+ * restarted) takes a fresh token and tries once more, so a login form left open still works.
+ */
+async function api(path, { method = 'GET', body } = {}, isRetry = false) {
   const headers = method === 'GET' ? {} : { 'content-type': 'application/json', 'x-csrf-token': csrfToken }
   let res
   try {
@@ -30,6 +34,10 @@ async function api(path, { method = 'GET', body } = {}) {
     throw new Error('the router does not answer')
   }
   const json = await res.json().catch(() => ({}))
+  if (res.status === 403 && json.error?.code === 'csrf_invalid' && !isRetry) {
+    csrfToken = (await api('/api/session')).csrfToken
+    return api(path, { method, body }, true)
+  }
   if (res.status === 401 && path !== '/api/login') {
     show(false)
     throw new Unauthorized('log in again')

@@ -11,6 +11,9 @@ export const errorTable = {
   invalid_request: { http: 400 },
   unauthorized: { http: 401 },
   forbidden: { http: 403 },
+  // The admin web: a POST without the CSRF token of a live session (its session expired or
+  // its router restarted); the page takes a fresh token and retries, a wrong password is 401.
+  csrf_invalid: { http: 403 },
   not_found: { http: 404 },
   idempotency_in_flight: { http: 409 },
   cursor_expired: { http: 410 },

@@ -1,6 +1,8 @@
--- KEYS nodes inc names gcq; ARGV incId nodeId info ttlMs.
+-- KEYS nodes inc names gcq epoch; ARGV incId nodeId info ttlMs.
 -- Starts an incarnation, superseding the name's previous one. Returns Redis now.
 local now = now_ms()
+-- The first lease in a registry without an epoch (new, or its data lost) starts it (reap.lua).
+redis.call('HSETNX', KEYS[5], 'since', now)
 local old = redis.call('HGET', KEYS[3], ARGV[2])
 if old and old ~= ARGV[1] then
   redis.call('ZREM', KEYS[1], old)

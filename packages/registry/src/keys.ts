@@ -40,6 +40,12 @@ export interface Keys {
   readonly names: string
   /** ZSET incId -> due ms: incarnations whose entries must be cleaned up. */
   readonly gcq: string
+  /**
+   * HASH: the registry's epoch. `since`: ms (Redis clock) since when its data has been
+   * continuous (the first lease opened after it was lost, or a router's reaper noticing a new
+   * server); `id`: the server identity holding it then (serverIdentity()).
+   */
+  readonly epoch: string
   /** HASH userId -> "connId:incId:since connId:incId:since ..." (oldest first). */
   users(partition: number): string
   /** SET of userIds in this partition with an entry of incarnation `incId`. */
@@ -83,6 +89,7 @@ export function buildKeys(prefix: string): Keys {
     inc: `${ctl}:inc`,
     names: `${ctl}:names`,
     gcq: `${ctl}:gcq`,
+    epoch: `${ctl}:epoch`,
     users: (p) => `${prefix}{p${p}}:u`,
     index: (p, incId) => `${prefix}{p${p}}:i:${incId}`,
     // users, index, events (STREAM), holds (ZSET userId -> due ms), hold causes (HASH), last version (STRING)

@@ -16,6 +16,7 @@ import {
   type Located,
   type NodeInfo,
   type NodeStatus,
+  type ReapGuard,
   type Registry,
 } from './registry.js'
 
@@ -46,6 +47,8 @@ interface Entry {
  */
 export class MemoryRegistry implements Registry {
   readonly #now: () => number
+  /** ms: when its data began (ReapGuard's epoch). */
+  readonly #bornAt: number
   readonly #incs = new Map<string, Incarnation>()
   /** nodeId -> incId of its newest incarnation. */
   readonly #current = new Map<string, string>()
@@ -67,6 +70,7 @@ export class MemoryRegistry implements Registry {
 
   constructor(options: MemoryRegistryOptions = {}) {
     this.#now = options.now ?? Date.now
+    this.#bornAt = this.#now()
     this.#presence = { ...DEFAULT_PRESENCE, ...options.presence }
   }
 
@@ -193,11 +197,15 @@ export class MemoryRegistry implements Registry {
     return live
   }
 
-  async reap(graceMs: number): Promise<number> {
+  async reap(graceMs: number, guard?: ReapGuard): Promise<number> {
     const now = this.#now()
+    // Its data lives as long as the object: the epoch starts at its construction, or when the caller's access returned.
+    const epoch = guard?.accessMs === undefined ? this.#bornAt : Math.max(this.#bornAt, now - guard.accessMs)
+    const isSettled = guard === undefined || now - epoch >= guard.settleMs
     let cleaned = 0
     for (const [incId, inc] of this.#incs) {
       if (now - inc.expiresAt <= graceMs) continue
+      if (!isSettled && inc.expiresAt - inc.lease.ttlMs < epoch) continue
       this.#forget(incId, 'edge_lost')
       cleaned += 1
     }

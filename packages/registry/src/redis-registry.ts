@@ -20,6 +20,7 @@ import {
   type NodeStatus,
   type PresenceSettings,
   type PresenceWorker,
+  type ReapGuard,
   type Registry,
   type SnapshotPage,
   type StoredEvent,
@@ -188,8 +189,9 @@ export class RedisRegistry implements Registry {
     }
   }
 
-  async reap(graceMs: number): Promise<number> {
-    const reaped = Number(await this.#run(lua.reap, this.#ctl(), [graceMs, 100]))
+  async reap(graceMs: number, guard?: ReapGuard): Promise<number> {
+    const identity = guard ? await this.serverIdentity() : ''
+    const reaped = Number(await this.#run(lua.reap, this.#ctl(), [graceMs, 100, guard?.settleMs ?? -1, guard?.accessMs ?? -1, identity]))
     // Clean up every due incarnation: reaped just now, superseded by a restart, or left over by a dead claimer.
     for (;;) {
       const incId = String(await this.#run(lua.claimGc, [this.#keys.gcq], [GC_VISIBILITY_MS]))
@@ -290,7 +292,7 @@ export class RedisRegistry implements Registry {
 
   #ctl(): string[] {
     const k = this.#keys
-    return [k.nodes, k.inc, k.names, k.gcq]
+    return [k.nodes, k.inc, k.names, k.gcq, k.epoch]
   }
 
   /** Runs a script, or a plain command given as a one-line "script"; any Redis failure is `registry_unavailable`. */
@@ -369,9 +371,10 @@ function parseEvent(partition: number, position: string, fields: string[]): Stor
   }
 }
 
-function nodeInfoJson(node: NodeInfo, status: NodeStatus): string {
-  const { nodeId, url, startedAt } = node
-  return JSON.stringify({ nodeId, url, startedAt, connections: status.connections, draining: status.draining })
+/** What renew and join keep with a lease; its TTL tells the reaper when a lapsed lease was last renewed (reap.lua). */
+function nodeInfoJson(lease: Lease, status: NodeStatus): string {
+  const { nodeId, url, startedAt, ttlMs } = lease
+  return JSON.stringify({ nodeId, url, startedAt, ttlMs, connections: status.connections, draining: status.draining })
 }
 
 /** Time-sortable and unique per start: base36 ms (8 chars) and 6 random base36 chars. */

@@ -122,14 +122,31 @@ export interface RouterRegistry {
   incarnations(incIds: readonly string[]): Promise<Map<string, LiveNode>>
 }
 
+/**
+ * When a lapsed lease proves its edge dead. A lease lapses when its edge dies, but also when
+ * nobody could reach Redis (down, restarted, failed over, cut off): edges then renew once it is
+ * back, and must get the chance first. So a lapsed lease is judged at once only if it was last
+ * renewed after the registry's epoch: since its data has been continuous on the server(s)
+ * holding it now (a restart or failover starts a new one, as does data lost), and since the
+ * caller's own access to it returned (`accessMs`). Older ones wait until that epoch is
+ * `settleMs` old. A router that just started judges at once every lease renewed since then.
+ */
+export interface ReapGuard {
+  /** How old the epoch must be before every lapsed lease is judged (LEASE_TTL_MS + the edges' longest retry). */
+  settleMs: number
+  /** How long ago the caller's latest failed registry call was (ms); absent if none failed since it started. */
+  accessMs?: number
+}
+
 /** Clean-up after dead edges: any router runs it, idempotently. */
 export interface RegistryJanitor {
   /**
    * Forgets incarnations whose lease lapsed more than `graceMs` ago and removes their (and
    * superseded incarnations') entries; users left without a connection go offline with cause
-   * 'edge_lost'. Returns the number of incarnations cleaned.
+   * 'edge_lost'. With a `guard`, only the lapsed leases it lets be judged. Returns the number
+   * of incarnations cleaned.
    */
-  reap(graceMs: number): Promise<number>
+  reap(graceMs: number, guard?: ReapGuard): Promise<number>
 }
 
 /** A presence event as stored: its partition and its position in the partition's stream. */

@@ -125,8 +125,11 @@ export async function buildAdmin(options: AdminOptions): Promise<AdminServer> {
     }
     const status = err.statusCode ?? 500
     if (status >= 500) log.error({ err }, 'admin request failed')
+    // A CSRF failure has its own code, so the page can tell it from a wrong password: its session
+    // (which holds the CSRF secret) expired or its router restarted, and a fresh token mends it.
+    if (isCsrfError(err)) return reply.code(403).send(errorBody('csrf_invalid', `${err.message}: take a fresh token (GET /api/session) and retry`))
     const code: ErrorCode = status === 403 ? 'forbidden' : status === 404 ? 'not_found' : status === 413 ? 'payload_too_large' : status < 500 ? 'invalid_request' : 'internal'
-    // A CSRF failure names itself; a 500 never leaks its message.
+    // A 500 never leaks its message.
     return reply.code(status).send(errorBody(code, status >= 500 ? 'internal error' : err.message))
   })
   app.setNotFoundHandler((_request, reply) => reply.code(404).send(errorBody('not_found', 'no such page')))
@@ -255,6 +258,10 @@ export async function buildAdmin(options: AdminOptions): Promise<AdminServer> {
     close: () => app.close(),
   }
 }
+
+/** @fastify/csrf-protection's refusals: no secret in the session (none, or expired), or a token that does not match it. */
+const CSRF_ERRORS = new Set(['FST_CSRF_MISSING_SECRET', 'FST_CSRF_INVALID_TOKEN'])
+const isCsrfError = (err: Error & { code?: unknown }) => typeof err.code === 'string' && CSRF_ERRORS.has(err.code)
 
 /** A registry read of the admin's own: Redis down is the API's 503, not a 500. */
 async function registryCall<T>(call: () => Promise<T>): Promise<T> {
