@@ -295,6 +295,8 @@ export interface Cluster {
   api: Api
   /** Starts one more edge in this cluster (same Redis and prefix). */
   addEdge(t: TestScope, opts?: Omit<EdgeOptions, 'redisUrl' | 'prefix' | 'leaseTtlMs'>): Promise<Edge>
+  /** Starts one more router with the first one's environment (same Redis, prefix and presence settings). */
+  addRouter(t: TestScope): Promise<Router>
 }
 
 /**
@@ -318,11 +320,9 @@ export async function startCluster(t: TestScope, opts: ClusterOptions = {}): Pro
       leaseTtlMs,
       env: { ...redisEnv, ...opts.edgeEnv, ...edgeOpts.env },
     })
-  const [router, edges] = await Promise.all([
-    startRouter(t, { redisUrl, prefix, leaseTtlMs, env: { ...redisEnv, ...opts.routerEnv } }),
-    Promise.all(Array.from({ length: opts.edges ?? 2 }, () => addEdge(t))),
-  ])
-  return { redis, prefix, leaseTtlMs, edges, router, api: api(router.url, secrets.apiKeys[0]), addEdge }
+  const addRouter: Cluster['addRouter'] = (scope) => startRouter(scope, { redisUrl, prefix, leaseTtlMs, env: { ...redisEnv, ...opts.routerEnv } })
+  const [router, edges] = await Promise.all([addRouter(t), Promise.all(Array.from({ length: opts.edges ?? 2 }, () => addEdge(t)))])
+  return { redis, prefix, leaseTtlMs, edges, router, api: api(router.url, secrets.apiKeys[0]), addEdge, addRouter }
 }
 
 export interface LocalRun {

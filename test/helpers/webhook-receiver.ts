@@ -50,6 +50,8 @@ export function verifyWebhook(secret: string, headers: IncomingHttpHeaders | Web
 export interface ReceivedBatch {
   /** 1 for the first request this receiver got, over stops and starts. */
   n: number
+  /** Local ms epoch when the request ended (or was cut off). */
+  at: number
   method: string
   path: string
   headers: IncomingHttpHeaders
@@ -191,7 +193,7 @@ export async function startReceiver(t: { teardown(fn: () => unknown): void }, op
 }
 
 function parseBatch(n: number, method: string | undefined, url: string | undefined, headers: IncomingHttpHeaders, raw: Buffer | undefined, problem: string | undefined): ReceivedBatch {
-  const batch: ReceivedBatch = { n, method: method ?? '', path: url ?? '', headers, body: '', payload: undefined, events: [], isValid: false, verified: false }
+  const batch: ReceivedBatch = { n, at: Date.now(), method: method ?? '', path: url ?? '', headers, body: '', payload: undefined, events: [], isValid: false, verified: false }
   if (raw === undefined) return { ...batch, problem }
   batch.body = raw.toString('utf8')
   try {

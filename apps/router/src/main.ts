@@ -64,12 +64,15 @@ if (config.admin) {
 
 process.once('SIGTERM', () => {
   stopReaper()
-  void presence.stop()
+  // Releases this router's presence partitions (after its attempts in flight) while the API
+  // drains, so the other routers take them at once rather than when its claim lapses.
+  const presenceStopped = presence.stop()
   void admin?.close()
   // close() stops accepting and waits for the requests in flight on both ingresses.
   app
     .close(config.forwardTimeoutMs + config.redisCommandTimeoutMs + 1_000)
     .then(() => edges.close())
+    .then(() => presenceStopped)
     .then(
       () => {
         redis.disconnect()

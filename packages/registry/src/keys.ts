@@ -58,6 +58,8 @@ export interface Keys {
   readonly owners: string
   /** ZSET workerId -> expiry: the routers delivering events. */
   readonly workers: string
+  /** STRING counter, incremented whenever a worker joins or leaves `workers`. */
+  readonly membership: string
   /** STREAM of every partition's events, in each partition's order: the pull API's feed. */
   readonly feed: string
   /** STRING: the newest feed id trimmed away. */
@@ -100,6 +102,7 @@ export function buildKeys(prefix: string): Keys {
     cursors: (p) => `${prefix}{p${p}}:cur`,
     owners: `${ctl}:own`,
     workers: `${ctl}:workers`,
+    membership: `${ctl}:membership`,
     feed: `${prefix}{feed}:ev`,
     feedTrimmed: `${prefix}{feed}:trimmed`,
     inbox: (p, userId) => [`${prefix}{p${p}}:im:${userId}`, `${prefix}{p${p}}:in:${userId}`],

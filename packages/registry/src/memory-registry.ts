@@ -16,6 +16,7 @@ import {
   type Located,
   type NodeInfo,
   type NodeStatus,
+  type PartitionClaim,
   type ReapGuard,
   type Registry,
 } from './registry.js'
@@ -65,6 +66,8 @@ export class MemoryRegistry implements Registry {
   /** partition -> owner and expiry. */
   readonly #owners = new Map<number, { workerId: string; expiresAt: number }>()
   readonly #workers = new Map<string, number>()
+  /** Incremented whenever a worker joins or leaves #workers (PresenceLog.membership). */
+  #membership = 0
   readonly #feed = new EventStreams()
   readonly partitions = PARTITIONS
 
@@ -212,25 +215,45 @@ export class MemoryRegistry implements Registry {
     return cleaned
   }
 
-  async claimPartitions(workerId: string, ttlMs: number, handoverMs: number): Promise<number[]> {
+  async claimPartitions(workerId: string, ttlMs: number, release: readonly number[] = []): Promise<PartitionClaim> {
     const now = this.#now()
+    const isNew = !this.#workers.has(workerId)
     this.#workers.set(workerId, now + ttlMs)
-    for (const [id, expiresAt] of this.#workers) if (expiresAt <= now) this.#workers.delete(id)
+    let changed = isNew
+    for (const [id, expiresAt] of this.#workers) {
+      if (expiresAt > now) continue
+      this.#workers.delete(id)
+      changed = true
+    }
+    if (changed) this.#membership++
+    for (const p of release) if (this.#owners.get(p)?.workerId === workerId) this.#owners.delete(p)
     const share = Math.ceil(PARTITIONS / this.#workers.size)
     const mine: number[] = []
     const free: number[] = []
+    const held = new Map<string, number>()
     for (let p = 0; p < PARTITIONS; p++) {
       const owner = this.#owners.get(p)
       if (owner?.workerId === workerId) mine.push(p)
       else if (!owner || owner.expiresAt <= now) free.push(p)
+      else held.set(owner.workerId, (held.get(owner.workerId) ?? 0) + 1)
     }
-    while (mine.length > share) this.#owners.set(mine.pop()!, { workerId: '~', expiresAt: now + handoverMs })
+    const giving = mine.slice(share)
     for (const p of free) {
       if (mine.length >= share) break
       mine.push(p)
     }
     for (const p of mine) this.#owners.set(p, { workerId, expiresAt: now + ttlMs })
-    return mine
+    const isWaiting = mine.length < share && [...held.values()].some((n) => n > share)
+    return { owned: mine, giving, isWaiting, membership: String(this.#membership) }
+  }
+
+  async leavePartitions(workerId: string, release: readonly number[]): Promise<void> {
+    for (const p of release) if (this.#owners.get(p)?.workerId === workerId) this.#owners.delete(p)
+    if (this.#workers.delete(workerId)) this.#membership++
+  }
+
+  async membership(): Promise<string> {
+    return String(this.#membership)
   }
 
   async workers(): Promise<PresenceWorker[]> {

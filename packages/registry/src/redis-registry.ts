@@ -18,6 +18,7 @@ import {
   type Located,
   type NodeInfo,
   type NodeStatus,
+  type PartitionClaim,
   type PresenceSettings,
   type PresenceWorker,
   type ReapGuard,
@@ -206,9 +207,19 @@ export class RedisRegistry implements Registry {
     // Nothing to stop: the live view refreshes on demand, and the client belongs to the caller.
   }
 
-  async claimPartitions(workerId: string, ttlMs: number, handoverMs: number): Promise<number[]> {
+  async claimPartitions(workerId: string, ttlMs: number, release: readonly number[] = []): Promise<PartitionClaim> {
     const k = this.#keys
-    return ((await this.#run(lua.own, [k.owners, k.workers], [workerId, ttlMs, PARTITIONS, handoverMs])) as number[]).map(Number)
+    const [owned, giving, waiting, membership] = (await this.#run(lua.own, [k.owners, k.workers, k.membership], [workerId, ttlMs, PARTITIONS, ...release])) as [number[], number[], number, string]
+    return { owned: owned.map(Number), giving: giving.map(Number), isWaiting: Number(waiting) === 1, membership: String(membership) }
+  }
+
+  async leavePartitions(workerId: string, release: readonly number[]): Promise<void> {
+    const k = this.#keys
+    await this.#run(lua.disown, [k.owners, k.workers, k.membership], [workerId, ...release])
+  }
+
+  async membership(): Promise<string> {
+    return String(((await this.#run(get, [this.#keys.membership], [])) as string | null) ?? '0')
   }
 
   async workers(): Promise<PresenceWorker[]> {

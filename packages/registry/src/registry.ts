@@ -183,6 +183,21 @@ export interface PresenceWorker {
   expiresInMs: number
 }
 
+/** Where a worker stands after a turn at sharing the partitions (`PresenceLog.claimPartitions`). */
+export interface PartitionClaim {
+  /** The partitions this worker owns until the turn's `ttlMs` has passed: no other worker delivers them. */
+  owned: number[]
+  /**
+   * Of `owned`, those another worker is short of: start no new batch of theirs, and release
+   * them (a later turn's `release`) once no batch of theirs is in flight.
+   */
+  giving: number[]
+  /** This worker holds less than its share while another holds more: it takes released partitions at its next turn, so that turn should come soon. */
+  isWaiting: boolean
+  /** The membership stamp as of this turn (see `membership()`). */
+  membership: string
+}
+
 /**
  * The presence events the edges' and the janitor's writes record, and what the routers'
  * delivery workers need to deliver them: partitions shared among workers, held offlines
@@ -191,8 +206,18 @@ export interface PresenceWorker {
 export interface PresenceLog {
   /** Number of event partitions (events of one user are always in the same one). */
   readonly partitions: number
-  /** Claims this worker's share of the partitions for `ttlMs`; a partition given up is not claimed by anyone for `handoverMs`. */
-  claimPartitions(workerId: string, ttlMs: number, handoverMs: number): Promise<number[]>
+  /**
+   * One turn of this worker at sharing the partitions: it stays (or becomes) a live worker for
+   * `ttlMs`, releases the partitions of `release` it owns, keeps or takes up to its share of the
+   * others and renews them for `ttlMs`. A partition changes hands with one owner at any moment:
+   * a worker over its share is told to give some (`giving`) and keeps owning them until it
+   * releases them at a later turn; a worker under its share takes released ones at its next turn.
+   */
+  claimPartitions(workerId: string, ttlMs: number, release?: readonly number[]): Promise<PartitionClaim>
+  /** A worker stopping: it leaves the workers and releases `release` of its partitions at once; any other it owns lapses with its claim. */
+  leavePartitions(workerId: string, release: readonly number[]): Promise<void>
+  /** Changes whenever a worker joins or leaves (one GET), so a worker can take its turn early. */
+  membership(): Promise<string>
   /** The workers (routers) whose claim is alive, by id, with the partitions each holds and the ms until their claim lapses unless renewed. */
   workers(): Promise<PresenceWorker[]>
   /** Turns the partition's due held offlines into events, then reads up to `count` events after `after` ('0-0': from the start). */

@@ -19,7 +19,7 @@ export interface RelayOptions {
   batchMs: number
   /** A batch failing for longer than this is dropped (logged and counted). */
   retryForMs: number
-  /** Ends a delivery attempt; a partition given up waits this plus a margin before another router takes it. */
+  /** Ends a delivery attempt: a stopping worker waits this long at most for its attempts in flight before it releases their partitions. */
   attemptTimeoutMs: number
   retryDelayMs: (attempt: number, retryAfterMs: number | undefined) => number
   /** How long a claim on partitions lasts unless renewed (renewed every fifth of it). */
@@ -29,12 +29,28 @@ export interface RelayOptions {
 
 /** How long a claim on partitions lasts unless renewed: a dead router's share is taken over after it. */
 export const CLAIM_TTL_MS = 5_000
+
+/**
+ * The most an event waits for delivery when its partition changes hands between live routers
+ * (one joining, or one stopping), besides the round trips (Redis, the sink): normally it is read
+ * at the next pump and sent batchMs later; the giver keeps doing so until it releases the
+ * partition, so at worst it was read and its batch still waiting at the release, and the taker
+ * (polling while it waits, or woken by the membership change) claims it within a poll and reads
+ * it again at once: two pumps and two batch waits.
+ */
+export function handoverBoundMs(pollMs: number, batchMs: number): number {
+  return 2 * (pollMs + batchMs)
+}
+
 /** Events read per partition per pump. */
 const READ_COUNT = 1_000
 /** How far before this router's start a sink seen for the first time begins. */
 export const NEW_SINK_LOOKBACK_MS = 60_000
 /** Events buffered per partition; a sink further behind reads from Redis (see trimBuffers). */
 const BUFFER_MAX = 10_000
+
+/** The relay's two loops: the turns at sharing the partitions, and the pumps. */
+type Loop = 'claim' | 'pump'
 
 interface Buffered {
   event: StoredEvent
@@ -61,6 +77,8 @@ interface SinkState {
   /** Acknowledged position per owned partition. */
   acked: Map<number, string>
   inFlight: boolean
+  /** The partitions of the batch in an attempt or being acknowledged now: none of them is released meanwhile. */
+  busy: ReadonlySet<number> | undefined
   disabled: boolean
   /** The last failed attempt, and the last acknowledgement (local ms epoch): the admin shows them. */
   lastError?: { message: string; at: number }
@@ -101,8 +119,17 @@ export class PresenceRelay {
   readonly #now: () => number
   readonly #partitions = new Map<number, PartitionState>()
   readonly #sinks: SinkState[]
-  #timers = new Set<NodeJS.Timeout>()
+  /** Pending sleeps, by timer, with what ends them early (stop(), or #wake for their loop). */
+  readonly #sleeps = new Map<NodeJS.Timeout, { loop: Loop | undefined; end: () => void }>()
   #stopped = false
+  /** The turn in progress (claiming, releasing): stop() waits for it before leaving. */
+  #turning: Promise<number> | undefined
+  /** Owned partitions another worker waits for: released at a turn once no batch of theirs is in flight. */
+  #giving = new Set<number>()
+  /** Owned partitions no new batch starts for: given, and being released or about to be. */
+  readonly #paused = new Set<number>()
+  /** The workers' membership at the last turn: a change (a router joined or left) brings the next turn forward. */
+  #membership: string | undefined
   /** Local time until which the current claim is certainly held. */
   #claimValidUntil = 0
   readonly #claimTtlMs: number
@@ -114,7 +141,7 @@ export class PresenceRelay {
     this.#now = options.now ?? Date.now
     this.#startedAt = this.#now()
     this.#claimTtlMs = options.claimTtlMs ?? CLAIM_TTL_MS
-    this.#sinks = options.sinks.map((sink) => ({ sink, acked: new Map(), inFlight: false, disabled: false }))
+    this.#sinks = options.sinks.map((sink) => ({ sink, acked: new Map(), inFlight: false, busy: undefined, disabled: false }))
     // Every sink's series exist from the start, so dashboards and alerts see them at 0.
     for (const { label } of options.sinks) {
       for (const outcome of ['ack', 'retry', 'gone', 'dropped']) options.metrics.deliveries.inc({ sink: label, outcome }, 0)
@@ -129,10 +156,38 @@ export class PresenceRelay {
     void this.#pumpLoop()
   }
 
+  /**
+   * Stops delivering: no new batch or attempt; the attempts in flight end (within
+   * attemptTimeoutMs) and their acknowledgements are stored; then this worker leaves, releasing
+   * its partitions, so the other routers take them at their next turn rather than when its
+   * claim lapses (CLAIM_TTL_MS).
+   */
   async stop(): Promise<void> {
+    if (this.#stopped) return
     this.#stopped = true
-    for (const t of this.#timers) clearTimeout(t)
-    this.#timers.clear()
+    for (const [timer, { end }] of this.#sleeps) {
+      clearTimeout(timer)
+      end()
+    }
+    this.#sleeps.clear()
+    await this.#turning
+    // The idle partitions at once; those with an attempt in flight once it has ended.
+    await this.#leave()
+    const deadline = this.#now() + this.#o.attemptTimeoutMs + 1_000
+    while (this.#sinks.some((s) => s.busy) && this.#now() < deadline) await new Promise((r) => setTimeout(r, 10))
+    if (this.#partitions.size > 0) await this.#leave()
+    this.#o.metrics.partitions.set(this.#partitions.size)
+  }
+
+  /** Leaves the workers, releasing every partition with no attempt in flight. */
+  async #leave(): Promise<void> {
+    const release = [...this.#partitions.keys()].filter((p) => !this.#isBusy(p))
+    try {
+      await this.#o.registry.leavePartitions(this.#o.workerId, release)
+      for (const p of release) this.#forget(p)
+    } catch (err) {
+      this.#o.log.warn({ err }, 'presence delivery: releasing partitions at stop failed; the other routers take them when the claim lapses')
+    }
   }
 
   /** Partitions this worker delivers now. */
@@ -155,43 +210,79 @@ export class PresenceRelay {
 
   async #claimLoop(): Promise<void> {
     while (!this.#stopped) {
-      const started = this.#now()
-      try {
-        const owned = await this.#o.registry.claimPartitions(this.#o.workerId, this.#claimTtlMs, this.#o.attemptTimeoutMs + 1_000)
-        this.#claimValidUntil = started + this.#claimTtlMs * 0.9
-        await this.#adopt(new Set(owned))
-        if (this.#failing) this.#o.log.info('presence delivery: registry reachable again')
-        this.#failing = false
-      } catch (err) {
-        if (!this.#failing) this.#o.log.warn({ err }, 'presence delivery: claiming partitions failed')
-        this.#failing = true
-      }
-      await this.#sleep(this.#claimTtlMs / 5)
+      this.#turning = this.#turn()
+      const nextInMs = await this.#turning
+      this.#turning = undefined
+      await this.#sleep(nextInMs, 'claim')
     }
+  }
+
+  /**
+   * One turn at sharing the partitions: releases the given ones with no batch in flight (the
+   * others start no new batch, so a later turn releases them), renews and takes the rest.
+   * Returns when the next turn is due: a poll away while partitions are changing hands.
+   */
+  async #turn(): Promise<number> {
+    const started = this.#now()
+    const release = [...this.#giving].filter((p) => this.#partitions.has(p) && !this.#isBusy(p))
+    for (const p of this.#giving) this.#paused.add(p)
+    try {
+      const claim = await this.#o.registry.claimPartitions(this.#o.workerId, this.#claimTtlMs, release)
+      this.#claimValidUntil = started + this.#claimTtlMs * 0.9
+      this.#membership = claim.membership
+      this.#giving = new Set(claim.giving)
+      await this.#adopt(new Set(claim.owned))
+      for (const p of this.#paused) if (!this.#giving.has(p) || !this.#partitions.has(p)) this.#paused.delete(p)
+      if (this.#failing) this.#o.log.info('presence delivery: registry reachable again')
+      this.#failing = false
+      return claim.giving.length > 0 || claim.isWaiting ? this.#o.pollMs : this.#claimTtlMs / 5
+    } catch (err) {
+      // Whether the release happened is unknown: deliver those no more unless a turn says they are still ours.
+      for (const p of release) this.#forget(p)
+      this.#o.metrics.partitions.set(this.#partitions.size)
+      if (!this.#failing) this.#o.log.warn({ err }, 'presence delivery: claiming partitions failed')
+      this.#failing = true
+      return this.#claimTtlMs / 5
+    }
+  }
+
+  #isBusy(p: number): boolean {
+    return this.#sinks.some((s) => s.busy?.has(p))
+  }
+
+  /** Whether a new batch or attempt may carry this partition's events. */
+  #isDeliverable(p: number): boolean {
+    return this.#partitions.has(p) && !this.#paused.has(p)
+  }
+
+  #forget(p: number): void {
+    this.#partitions.delete(p)
+    this.#paused.delete(p)
+    this.#giving.delete(p)
+    for (const s of this.#sinks) s.acked.delete(p)
+    this.#o.metrics.backlog.remove(String(p))
   }
 
   /** Starts delivering newly owned partitions from each sink's acknowledgement; forgets the others. */
   async #adopt(owned: Set<number>): Promise<void> {
     const { registry } = this.#o
-    for (const p of this.#partitions.keys()) {
-      if (owned.has(p)) continue
-      this.#partitions.delete(p)
-      for (const s of this.#sinks) s.acked.delete(p)
-      this.#o.metrics.backlog.remove(String(p))
-    }
+    for (const p of this.#partitions.keys()) if (!owned.has(p)) this.#forget(p)
     const ids = this.#sinks.map((s) => s.sink.id)
-    for (const p of owned) {
-      if (this.#partitions.has(p)) continue
-      const acks = await registry.acknowledged(p, ids)
-      // A sink that never acknowledged here starts a little before this router did: a newly
-      // configured endpoint gets no retained history beyond that, and nothing since.
-      const start = `${Math.max(0, this.#startedAt - NEW_SINK_LOOKBACK_MS)}-0`
-      const positions = acks.map((a) => a ?? start!)
-      this.#sinks.forEach((s, i) => s.acked.set(p, positions[i]!))
+    const taken = [...owned].filter((p) => !this.#partitions.has(p))
+    // One round trip for all (pipelined), not one per partition: half the partitions move at a join.
+    const acks = await Promise.all(taken.map((p) => registry.acknowledged(p, ids)))
+    // A sink that never acknowledged here starts a little before this router did: a newly
+    // configured endpoint gets no retained history beyond that, and nothing since.
+    const start = `${Math.max(0, this.#startedAt - NEW_SINK_LOOKBACK_MS)}-0`
+    taken.forEach((p, i) => {
+      const positions = acks[i]!.map((a) => a ?? start)
+      this.#sinks.forEach((s, j) => s.acked.set(p, positions[j]!))
       const readTo = positions.reduce((min, pos) => (comparePositions(pos, min) < 0 ? pos : min), positions[0] ?? '0-0')
-      if (!this.#partitions.has(p) && owned.has(p)) this.#partitions.set(p, { readTo, base: readTo, buffer: [], version: undefined, holdDueAt: undefined, stale: true })
-    }
+      this.#partitions.set(p, { readTo, base: readTo, buffer: [], version: undefined, holdDueAt: undefined, stale: true })
+    })
     this.#o.metrics.partitions.set(this.#partitions.size)
+    // Partitions taken over are pumped at once, not at the next poll.
+    if (taken.length > 0) this.#wake('pump')
   }
 
   async #pumpLoop(): Promise<void> {
@@ -200,7 +291,7 @@ export class PresenceRelay {
       for (const s of this.#sinks) this.#deliver(s)
       this.#trimBuffers()
       this.#updateGauges()
-      await this.#sleep(this.#o.pollMs)
+      await this.#sleep(this.#o.pollMs, 'pump')
     }
   }
 
@@ -212,7 +303,10 @@ export class PresenceRelay {
     const owned = [...this.#partitions]
     let versions: (string | undefined)[]
     try {
-      versions = await this.#o.registry.versions(owned.map(([p]) => p))
+      let membership: string
+      ;[versions, membership] = await Promise.all([this.#o.registry.versions(owned.map(([p]) => p)), this.#o.registry.membership()])
+      // A router joined or left: its share changes hands at a turn taken now, not up to a fifth of the claim's TTL later.
+      if (this.#membership !== undefined && membership !== this.#membership) this.#wake('claim')
     } catch (err) {
       if (!this.#failing) this.#o.log.warn({ err }, 'presence delivery: reading partition versions failed')
       this.#failing = true
@@ -279,6 +373,7 @@ export class PresenceRelay {
     const batch: StoredEvent[] = []
     let oldestReadAt = Infinity
     for (const [p, state] of this.#partitions) {
+      if (this.#paused.has(p)) continue
       const room = this.#o.batchMax - batch.length
       if (room <= 0) break
       const acked = s.acked.get(p) ?? '0-0'
@@ -300,41 +395,52 @@ export class PresenceRelay {
     return batch
   }
 
-  /** Sends one batch until acknowledged, dropped after retryForMs, or the sink is gone. */
+  /** Sends one batch until acknowledged, dropped after retryForMs, the sink is gone, or a partition of it is given. */
   async #send(s: SinkState, batch: StoredEvent[]): Promise<void> {
     const { log, metrics } = this.#o
     const label = s.sink.label
     const batchId = `msg_${createHash('sha256').update(batch.map((e) => e.id).join(',')).digest('base64url').slice(0, 24)}`
     const body: PresenceEvent[] = batch.map(({ id, type, userId, ver, cause, connections, ts }) => ({ id, type, userId, ver, cause, connections, ts }))
+    const partitions: ReadonlySet<number> = new Set(batch.map((e) => e.partition))
     const firstAt = this.#now()
     for (let attempt = 0; !this.#stopped; attempt++) {
+      // Given up, or being given: no attempt (the new owner resends from the acknowledgements).
+      if ([...partitions].some((p) => !this.#isDeliverable(p))) return
       if (this.#now() > this.#claimValidUntil) {
         // Our claim may have lapsed (a stall): another router may own these partitions now.
         await this.#sleep(this.#o.pollMs)
-        if (batch.some((e) => !this.#partitions.has(e.partition))) return
         continue
       }
-      const result: Attempt = await s.sink.send(batchId, body).catch((err: unknown) => ({ outcome: 'retry' as const, error: String(err) }))
-      metrics.deliveries.inc({ sink: label, outcome: result.outcome })
-      if (result.outcome === 'ack') {
-        s.lastAckAt = this.#now()
-        return this.#acknowledge(s, batch)
+      let delayMs: number
+      // From the attempt until its outcome is stored, none of these partitions is released:
+      // whoever delivers them next starts from what this attempt came to.
+      s.busy = partitions
+      try {
+        const result: Attempt = await s.sink.send(batchId, body).catch((err: unknown) => ({ outcome: 'retry' as const, error: String(err) }))
+        metrics.deliveries.inc({ sink: label, outcome: result.outcome })
+        if (result.outcome === 'ack') {
+          s.lastAckAt = this.#now()
+          return await this.#acknowledge(s, batch)
+        }
+        s.lastError = { message: result.error, at: this.#now() }
+        if (result.outcome === 'gone') {
+          s.disabled = true
+          metrics.disabled.set({ sink: label }, 1)
+          log.error({ sink: label }, 'presence webhook endpoint answered 410 Gone: disabled; no more events are sent to it until the routers restart')
+          return
+        }
+        if (this.#now() - firstAt > this.#o.retryForMs) {
+          metrics.deliveries.inc({ sink: label, outcome: 'dropped' })
+          log.error({ sink: label, events: batch.length, error: result.error }, 'presence delivery: batch dropped after failing for the whole retry window')
+          return await this.#acknowledge(s, batch)
+        }
+        if (attempt === 0) log.warn({ sink: label, error: result.error }, 'presence delivery failed; retrying with backoff')
+        delayMs = this.#o.retryDelayMs(attempt, result.outcome === 'retry' ? result.retryAfterMs : undefined)
+      } finally {
+        s.busy = undefined
       }
-      s.lastError = { message: result.error, at: this.#now() }
-      if (result.outcome === 'gone') {
-        s.disabled = true
-        metrics.disabled.set({ sink: label }, 1)
-        log.error({ sink: label }, 'presence webhook endpoint answered 410 Gone: disabled; no more events are sent to it until the routers restart')
-        return
-      }
-      if (this.#now() - firstAt > this.#o.retryForMs) {
-        metrics.deliveries.inc({ sink: label, outcome: 'dropped' })
-        log.error({ sink: label, events: batch.length, error: result.error }, 'presence delivery: batch dropped after failing for the whole retry window')
-        return this.#acknowledge(s, batch)
-      }
-      if (attempt === 0) log.warn({ sink: label, error: result.error }, 'presence delivery failed; retrying with backoff')
-      await this.#sleep(this.#o.retryDelayMs(attempt, result.outcome === 'retry' ? result.retryAfterMs : undefined))
-      if (batch.some((e) => !this.#partitions.has(e.partition))) return // given up meanwhile: its new owner resends
+      // Not busy while waiting: a partition given meanwhile is released, and this batch ends at the check above.
+      await this.#sleep(delayMs)
     }
   }
 
@@ -394,13 +500,25 @@ export class PresenceRelay {
     return { pending, oldestTs }
   }
 
-  #sleep(ms: number): Promise<void> {
+  /** Resolves after `ms`, or at once when stop() is called or `loop` is woken. */
+  #sleep(ms: number, loop?: Loop): Promise<void> {
+    if (this.#stopped) return Promise.resolve()
     return new Promise((resolve) => {
       const timer = setTimeout(() => {
-        this.#timers.delete(timer)
+        this.#sleeps.delete(timer)
         resolve()
       }, ms)
-      this.#timers.add(timer)
+      this.#sleeps.set(timer, { loop, end: resolve })
     })
+  }
+
+  /** Ends the loop's current sleep, so its next round starts now. */
+  #wake(loop: Loop): void {
+    for (const [timer, sleep] of this.#sleeps) {
+      if (sleep.loop !== loop) continue
+      clearTimeout(timer)
+      this.#sleeps.delete(timer)
+      sleep.end()
+    }
   }
 }

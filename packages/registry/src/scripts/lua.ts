@@ -35,6 +35,7 @@ export const check = load('check')
 export const reap = load('reap')
 export const claimGc = load('claim-gc')
 export const own = load('own')
+export const disown = load('disown')
 export const workers = load('workers')
 // Idempotency keys: one key each.
 export const idemBegin = load('idem-begin')
