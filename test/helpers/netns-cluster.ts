@@ -24,6 +24,8 @@ export interface NetCluster {
   leaseTtlMs: number
   routers: NetRouter[]
   edges: NetEdge[]
+  /** When every process was ready (ms epoch); routers started before it. */
+  startedAt: number
 }
 
 export interface NetClusterOptions {
@@ -64,7 +66,7 @@ export async function startNetCluster(t: TestScope, opts: NetClusterOptions): Pr
       })),
     ),
   ])
-  return { net, redisHost, redis, prefix, leaseTtlMs, routers, edges }
+  return { net, redisHost, redis, prefix, leaseTtlMs, routers, edges, startedAt: Date.now() }
 }
 
 /** One line an SDK client process printed (test/helpers/netns-sdk-client.mjs). */
