@@ -77,7 +77,7 @@ async function usersOn(t: Test, c: NetCluster, edgeIndex: number, names: string[
   return clients
 }
 
-t.test('edge <-> Redis cut for two leases: its users offline within the lease, pushes never hang, nothing crashes; back within a renewal of the heal', { skip }, async (t) => {
+t.test('edge <-> Redis cut for two leases: its users offline within the lease, pushes never hang, nothing crashes; back within TCP\'s backoff and a renewal of the heal', { skip }, async (t) => {
   const c = await startNetCluster(t, { edges: 2, leaseTtlMs: LEASE_TTL_MS, edgeEnv: presenceEnv, routerEnv })
   const [{ api }] = c.routers as [(typeof c.routers)[0]]
   const cutEdge = c.edges[0]!
