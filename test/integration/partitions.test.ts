@@ -122,16 +122,20 @@ t.test('a client vanishes without a FIN: the edge closes it within the idle time
 })
 
 t.test('router <-> Redis cut on one of two routers: it answers 503 within the command timeout, the other serves; nothing delivered twice', { skip }, async (t) => {
-  const redisEnv = { REDIS_COMMAND_TIMEOUT_MS: String(REDIS_COMMAND_TIMEOUT_MS) }
-  const c = await startNetCluster(t, { edges: 1, routers: 2, leaseTtlMs: LEASE_TTL_MS, edgeEnv: redisEnv, routerEnv: redisEnv })
+  const redisEnv = { REDIS_COMMAND_TIMEOUT_MS: String(REDIS_COMMAND_TIMEOUT_MS), PRESENCE_OFFLINE_GRACE_MS: '0' }
+  const c = await startNetCluster(t, { edges: 1, routers: 2, leaseTtlMs: LEASE_TTL_MS, edgeEnv: redisEnv, routerEnv: { ...redisEnv, PRESENCE_POLL_MS: '50' } })
   const [cutRouter, otherRouter] = c.routers as [(typeof c.routers)[0], (typeof c.routers)[0]]
   const [{ edge }] = c.edges as [(typeof c.edges)[0]]
   const user = await connectUser(t, edge.wsUrl, jwtSecret, 'pd-user')
   const body = (id: string) => ({ to: ['pd-user'], event: 'e', id })
   const keyed = (key: string) => ({ headers: { 'idempotency-key': key } })
   await eventually(async () => (await cutRouter.api.post('/v1/push', body('warm'))).body.delivered?.length === 1, { timeoutMs: LEASE_TTL_MS * 2 })
+  // Both routers deliver a share of the 256 presence partitions before the cut.
+  const owned = async (r: (typeof c.routers)[0]) => Number(/^presence_partitions_owned (\d+)/m.exec((await r.api.get('/metrics')).text)?.[1] ?? 0)
+  await eventually(async () => (await owned(cutRouter)) > 0 && (await owned(otherRouter)) > 0, { timeoutMs: 20_000, intervalMs: 200 })
 
   await c.net.cut(cutRouter.host, c.redisHost)
+  const cutAt = Date.now()
   // README: "503 within REDIS_COMMAND_TIMEOUT_MS". Measured up to twice that (0.99-1.0 s against
   // 0.5 s, presence most often, once an idempotent push): a request may make two Redis calls
   // in a row, each waiting out the timeout. The bound is what holds; the gap is reported.
@@ -150,6 +154,19 @@ t.test('router <-> Redis cut on one of two routers: it answers 503 within the co
   const served = await otherRouter.api.post('/v1/push', body('cut-keyed'), keyed('pd-key'))
   t.same(served.body.delivered, ['pd-user'], 'the other router delivers')
   t.equal((await otherRouter.api.get('/v1/presence/pd-user')).body.online, true, 'the other router answers presence')
+  // Presence events of the cut router's partitions: the other takes them over once its claims
+  // lapse (CLAIM_TTL_MS, 5 s in apps/router/src/presence/relay.ts; claims renewed every second).
+  const CLAIM_TTL_MS = 5_000
+  const arrivals = Array.from({ length: 16 }, (_, i) => `pd-arrival-${i}`)
+  await Promise.all(arrivals.map((u) => connectUser(t, edge.wsUrl, jwtSecret, u)))
+  const handOverBoundMs = CLAIM_TTL_MS + 1_000 + MARGIN_MS
+  await eventually(async () => {
+    const events = (await otherRouter.api.get('/v1/presence/events?limit=1000')).body.events as { userId: string; type: string }[]
+    return arrivals.every((u) => events.some((e) => e.userId === u && e.type === 'user.online'))
+  }, { timeoutMs: handOverBoundMs, intervalMs: 100 })
+  const handOverMs = Date.now() - cutAt
+  t.ok(handOverMs <= handOverBoundMs, `every arrival's online event in the feed ${handOverMs} ms into the cut (bound: claim TTL ${CLAIM_TTL_MS} + 1 s + ${MARGIN_MS} ms)`)
+  t.comment(`router <-> Redis cut: the other router delivered the cut router's presence partitions ${handOverMs} ms into the cut`)
 
   await c.net.heal()
   const healedAt = Date.now()
