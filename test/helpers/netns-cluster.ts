@@ -69,6 +69,17 @@ export async function startNetCluster(t: TestScope, opts: NetClusterOptions): Pr
   return { net, redisHost, redis, prefix, leaseTtlMs, routers, edges, startedAt: Date.now() }
 }
 
+/**
+ * Resolves once the cluster's routers reap: a router reaps lapsed leases (and announces
+ * `edge_lost`) only after LEASE_TTL_MS + 5 s of Redis access from its start
+ * (apps/router/src/main.ts), checked every min(1 s, TTL/3). Before that a lease that lapsed
+ * in a partition revives at the heal instead of being replaced by a new incarnation.
+ */
+export async function untilReaperArmed(c: NetCluster): Promise<void> {
+  const armedAt = c.startedAt + c.leaseTtlMs + 5_000 + Math.min(1_000, c.leaseTtlMs / 3)
+  await new Promise((resolve) => setTimeout(resolve, Math.max(0, armedAt - Date.now())))
+}
+
 /** One line an SDK client process printed (test/helpers/netns-sdk-client.mjs). */
 export type SdkLine = { kind: 'state' | 'push'; at: number } & Record<string, unknown>
 
