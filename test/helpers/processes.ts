@@ -6,6 +6,7 @@ import { basename, dirname, join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 import { api, type Api } from './clients.js'
+import type { Host } from './netns.js'
 import { startRedis, startRedisCluster, uniquePrefix, type TestRedis, type TestRedisCluster, type TestScope } from './redis.js'
 
 export const EDGE_MAIN = fileURLToPath(new URL('../../apps/edge/dist/main.js', import.meta.url))
@@ -96,10 +97,12 @@ function mergeEnv(defaults: Record<string, string>, overrides: EnvOverrides = {}
 
 /**
  * Spawns `node <script>` without waiting for it to be ready; the teardown SIGKILLs it
- * (also when stopped with SIGSTOP) and waits for it to exit.
+ * (also when stopped with SIGSTOP) and waits for it to exit. With `netns`, it runs in that
+ * network namespace (`ip netns exec` execs it: the pid is node's own).
  */
-export function spawnService(t: TestScope, script: string, env: Record<string, string>): ServiceProcess {
-  const proc = spawn(process.execPath, [script], { env, stdio: ['ignore', 'pipe', 'pipe'] })
+export function spawnService(t: TestScope, script: string, env: Record<string, string>, netns?: string): ServiceProcess {
+  const command = netns ? ['ip', 'netns', 'exec', netns, process.execPath, script] : [process.execPath, script]
+  const proc = spawn(command[0]!, command.slice(1), { env, stdio: ['ignore', 'pipe', 'pipe'] })
   live.add(proc)
   const lines: string[] = []
   // For debugging a failure: SWITCHBOARD_TEST_LOG_DIR=/tmp/x npx tap ... keeps every process's output.
@@ -206,6 +209,24 @@ export interface EdgeOptions {
   leaseTtlMs?: number
   /** Set or (with `undefined`) remove variables. */
   env?: EnvOverrides
+  /** Runs in this host's namespace, bound to its address (test/helpers/netns.ts). */
+  host?: Host
+}
+
+// Inside a host's own namespace nothing else listens: fixed ports cannot collide there.
+const NETNS_EDGE_PORT = 8080
+const NETNS_EDGE_INTERNAL_PORT = 8081
+const NETNS_ROUTER_PORT = 3000
+
+function edgeHostEnv(host: Host | undefined): Record<string, string> {
+  if (!host) return {}
+  return {
+    EDGE_HOST: host.address,
+    EDGE_PORT: String(NETNS_EDGE_PORT),
+    EDGE_INTERNAL_HOST: host.address,
+    EDGE_INTERNAL_PORT: String(NETNS_EDGE_INTERNAL_PORT),
+    EDGE_ADVERTISE_URL: `http://${host.address}:${NETNS_EDGE_INTERNAL_PORT}`,
+  }
 }
 
 export function edgeEnv(opts: EdgeOptions): Record<string, string> {
@@ -222,6 +243,7 @@ export function edgeEnv(opts: EdgeOptions): Record<string, string> {
       EDGE_DRAIN_MS: '0',
       LEASE_TTL_MS: String(opts.leaseTtlMs ?? 3_000),
       LOG_LEVEL: 'info',
+      ...edgeHostEnv(opts.host),
     },
     opts.env,
   )
@@ -229,13 +251,14 @@ export function edgeEnv(opts: EdgeOptions): Record<string, string> {
 
 /** Spawns a real edge and resolves once it logs "edge listening". */
 export async function startEdge(t: TestScope, opts: EdgeOptions): Promise<Edge> {
-  const service = spawnService(t, EDGE_MAIN, edgeEnv(opts))
+  const service = spawnService(t, EDGE_MAIN, edgeEnv(opts), opts.host?.ns)
   const ready = await waitForLog(service, 'edge listening')
   const port = numberField(ready, 'port')
   const internalPort = numberField(ready, 'internalPort')
   const nodeId = ready.nodeId
   if (typeof nodeId !== 'string') throw new Error(`edge listening log has no nodeId: ${JSON.stringify(ready)}`)
-  const wsUrl = `ws://127.0.0.1:${port}/v1/ws`
+  const address = opts.host?.address ?? '127.0.0.1'
+  const wsUrl = `ws://${address}:${port}/v1/ws`
   return {
     ...service,
     nodeId,
@@ -243,7 +266,7 @@ export async function startEdge(t: TestScope, opts: EdgeOptions): Promise<Edge> 
     internalPort,
     wsUrl,
     url: wsUrl,
-    internalUrl: `http://127.0.0.1:${internalPort}`,
+    internalUrl: `http://${address}:${internalPort}`,
   }
 }
 
@@ -252,6 +275,8 @@ export interface RouterOptions {
   prefix: string
   leaseTtlMs?: number
   env?: EnvOverrides
+  /** Runs in this host's namespace, bound to its address (test/helpers/netns.ts). */
+  host?: Host
 }
 
 export function routerEnv(opts: RouterOptions): Record<string, string> {
@@ -264,6 +289,7 @@ export function routerEnv(opts: RouterOptions): Record<string, string> {
       ROUTER_PORT: '0',
       LEASE_TTL_MS: String(opts.leaseTtlMs ?? 3_000),
       LOG_LEVEL: 'info',
+      ...(opts.host ? { ROUTER_HOST: opts.host.address, ROUTER_PORT: String(NETNS_ROUTER_PORT) } : {}),
     },
     opts.env,
   )
@@ -271,10 +297,10 @@ export function routerEnv(opts: RouterOptions): Record<string, string> {
 
 /** Spawns a real router and resolves once it logs "router listening". */
 export async function startRouter(t: TestScope, opts: RouterOptions): Promise<Router> {
-  const service = spawnService(t, ROUTER_MAIN, routerEnv(opts))
+  const service = spawnService(t, ROUTER_MAIN, routerEnv(opts), opts.host?.ns)
   const ready = await waitForLog(service, 'router listening')
   const port = numberField(ready, 'port')
-  return { ...service, port, url: `http://127.0.0.1:${port}` }
+  return { ...service, port, url: `http://${opts.host?.address ?? '127.0.0.1'}:${port}` }
 }
 
 export interface ClusterOptions {

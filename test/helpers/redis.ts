@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as delay } from 'node:timers/promises'
 import { Redis } from 'ioredis'
+import type { Host } from './netns.js'
 
 /** The part of a tap test the helpers need: teardowns run when the test ends. */
 export interface TestScope {
@@ -13,7 +14,7 @@ export interface TestScope {
 }
 
 export interface TestRedis {
-  /** `redis://127.0.0.1:<port>` */
+  /** `redis://127.0.0.1:<port>` (the host's address when started in one) */
   readonly url: string
   readonly port: number
   /** SIGKILLs the server; the port stays reserved for `start()`. */
@@ -74,9 +75,9 @@ export async function freePortRange(count: number): Promise<number> {
  * none answers. A PONG alone is not enough: another test's server may have taken the port
  * between the probe and our bind, and answer while ours exits.
  */
-function serverPid(port: number, timeoutMs = 500): Promise<number | undefined> {
+function serverPid(port: number, timeoutMs = 500, address = '127.0.0.1'): Promise<number | undefined> {
   return new Promise((resolve) => {
-    const socket = connect({ host: '127.0.0.1', port })
+    const socket = connect({ host: address, port })
     let answer = ''
     const done = (pid: number | undefined) => {
       socket.destroy()
@@ -100,12 +101,17 @@ interface RedisProcess {
   output: () => string
 }
 
-function spawnRedis(port: number, extraArgs: readonly string[] = []): RedisProcess {
-  return spawnRedisWith(['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', ...extraArgs])
+function spawnRedis(port: number, extraArgs: readonly string[] = [], host?: Host): RedisProcess {
+  // Protected mode refuses clients from other addresses than loopback: a host's clients are in other namespaces.
+  const reach = host ? ['--bind', host.address, '--protected-mode', 'no'] : ['--bind', '127.0.0.1']
+  const args = ['--port', String(port), ...reach, '--save', '', '--appendonly', 'no', ...extraArgs]
+  return spawnRedisWith(args, host?.ns)
 }
 
-function spawnRedisWith(args: readonly string[]): RedisProcess {
-  const proc = spawn('redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'] })
+/** With `netns`, in that network namespace (`ip netns exec` execs redis-server: same pid). */
+function spawnRedisWith(args: readonly string[], netns?: string): RedisProcess {
+  const command = netns ? ['ip', 'netns', 'exec', netns, 'redis-server', ...args] : ['redis-server', ...args]
+  const proc = spawn(command[0]!, command.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] })
   live.add(proc)
   let output = ''
   const keep = (chunk: Buffer) => {
@@ -127,7 +133,7 @@ function spawnRedisWith(args: readonly string[]): RedisProcess {
   return { proc, exited, output: () => output }
 }
 
-async function waitReady(server: RedisProcess, port: number): Promise<void> {
+async function waitReady(server: RedisProcess, port: number, address?: string): Promise<void> {
   const deadline = Date.now() + READY_TIMEOUT_MS
   let hasExited = false
   void server.exited.then(() => {
@@ -135,7 +141,7 @@ async function waitReady(server: RedisProcess, port: number): Promise<void> {
   })
   while (Date.now() < deadline) {
     if (hasExited) throw new Error(`redis-server on port ${port} exited before answering:\n${server.output()}`)
-    const pid = await serverPid(port)
+    const pid = await serverPid(port, 500, address)
     if (pid !== undefined && pid === server.proc.pid) return
     await delay(25)
   }
@@ -143,16 +149,23 @@ async function waitReady(server: RedisProcess, port: number): Promise<void> {
   throw new Error(`redis-server on port ${port} did not answer within ${READY_TIMEOUT_MS} ms:\n${server.output()}`)
 }
 
-/** Starts a real, empty, non-persistent redis-server on a free port; the test's teardown kills it. */
-export async function startRedis(t: TestScope): Promise<TestRedis> {
+/** In a host's own namespace nothing else listens: the usual port cannot collide there. */
+const NETNS_REDIS_PORT = 6379
+
+/**
+ * Starts a real, empty, non-persistent redis-server on a free port (with `host`: in its
+ * namespace, on its address); the test's teardown kills it.
+ */
+export async function startRedis(t: TestScope, { host }: { host?: Host } = {}): Promise<TestRedis> {
   let port = 0
   let current: RedisProcess | undefined
+  const address = host?.address ?? '127.0.0.1'
   // Another process may grab the free port between probe and bind: try a few ports.
   for (let attempt = 1; current === undefined; attempt++) {
-    port = await freePort()
-    const server = spawnRedis(port)
+    port = host ? NETNS_REDIS_PORT : await freePort()
+    const server = spawnRedis(port, [], host)
     try {
-      await waitReady(server, port)
+      await waitReady(server, port, address)
       current = server
     } catch (err) {
       if (attempt >= 3) throw err
@@ -169,13 +182,13 @@ export async function startRedis(t: TestScope): Promise<TestRedis> {
   }
   const start = async () => {
     if (current) return
-    const server = spawnRedis(boundPort)
-    await waitReady(server, boundPort)
+    const server = spawnRedis(boundPort, [], host)
+    await waitReady(server, boundPort, address)
     current = server
   }
   t.teardown(stop)
   return {
-    url: `redis://127.0.0.1:${boundPort}`,
+    url: `redis://${address}:${boundPort}`,
     port: boundPort,
     stop,
     start,
