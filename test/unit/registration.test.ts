@@ -248,7 +248,7 @@ t.test('after an outage its lease may not have survived, afterOutage runs once; 
   await clock.advance(2 * TTL_MS)
   registry.failing.delete('renew')
   const back = clock.now()
-  await clock.advance(6_000) // the capped backoff is 5 s at most
+  await clock.advance(6_000) // past the capped backoff (one renewal interval)
   t.equal(outages.length, 1, 'announced once after the outage')
   t.ok(outages[0]! >= back)
   await clock.advance(5 * RENEW_MS)

@@ -27,6 +27,8 @@ const edge = await startEdge({
   // Edges only read users' rooms and write their own index fields: the membership limits are the routers'.
   rooms: new RedisRoomStore(redis, config.rooms, { prefix: config.registryPrefix }),
   promRegistry: new PromRegistry(),
+  // A connection cut by a partition stays "open" while TCP backs off its retransmissions: a fresh one is back within a renewal of the heal.
+  onRegistryStalled: () => redis.disconnect(true),
 })
 
 process.once('SIGTERM', () => {

@@ -26,6 +26,12 @@ export interface RegistrationDeps {
    * after the last one (the lease may have lapsed and revived: entries were invisible meanwhile).
    */
   afterOutage?: () => Promise<void>
+  /**
+   * A renewal failed: the registry's connection may be dead while TCP still holds it (a
+   * partition: its retransmissions back off to seconds apart, so the first request after the
+   * heal would wait for the next one). The edge's main drops it and connects afresh.
+   */
+  onRenewFailed?: () => void
 }
 
 const MAX_BACKOFF_MS = 5_000
@@ -180,6 +186,7 @@ export class Registration {
     } catch (err) {
       metrics.leaseRenewals.inc({ result: 'error' })
       next = Math.min(next, this.#failed(err, 'lease renewal failed'))
+      this.deps.onRenewFailed?.()
     }
     this.#schedule(next)
   }
@@ -229,13 +236,17 @@ export class Registration {
     this.#failures = 0
   }
 
-  /** Logs once per outage and returns the backoff before the next attempt. */
+  /**
+   * Logs once per outage and returns the backoff before the next attempt: never longer than a
+   * renewal interval (a renewal is one O(1) command, so retrying at its own pace costs Redis
+   * nothing more), so an edge renews within one interval of Redis being reachable again.
+   */
   #failed(err: unknown, msg: string): number {
     this.deps.metrics.registryErrors.inc()
     if (this.#healthy || this.#failures === 0) this.deps.log.warn({ err }, msg)
     this.#healthy = false
     this.#failures++
-    const backoff = Math.min(MAX_BACKOFF_MS, 100 * 2 ** this.#failures)
+    const backoff = Math.min(MAX_BACKOFF_MS, this.#intervalMs(), 100 * 2 ** this.#failures)
     return backoff / 2 + this.#clock.random() * (backoff / 2)
   }
 }

@@ -38,6 +38,8 @@ export interface EdgeDeps {
   inbox?: Inbox
   /** Where users' rooms are read and this edge's room index fields written; without one, room pushes reach no one here. */
   rooms?: RoomIndexStore
+  /** A lease renewal failed: drop the registry's connection and connect afresh (see RegistrationDeps.onRenewFailed). */
+  onRegistryStalled?: () => void
 }
 
 export interface Edge {
@@ -96,6 +98,7 @@ export async function startEdge(deps: EdgeDeps): Promise<Edge> {
     }),
     afterResync: () => rooms?.rewrite() ?? Promise.resolve(),
     afterOutage: () => connections.announceInboxes(),
+    onRenewFailed: deps.onRegistryStalled,
   })
   const rooms =
     deps.rooms &&
