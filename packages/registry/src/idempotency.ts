@@ -1,6 +1,5 @@
 import * as lua from './scripts/lua.js'
 import type { RedisClient } from './scripts/lua.js'
-import { SwitchboardError } from '@switchboard/protocol'
 
 /** What became of the first request under an idempotency key. */
 export type IdempotencyBegin = { state: 'new' } | { state: 'in_flight' } | { state: 'mismatch' } | { state: 'done'; answer: string }
@@ -43,12 +42,8 @@ export class RedisIdempotencyStore implements IdempotencyStore {
     return this.#call(() => script.run(this.#redis, [this.#prefix + key], args))
   }
 
-  async #call<T>(call: () => Promise<T>): Promise<T> {
-    try {
-      return await call()
-    } catch (err) {
-      throw new SwitchboardError('registry_unavailable', 'idempotency store call failed', { cause: err })
-    }
+  #call<T>(call: () => Promise<T>): Promise<T> {
+    return lua.storeCall(this.#redis, 'idempotency store', call)
   }
 }
 

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto'
-import { SwitchboardError, type Position } from '@switchboard/protocol'
+import type { Position } from '@switchboard/protocol'
 import { buildKeys, groupBy, partitionOf, type Keys } from './keys.js'
 import * as lua from './scripts/lua.js'
 import type { RedisClient } from './scripts/lua.js'
@@ -98,12 +98,8 @@ export class RedisInbox implements Inbox {
     return heads
   }
 
-  async #run(script: lua.LuaScript, keys: readonly string[], args: readonly (string | number)[]): Promise<unknown> {
-    try {
-      return await script.run(this.#redis, keys, args)
-    } catch (err) {
-      throw new SwitchboardError('registry_unavailable', 'inbox call failed', { cause: err })
-    }
+  #run(script: lua.LuaScript, keys: readonly string[], args: readonly (string | number)[]): Promise<unknown> {
+    return lua.storeCall(this.#redis, 'inbox', () => script.run(this.#redis, keys, args))
   }
 }
 

@@ -6,7 +6,7 @@ import type { CloseCause, PresenceCause, PresenceEvent } from '@switchboard/prot
 import { LiveView } from './live-view.js'
 import { forgetIncarnation } from './rooms.js'
 import * as lua from './scripts/lua.js'
-import type { LuaScript, RedisClient } from './scripts/lua.js'
+import { storeCall, type LuaScript, type RedisClient } from './scripts/lua.js'
 import {
   DEFAULT_PRESENCE,
   MAX_CONNECTIONS_PER_USER,
@@ -312,11 +312,7 @@ export class RedisRegistry implements Registry {
     if (status === 'reconnecting' || status === 'end' || status === 'close') {
       throw new SwitchboardError('registry_unavailable', `redis is ${status}`)
     }
-    try {
-      return 'source' in script ? await script.run(this.#redis, keys, args) : await script(this.#redis, keys, args)
-    } catch (err) {
-      throw new SwitchboardError('registry_unavailable', 'registry call failed', { cause: err })
-    }
+    return storeCall(this.#redis, 'registry', () => ('source' in script ? script.run(this.#redis, keys, args) : script(this.#redis, keys, args)))
   }
 }
 

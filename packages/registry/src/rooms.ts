@@ -217,12 +217,8 @@ export class RedisRoomStore implements RoomStore {
     return this.#keys.room(room).slice(0, 2)
   }
 
-  async #run<T>(call: () => Promise<T>): Promise<T> {
-    try {
-      return await call()
-    } catch (err) {
-      throw new SwitchboardError('registry_unavailable', 'room store call failed', { cause: err })
-    }
+  #run<T>(call: () => Promise<T>): Promise<T> {
+    return lua.storeCall(this.#redis, 'room store', call)
   }
 }
 
