@@ -54,3 +54,21 @@ t.test('single-session policy', async (t) => {
     }
   })
 })
+
+t.test('single session: an edge stalled past its lease (revived, not reaped) closes its stale session when it returns, never the newer one', async (t) => {
+  const LEASE_TTL_MS = 1_000
+  // No reaping: the stalled edge's lease lapses and revives at its next renewal, entries included.
+  const cluster = await startCluster(t, { edges: 2, leaseTtlMs: LEASE_TTL_MS, edgeEnv: { EDGE_SESSION_POLICY: 'single' }, routerEnv: { REGISTRY_REAP_GRACE_MS: '600000' } })
+  const [a, b] = cluster.edges as [Edge, Edge]
+  const stale = await connectUser(t, a.wsUrl, jwtSecret, 'stalled-solo')
+  a.kill('SIGSTOP')
+  t.teardown(() => a.kill('SIGCONT'))
+  await eventually(async () => (await cluster.api.get('/v1/presence/stalled-solo')).body.online === false, { timeoutMs: 3 * LEASE_TTL_MS })
+  const fresh = await connectUser(t, b.wsUrl, jwtSecret, 'stalled-solo') // evicts a's lapsed entry; a cannot be told
+  a.kill('SIGCONT')
+  // a's first renewal after the stall comes more than two intervals late: it resyncs, and the registry keeps the session that connected last.
+  t.equal((await stale.client.closed).code, 4501, 'the stale session is closed when its edge returns')
+  const res = await cluster.api.get('/v1/presence/stalled-solo')
+  t.same(res.body.connections.map((c: { connId: string }) => c.connId), [fresh.welcome.connId], 'the newer session is the one left')
+  t.equal(fresh.client.isClosed(), false)
+})

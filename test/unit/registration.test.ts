@@ -231,7 +231,7 @@ t.test('stop() closes the lease and leaves no timer', async (t) => {
   t.equal(count('renew'), 1, 'no renewal after stop')
 })
 
-t.test('after an outage its lease may not have survived, afterOutage runs once; never on a steady renewal or a short hiccup', async (t) => {
+t.test('after an outage its lease may not have survived, a resync and afterOutage run once; never on a steady renewal or a short hiccup', async (t) => {
   const { clock, registry, startWith, outages } = setup()
   await startWith('ann')
   await clock.advance(5 * RENEW_MS)
@@ -251,6 +251,7 @@ t.test('after an outage its lease may not have survived, afterOutage runs once; 
   await clock.advance(6_000) // past the capped backoff (one renewal interval)
   t.equal(outages.length, 1, 'announced once after the outage')
   t.ok(outages[0]! >= back)
+  t.equal(registry.argsOf('resync').length, 1, 'and every live connection re-written: the lease may have lapsed, and another edge evicted one of its entries meanwhile')
   await clock.advance(5 * RENEW_MS)
   t.equal(outages.length, 1, 'and not again')
 })

@@ -22,8 +22,9 @@ export interface RegistrationDeps {
   /** Runs after each resync, under the new lease: the room index is written again. */
   afterResync?: () => Promise<void>
   /**
-   * Runs after a resync, or a successful renewal that came more than two renewal intervals
-   * after the last one (the lease may have lapsed and revived: entries were invisible meanwhile).
+   * Runs after each resync: after a lost lease, a new registry server, a failed write, or a
+   * renewal more than two renewal intervals after the last one (the lease may have lapsed and
+   * revived: its entries were invisible meanwhile).
    */
   afterOutage?: () => Promise<void>
   /**
@@ -175,14 +176,17 @@ export class Registration {
         this.#server = server
         this.#needsResync = true
       }
+      // Renewed more than two intervals after the last renewal: the lease may have lapsed and
+      // revived (not reaped yet). Meanwhile routers did not see its entries, and another edge's
+      // registration may have evicted one of them (single session): its socket, still open here,
+      // is registered again by the resync, which keeps the newer session and evicts the other.
+      const lapsed = sentAt - this.#renewedAt > 2 * this.#intervalMs()
+      if (lapsed) this.#needsResync = true
       const resynced = this.#needsResync || this.#failedRemovals.length > 0
       if (resynced) await this.#resync()
       this.#succeeded()
-      const lapsed = sentAt - this.#renewedAt > 2 * this.#intervalMs()
       this.#renewedAt = sentAt
-      if (resynced || lapsed) {
-        this.deps.afterOutage?.().catch((err: unknown) => log.warn({ err }, 'announcing inbox heads after an outage failed'))
-      }
+      if (resynced) this.deps.afterOutage?.().catch((err: unknown) => log.warn({ err }, 'announcing inbox heads after an outage failed'))
     } catch (err) {
       metrics.leaseRenewals.inc({ result: 'error' })
       next = Math.min(next, this.#failed(err, 'lease renewal failed'))
