@@ -18,7 +18,10 @@ const DELAY_MS = 200
 const JITTER_MS = 20
 const LOSS = 0.02
 const LEASE_TTL_MS = 3_000 // renewed every second: 20 renewals through the fault
-const REDIS_COMMAND_TIMEOUT_MS = 1_000 // the default
+// Each store call is bounded from its start, and may wait for the pipeline ahead of it on the
+// connection: at least two round trips of 200 ms and a retransmission (README: raise the default
+// 1 s with a Redis this far away).
+const REDIS_COMMAND_TIMEOUT_MS = 2_000
 const PUBLISHERS = 4
 
 async function pushIds(client: Client): Promise<string[]> {

@@ -1,10 +1,10 @@
--- Partition script. KEYS users, index, events, holds, hold causes, last version, then one
--- revocation key per connection, in ARGV's order. ARGV incId maxPerUser cause graceMs
--- retentionMs then (userId connId since iat)*, iat in s epoch ('' when the token has none).
+-- Partition script. KEYS users, index, events, holds, hold causes, last version, revocations.
+-- ARGV incId maxPerUser cause graceMs retentionMs then (userId connId since iat)*, iat in s
+-- epoch ('' when the token has none).
 -- Upserts each connection under incId: an existing connId moves to incId (resync), a new one is
--- appended. A connection whose token was issued at or before its user's revocation (the key
--- holds the cutoff in ms; a token without iat is covered by any) is not written and is
--- returned in the second list. Beyond maxPerUser the entries that connected first (least
+-- appended. A connection whose token was issued at or before its user's revocation (cutoff in
+-- ms; a token without iat is covered by any) is not written and is returned in the second
+-- list; a partition without revocations costs one EXISTS. Beyond maxPerUser the entries that connected first (least
 -- `since`) are removed, whatever the order they were written in (a resync re-writes an old
 -- socket: it never counts as a newer session), and returned in the first list as
 -- [userId, entry, userId, entry, ...] so their sockets can be closed. A user who had no entry
@@ -13,10 +13,11 @@ presence_settings(ARGV[4], ARGV[5])
 local inc, max, cause = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 local evicted, revoked = {}, {}
 local function since_of(e) return tonumber(string.match(e, ':(%d+)$')) end
+local now = redis.call('EXISTS', KEYS[7]) == 1 and now_ms()
 for i = 6, #ARGV, 4 do
   local uid, conn, iat = ARGV[i], ARGV[i + 1], ARGV[i + 3]
-  local cutoff = redis.call('GET', KEYS[6 + (i - 2) / 4])
-  if cutoff and (iat == '' or tonumber(iat) * 1000 <= tonumber(cutoff)) then
+  local cutoff = now and revoked_cutoff(KEYS[7], uid, now)
+  if cutoff and (iat == '' or tonumber(iat) * 1000 <= cutoff) then
     revoked[#revoked + 1] = conn
   else
     local entry = conn .. ':' .. inc .. ':' .. ARGV[i + 2]

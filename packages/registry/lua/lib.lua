@@ -57,3 +57,16 @@ local function count(v)
   for _ in string.gmatch(v, '%S+') do n = n + 1 end
   return n
 end
+
+-- Revocations: per partition a HASH userId -> "<cutoff ms> <expiry ms>" (revoke.lua). The
+-- user's cutoff in force at `now`, or nil; an expired field is dropped.
+local function revoked_cutoff(key, uid, now)
+  local v = redis.call('HGET', key, uid)
+  if not v then return nil end
+  local sp = string.find(v, ' ', 1, true)
+  if tonumber(string.sub(v, sp + 1)) <= now then
+    redis.call('HDEL', key, uid)
+    return nil
+  end
+  return tonumber(string.sub(v, 1, sp - 1))
+end

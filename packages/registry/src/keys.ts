@@ -75,8 +75,8 @@ export interface Keys {
   roomsOfIncarnation(partition: number, incId: string): string
   /** HASH room -> generation: the durable rooms of a user, in the user's partition. */
   userRooms(userId: string): string
-  /** STRING: the user's revocation cutoff (ms, Redis clock), in the user's partition; expires with the last token it covers. */
-  revoked(userId: string): string
+  /** HASH userId -> "<cutoff ms> <expiry ms>": the partition's revocations (Redis clock), each dropped once expired (revoke.lua). */
+  revoked(partition: number): string
 }
 
 /** A room's partition: rooms spread over the partitions like users, under another name space. */
@@ -112,6 +112,6 @@ export function buildKeys(prefix: string): Keys {
     },
     roomsOfIncarnation: (p, incId) => `${prefix}{p${p}}:ri:${incId}`,
     userRooms: (userId) => `${prefix}{p${partitionOf(userId)}}:ur:${userId}`,
-    revoked: (userId) => `${prefix}{p${partitionOf(userId)}}:rv:${userId}`,
+    revoked: (p) => `${prefix}{p${p}}:rv`,
   }
 }

@@ -104,9 +104,7 @@ export class RedisRegistry implements Registry {
         const batch = group.slice(i, i + BATCH)
         const args: (string | number)[] = [lease.incId, max, cause, ...this.#settings()]
         for (const c of batch) args.push(c.userId, c.connId, c.since, c.iat ?? '')
-        const keys = this.#keys.partition(p, lease.incId)
-        for (const c of batch) keys.push(this.#keys.revoked(c.userId))
-        calls.push(this.#run(lua.add, keys, args))
+        calls.push(this.#run(lua.add, [...this.#keys.partition(p, lease.incId), this.#keys.revoked(p)], args))
       }
     }
     const evicted: Evicted[] = []
@@ -124,11 +122,11 @@ export class RedisRegistry implements Registry {
   }
 
   async revoke(userId: string, ttlMs: number): Promise<number> {
-    return Number(await this.#run(lua.revoke, [this.#keys.revoked(userId)], [ttlMs]))
+    return Number(await this.#run(lua.revoke, [this.#keys.revoked(partitionOf(userId))], [userId, ttlMs]))
   }
 
   async revokedBefore(userId: string): Promise<number | undefined> {
-    const cutoff = (await this.#run(get, [this.#keys.revoked(userId)], [])) as string | null
+    const cutoff = (await this.#run(lua.revokedBefore, [this.#keys.revoked(partitionOf(userId))], [userId])) as string | null
     return cutoff === null ? undefined : Number(cutoff)
   }
 

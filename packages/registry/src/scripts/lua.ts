@@ -74,6 +74,7 @@ export const feed = load('feed')
 // Partition scripts: KEYS users, index, events, holds, hold causes, last version ({pN} slot).
 export const add = load('add')
 export const revoke = load('revoke')
+export const revokedBefore = load('revoked-before')
 export const remove = load('remove')
 export const collect = load('collect')
 export const pump = load('pump')
