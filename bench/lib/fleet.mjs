@@ -3,13 +3,14 @@
 // file-descriptor limit and no address runs out of ports.
 import { secrets, sleep, startChild } from './harness.mjs'
 
-export async function connectFleet({ system, ports, users, processes = 4, concurrency = 200 }) {
+/** `token`: `{ lifetime: '1h', issuedAt: true }` mints tokens with that `exp` and an `iat` (default: 2 h, no `iat`). */
+export async function connectFleet({ system, ports, users, processes = 4, concurrency = 200, token }) {
   process.env.BENCH_JWT_SECRET = secrets.jwt
   const loaders = Array.from({ length: processes }, () => startChild('loadgen.mjs'))
   const per = Math.ceil(users.length / processes)
   const results = await Promise.all(
     loaders.map((loader, p) =>
-      loader.call({ cmd: 'connect', system, ports, users: users.slice(p * per, (p + 1) * per), offset: p * per, localAddress: `127.0.0.${2 + p}`, concurrency }),
+      loader.call({ cmd: 'connect', system, ports, users: users.slice(p * per, (p + 1) * per), offset: p * per, localAddress: `127.0.0.${2 + p}`, concurrency, token }),
     ),
   )
   const startedUs = Math.min(...results.map((r) => r.startedUs))

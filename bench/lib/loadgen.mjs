@@ -13,7 +13,12 @@ import { SignJWT } from 'jose'
 import { openSocket } from './wire.mjs'
 
 const key = new TextEncoder().encode(process.env.BENCH_JWT_SECRET)
-const sign = (userId) => new SignJWT({}).setProtectedHeader({ alg: 'HS256' }).setSubject(userId).setExpirationTime('2h').sign(key)
+// A token valid 2 h without `iat` unless the bench asks for another lifetime (`token.lifetime`)
+// and an `iat` (`token.issuedAt`), as a backend minting tokens for "sign out everywhere" does.
+const sign = (userId, token = {}) => {
+  const jwt = new SignJWT({}).setProtectedHeader({ alg: 'HS256' }).setSubject(userId).setExpirationTime(token.lifetime ?? '2h')
+  return (token.issuedAt ? jwt.setIssuedAt() : jwt).sign(key)
+}
 const nowUs = () => Number(process.hrtime.bigint() / 1000n)
 
 const conns = []
@@ -36,8 +41,8 @@ function onMessage(text) {
 }
 
 /** Opens one client and resolves once it is ready (welcomed / joined). */
-async function openClient(system, port, userId, localAddress) {
-  const token = system === 'bare' ? '' : await sign(userId)
+async function openClient(system, port, userId, localAddress, tokenOptions) {
+  const token = system === 'bare' ? '' : await sign(userId, tokenOptions)
   let ready
   const isReady = new Promise((resolve) => (ready = resolve))
   const handlers = {
@@ -69,7 +74,7 @@ async function openClient(system, port, userId, localAddress) {
 }
 
 /** Opens clients for `users` (user i goes to ports[(offset + i) % ports.length]), `concurrency` at a time. */
-async function connectAll({ system, ports, users, offset = 0, localAddress, concurrency = 200 }) {
+async function connectAll({ system, ports, users, offset = 0, localAddress, concurrency = 200, token }) {
   const startedUs = nowUs()
   let next = 0
   let failed = 0
@@ -78,7 +83,7 @@ async function connectAll({ system, ports, users, offset = 0, localAddress, conc
     while (next < users.length) {
       const i = next++
       try {
-        await openClient(system, ports[(offset + i) % ports.length], users[i], localAddress)
+        await openClient(system, ports[(offset + i) % ports.length], users[i], localAddress, token)
       } catch (err) {
         failed++
         if (errors.length < 5) errors.push(String(err.message ?? err))
