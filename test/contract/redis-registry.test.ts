@@ -158,3 +158,20 @@ t.test('the server identity changes when Redis restarts', async (t) => {
   })
   t.match(after, /^[0-9a-f]{40}$/)
 })
+
+t.test('a registration that reaches Redis after its lease could have lapsed writes nothing, and says so', async (t) => {
+  const registry = new RedisRegistry(client(t), { prefix: uniquePrefix(), liveRefreshMs: 0 })
+  t.teardown(() => registry.close())
+  const TTL_MS = 300
+  const lease = await registry.openLease(node('fenced'), TTL_MS)
+  await registry.addConnections(lease, [{ userId: 'in-time', connId: 'c1', since: 1 }])
+  // Nothing to await: the lease's validity is a moment on Redis's clock, past it by this wait.
+  await new Promise((r) => setTimeout(r, TTL_MS + 100))
+  const late = await registry.addConnections(lease, [{ userId: 'late', connId: 'c2', since: 2 }]).catch((err: unknown) => err)
+  t.ok(late instanceof SwitchboardError && late.code === 'registry_unavailable', 'refused: the edge resyncs instead')
+  t.ok(await registry.renew(lease, { connections: 1, draining: false }), 'the lapsed lease revives (not reaped)')
+  t.same([...(await registry.locate(['in-time', 'late'])).keys()], ['in-time'], 'the late write left nothing')
+  t.same(await registry.addConnections(lease, [{ userId: 'late', connId: 'c2', since: 2 }]), [], 'once renewed, writes land again')
+  t.ok((await registry.locate(['late'])).has('late'))
+})
+

@@ -1,6 +1,9 @@
 -- Partition script. KEYS users, index, events, holds, hold causes, last version, revocations.
--- ARGV incId maxPerUser cause graceMs retentionMs then (userId connId since iat)*, iat in s
--- epoch ('' when the token has none).
+-- ARGV incId maxPerUser cause graceMs retentionMs validUntil then (userId connId since iat)*,
+-- iat in s epoch ('' when the token has none). validUntil (Redis clock, ms; 0: none) fences a
+-- late write: past it the lease may have lapsed (the write was delayed by a partition, or
+-- retried after a reconnect), so nothing is written and the script answers {{}, {}, 1}: the
+-- edge resyncs instead, under its current lease. A write never moves an entry to a dead one.
 -- Upserts each connection under incId: an existing connId moves to incId (resync), a new one is
 -- appended. A connection whose token was issued at or before its user's revocation (cutoff in
 -- ms; a token without iat is covered by any) is not written and is returned in the second
@@ -11,10 +14,12 @@
 -- goes online with `cause`.
 presence_settings(ARGV[4], ARGV[5])
 local inc, max, cause = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+local valid_until = tonumber(ARGV[6])
+if valid_until > 0 and now_ms() > valid_until then return { {}, {}, 1 } end
 local evicted, revoked = {}, {}
 local function since_of(e) return tonumber(string.match(e, ':(%d+)$')) end
 local now = redis.call('EXISTS', KEYS[7]) == 1 and now_ms()
-for i = 6, #ARGV, 4 do
+for i = 7, #ARGV, 4 do
   local uid, conn, iat = ARGV[i], ARGV[i + 1], ARGV[i + 3]
   local cutoff = now and revoked_cutoff(KEYS[7], uid, now)
   if cutoff and (iat == '' or tonumber(iat) * 1000 <= cutoff) then

@@ -1,5 +1,8 @@
 -- KEYS meta1 list1 meta2 list2 ... (one user's inbox per pair, all of one partition's slot);
--- ARGV frame maxLen ttlMs. Appends the frame to each user's inbox; returns epoch1 offset1 ...
+-- ARGV frame maxLen ttlMs notAfter. Appends the frame to each user's inbox; returns epoch1
+-- offset1 ... Past notAfter (ms; 0: none) it appends nothing and returns {}: the router has
+-- answered 503 by then ("sent nowhere"), so a call delayed by a partition or a reconnect must
+-- not keep the push later, out of order with the pushes kept since.
 --
 -- An inbox is a LIST of frames, oldest first, and a meta STRING "<epoch> <last offset>".
 -- Offsets are dense from 1, so the list holds offsets last-len+1 .. last (a LIST grows with
@@ -10,6 +13,8 @@
 -- inboxes born in the same ms still differ. inbox-read.lua creates the same (empty) meta when
 -- a client connects.
 local max_len, ttl = tonumber(ARGV[2]), ARGV[3]
+local not_after = tonumber(ARGV[4] or '0')
+if not_after > 0 and now_ms() > not_after then return {} end
 local out = {}
 for i = 1, #KEYS, 2 do
   local meta, list = KEYS[i], KEYS[i + 1]

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto'
-import type { Position } from '@switchboard/protocol'
+import { SwitchboardError, type Position } from '@switchboard/protocol'
 import { buildKeys, groupBy, partitionOf, type Keys } from './keys.js'
 import * as lua from './scripts/lua.js'
 import type { RedisClient } from './scripts/lua.js'
@@ -50,6 +50,8 @@ export interface Inbox {
  */
 export class RedisInbox implements Inbox {
   readonly #redis: RedisClient
+  /** Redis's clock minus this process's (ms), when sampled. */
+  readonly #clock: { offsetMs: number | undefined; sampledAt: number; sampling: boolean } = { offsetMs: undefined, sampledAt: 0, sampling: false }
   readonly #keys: Keys
   readonly #limits: InboxLimits
 
@@ -61,12 +63,14 @@ export class RedisInbox implements Inbox {
 
   async append(userIds: readonly string[], frame: string): Promise<Position[]> {
     const limits = this.#limits
+    const notAfter = await this.#deadline()
     const byPartition = groupBy(userIds.keys(), (i) => partitionOf(userIds[i]!)) // partition -> indexes into userIds
     const positions = new Array<Position>(userIds.length)
     await Promise.all(
       [...byPartition].map(async ([p, indexes]) => {
         const keys = indexes.flatMap((i) => this.#keys.inbox(p, userIds[i]!))
-        const reply = (await this.#run(lua.keep, keys, [frame, limits.maxLen, limits.ttlMs])) as string[]
+        const reply = (await this.#run(lua.keep, keys, [frame, limits.maxLen, limits.ttlMs, notAfter])) as string[]
+        if (reply.length === 0) throw new SwitchboardError('registry_unavailable', 'inbox append came past its deadline: nothing kept')
         indexes.forEach((i, k) => (positions[i] = { epoch: reply[2 * k]!, offset: Number(reply[2 * k + 1]) }))
       }),
     )
@@ -98,10 +102,38 @@ export class RedisInbox implements Inbox {
     return heads
   }
 
+  /**
+   * When the router answers 503 for an append starting now, on Redis's clock (keep.lua keeps
+   * nothing past it): now + the command timeout, shifted by Redis's clock offset from this
+   * process's, sampled every CLOCK_SAMPLE_MS (TIME; half its round trip counted). 0 (no fence)
+   * while the offset is unknown, so a skewed clock can never refuse every kept push.
+   */
+  async #deadline(): Promise<number> {
+    const timeoutMs = lua.commandTimeoutOf(this.#redis)
+    if (timeoutMs === undefined) return 0
+    if (Date.now() - this.#clock.sampledAt >= CLOCK_SAMPLE_MS && !this.#clock.sampling) {
+      this.#clock.sampling = true
+      const sent = Date.now()
+      this.#redis
+        .time()
+        .then(([s, us]) => {
+          const received = Date.now()
+          this.#clock.offsetMs = Number(s) * 1_000 + Math.floor(Number(us) / 1_000) - (sent + received) / 2
+          this.#clock.sampledAt = received
+        })
+        .catch(() => undefined) // unknown or stale: the last offset (or no fence) until the next sample
+        .finally(() => (this.#clock.sampling = false))
+    }
+    return this.#clock.offsetMs === undefined ? 0 : Math.round(Date.now() + this.#clock.offsetMs + timeoutMs)
+  }
+
   #run(script: lua.LuaScript, keys: readonly string[], args: readonly (string | number)[]): Promise<unknown> {
     return lua.storeCall(this.#redis, 'inbox', () => script.run(this.#redis, keys, args))
   }
 }
+
+/** How often an inbox samples Redis's clock, for the deadline of its appends. */
+const CLOCK_SAMPLE_MS = 10_000
 
 /** Users per heads script call, so one call never blocks Redis for long. */
 const HEADS_BATCH = 500

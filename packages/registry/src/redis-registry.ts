@@ -53,6 +53,12 @@ export class RedisRegistry implements Registry {
   readonly #live: LiveView
   readonly #presence: PresenceSettings
   readonly partitions = PARTITIONS
+  /**
+   * Per lease this process holds: until when (Redis clock, ms) it is surely alive, from its last
+   * open or renewal. A registration that reaches Redis later is refused (add.lua), so a write
+   * delayed by a partition never lands under a lease that may have lapsed.
+   */
+  readonly #validUntil = new Map<string, number>()
 
   constructor(redis: RedisClient, options: RedisRegistryOptions = {}) {
     this.#redis = redis
@@ -64,17 +70,21 @@ export class RedisRegistry implements Registry {
   async openLease(node: NodeInfo, ttlMs: number): Promise<Lease> {
     const incId = newIncId()
     const lease: Lease = { ...node, incId, ttlMs }
-    await this.#run(lua.join, this.#ctl(), [incId, node.nodeId, nodeInfoJson(lease, { connections: 0, draining: false }), ttlMs])
+    const now = await this.#run(lua.join, this.#ctl(), [incId, node.nodeId, nodeInfoJson(lease, { connections: 0, draining: false }), ttlMs])
+    this.#validUntil.set(incId, Number(now) + ttlMs)
     return lease
   }
 
   async renew(lease: Lease, status: NodeStatus): Promise<boolean> {
     const k = this.#keys
-    const now = await this.#run(lua.renew, [k.nodes, k.inc], [lease.incId, nodeInfoJson(lease, status), lease.ttlMs])
-    return Number(now) > 0
+    const now = Number(await this.#run(lua.renew, [k.nodes, k.inc], [lease.incId, nodeInfoJson(lease, status), lease.ttlMs]))
+    if (now > 0) this.#validUntil.set(lease.incId, now + lease.ttlMs)
+    else this.#validUntil.delete(lease.incId)
+    return now > 0
   }
 
   async closeLease(lease: Lease): Promise<void> {
+    this.#validUntil.delete(lease.incId)
     await this.#run(lua.leave, this.#ctl(), [lease.incId, lease.nodeId])
     await this.#collect(lease.incId, 'drain')
     await this.#run(zrem, [this.#keys.gcq], [lease.incId])
@@ -102,13 +112,15 @@ export class RedisRegistry implements Registry {
     for (const [p, group] of byPartition) {
       for (let i = 0; i < group.length; i += BATCH) {
         const batch = group.slice(i, i + BATCH)
-        const args: (string | number)[] = [lease.incId, max, cause, ...this.#settings()]
+        const args: (string | number)[] = [lease.incId, max, cause, ...this.#settings(), this.#validUntil.get(lease.incId) ?? 0]
         for (const c of batch) args.push(c.userId, c.connId, c.since, c.iat ?? '')
         calls.push(this.#run(lua.add, [...this.#keys.partition(p, lease.incId), this.#keys.revoked(p)], args))
       }
     }
     const evicted: Evicted[] = []
-    for (const [gone, revoked] of (await Promise.all(calls)) as [string[], string[]][]) {
+    const replies = (await Promise.all(calls)) as [string[], string[], number?][]
+    if (replies.some((r) => r[2] === 1)) throw new SwitchboardError('registry_unavailable', 'registration refused: it came after the lease could have lapsed')
+    for (const [gone, revoked] of replies) {
       for (let i = 0; i + 1 < gone.length; i += 2) {
         const [connId = '', incId = ''] = gone[i + 1]!.split(':')
         evicted.push({ userId: gone[i]!, connId, incId })

@@ -6,7 +6,7 @@ import { SwitchboardError } from '@switchboard/protocol'
 export type RedisClient = Redis | Cluster
 
 /** The client's bound on one command (ms), if it has one. */
-function commandTimeoutOf(client: RedisClient): number | undefined {
+export function commandTimeoutOf(client: RedisClient): number | undefined {
   const options = client.options as { commandTimeout?: number; redisOptions?: { commandTimeout?: number } }
   return options.redisOptions?.commandTimeout ?? options.commandTimeout
 }
