@@ -80,9 +80,11 @@ export interface QuiescenceOptions {
  * The invariants at quiescence, each a tap assertion: presence of every user equals its open
  * sockets (none missing, no ghost), `/v1/nodes` lists the live edges with their sockets, every
  * push reported delivered was received, and the last presence event of every user equals its
- * presence. Each view is awaited up to its bound, then judged as it is.
+ * presence. Each view is awaited up to its bound, then judged as it is. Resolves with the users
+ * that failed a check, for the caller's report.
  */
-export async function checkQuiescence(t: Test, q: QuiescenceOptions): Promise<void> {
+export async function checkQuiescence(t: Test, q: QuiescenceOptions): Promise<Set<string>> {
+  const concerned = new Set<string>()
   const { api, clients } = q
   const users = clients.map((c) => c.userId)
   const byUser = new Map(clients.map((c) => [c.userId, c]))
@@ -103,6 +105,7 @@ export async function checkQuiescence(t: Test, q: QuiescenceOptions): Promise<vo
   }
   const last = await eventually(async () => ((await mismatches()).length === 0 ? [] : undefined), { timeoutMs: q.settleMs }).catch(async () => mismatches())
   t.same(last, [], 'presence of every user equals its open sockets')
+  for (const line of last) concerned.add(line.split(':')[0]!)
 
   const query = await api.post('/v1/presence/query', { userIds: users })
   t.same([...query.body.online].sort(), stayers.map((c) => c.userId).sort(), 'online: exactly the connected users')
@@ -126,6 +129,7 @@ export async function checkQuiescence(t: Test, q: QuiescenceOptions): Promise<vo
   const undelivered = () => q.answers.flatMap((a) => a.delivered.filter((u) => expected(a, u) && !byUser.get(u)!.received.has(a.id)).map((u) => `${a.id} -> ${u}`))
   await eventually(() => undelivered().length === 0, { timeoutMs: q.inFlightMs }).catch(() => undefined)
   t.same(undelivered(), [], 'every push reported delivered was received')
+  for (const line of undelivered()) concerned.add(line.split(' -> ')[1]!)
 
   // Presence events: the last one of every user says what presence says.
   interface Event {
@@ -148,4 +152,6 @@ export async function checkQuiescence(t: Test, q: QuiescenceOptions): Promise<vo
   }
   await eventually(() => eventMismatches().length === 0, { timeoutMs: q.settleMs }).catch(() => undefined)
   t.same(eventMismatches(), [], 'the last presence event of every user equals its presence')
+  for (const line of eventMismatches()) concerned.add(line.split(':')[0]!)
+  return concerned
 }

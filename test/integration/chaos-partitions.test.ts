@@ -192,7 +192,7 @@ t.test('chaos with network faults: at quiescence presence, nodes and events equa
   await eventually(() => stayers.every((cl) => cl.isOpen), { timeoutMs: Reconnect.capMs + BACK_BOUND_MS })
   t.comment(`every client connected again ${Date.now() - quietFrom} ms after the last heal`)
 
-  await checkQuiescence(t, {
+  const concerned = await checkQuiescence(t, {
     api: c.routers[0]!.api,
     clients,
     nodeIds: slots.map((s) => s.edge.nodeId),
@@ -225,11 +225,14 @@ t.test('chaos with network faults: at quiescence presence, nodes and events equa
   const refusedButArrived = keptUsers.flatMap((u) => keptSent.get(u)!.filter((s) => !s.isConfirmed && keptReceived(u).some((p) => p.data === s.data)).map((s) => `${u}: ${s.data} (${s.answer}, ${s.at - startedAt} ms)`))
   t.same(refusedButArrived, [], 'no kept push answered 503 reached its user')
   // A failure's report: what each client concerned went through, from the chaos's start.
-  const concerned = new Set([...missing(), ...disorder, ...refusedButArrived].map((line) => line.split(':')[0]!))
+  for (const line of [...missing(), ...disorder, ...refusedButArrived]) concerned.add(line.split(':')[0]!)
   for (const u of concerned) {
     const cl = clients.find((x) => x.userId === u)!
-    const sentLines = keptSent.get(u)!.map((s) => `${s.at - startedAt} ms: sent ${s.data} -> ${s.answer}`)
+    const sentLines = (keptSent.get(u) ?? []).map((s) => `${s.at - startedAt} ms: sent ${s.data} -> ${s.answer}`)
     const seen = cl.history.map((h) => `${h.at - startedAt} ms: ${h.push ? `push ${JSON.stringify(h.push.data)} offset ${h.push.offset}` : JSON.stringify(h.state)}`)
-    t.comment(`${u}:\n${[...sentLines, ...seen].sort((a, b) => parseInt(a) - parseInt(b)).join('\n')}`)
+    const events = receiver!.received.flatMap((b) => b.events as { userId: string; type: string; cause: string; ts: number; ver: number }[]).filter((e) => e.userId === u)
+    const eventLines = events.map((e) => `${e.ts - startedAt} ms: event ${e.type} ${e.cause} ver ${e.ver}`)
+    t.comment(`${u}:\n${[...sentLines, ...seen, ...eventLines].sort((a, b) => parseInt(a) - parseInt(b)).join('\n')}`)
   }
+  t.comment(`the chaos started at ${startedAt} (ms epoch, for the services' logs)`)
 })
