@@ -26,6 +26,11 @@ export interface NetCluster {
   edges: NetEdge[]
   /** When every process was ready (ms epoch); routers started before it. */
   startedAt: number
+  /**
+   * Starts an edge in `host` with the cluster's Redis, prefix, lease and edge environment: an
+   * edge restarted where it ran (same host, same `nodeId`), as an orchestrator would, or one more.
+   */
+  addEdge(t: TestScope, host: Host, opts?: { nodeId?: string; env?: EnvOverrides }): Promise<Edge>
 }
 
 export interface NetClusterOptions {
@@ -34,7 +39,8 @@ export interface NetClusterOptions {
   leaseTtlMs: number
   /** Applied to every edge / router. */
   edgeEnv?: EnvOverrides
-  routerEnv?: EnvOverrides
+  /** Or made from the network, before any router starts (e.g. a webhook receiver on `net.root.address`). */
+  routerEnv?: EnvOverrides | ((net: Net) => EnvOverrides | Promise<EnvOverrides>)
   /** What edges and routers connect to instead of the Redis host (a proxy in front of it). */
   redisUrl?: (redis: TestRedis, net: Net) => Promise<string> | string
 }
@@ -50,23 +56,23 @@ export async function startNetCluster(t: TestScope, opts: NetClusterOptions): Pr
   const redisUrl = opts.redisUrl ? await opts.redisUrl(redis, net) : redis.url
   const prefix = uniquePrefix()
   const { leaseTtlMs } = opts
+  const routerEnv = typeof opts.routerEnv === 'function' ? await opts.routerEnv(net) : opts.routerEnv
   const routerHosts = await Promise.all(Array.from({ length: opts.routers ?? 1 }, (_, i) => net.addHost(`r${i + 1}`)))
   const edgeHosts = await Promise.all(Array.from({ length: opts.edges ?? 2 }, (_, i) => net.addHost(`e${i + 1}`)))
+  const addEdge: NetCluster['addEdge'] = (scope, host, edgeOpts = {}) =>
+    startEdge(scope, { redisUrl, prefix, leaseTtlMs, host, nodeId: edgeOpts.nodeId, env: { ...opts.edgeEnv, ...edgeOpts.env } })
   const [routers, edges] = await Promise.all([
     Promise.all(
       routerHosts.map(async (host) => {
-        const router = await startRouter(t, { redisUrl, prefix, leaseTtlMs, host, env: opts.routerEnv })
+        const router = await startRouter(t, { redisUrl, prefix, leaseTtlMs, host, env: routerEnv })
         return { host, router, api: api(router.url, testSecrets().apiKeys[0]) }
       }),
     ),
     Promise.all(
-      edgeHosts.map(async (host, i) => ({
-        host,
-        edge: await startEdge(t, { redisUrl, prefix, leaseTtlMs, host, nodeId: `e${i + 1}-${prefix.slice(1, -1)}`, env: opts.edgeEnv }),
-      })),
+      edgeHosts.map(async (host, i) => ({ host, edge: await addEdge(t, host, { nodeId: `e${i + 1}-${prefix.slice(1, -1)}` }) })),
     ),
   ])
-  return { net, redisHost, redis, prefix, leaseTtlMs, routers, edges, startedAt: Date.now() }
+  return { net, redisHost, redis, prefix, leaseTtlMs, routers, edges, startedAt: Date.now(), addEdge }
 }
 
 /**

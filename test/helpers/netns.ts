@@ -25,15 +25,18 @@ export interface Host {
   readonly port: string | undefined
 }
 
+/** Undoes one fault (its own rules only: other faults stay). */
+export type Heal = () => Promise<void>
+
 export interface Net {
   /** The test process's address on the bridge. */
   readonly root: Host
   /** A new namespace with loopback up and one address on the bridge. */
   addHost(name: string): Promise<Host>
   /** Packets from `from` to `to` are dropped (TCP retransmits them once healed). */
-  cutOneWay(from: Host, to: Host): Promise<void>
+  cutOneWay(from: Host, to: Host): Promise<Heal>
   /** Both directions. */
-  cut(a: Host, b: Host): Promise<void>
+  cut(a: Host, b: Host): Promise<Heal>
   /** Drops this fraction (0 to 1) of the packets `host` receives and of those it sends. */
   loss(host: Host, probability: number): Promise<void>
   /** The host's cable pulled: its veth down, no FIN, no RST, sends fail locally. */
@@ -107,15 +110,28 @@ export async function createNet(t: TestScope): Promise<Net> {
 
   const iptables = async (ns: string, rule: string[]) => {
     await run('ip', ['netns', 'exec', ns, 'iptables', '-w', '-I', ...rule])
-    rules.push({ ns, rule })
+    const entry = { ns, rule }
+    rules.push(entry)
+    return entry
+  }
+  const remove = async (entry: (typeof rules)[number]) => {
+    const i = rules.indexOf(entry)
+    if (i < 0) return // already removed by heal()
+    rules.splice(i, 1)
+    const [chain, ...spec] = entry.rule
+    // -D removes the first identical rule: the same cut made twice is two rules, undone one each.
+    await run('ip', ['netns', 'exec', entry.ns, 'iptables', '-w', '-D', chain!, ...spec])
+  }
+  const healOf = (entries: (typeof rules)[number][]): Heal => async () => {
+    for (const entry of entries.reverse()) await remove(entry)
   }
   // Dropped where the packet arrives (INPUT): a drop in the sender's OUTPUT would fail its
   // send locally (EPERM), which no real partition does. Only traffic to the root (the test
   // process) is dropped on the way out, the root's own tables being the machine's.
-  const cutOneWay = async (from: Host, to: Host) => {
-    if (to.ns) await iptables(to.ns, ['INPUT', '-s', from.address, '-j', 'DROP'])
-    else if (from.ns) await iptables(from.ns, ['OUTPUT', '-d', to.address, '-j', 'DROP'])
-    else throw new Error('cannot cut the root from itself')
+  const cutOneWay = async (from: Host, to: Host): Promise<Heal> => {
+    if (to.ns) return healOf([await iptables(to.ns, ['INPUT', '-s', from.address, '-j', 'DROP'])])
+    if (from.ns) return healOf([await iptables(from.ns, ['OUTPUT', '-d', to.address, '-j', 'DROP'])])
+    throw new Error('cannot cut the root from itself')
   }
 
   return {
@@ -137,8 +153,10 @@ export async function createNet(t: TestScope): Promise<Net> {
     },
     cutOneWay,
     cut: async (a, b) => {
-      await cutOneWay(a, b)
-      await cutOneWay(b, a)
+      const heals = [await cutOneWay(a, b), await cutOneWay(b, a)]
+      return async () => {
+        for (const heal of heals) await heal()
+      }
     },
     loss: async (host, probability) => {
       if (!host.ns) throw new Error('loss needs a host with a namespace')
@@ -154,10 +172,7 @@ export async function createNet(t: TestScope): Promise<Net> {
       downed.add(host)
     },
     heal: async () => {
-      for (const { ns, rule } of rules.splice(0).reverse()) {
-        const [chain, ...spec] = rule
-        await run('ip', ['netns', 'exec', ns, 'iptables', '-w', '-D', chain!, ...spec])
-      }
+      for (const entry of [...rules].reverse()) await remove(entry)
       for (const host of downed) await ip('-n', host.ns!, 'link', 'set', 'eth0', 'up')
       downed.clear()
     },

@@ -77,10 +77,12 @@ export interface ReceiverOptions {
   secret: string
   /** Bodies over this are recorded as invalid (and not kept). Default 16 MiB. */
   maxBodyBytes?: number
+  /** The address to listen on; default 127.0.0.1 (a netns host's router reaches the root's bridge address, `net.root.address`). */
+  host?: string
 }
 
 export interface WebhookReceiver {
-  /** `http://127.0.0.1:<port>/hooks`; the same across stop() and start(). */
+  /** `http://<host>:<port>/hooks` (127.0.0.1 unless given); the same across stop() and start(). */
   readonly url: string
   readonly port: number
   /** Every request, in arrival order, valid or not. */
@@ -99,6 +101,7 @@ export interface WebhookReceiver {
 
 export async function startReceiver(t: { teardown(fn: () => unknown): void }, options: ReceiverOptions): Promise<WebhookReceiver> {
   const maxBodyBytes = options.maxBodyBytes ?? 16 * 1024 * 1024
+  const host = options.host ?? '127.0.0.1'
   const received: ReceivedBatch[] = []
   const waiters = new Set<() => void>()
   const delays = new Set<NodeJS.Timeout>()
@@ -142,7 +145,7 @@ export async function startReceiver(t: { teardown(fn: () => unknown): void }, op
   })
 
   const listen = async (port: number) => {
-    server.listen(port, '127.0.0.1')
+    server.listen(port, host)
     await once(server, 'listening')
   }
   await listen(0)
@@ -159,7 +162,7 @@ export async function startReceiver(t: { teardown(fn: () => unknown): void }, op
   t.teardown(stop)
 
   return {
-    url: `http://127.0.0.1:${port}/hooks`,
+    url: `http://${host}:${port}/hooks`,
     port,
     received,
     answerWith: (fn) => {

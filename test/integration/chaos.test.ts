@@ -9,9 +9,9 @@
 // quiescence a room push reaches every online member and no one else.
 import { randomBytes } from 'node:crypto'
 import t from 'tap'
-import WebSocket from 'ws'
-import { Reconnect, Switchboard, type WebSocketFactory } from '@switchboard/client'
+import { Reconnect } from '@switchboard/client'
 import { startBalancer } from '../helpers/balancer.js'
+import { ChaosClient, checkQuiescence, type PushAnswer } from '../helpers/chaos.js'
 import { api, eventually, mintToken } from '../helpers/clients.js'
 import { startCluster, startRouter, testSecrets, type Edge } from '../helpers/processes.js'
 import { startReceiver } from '../helpers/webhook-receiver.js'
@@ -57,53 +57,17 @@ const edges = new Map<string, Edge>(cluster.edges.map((e) => [e.nodeId, e]))
 const running = () => [...edges.values()].filter((e) => e.isRunning())
 const balancer = await startBalancer(t, () => running().map((e) => e.port))
 
-/** A client as apps use it: the SDK (its reconnect rules: backoff with jitter, quickly after 1001, never after 45xx) behind a load balancer. */
-class ChaosClient {
-  readonly sb: Switchboard
-  welcome: { connId: string; nodeId: string } | undefined
-  readonly received = new Set<string>()
-  hasQuit = false
-  /** When the app closed it: frames still in flight then are not handed to the app. */
-  quitAt: number | undefined
-
-  constructor(
-    readonly userId: string,
-    token: string,
-  ) {
-    this.sb = new Switchboard({ url: balancer.url, getToken: () => token, WebSocket: WebSocket as unknown as WebSocketFactory })
-    this.sb.on('state', (s) => {
-      this.welcome = s.state === 'connected' ? { connId: s.connId, nodeId: s.nodeId } : undefined
-    })
-    this.sb.on('push', (p) => this.received.add(p.id))
-  }
-
-  get isOpen(): boolean {
-    return this.welcome !== undefined
-  }
-
-  connect(): void {
-    this.sb.connect()
-  }
-
-  quit(): void {
-    this.hasQuit = true
-    this.quitAt ??= Date.now()
-    this.sb.close()
-  }
-}
-
 t.test('at quiescence, presence and nodes equal the open sockets, and every delivered push was received', async (t) => {
   const users = Array.from({ length: USERS }, (_, i) => `chaos-${i}`)
-  const clients = await Promise.all(users.map(async (u, i) => new ChaosClient(u, await mintToken(jwtSecret, u, { claims: hasTokenRoom(i) ? { rooms: [TOKEN_ROOM] } : {} }))))
+  const clients = await Promise.all(users.map(async (u, i) => new ChaosClient(u, balancer.url, await mintToken(jwtSecret, u, { claims: hasTokenRoom(i) ? { rooms: [TOKEN_ROOM] } : {} }))))
   const durableMembers = users.filter((_, i) => isDurableMember(i))
   const roomMembers: Record<string, Set<string>> = { [DURABLE_ROOM]: new Set(durableMembers), [TOKEN_ROOM]: new Set(users.filter((_, i) => hasTokenRoom(i))) }
-  const byUser = new Map(clients.map((c) => [c.userId, c]))
   t.teardown(() => clients.forEach((c) => c.quit()))
   clients.forEach((c) => c.connect())
   await eventually(() => clients.every((c) => c.isOpen), { timeoutMs: 10_000 })
 
   // Pushes all along, to users and to the rooms: each answer is checked against what the clients received.
-  const answers: { id: string; delivered: string[]; answeredAt: number }[] = []
+  const answers: PushAnswer[] = []
   const errors: number[] = []
   let pushing = true
   let sent = 0
@@ -177,45 +141,7 @@ t.test('at quiescence, presence and nodes equal the open sockets, and every deli
   // A client that failed often during the chaos may wait out a whole backoff cap before its next attempt.
   await eventually(() => stayers.every((c) => c.isOpen), { timeoutMs: Reconnect.capMs + 15_000 })
 
-  // The registry's view equals the truth: exactly the open sockets.
-  const truth = (c: ChaosClient) => (c.isOpen ? [{ connId: c.welcome!.connId, nodeId: c.welcome!.nodeId }] : [])
-  const mismatches = async () => {
-    const wrong: string[] = []
-    await Promise.all(
-      clients.map(async (c) => {
-        const res = await routerApi.get(`/v1/presence/${c.userId}`)
-        const seen = (res.body?.connections ?? []).map(({ connId, nodeId }: { connId: string; nodeId: string }) => ({ connId, nodeId }))
-        if (JSON.stringify(seen) !== JSON.stringify(truth(c))) wrong.push(`${c.userId}: registry ${JSON.stringify(seen)}, truth ${JSON.stringify(truth(c))}`)
-      }),
-    )
-    return wrong
-  }
-  const last = await eventually(async () => ((await mismatches()).length === 0 ? [] : undefined), { timeoutMs: 10_000 }).catch(async () => mismatches())
-  t.same(last, [], 'presence of every user equals its open sockets')
-
-  const query = await routerApi.post('/v1/presence/query', { userIds: users })
-  t.same([...query.body.online].sort(), stayers.map((c) => c.userId).sort(), 'online: exactly the connected users')
-  t.same([...query.body.offline].sort(), clients.filter((c) => c.hasQuit).map((c) => c.userId).sort(), 'offline: exactly those who left')
-
-  const expectedNodes = () =>
-    [...edges.keys()].sort().map((nodeId) => ({ nodeId, connections: stayers.filter((c) => c.welcome?.nodeId === nodeId).length }))
-  const nodesView = async () =>
-    ((await routerApi.get('/v1/nodes')).body.nodes as { nodeId: string; connections: number }[]).map(({ nodeId, connections }) => ({ nodeId, connections }))
-  await eventually(async () => JSON.stringify(await nodesView()) === JSON.stringify(expectedNodes()), { timeoutMs: 5_000 }).catch(() => undefined)
-  t.same(await nodesView(), expectedNodes(), '/v1/nodes: the three live edges with their open sockets')
-
-  // Delivered means received (frames may still be in flight for a moment). A client that quit
-  // (close()) stops listening at once: a push written to its socket just before, still in
-  // flight or not yet read when it quit, is not handed to the app. Those answered within a
-  // second of its quit are not counted.
-  const QUIT_MARGIN_MS = 1_000
-  const expected = (a: (typeof answers)[number], u: string) => {
-    const quitAt = byUser.get(u)!.quitAt
-    return quitAt === undefined || a.answeredAt < quitAt - QUIT_MARGIN_MS
-  }
-  const undelivered = () => answers.flatMap((a) => a.delivered.filter((u) => expected(a, u) && !byUser.get(u)!.received.has(a.id)).map((u) => `${a.id} -> ${u}`))
-  await eventually(() => undelivered().length === 0, { timeoutMs: 3_000 }).catch(() => undefined)
-  t.same(undelivered(), [], 'every push reported delivered was received')
+  await checkQuiescence(t, { api: routerApi, clients, nodeIds: [...edges.keys()], answers, receiver, settleMs: 10_000, inFlightMs: 3_000 })
 
   // No room push of the chaos reached a non-member.
   const strays = roomPushes.flatMap(({ id, room }) => clients.filter((c) => !roomMembers[room]!.has(c.userId) && c.received.has(id)).map((c) => `${id} (${room}) -> ${c.userId}`))
@@ -244,26 +170,4 @@ t.test('at quiescence, presence and nodes equal the open sockets, and every deli
     const presence = await routerApi.get(`/v1/rooms/${room}/presence`)
     t.same(presence.body.users, onlineMembers.map((c) => c.userId).sort(), `${room}: room presence is its online members`)
   }
-
-  // Presence events: the last one of every user says what presence says.
-  interface Event {
-    userId: string
-    type: string
-    ver: number
-    cause: string
-  }
-  const online = new Set(query.body.online as string[])
-  const lastEvents = () => {
-    const last = new Map<string, Event>()
-    for (const e of receiver.received.filter((b) => b.verified).flatMap((b) => b.events as Event[])) {
-      if ((last.get(e.userId)?.ver ?? 0) < e.ver) last.set(e.userId, e)
-    }
-    return last
-  }
-  const eventMismatches = () => {
-    const last = lastEvents()
-    return users.filter((u) => (last.get(u)?.type === 'user.online') !== online.has(u)).map((u) => `${u}: presence ${online.has(u) ? 'online' : 'offline'}, last event ${JSON.stringify(last.get(u))}`)
-  }
-  await eventually(() => eventMismatches().length === 0, { timeoutMs: 10_000 }).catch(() => undefined)
-  t.same(eventMismatches(), [], 'the last presence event of every user equals its presence')
 })

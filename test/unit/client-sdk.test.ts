@@ -438,18 +438,42 @@ t.test('a reloaded page resumes from storage; recovered: true comes with the wel
   t.same(setup({ storage }).sb.position, undefined, 'a malformed stored value is ignored')
 })
 
-t.test('recovered: false is surfaced and forgets the position; the next kept push starts over', async (t) => {
+t.test('recovered: false is surfaced and starts over from the welcome\'s head; the next kept push moves it', async (t) => {
   const storage = new MemoryStorage()
   storage.setItem('switchboard:wss://push.example.com/v1/ws', 'ab1.3')
   const { sb, last, states } = setup({ storage })
   sb.connect()
   await flush()
-  last().onmessage?.({ data: JSON.stringify({ type: 'welcome', connId: 'c', nodeId: 'e', recovered: false }) })
+  last().onmessage?.({ data: JSON.stringify({ type: 'welcome', connId: 'c', nodeId: 'e', recovered: false, epoch: 'cd2', offset: 0 }) })
   t.match(states.at(-1), { state: 'connected', recovered: false })
-  t.equal(sb.position, undefined)
-  t.equal(storage.items.size, 0)
+  t.same(sb.position, { epoch: 'cd2', offset: 0 })
   last().frame(keptPush(1, 'cd2'))
   t.same(sb.position, { epoch: 'cd2', offset: 1 })
+  t.equal(storage.getItem('switchboard:wss://push.example.com/v1/ws'), 'cd2.1')
+})
+
+t.test('recovered: false with no head (the edge could not read the inbox) keeps the position: the edge\'s inbox head, once it is back, resumes from it', async (t) => {
+  const storage = new MemoryStorage()
+  storage.setItem('switchboard:wss://push.example.com/v1/ws', 'ab1.3')
+  const { sb, last, states, clock } = setup({ storage })
+  const seen: number[] = []
+  sb.on('push', (p) => seen.push(p.offset!))
+  sb.connect()
+  await flush()
+  last().onmessage?.({ data: JSON.stringify({ type: 'welcome', connId: 'c', nodeId: 'e', recovered: false }) })
+  t.match(states.at(-1), { state: 'connected', recovered: false }, 'surfaced')
+  t.same(sb.position, { epoch: 'ab1', offset: 3 }, 'nothing is known gone: the position stays')
+  t.equal(storage.getItem('switchboard:wss://push.example.com/v1/ws'), 'ab1.3')
+  last().frame({ type: 'inbox', epoch: 'ab1', offset: 5 })
+  t.same(last().closedWith, { code: 4001, reason: 'resuming: kept pushes wait in the inbox' })
+  clock.advance(0)
+  await flush()
+  t.equal(FakeSocket.all.length, 2, 'reconnected at once')
+  t.same(last().protocols.at(-1), 'resume.ab1.3', 'resumed from the position kept')
+  last().onmessage?.({ data: JSON.stringify({ type: 'welcome', connId: 'c2', nodeId: 'e', recovered: true }) })
+  last().frame(keptPush(4))
+  last().frame(keptPush(5))
+  t.same(seen, [4, 5], 'what was missed, once, in order')
 })
 
 t.test('the welcome\'s head is the position until a kept push moves it; recover: false offers no resume', async (t) => {

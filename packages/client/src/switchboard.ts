@@ -308,8 +308,12 @@ export class Switchboard {
       this.#connectedAt = this.#clock.now()
       const { connId, nodeId, recovered, epoch, offset } = frame
       // Not resumed (first connection, or what the position named is gone): start over from
-      // the inbox's head. Resumed: the replay that follows moves the position.
-      if (recovered !== true && this.#recover) this.#setPosition(epoch === undefined || offset === undefined ? undefined : { epoch, offset })
+      // the inbox's head. Resumed: the replay that follows moves the position. Not recovered
+      // and no head: the edge could not read the inbox (cut off from Redis), so nothing is known
+      // gone: the position stays, and the next resume (the edge's inbox head once it is back, or
+      // a gap) replays what was missed.
+      const hasHead = epoch !== undefined && offset !== undefined
+      if (recovered !== true && this.#recover && (hasHead || recovered === undefined)) this.#setPosition(hasHead ? { epoch, offset } : undefined)
       this.#connection = { connId, nodeId }
       this.#refreshFailures = 0
       this.#scheduleRefresh()
