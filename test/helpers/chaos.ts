@@ -107,7 +107,13 @@ export async function checkQuiescence(t: Test, q: QuiescenceOptions): Promise<Se
   t.same(last, [], 'presence of every user equals its open sockets')
   for (const line of last) concerned.add(line.split(':')[0]!)
 
-  const query = await api.post('/v1/presence/query', { userIds: users })
+  // Awaited too: a client may still be resuming (its edge announced its inbox head after a resync).
+  const expectedOnline = JSON.stringify(stayers.map((c) => c.userId).sort())
+  const queryNow = () => api.post('/v1/presence/query', { userIds: users })
+  const query = await eventually(async () => {
+    const res = await queryNow()
+    return JSON.stringify([...res.body.online].sort()) === expectedOnline ? res : undefined
+  }, { timeoutMs: q.settleMs }).catch(() => queryNow())
   t.same([...query.body.online].sort(), stayers.map((c) => c.userId).sort(), 'online: exactly the connected users')
   t.same([...query.body.offline].sort(), clients.filter((c) => c.hasQuit).map((c) => c.userId).sort(), 'offline: exactly those who left')
 
