@@ -149,6 +149,8 @@ export class Connections<S extends ClientSocket> {
   readonly #bySeq = new Map<number, S>()
   /** Frames answering client frames (pongs, refreshes) that arrived before the welcome, sent right after it. */
   readonly #owed = new Map<Conn, string[]>()
+  #announcing: Promise<void> | undefined
+  #announceAgain = false
   /** When each token expires: one heap and one timer for the edge. */
   readonly #expiries: Expiries<Conn> | undefined
   #draining = false
@@ -376,11 +378,28 @@ export class Connections<S extends ClientSocket> {
 
   /**
    * After the edge was cut off from the registry (a resync, or a renewal gap its lease may not
-   * have survived): kept pushes to its users were answered `offline` and only kept meanwhile,
-   * so every welcomed socket that offered `resume.` gets its inbox's head (one read per
-   * partition); a client behind it resumes. Sockets still registering resume anyway.
+   * have survived) or lost a router link: kept pushes to its users may have been answered
+   * `offline` or `failed` and only kept meanwhile, so every welcomed socket that offered
+   * `resume.` gets its inbox's head (one read per partition); a client behind it resumes.
+   * Sockets still registering resume anyway.
    */
-  async announceInboxes(): Promise<void> {
+  announceInboxes(): Promise<void> {
+    // One at a time: a request during one runs once more after it (it may have read heads too early).
+    if (this.#announcing) {
+      this.#announceAgain = true
+      return this.#announcing
+    }
+    this.#announcing = this.#announce().finally(() => {
+      this.#announcing = undefined
+      if (this.#announceAgain) {
+        this.#announceAgain = false
+        void this.announceInboxes()
+      }
+    })
+    return this.#announcing
+  }
+
+  async #announce(): Promise<void> {
     const heads = this.#deps.inbox?.heads
     if (!heads) return
     const resumable = this.sockets.all().filter((ws) => ws.getUserData().resume !== undefined)

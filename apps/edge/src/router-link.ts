@@ -1,6 +1,6 @@
 import type { Logger } from 'pino'
 import type { WebSocket, WebSocketBehavior } from 'uWebSockets.js'
-import { CloseCode, MAX_LINK_FRAME_BYTES, decodeLinkCall, encodeLinkAnswer } from '@switchboard/protocol'
+import { CloseCode, LINK_IDLE_TIMEOUT_S, MAX_LINK_FRAME_BYTES, decodeLinkCall, encodeLinkAnswer } from '@switchboard/protocol'
 import { sendError } from './http.js'
 import type { InternalAnswer, InternalCalls } from './internal-calls.js'
 
@@ -8,6 +8,12 @@ export interface RouterLinkDeps {
   isInternalCaller: (authorization: string) => boolean
   calls: InternalCalls
   log: Logger
+  /**
+   * A link was lost rather than closed (a router died, or dropped it after a call failed: any
+   * close but 1000 and 1001). Kept pushes it carried may have been answered `failed` and only
+   * kept: the edge tells its resuming clients their inbox heads.
+   */
+  onLinkLost?: () => void
 }
 
 /** A link holds nothing per socket: every call carries what it needs. */
@@ -39,8 +45,9 @@ export function createRouterLinks(deps: RouterLinkDeps): RouterLinks {
     // router is not reading at all, and the link is cut (below) so it fails over and reconnects.
     maxBackpressure: 4 * MAX_LINK_FRAME_BYTES,
     closeOnBackpressureLimit: false,
-    // Routers ping every 5 s, and any frame resets the timer: only a dead router is cut.
-    idleTimeout: 32,
+    // Routers ping every 5 s, and any frame resets the timer: only a dead or unreachable router
+    // is cut, after three missed pings (a router's own cut is not seen here: its reset is lost).
+    idleTimeout: LINK_IDLE_TIMEOUT_S,
     sendPingsAutomatically: false,
     upgrade: (res, req, context) => {
       if (!deps.isInternalCaller(req.getHeader('authorization'))) {
@@ -69,6 +76,7 @@ export function createRouterLinks(deps: RouterLinkDeps): RouterLinks {
     close: (ws, code) => {
       links.delete(ws)
       log.info({ code, links: links.size }, 'router link closed')
+      if (code !== 1000 && code !== CloseCode.draining) deps.onLinkLost?.()
     },
   }
 

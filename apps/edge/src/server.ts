@@ -155,7 +155,12 @@ export async function startEdge(deps: EdgeDeps): Promise<Edge> {
     revokeUser: (userId, reason) => connections.revokeUser(userId, reason),
     log,
   })
-  const links = createRouterLinks({ isInternalCaller, calls, log })
+  const links = createRouterLinks({
+    isInternalCaller,
+    calls,
+    log,
+    onLinkLost: () => void connections.announceInboxes().catch((err: unknown) => log.warn({ err }, 'announcing inbox heads after a lost router link failed')),
+  })
 
   internal
     .get('/healthz', (res) => sendJson(res, 200, { status: 'ok' }))

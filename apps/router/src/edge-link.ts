@@ -168,10 +168,14 @@ class Link {
     })
   }
 
-  /** Ends the link for good (client closed, or idle): everything waiting or in flight fails. */
+  /**
+   * Ends the link for good (client closed, or idle): everything waiting or in flight fails. A
+   * clean close (1000), so the edge can tell it from a link lost in a failure (1006), after
+   * which it tells its resuming clients their inbox heads (kept pushes may have failed).
+   */
   close(err: unknown): void {
     for (const d of this.#deliveries.splice(0)) d.reject(err)
-    this.#teardown(err)
+    this.#teardown(err, 1000)
   }
 
   /** Sends what waits as `deliveries` calls, each within MAX_CALL_BYTES and MAX_RECIPIENTS_PER_CALL. */
@@ -287,12 +291,13 @@ class Link {
     this.#teardown(err)
   }
 
-  /** Closes the socket, stops its timers and fails every call on it; the next call reconnects. */
-  #teardown(err: unknown): void {
+  /** Closes the socket (cleanly with `code`, else cut), stops its timers and fails every call on it; the next call reconnects. */
+  #teardown(err: unknown, code?: number): void {
     clearInterval(this.#pinger)
     clearTimeout(this.#timer)
     this.#timer = undefined
-    this.#ws?.terminate()
+    if (code !== undefined && this.#ws?.readyState === WebSocket.OPEN) this.#ws.close(code)
+    else this.#ws?.terminate()
     this.#ws = undefined
     this.#isOpen = false
     for (const call of this.#calls.values()) call.fail(err)

@@ -21,6 +21,12 @@
  */
 export const LINK_PATH = '/internal/link'
 
+/**
+ * An edge cuts a router link silent this long (s; routers ping every 5 s): a router that died
+ * or became unreachable. uWS checks idle sockets every 4 s, so the cut comes up to 4 s later.
+ */
+export const LINK_IDLE_TIMEOUT_S = 16
+
 export const LINK_OPS = ['deliveries', 'broadcast', 'disconnect', 'room', 'room-join', 'room-leave', 'room-members'] as const
 export type LinkOp = (typeof LINK_OPS)[number]
 
