@@ -11,7 +11,9 @@ import { testSecrets, type Edge } from '../helpers/processes.js'
 const DOWN_MS = 30_000
 const FAILING_MS = 5_000
 const TIMEOUT_MS = 1_000
-const { cluster, receiver } = await startPresenceCluster(t, { edges: 2, routerEnv: { PRESENCE_WEBHOOK_TIMEOUT_MS: String(TIMEOUT_MS) } })
+/** The retries' ceiling: once the receiver is up, the next attempt comes within it (full jitter). */
+const RETRY_MAX_MS = 10_000
+const { cluster, receiver } = await startPresenceCluster(t, { edges: 2, routerEnv: { PRESENCE_WEBHOOK_TIMEOUT_MS: String(TIMEOUT_MS), PRESENCE_WEBHOOK_RETRY_MAX_MS: String(RETRY_MAX_MS) } })
 const [edgeA, edgeB] = cluster.edges as [Edge, Edge]
 const { jwtSecret } = testSecrets()
 
@@ -74,6 +76,7 @@ t.test('receiver down, failing, hanging, then up: every event arrives in order; 
   }
   t.equal(expected.length, round * 20, `${round} rounds of 10 users: ${round * 20} events recorded`)
   const acked = () => eventsIn(receiver.received.filter((b) => b.verified)).filter((e) => e.userId.startsWith(`po-${tag}-`))
+  // The next attempt comes within RETRY_MAX_MS of the receiver being up; then the backlog drains.
   await receiver.waitFor(() => new Set(acked().map((e) => e.id)).size >= expected.length, 60_000)
   pushing = false
   await pusher

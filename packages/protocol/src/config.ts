@@ -228,6 +228,7 @@ const RouterEnvShape = z.object({
   PRESENCE_WEBHOOK_BATCH_MAX: z.coerce.number().int().min(1).max(1_000).default(100),
   PRESENCE_WEBHOOK_BATCH_MS: ms(250, 0),
   PRESENCE_WEBHOOK_RETRY_FOR_MS: z.coerce.number().int().min(1_000).max(30 * 86_400_000).default(86_400_000),
+  PRESENCE_WEBHOOK_RETRY_MAX_MS: z.coerce.number().int().min(500).max(3_600_000).default(300_000),
   PRESENCE_POLL_MS: ms(250, 10),
   PUSH_KEEP_DEFAULT: z.enum(['true', 'false']).default('false'),
   ROUTER_ADMIN_PORT: z.coerce.number().int().min(0).max(65_535).optional(),
@@ -285,6 +286,8 @@ export const RouterEnv = RouterEnvShape
       batchMax: e.PRESENCE_WEBHOOK_BATCH_MAX,
       batchMs: e.PRESENCE_WEBHOOK_BATCH_MS,
       retryForMs: e.PRESENCE_WEBHOOK_RETRY_FOR_MS,
+      /** The ceiling of a retry's jittered delay: how long a recovered endpoint may wait at most for the next attempt. */
+      retryMaxMs: e.PRESENCE_WEBHOOK_RETRY_MAX_MS,
     },
     /** How often a router's delivery worker settles held offlines and reads its partitions. */
     presencePollMs: e.PRESENCE_POLL_MS,

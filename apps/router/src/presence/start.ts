@@ -30,7 +30,7 @@ export function startPresenceDelivery(deps: PresenceDeliveryDeps): PresenceRelay
     batchMs: webhooks.batchMs,
     retryForMs: webhooks.retryForMs,
     attemptTimeoutMs: webhooks.timeoutMs,
-    retryDelayMs: (attempt, retryAfterMs) => retryDelayMs(attempt, retryAfterMs),
+    retryDelayMs: (attempt, retryAfterMs) => retryDelayMs(attempt, retryAfterMs, Math.random, undefined, webhooks.retryMaxMs),
   })
   relay.start()
   return relay
