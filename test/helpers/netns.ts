@@ -14,7 +14,7 @@ const run = promisify(execFile)
  *
  * This kernel has no sch_netem (nor prio/fq_codel, nor tc drop actions): cuts and random
  * loss are iptables DROP rules (a dropped segment is retransmitted after the heal, as across
- * a real partition), and delay is a userspace proxy (`startDelayProxy`).
+ * a real partition), and delay is a userspace proxy (`startTcpProxy`).
  */
 export interface Host {
   readonly name: string

@@ -18,6 +18,7 @@ import { netnsSkip, type Heal } from '../helpers/netns.js'
 import { startNetCluster } from '../helpers/netns-cluster.js'
 import { testSecrets } from '../helpers/processes.js'
 import { startReceiver, type WebhookReceiver } from '../helpers/webhook-receiver.js'
+import { BACK_BOUND_MS, FORWARD_TIMEOUT_MS, LEASE_TTL_MS, MARGIN_MS, REDIS_COMMAND_TIMEOUT_MS, RENEWAL_MS } from '../helpers/partitions.js'
 
 const skip = netnsSkip()
 const { jwtSecret } = testSecrets()
@@ -25,16 +26,6 @@ const USERS = 150
 const isKeptUser = (i: number) => i % 5 === 0
 const isQuitter = (i: number) => i % 10 === 1
 const CHAOS_MS = 20_000
-const LEASE_TTL_MS = 2_000
-const RENEWAL_MS = LEASE_TTL_MS / 3
-const FORWARD_TIMEOUT_MS = 1_000
-const REDIS_COMMAND_TIMEOUT_MS = 500
-// Scheduling on 2 shared cores, process to process: what a bound may be late by.
-const MARGIN_MS = 500
-/** ioredis's reconnect backoff at its cap (packages/registry client.ts: 2 s + up to 0.2 s of jitter). */
-const RECONNECT_CAP_MS = 2_200
-/** An edge back online after a heal: a renewal retry, a command timeout, a reconnect (partitions-redis.test.ts). */
-const BACK_BOUND_MS = RENEWAL_MS + REDIS_COMMAND_TIMEOUT_MS + RECONNECT_CAP_MS + MARGIN_MS
 /** Presence partitions of a router cut from Redis pass to the other once its claims lapse (apps/router/src/presence/relay.ts), at its next turn. */
 const CLAIM_TTL_MS = 5_000
 const CLAIM_TURN_MS = 1_000

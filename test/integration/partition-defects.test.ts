@@ -12,19 +12,15 @@ import { connectUser, eventually, mintToken } from '../helpers/clients.js'
 import { netnsSkip } from '../helpers/netns.js'
 import { startNetCluster, untilReaperArmed } from '../helpers/netns-cluster.js'
 import { testSecrets } from '../helpers/processes.js'
+import { LEASE_TTL_MS, MARGIN_MS, REDIS_COMMAND_TIMEOUT_MS, RENEWAL_MS, online } from '../helpers/partitions.js'
 
 const skip = netnsSkip()
 const { jwtSecret } = testSecrets()
-const LEASE_TTL_MS = 2_000
-const RENEWAL_MS = LEASE_TTL_MS / 3
-const REDIS_COMMAND_TIMEOUT_MS = 500
-const MARGIN_MS = 500
 const CUT_MS = 2 * LEASE_TTL_MS
-// Back after the heal: TCP's retransmission backoff (at most the cut) + a renewal + a command
-// timeout (partitions-redis.test.ts measured 2.6-3.4 s for a 4 s cut).
-const BACK_BOUND_MS = CUT_MS + RENEWAL_MS + REDIS_COMMAND_TIMEOUT_MS + MARGIN_MS
+// Back after the heal, with room: the cut's length + a renewal + a command timeout, looser than
+// the reconnect bound (BACK_BOUND_MS) because these checks wait for the resync and a resume too.
+const RESYNC_BOUND_MS = CUT_MS + RENEWAL_MS + REDIS_COMMAND_TIMEOUT_MS + MARGIN_MS
 const env = { PRESENCE_OFFLINE_GRACE_MS: '0', REDIS_COMMAND_TIMEOUT_MS: String(REDIS_COMMAND_TIMEOUT_MS) }
-const online = async (api: { post: (p: string, b: unknown) => Promise<{ body: { online?: string[] } }> }, userIds: string[]) => (await api.post('/v1/presence/query', { userIds })).body.online ?? []
 
 t.test('single session: a user who signed in on another edge during the cut keeps the newer session after the heal', { skip }, async (t) => {
   const c = await startNetCluster(t, { edges: 2, leaseTtlMs: LEASE_TTL_MS, edgeEnv: { ...env, EDGE_SESSION_POLICY: 'single' }, routerEnv: env })
@@ -46,7 +42,7 @@ t.test('single session: a user who signed in on another edge during the cut keep
   // The edge rejoins (its lease was lost) and re-writes its connections: 'registry resynced'.
   // Not the bound under test here: twice it, so a loaded host fails on the defect, not on this wait.
   const isResynced = () => cutEdge.edge.logRecords().some((r) => r.msg === 'registry resynced' && Number(r.time) >= healedAt)
-  await eventually(isResynced, { timeoutMs: 2 * BACK_BOUND_MS }).catch(() => undefined)
+  await eventually(isResynced, { timeoutMs: 2 * RESYNC_BOUND_MS }).catch(() => undefined)
   const since = cutEdge.edge.logRecords().filter((r) => Number(r.time) >= cutAt).map((r) => `${Number(r.time) - healedAt} ms: ${String(r.msg)}${r.err ? ` (${(r.err as { message?: string }).message})` : ''}`)
   if (!t.ok(isResynced(), 'the cut edge resynced after the heal')) t.comment(`the cut edge's log since the cut (ms from the heal):\n${since.join('\n')}`)
   t.comment(`single session: the cut edge resynced ${Date.now() - healedAt} ms after the heal`)
@@ -90,7 +86,7 @@ t.test('kept pushes sent during the cut reach the SDK on the cut edge once, in o
 
   // The issue leaves the bound to the fix; the edge's return plus the SDK's gap hold (5 s) is generous.
   const GAP_HOLD_MS = 5_000
-  const bound = Math.round(BACK_BOUND_MS + GAP_HOLD_MS)
+  const bound = Math.round(RESYNC_BOUND_MS + GAP_HOLD_MS)
   const arrived = await eventually(() => ['k1', 'k2', 'k3'].every((id) => received.includes(id)), { timeoutMs: bound }).then(() => true, () => false)
   t.comment(`kept pushes during the cut: ${arrived ? `all arrived ${Date.now() - healedAt} ms after the heal` : `not arrived ${bound} ms after the heal`}; received ${JSON.stringify(received)}; states ${states.join(' ')}`)
   t.ok(arrived, `k1-k3 arrived within ${bound} ms of the heal, with no further kept push`)

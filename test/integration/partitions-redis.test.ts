@@ -4,44 +4,17 @@
 // loss by iptables). Bounds are derived from the configured values.
 import t, { type Test } from 'tap'
 import type { PresenceEvent } from '@switchboard/protocol'
-import { connectUser, eventually, type Api, type Client, type Frame } from '../helpers/clients.js'
-import { startDelayProxy } from '../helpers/delay-proxy.js'
+import { connectUser, eventually, type Api, type Client } from '../helpers/clients.js'
 import { netnsSkip } from '../helpers/netns.js'
 import { startNetCluster, untilReaperArmed, type NetCluster } from '../helpers/netns-cluster.js'
 import { testSecrets } from '../helpers/processes.js'
+import { BACK_BOUND_MS, BACK_BOUND_TEXT, FORWARD_TIMEOUT_MS, LEASE_TTL_MS, MARGIN_MS, REDIS_COMMAND_TIMEOUT_MS, RENEWAL_MS, online, pushIds } from '../helpers/partitions.js'
 
 const skip = netnsSkip()
 const { jwtSecret } = testSecrets()
-const LEASE_TTL_MS = 2_000
-const RENEWAL_MS = LEASE_TTL_MS / 3
-const FORWARD_TIMEOUT_MS = 1_000
-const REDIS_COMMAND_TIMEOUT_MS = 500
-// Scheduling on 2 shared cores, process to process: what a bound may be late by.
-const MARGIN_MS = 500
-/** ioredis's reconnect backoff at its cap (packages/registry client.ts: 2 s + up to 0.2 s of jitter). */
-const RECONNECT_CAP_MS = 2_200
-/**
- * Back online after the heal: the edge retries its renewal at least every renewal interval, and
- * after each failed one drops its Redis connection (a cut one would wait for TCP's backed-off
- * retransmission), so the first renewal after the heal waits at most for the retry, a command
- * timeout, and the reconnect's backoff.
- */
-const BACK_BOUND_MS = RENEWAL_MS + REDIS_COMMAND_TIMEOUT_MS + RECONNECT_CAP_MS + MARGIN_MS
-const BACK_BOUND_TEXT = `renewal ${Math.round(RENEWAL_MS)} + command timeout ${REDIS_COMMAND_TIMEOUT_MS} + reconnect backoff ${RECONNECT_CAP_MS} + ${MARGIN_MS} ms`
 const presenceEnv = { PRESENCE_OFFLINE_GRACE_MS: '0', REDIS_COMMAND_TIMEOUT_MS: String(REDIS_COMMAND_TIMEOUT_MS) }
 const routerEnv = { ...presenceEnv, ROUTER_FORWARD_TIMEOUT_MS: String(FORWARD_TIMEOUT_MS), REGISTRY_REAP_GRACE_MS: '0', PRESENCE_POLL_MS: '50' }
-async function pushIds(client: Client): Promise<string[]> {
-  // One ping as a barrier (one per frame would pass EDGE_MAX_FRAMES_PER_S): every frame sent before its pong is in.
-  client.send({ type: 'ping' })
-  const ids: string[] = []
-  for (;;) {
-    const frame: Frame = await client.nextFrame()
-    if (frame.type === 'pong') return ids
-    if (frame.type === 'push') ids.push(String(frame.id))
-  }
-}
 
-const online = async (api: Api, userIds: string[]): Promise<string[]> => (await api.post('/v1/presence/query', { userIds })).body.online ?? []
 
 /** Every presence event of `userIds` in the feed, in each user's order (`ver`). */
 async function eventsOf(api: Api, userIds: readonly string[]): Promise<Map<string, PresenceEvent[]>> {

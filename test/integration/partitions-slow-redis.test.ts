@@ -1,10 +1,10 @@
 // A slow, lossy Redis, made for real: every Redis link of two edges and a router goes through
-// a proxy holding Redis's answers 200 ± 20 ms (test/helpers/delay-proxy.ts: this kernel has
+// a proxy holding Redis's answers 200 ± 20 ms (test/helpers/tcp-proxy.ts: this kernel has
 // no netem) and through 2 % random loss each way on the Redis host (iptables statistic), for
 // SLOW_MS. Pushes must still be delivered, idempotent ones once, and no lease lost.
 import t from 'tap'
 import { connectUser, eventually, type Client, type Frame } from '../helpers/clients.js'
-import { startDelayProxy, type DelayProxy } from '../helpers/delay-proxy.js'
+import { startTcpProxy, type TcpProxy } from '../helpers/tcp-proxy.js'
 import { netnsSkip } from '../helpers/netns.js'
 import { startNetCluster } from '../helpers/netns-cluster.js'
 import { testSecrets } from '../helpers/processes.js'
@@ -37,7 +37,7 @@ async function pushIds(client: Client): Promise<string[]> {
 const percentile = (sorted: readonly number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!
 
 t.test(`${DELAY_MS} ± ${JITTER_MS} ms and ${LOSS * 100} % loss on every Redis link for ${SLOW_MS / 1000} s: pushes delivered, idempotent ones once, no lease lost`, { skip }, async (t) => {
-  let proxy: DelayProxy | undefined
+  let proxy: TcpProxy | undefined
   const env = { REDIS_COMMAND_TIMEOUT_MS: String(REDIS_COMMAND_TIMEOUT_MS) }
   const c = await startNetCluster(t, {
     edges: 2,
@@ -45,7 +45,7 @@ t.test(`${DELAY_MS} ± ${JITTER_MS} ms and ${LOSS * 100} % loss on every Redis l
     edgeEnv: env,
     routerEnv: env,
     redisUrl: async (redis, net) => {
-      proxy = await startDelayProxy(t, net.root.address, { host: new URL(redis.url).hostname, port: redis.port })
+      proxy = await startTcpProxy(t, net.root.address, { host: new URL(redis.url).hostname, port: redis.port })
       return `redis://${proxy.address}:${proxy.port}`
     },
   })

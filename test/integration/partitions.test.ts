@@ -4,32 +4,17 @@
 // pulled without a FIN. Every bound is derived from the configured values.
 import t from 'tap'
 import { SwitchboardBackend, type SwitchboardApiError } from '@switchboard/backend'
-import { connectUser, eventually, mintToken, type Client, type Frame } from '../helpers/clients.js'
+import { connectUser, eventually, mintToken } from '../helpers/clients.js'
 import { netnsSkip } from '../helpers/netns.js'
 import { startNetCluster, startSdkClient } from '../helpers/netns-cluster.js'
 import { testSecrets } from '../helpers/processes.js'
 import { sdkClient } from '../helpers/sdk.js'
 import { LINK_IDLE_TIMEOUT_S } from '@switchboard/protocol'
+import { FORWARD_TIMEOUT_MS, LEASE_TTL_MS, MARGIN_MS, REDIS_COMMAND_TIMEOUT_MS, pushIds } from '../helpers/partitions.js'
 
 const skip = netnsSkip()
 const { jwtSecret, apiKeys } = testSecrets()
-const LEASE_TTL_MS = 2_000
-const FORWARD_TIMEOUT_MS = 1_000
-const REDIS_COMMAND_TIMEOUT_MS = 500
-// Scheduling on 2 shared cores, process to process: what a bound may be late by.
-const MARGIN_MS = 500
 
-/** The ids of every push frame `client` has received so far. */
-async function pushIds(client: Client): Promise<string[]> {
-  // One ping as a barrier (one per frame would pass EDGE_MAX_FRAMES_PER_S): every frame sent before its pong is in.
-  client.send({ type: 'ping' })
-  const ids: string[] = []
-  for (;;) {
-    const frame: Frame = await client.nextFrame()
-    if (frame.type === 'pong') return ids
-    if (frame.type === 'push') ids.push(String(frame.id))
-  }
-}
 
 async function timed<T>(fn: () => Promise<T>): Promise<{ value: T; ms: number }> {
   const started = Date.now()

@@ -4,12 +4,12 @@
 // registry tells the reaper whether a lapse proves its edge dead (ReapGuard); the waits it keeps
 // after an outage are tested in lifecycle.test.ts and the contract suites.
 import { randomBytes } from 'node:crypto'
-import { createServer, connect, type AddressInfo, type Socket } from 'node:net'
+import { startTcpProxy } from '../helpers/tcp-proxy.js'
 import t, { type Test } from 'tap'
 import type { PresenceEvent } from '@switchboard/protocol'
 import { api, connectUser, eventually } from '../helpers/clients.js'
 import { startEdge, startRouter, testSecrets, waitForLog, type Router } from '../helpers/processes.js'
-import { startRedis, uniquePrefix, type TestScope } from '../helpers/redis.js'
+import { startRedis, uniquePrefix } from '../helpers/redis.js'
 import { CLAIM_TTL_MS } from '../../apps/router/src/presence/relay.js'
 
 const LEASE_TTL_MS = 1_000
@@ -70,44 +70,10 @@ t.test('and after that router restarted', async (t) => {
   t.ok(seenMs <= BOUND_MS + CLAIM_TTL_MS, `on the feed ${seenMs} ms after the kill (bound ${BOUND_MS} ms + the claim hand-over ${CLAIM_TTL_MS} ms)`)
 })
 
-/** A TCP path to Redis that the test can cut (every connection dropped, new ones closed at once) and heal; Redis keeps its data. */
-async function startCuttableLink(t: TestScope, port: number) {
-  const sockets = new Set<Socket>()
-  let isCut = false
-  const server = createServer((client) => {
-    if (isCut) return client.destroy()
-    const upstream = connect(port, '127.0.0.1')
-    sockets.add(client).add(upstream)
-    const end = () => {
-      client.destroy()
-      upstream.destroy()
-      sockets.delete(client)
-      sockets.delete(upstream)
-    }
-    client.once('error', end).once('close', end)
-    upstream.once('error', end).once('close', end)
-    client.pipe(upstream).pipe(client)
-  })
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  t.teardown(() => {
-    for (const s of sockets) s.destroy()
-    return new Promise<void>((resolve) => server.close(() => resolve()))
-  })
-  return {
-    url: `redis://127.0.0.1:${(server.address() as AddressInfo).port}`,
-    cut: () => {
-      isCut = true
-      for (const s of sockets) s.destroy()
-    },
-    heal: () => {
-      isCut = false
-    },
-  }
-}
-
 t.test('Redis unreachable to everyone for 2 leases, then back with its data: the router lets the edges renew first, nobody goes edge_lost', async (t) => {
-  const link = await startCuttableLink(t, redis.port)
-  const viaLink = { redisUrl: link.url, prefix: uniquePrefix(), leaseTtlMs: LEASE_TTL_MS }
+  // A TCP path to Redis the test can cut (every connection dropped, new ones closed) and heal; Redis keeps its data.
+  const link = await startTcpProxy(t, '127.0.0.1', { host: '127.0.0.1', port: redis.port })
+  const viaLink = { redisUrl: `redis://127.0.0.1:${link.port}`, prefix: uniquePrefix(), leaseTtlMs: LEASE_TTL_MS }
   const edges = await Promise.all([startEdge(t, { ...viaLink, env: noGrace }), startEdge(t, { ...viaLink, env: noGrace })])
   const users = edges.map(() => `ro-${randomBytes(3).toString('hex')}`)
   await Promise.all(edges.map((edge, i) => connectUser(t, edge.wsUrl, jwtSecret, users[i]!)))

@@ -14,7 +14,7 @@ const RENEW_MS = TTL_MS / 3
 
 function setup() {
   const clock = new FakeClock()
-  /** When afterOutage ran (clock ms). */
+  /** When afterResync ran (clock ms). */
   const outages: number[] = []
   // The registry's leases lapse on the same clock: a missed renewal shows.
   const registry = new FlakyRegistry({ now: () => clock.now() })
@@ -31,7 +31,7 @@ function setup() {
     status: () => ({ connections: live.size, draining: false }),
     maxConnectionsPerUser: 64,
     onEvicted: async () => undefined,
-    afterOutage: async () => void outages.push(clock.now()),
+    afterResync: async () => void outages.push(clock.now()),
     clock,
   })
   let n = 0
@@ -231,7 +231,7 @@ t.test('stop() closes the lease and leaves no timer', async (t) => {
   t.equal(count('renew'), 1, 'no renewal after stop')
 })
 
-t.test('after an outage its lease may not have survived, a resync and afterOutage run once; never on a steady renewal or a short hiccup', async (t) => {
+t.test('after an outage its lease may not have survived, a resync (and afterResync) runs once; never on a steady renewal or a short hiccup', async (t) => {
   const { clock, registry, startWith, outages } = setup()
   await startWith('ann')
   await clock.advance(5 * RENEW_MS)

@@ -1,5 +1,5 @@
 import { CloseCode, PONG_FRAME, errorFrame, framedAt, inboxFrame, parseClientFrame, refreshedFrame, welcomeFrame, type CloseCause, type Position } from '@switchboard/protocol'
-import type { ConnectionInfo, InboxRead } from '@switchboard/registry'
+import { isRevoked, type ConnectionInfo, type InboxRead } from '@switchboard/registry'
 import { systemClock, type Clock } from './clock.js'
 import type { ConnIds } from './conn-ids.js'
 import { UserSockets, type Count, type HeldFrames, type PushSocket } from './delivery.js'
@@ -126,11 +126,6 @@ export interface ConnectionsDeps {
  */
 export type RefreshResult = 'ok' | 'invalid' | 'other_user' | 'revoked' | 'unavailable'
 
-/** Whether a token issued at `iat` (s epoch) is covered by a revocation at `cutoffMs` (ms epoch); a token without `iat` always is. */
-export function isRevoked(iat: number | undefined, cutoffMs: number | undefined): boolean {
-  return cutoffMs !== undefined && (iat === undefined || iat * 1_000 <= cutoffMs)
-}
-
 /**
  * The client sockets of one edge from upgrade to close: the registration each one waits for
  * before its welcome, the index of welcomed sockets (`sockets`), frame checks, every close the
@@ -167,10 +162,9 @@ export class Connections<S extends ClientSocket> {
     })
     const tokens = deps.tokens
     if (tokens) {
-      const toleranceMs = tokens.clockToleranceS * 1_000
       this.#expiries = new Expiries<Conn>({
         clock: this.#clock,
-        deadlineOf: (conn) => (conn.expS === 0 || conn.state === Closed ? undefined : conn.expS * 1_000 + toleranceMs),
+        deadlineOf: (conn) => (conn.expS === 0 || conn.state === Closed ? undefined : this.#deadlineOf(conn)),
         expire: (conn) => {
           conn.expS = 0 // its entry is gone: the close must not count it stale
           const ws = this.#bySeq.get(conn.seq)
@@ -318,8 +312,9 @@ export class Connections<S extends ClientSocket> {
     return s === undefined ? undefined : Math.floor(s * 1_000) - this.#deps.startedAt
   }
 
+  /** When the connection's token expires, with the clock tolerance (ms epoch). */
   #deadlineOf(conn: Conn): number {
-    return conn.expS * 1_000 + this.#deps.tokens!.clockToleranceS * 1_000
+    return (conn.expS + this.#deps.tokens!.clockToleranceS) * 1_000
   }
 
   /**
@@ -410,7 +405,7 @@ export class Connections<S extends ClientSocket> {
     const byUser = new Map(users.map((u, i) => [u, found[i]]))
     resumable.forEach((ws, i) => {
       const head = byUser.get(conns[i]!.userId)
-      if (head && head.offset > 0 && conns[i]!.state === Open) this.#answer(ws, conns[i]!, inboxFrame(head))
+      if (head && head.offset > 0) this.#answer(ws, conns[i]!, inboxFrame(head)) // skipped if it closed meanwhile
     })
   }
 

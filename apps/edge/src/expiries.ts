@@ -60,12 +60,6 @@ export class Expiries<T> {
     if (this.#stale >= COMPACT_MIN_STALE && this.#stale * 2 > this.#items.length) this.#compact()
   }
 
-  stop(): void {
-    this.#deps.clock.clearTimeout(this.#timer)
-    this.#timer = undefined
-    this.#armedFor = Infinity
-  }
-
   /** Pops every entry due by now: a live one expires, a stale one is dropped. */
   #fire(): void {
     this.#timer = undefined

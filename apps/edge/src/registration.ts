@@ -19,14 +19,13 @@ export interface RegistrationDeps {
   onEvicted: (evicted: readonly Evicted[]) => Promise<void>
   /** Renewals, backoffs and their jitter; defaults to the real ones. */
   clock?: Clock
-  /** Runs after each resync, under the new lease: the room index is written again. */
-  afterResync?: () => Promise<void>
   /**
-   * Runs after each resync: after a lost lease, a new registry server, a failed write, or a
-   * renewal more than two renewal intervals after the last one (the lease may have lapsed and
-   * revived: its entries were invisible meanwhile).
+   * Runs after each resync, under the new lease: after a lost lease, a new registry server, a
+   * failed write, or a renewal more than two renewal intervals after the last one (the lease
+   * may have lapsed and revived: its entries were invisible meanwhile). The room index is
+   * written again, and resuming clients are told their inbox heads.
    */
-  afterOutage?: () => Promise<void>
+  afterResync?: () => Promise<void>
   /**
    * A renewal failed: the registry's connection may be dead while TCP still holds it (a
    * partition: its retransmissions back off to seconds apart, so the first request after the
@@ -182,11 +181,9 @@ export class Registration {
       // is registered again by the resync, which keeps the newer session and evicts the other.
       const lapsed = sentAt - this.#renewedAt > 2 * this.#intervalMs()
       if (lapsed) this.#needsResync = true
-      const resynced = this.#needsResync || this.#failedRemovals.length > 0
-      if (resynced) await this.#resync()
+      if (this.#needsResync || this.#failedRemovals.length > 0) await this.#resync()
       this.#succeeded()
       this.#renewedAt = sentAt
-      if (resynced) this.deps.afterOutage?.().catch((err: unknown) => log.warn({ err }, 'announcing inbox heads after an outage failed'))
     } catch (err) {
       metrics.leaseRenewals.inc({ result: 'error' })
       next = Math.min(next, this.#failed(err, 'lease renewal failed'))

@@ -96,8 +96,10 @@ export async function startEdge(deps: EdgeDeps): Promise<Edge> {
       policy: config.sessionPolicy,
       closeLocal: (connId, code, reason, cause) => connections.closeById(connId, code, reason, cause),
     }),
-    afterResync: () => rooms?.rewrite() ?? Promise.resolve(),
-    afterOutage: () => connections.announceInboxes(),
+    afterResync: () => {
+      announceInboxes()
+      return rooms?.rewrite() ?? Promise.resolve()
+    },
     onRenewFailed: deps.onRegistryStalled,
   })
   const rooms =
@@ -111,6 +113,8 @@ export async function startEdge(deps: EdgeDeps): Promise<Edge> {
         registration.requestResync()
       },
     })
+  /** After an outage (a resync, a lost router link): resuming clients are told their inbox heads, in the background. */
+  const announceInboxes = () => void connections.announceInboxes().catch((err: unknown) => log.warn({ err }, 'announcing inbox heads failed'))
   /** The client sockets' lifecycle; the uWS handlers below only hand events to it. */
   const connections: Connections<Socket> = new Connections<Socket>({
     nodeId: config.nodeId,
@@ -159,7 +163,7 @@ export async function startEdge(deps: EdgeDeps): Promise<Edge> {
     isInternalCaller,
     calls,
     log,
-    onLinkLost: () => void connections.announceInboxes().catch((err: unknown) => log.warn({ err }, 'announcing inbox heads after a lost router link failed')),
+    onLinkLost: announceInboxes,
   })
 
   internal

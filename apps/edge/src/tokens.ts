@@ -1,7 +1,7 @@
 import { createHmac, createPublicKey, timingSafeEqual, verify, type KeyObject } from 'node:crypto'
 import { decodeJwt, decodeProtectedHeader } from 'jose'
 import type { Logger } from 'pino'
-import { RoomName, UserId, type TokenAlgorithm } from '@switchboard/protocol'
+import { DEFAULT_TOKEN_MAX_LIFETIME_S, RoomName, UserId, type TokenAlgorithm } from '@switchboard/protocol'
 
 /** What a valid client token says: who, until when, since when, and the rooms its connection joins (the `rooms` claim). */
 export interface VerifiedToken {
@@ -88,7 +88,7 @@ export function createTokenVerifier(keys: TokenKeys, rules: TokenRules, nowS = (
     }
     const iat = claims.iat
     if (iat !== undefined && (typeof iat !== 'number' || !Number.isFinite(iat))) throw new TokenError('bad iat')
-    const maxLifetimeS = rules.maxLifetimeS ?? 86_400
+    const maxLifetimeS = rules.maxLifetimeS ?? DEFAULT_TOKEN_MAX_LIFETIME_S
     if (claims.exp - (iat ?? now) > maxLifetimeS) {
       throw new TokenError('lifetime too long', `token: valid for longer than the edge accepts (at most ${maxLifetimeS} s from iat to exp)`)
     }

@@ -1,7 +1,7 @@
 import type { Logger } from 'pino'
 import type { Registry as PromRegistry } from 'prom-client'
 import { App, us_listen_socket_close, us_socket_local_port, type us_listen_socket } from 'uWebSockets.js'
-import { DEFAULT_INBOX, DEFAULT_ROOMS, createBearerCheck } from '@switchboard/protocol'
+import { DEFAULT_INBOX, DEFAULT_ROOMS, DEFAULT_TOKEN_MAX_LIFETIME_S, createBearerCheck } from '@switchboard/protocol'
 import { MemoryIdempotencyStore, MemoryInbox, MemoryRoomStore, type Inbox, type Registry, type RoomStore } from '@switchboard/registry'
 import { createApi, type Api } from './api.js'
 import type { RouterConfig } from './config.js'
@@ -68,7 +68,7 @@ export function buildApp(deps: AppDeps): RouterApp {
     rooms: deps.rooms ?? new MemoryRoomStore(roomLimits),
     roomLimits,
     revocations: deps.registry,
-    tokenMaxLifetimeS: deps.config.tokenMaxLifetimeS ?? 86_400,
+    tokenMaxLifetimeS: deps.config.tokenMaxLifetimeS ?? DEFAULT_TOKEN_MAX_LIFETIME_S,
   })
   const isApiKey = createBearerCheck(deps.config.apiKeys)
   const idempotent = createIdempotent(deps.idempotency ?? { store: new MemoryIdempotencyStore(), retentionMs: 86_400_000, pendingTtlMs: 15_000 })

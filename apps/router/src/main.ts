@@ -38,7 +38,7 @@ const idempotency = {
 const inbox = new RedisInbox(redis, config.inbox, { prefix: config.registryPrefix })
 const rooms = new RedisRoomStore(redis, config.rooms, { prefix: config.registryPrefix })
 const app = buildApp({ config, registry, edges, log, promRegistry, idempotency, inbox, rooms })
-// An edge retries a failed renewal within 5 s (its registration's backoff cap), then renews a lease it kept.
+// An edge retries a failed renewal within min(5 s, a renewal interval) (its registration's backoff cap), then renews a lease it kept.
 const EDGE_MAX_BACKOFF_MS = 5_000
 const stopReaper = startReaper({ registry, log, graceMs: config.reapGraceMs, settleMs: config.leaseTtlMs + EDGE_MAX_BACKOFF_MS, intervalMs: Math.min(1_000, Math.floor(config.leaseTtlMs / 3)) })
 const presence = startPresenceDelivery({ config, registry, log, promRegistry })

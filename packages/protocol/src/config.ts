@@ -57,6 +57,9 @@ export const DEFAULT_INBOX = { maxLen: 100, ttlMs: 300_000 } as const
 /** Default room limits (ROOMS_MAX_MEMBERS, ROOMS_MAX_PER_USER, ROOM_NAME_MAX_LENGTH, ROOM_PUSH_LIST_MAX). */
 export const DEFAULT_ROOMS = { maxMembers: 100_000, maxRoomsPerUser: 1_000, maxNameLength: 128, listMax: 1_000 } as const
 
+/** TOKEN_MAX_LIFETIME_S's default: the longest a client token may be valid, and so a revocation kept. */
+export const DEFAULT_TOKEN_MAX_LIFETIME_S = 86_400
+
 const Shared = {
   REDIS_URL: redisUrl,
   REDIS_CLUSTER_NODES: hostPorts.optional(),
@@ -77,7 +80,7 @@ const Shared = {
   ROOMS_MAX_PER_USER: z.coerce.number().int().min(1).max(100_000).default(DEFAULT_ROOMS.maxRoomsPerUser),
   ROOM_NAME_MAX_LENGTH: z.coerce.number().int().min(1).max(256).default(DEFAULT_ROOMS.maxNameLength),
   ROOM_PUSH_LIST_MAX: z.coerce.number().int().min(0).max(10_000).default(DEFAULT_ROOMS.listMax),
-  TOKEN_MAX_LIFETIME_S: z.coerce.number().int().min(60).max(30 * 86_400).default(86_400),
+  TOKEN_MAX_LIFETIME_S: z.coerce.number().int().min(60).max(30 * 86_400).default(DEFAULT_TOKEN_MAX_LIFETIME_S),
 }
 
 /** The ceiling of EDGE_JWT_CLOCK_TOLERANCE_S: a revocation outlives every token it covers by this much more. */

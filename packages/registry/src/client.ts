@@ -7,8 +7,13 @@ export interface RedisClientOptions {
   commandTimeoutMs: number
 }
 
+const RECONNECT_CAP_MS = 2_000
+const RECONNECT_JITTER_MS = 200
+/** The longest a registry client waits before a reconnect attempt. */
+export const RECONNECT_MAX_MS = RECONNECT_CAP_MS + RECONNECT_JITTER_MS
+
 /** Reconnects with capped, jittered backoff: a fleet of edges must not reconnect in lockstep. */
-const backoff = (attempt: number) => Math.min(100 * 2 ** attempt, 2_000) + Math.floor(Math.random() * 200)
+const backoff = (attempt: number) => Math.min(100 * 2 ** attempt, RECONNECT_CAP_MS) + Math.floor(Math.random() * RECONNECT_JITTER_MS)
 
 /**
  * A client tuned for the registry: autopipelining (one write per tick, per master on a

@@ -16,6 +16,7 @@ import {
   type Located,
   type NodeInfo,
   type NodeStatus,
+  isRevoked,
   type PartitionClaim,
   type ReapGuard,
   type Registry,
@@ -135,8 +136,7 @@ export class MemoryRegistry implements Registry {
     if (!inc) return []
     const max = Math.min(Math.max(1, maxPerUser), MAX_CONNECTIONS_PER_USER)
     return conns.flatMap((conn) => {
-      const cutoff = this.#cutoffOf(conn.userId)
-      if (cutoff !== undefined && (conn.iat === undefined || conn.iat * 1_000 <= cutoff)) {
+      if (isRevoked(conn.iat, this.#cutoffOf(conn.userId))) {
         return [{ userId: conn.userId, connId: conn.connId, incId: inc.lease.incId, revoked: true as const }]
       }
       return this.#add(inc, conn, max, cause)

@@ -102,6 +102,14 @@ export interface EdgeRegistry {
   revokedBefore(userId: string): Promise<number | undefined>
 }
 
+/**
+ * Whether a token issued at `iat` (s epoch) is covered by a revocation at `cutoffMs` (ms epoch,
+ * registry clock); a token without `iat` always is. add.lua applies the same rule in Redis.
+ */
+export function isRevoked(iat: number | undefined, cutoffMs: number | undefined): boolean {
+  return cutoffMs !== undefined && (iat === undefined || iat * 1_000 <= cutoffMs)
+}
+
 /** "Sign out everywhere": what a router writes before it closes a user's sockets. */
 export interface Revocations {
   /**

@@ -1,27 +1,34 @@
 import { connect, createServer, type Socket } from 'node:net'
 import type { TestScope } from './redis.js'
 
-export interface DelayProxy {
+export interface TcpProxy {
   /** Where to connect: the proxy's address and port. */
   readonly address: string
   readonly port: number
   /** From now on, what the target sends back is held `delayMs` ± `jitterMs` (uniform), in order. */
   setDelay(delayMs: number, jitterMs: number): void
+  /** Drops every connection and closes new ones at once, until `heal`: the target keeps its data. */
+  cut(): void
+  heal(): void
 }
 
 /**
- * A TCP proxy that delays the target's answers, for links that netem would delay if this
- * kernel had it (it has no sch_netem): each chunk the target sends is held until now + delay
- * ± jitter, never before the chunk ahead of it, so the byte stream keeps its order as TCP's
- * does under netem's default (a reordered segment is put back in order by the receiver).
- * Requests go through at once: as netem on the target's own interface, the round trip grows
- * by the delay. Closes with the test.
+ * A TCP proxy in front of a target (Redis), for faults this kernel cannot make (it has no
+ * sch_netem) or that must leave the target's own links alone:
+ * - a delay on the target's answers: each chunk it sends is held until now + delay ± jitter,
+ *   never before the chunk ahead of it, so the byte stream keeps its order as TCP's does under
+ *   netem's default. Requests go through at once: as netem on the target's own interface, the
+ *   round trip grows by the delay;
+ * - a cut: every connection dropped, new ones closed, until healed.
+ * Closes with the test.
  */
-export async function startDelayProxy(t: TestScope, listen: string, target: { host: string; port: number }): Promise<DelayProxy> {
+export async function startTcpProxy(t: TestScope, listen: string, target: { host: string; port: number }): Promise<TcpProxy> {
   let delayMs = 0
   let jitterMs = 0
+  let isCut = false
   const sockets = new Set<Socket>()
   const server = createServer((client) => {
+    if (isCut) return client.destroy()
     const upstream = connect(target)
     sockets.add(client).add(upstream)
     const end = () => {
@@ -63,6 +70,13 @@ export async function startDelayProxy(t: TestScope, listen: string, target: { ho
     setDelay: (ms, jitter) => {
       delayMs = ms
       jitterMs = jitter
+    },
+    cut: () => {
+      isCut = true
+      for (const s of sockets) s.destroy()
+    },
+    heal: () => {
+      isCut = false
     },
   }
 }
