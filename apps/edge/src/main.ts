@@ -10,7 +10,7 @@ try {
 // The rest loads only once the configuration is valid, so a bad value stops the process at once.
 const { default: pino } = await import('pino')
 const { Registry: PromRegistry } = await import('prom-client')
-const { RedisInbox, RedisRegistry, RedisRoomStore, createRedisClient } = await import('@switchboard/registry')
+const { RedisInbox, RedisRegistry, RedisRoomStore, createRedisClient, dropIfStalled } = await import('@switchboard/registry')
 const { startEdge } = await import('./server.js')
 const log = pino({ level: config.logLevel, base: { service: 'edge', nodeId: config.nodeId } })
 if (!config.redis) {
@@ -28,7 +28,7 @@ const edge = await startEdge({
   rooms: new RedisRoomStore(redis, config.rooms, { prefix: config.registryPrefix }),
   promRegistry: new PromRegistry(),
   // A connection cut by a partition stays "open" while TCP backs off its retransmissions: a fresh one is back within a renewal of the heal.
-  onRegistryStalled: () => redis.disconnect(true),
+  onRegistryStalled: () => dropIfStalled(redis),
 })
 
 process.once('SIGTERM', () => {

@@ -22,7 +22,9 @@ const backoff = (attempt: number) => Math.min(100 * 2 ** attempt, RECONNECT_CAP_
  */
 export function createRedisClient(target: RedisTarget | string, options: RedisClientOptions): RedisClient {
   const t: RedisTarget = typeof target === 'string' ? { kind: 'url', url: target } : target
-  const common: RedisOptions = { commandTimeout: options.commandTimeoutMs, maxRetriesPerRequest: 1 }
+  // A connect attempt is bounded like a command: one begun during a partition is retried
+  // soon after the heal, not after TCP's backed-off SYN retransmissions.
+  const common: RedisOptions = { commandTimeout: options.commandTimeoutMs, connectTimeout: options.commandTimeoutMs, maxRetriesPerRequest: 1 }
   switch (t.kind) {
     case 'url':
       return new Redis(t.url, { ...common, enableAutoPipelining: true, retryStrategy: backoff })
@@ -47,4 +49,14 @@ export function createRedisClient(target: RedisTarget | string, options: RedisCl
         redisOptions: { ...common, username: t.username, password: t.password },
       })
   }
+}
+
+/**
+ * Drops a connection that the client believes is up although a command on it just failed
+ * (cut by a partition, TCP would keep it "open" for minutes), so a fresh one is made. A client
+ * already reconnecting is left alone: restarting it at every failure (each renewal, while
+ * Sentinel still names the dead master) kept it from ever finishing.
+ */
+export function dropIfStalled(client: RedisClient): void {
+  if (client.status === 'ready') client.disconnect(true)
 }
