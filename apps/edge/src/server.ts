@@ -11,7 +11,7 @@ import {
   type us_listen_socket,
 } from 'uWebSockets.js'
 import { LINK_PATH, REQUEST_IDS, WS_PATH, createBearerCheck } from '@switchboard/protocol'
-import type { Inbox, Registry } from '@switchboard/registry'
+import type { EdgeRegistry, Inbox, RouterRegistry } from '@switchboard/registry'
 import { createPublicKey } from 'node:crypto'
 import { createOriginCheck, tokenFromProtocols } from './auth.js'
 import { JwksCache, TokenError, createTokenVerifier, type TokenVerifier, type VerifiedToken } from './tokens.js'
@@ -29,7 +29,8 @@ import { LocalRooms, type RoomIndexStore } from './rooms.js'
 
 export interface EdgeDeps {
   config: EdgeConfig
-  registry: Registry
+  /** Its lease and connections' entries, and the live nodes (to reach the edge holding an evicted socket). */
+  registry: EdgeRegistry & Pick<RouterRegistry, 'liveNodes'>
   log: Logger
   promRegistry: PromRegistry
   /** Defaults to the keys and rules of `config.jwt`. */

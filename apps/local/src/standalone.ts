@@ -1,8 +1,8 @@
 import pino from 'pino'
 import { Registry as PromRegistry } from 'prom-client'
 import { loadEdgeConfig, startEdge } from '@switchboard/edge'
-import { MemoryInbox, MemoryRegistry, MemoryRoomStore } from '@switchboard/registry'
-import { LinkEdgeClient, buildApp, loadRouterConfig, startAdmin, startPresenceDelivery, startReaper, type RunningAdmin } from '@switchboard/router'
+import { MemoryIdempotencyStore, MemoryInbox, MemoryRegistry, MemoryRoomStore } from '@switchboard/registry'
+import { loadRouterConfig, startRouter } from '@switchboard/router'
 import { localAdminEnv, type DevSecrets } from './secrets.js'
 
 type Env = Record<string, string | undefined>
@@ -29,34 +29,21 @@ async function runStandalone(env: Env, secrets: DevSecrets) {
   const routerConfig = loadRouterConfig({ ...shared, ...localAdminEnv(env, secrets), ROUTER_API_KEYS: secrets.apiKey })
   const log = pino({ level: routerConfig.logLevel })
   const registry = new MemoryRegistry({ presence: routerConfig.presence })
-
-  const inbox = new MemoryInbox(routerConfig.inbox)
-  const rooms = new MemoryRoomStore(routerConfig.rooms)
-  const edge = await startEdge({ config: edgeConfig, registry, inbox, rooms, log: log.child({ service: 'edge' }), promRegistry: new PromRegistry() })
-  const edges = new LinkEdgeClient({ internalToken: secrets.internalToken, timeoutMs: routerConfig.forwardTimeoutMs })
-  const promRegistry = new PromRegistry()
-  const app = buildApp({ config: routerConfig, registry, edges, inbox, rooms, log: log.child({ service: 'router' }), promRegistry })
-  const stopReaper = startReaper({ registry, log, graceMs: routerConfig.reapGraceMs, settleMs: 0 })
-  const presence = startPresenceDelivery({ config: routerConfig, registry, log: log.child({ service: 'router' }), promRegistry })
-  const port = await app.listen(routerConfig.host, routerConfig.port)
-  const adminConfig = routerConfig.admin!
+  const stores = { registry, inbox: new MemoryInbox(routerConfig.inbox), rooms: new MemoryRoomStore(routerConfig.rooms), idempotency: new MemoryIdempotencyStore() }
+  const edge = await startEdge({ config: edgeConfig, registry, inbox: stores.inbox, rooms: stores.rooms, log: log.child({ service: 'edge' }), promRegistry: new PromRegistry() })
+  const router = await startRouter({ config: routerConfig, stores, log: log.child({ service: 'router' }) })
   // Like the example page: a port in use costs the admin, not the run.
-  const admin: RunningAdmin | undefined = await startAdmin({ admin: adminConfig, leaseTtlMs: routerConfig.leaseTtlMs, registry, api: app.api, presence, promRegistry, log: log.child({ service: 'router' }) }).catch((err: unknown) => {
-    process.stderr.write(`switchboard: no admin web (${(err as Error).message}); set ROUTER_ADMIN_PORT to a free port\n`)
-    return undefined
-  })
+  const admin = router.admin instanceof Error ? undefined : router.admin
+  if (router.admin instanceof Error) process.stderr.write(`switchboard: no admin web (${router.admin.message}); set ROUTER_ADMIN_PORT to a free port\n`)
+  const adminConfig = routerConfig.admin!
 
   return {
-    routerUrl: `http://127.0.0.1:${port}`,
+    routerUrl: `http://127.0.0.1:${router.port}`,
     wsUrls: [`ws://127.0.0.1:${edge.port}`],
     ...(admin && { admin: { url: `http://${adminConfig.host}:${admin.port}/`, password: adminConfig.password } }),
     async stop() {
-      await admin?.close()
-      stopReaper()
-      await presence.stop()
       await edge.drain(0)
-      await app.close(1_000)
-      await edges.close()
+      await router.stop(1_000)
     },
   }
 }

@@ -2,7 +2,7 @@ import type { Logger } from 'pino'
 import type { Registry as PromRegistry } from 'prom-client'
 import { App, us_listen_socket_close, us_socket_local_port, type us_listen_socket } from 'uWebSockets.js'
 import { DEFAULT_INBOX, DEFAULT_ROOMS, DEFAULT_TOKEN_MAX_LIFETIME_S, createBearerCheck } from '@switchboard/protocol'
-import { MemoryIdempotencyStore, MemoryInbox, MemoryRoomStore, type Inbox, type Registry, type RoomStore } from '@switchboard/registry'
+import { MemoryIdempotencyStore, MemoryInbox, MemoryRoomStore, type Inbox, type PresenceReader, type Revocations, type RoomStore, type RouterRegistry } from '@switchboard/registry'
 import { createApi, type Api } from './api.js'
 import type { RouterConfig } from './config.js'
 import type { EdgeClient } from './edge-client.js'
@@ -16,7 +16,8 @@ import { createIdempotent, type IdempotencyDeps } from './idempotency.js'
 
 export interface AppDeps {
   config: Pick<RouterConfig, 'apiKeys' | 'bodyLimitBytes' | 'pipelineMaxInFlight' | 'pipelineMaxBackpressureBytes'> & Partial<Pick<RouterConfig, 'presencePollMs' | 'keepByDefault' | 'inbox' | 'rooms' | 'tokenMaxLifetimeS'>> & ApiLimits
-  registry: Registry
+  /** Routing reads (timed, batched), revocations, and the presence pull API's reads. */
+  registry: RouterRegistry & Revocations & PresenceReader
   edges: EdgeClient
   log: Logger
   promRegistry: PromRegistry

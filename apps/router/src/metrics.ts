@@ -1,6 +1,6 @@
 import { Counter, Gauge, Histogram, collectDefaultMetrics, type Registry as PromRegistry } from 'prom-client'
 import { timeCall } from '@switchboard/protocol'
-import type { Registry } from '@switchboard/registry'
+import type { RouterRegistry } from '@switchboard/registry'
 
 const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5]
 
@@ -95,9 +95,9 @@ export function createRouterMetrics(registry: PromRegistry, inFlight: () => numb
 export type RouterMetrics = ReturnType<typeof createRouterMetrics>
 
 /** The registry reads the routes make, each timed in router_registry_seconds. */
-export type TimedRegistry = Pick<Registry, 'locate' | 'liveNodes' | 'incarnations'>
+export type TimedRegistry = RouterRegistry
 
-export function timedRegistry(registry: Registry, seconds: RouterMetrics['registrySeconds']): TimedRegistry {
+export function timedRegistry(registry: RouterRegistry, seconds: RouterMetrics['registrySeconds']): TimedRegistry {
   return {
     locate: (userIds) => timeCall(seconds.startTimer({ op: 'locate' }), registry.locate(userIds)),
     liveNodes: () => timeCall(seconds.startTimer({ op: 'live_nodes' }), registry.liveNodes()),

@@ -1,8 +1,8 @@
 import type { Logger } from 'pino'
-import type { Registry } from '@switchboard/registry'
+import type { RegistryJanitor } from '@switchboard/registry'
 
 export interface ReaperOptions {
-  registry: Pick<Registry, 'reap'>
+  registry: RegistryJanitor
   log: Logger
   graceMs: number
   /**

@@ -207,11 +207,11 @@ export interface PartitionClaim {
 }
 
 /**
- * The presence events the edges' and the janitor's writes record, and what the routers'
- * delivery workers need to deliver them: partitions shared among workers, held offlines
- * settled, per-sink acknowledgements, the merged feed and a snapshot.
+ * What the routers' delivery workers need of the presence events the edges' and the
+ * janitor's writes record: partitions shared among workers, held offlines settled, per-sink
+ * acknowledgements, and the merged feed appended to.
  */
-export interface PresenceLog {
+export interface PresenceDelivery {
   /** Number of event partitions (events of one user are always in the same one). */
   readonly partitions: number
   /**
@@ -226,8 +226,6 @@ export interface PresenceLog {
   leavePartitions(workerId: string, release: readonly number[]): Promise<void>
   /** Changes whenever a worker joins or leaves (one GET), so a worker can take its turn early. */
   membership(): Promise<string>
-  /** The workers (routers) whose claim is alive, by id, with the partitions each holds and the ms until their claim lapses unless renewed. */
-  workers(): Promise<PresenceWorker[]>
   /** Turns the partition's due held offlines into events, then reads up to `count` events after `after` ('0-0': from the start). */
   pump(partition: number, after: string, count: number): Promise<{ events: StoredEvent[]; nextHoldInMs: number | undefined }>
   /** Each partition's last version: it changes whenever an event or a held offline is recorded there. */
@@ -235,15 +233,26 @@ export interface PresenceLog {
   /** The last position each sink acknowledged in the partition (undefined: none yet). */
   acknowledged(partition: number, sinkIds: readonly string[]): Promise<(string | undefined)[]>
   acknowledge(partition: number, sinkId: string, position: string): Promise<void>
-  /** How many events the partition retains, the oldest one's time, and the newest position ('0-0' if none). */
-  backlog(partition: number): Promise<{ length: number; oldestTs: number | undefined; newest: string }>
   /** Appends events to the merged feed (the pull API's), trimming it to the retention. */
   appendFeed(events: readonly PresenceEvent[]): Promise<void>
+}
+
+/** What the pull API (`/v1/presence/events`, `/snapshot`) and the admin read of presence. */
+export interface PresenceReader {
+  /** Number of event partitions (events of one user are always in the same one). */
+  readonly partitions: number
   readFeed(after: string, count: number): Promise<FeedPage>
   /** The newest `count` events of the feed, newest first (the admin's tail). */
   recentFeed(count: number): Promise<FeedPage['events']>
   snapshot(partition: number, cursor: string, count: number): Promise<SnapshotPage>
+  /** The workers (routers) whose claim is alive, by id, with the partitions each holds and the ms until their claim lapses unless renewed. */
+  workers(): Promise<PresenceWorker[]>
+  /** How many events the partition retains, the oldest one's time, and the newest position ('0-0' if none). */
+  backlog(partition: number): Promise<{ length: number; oldestTs: number | undefined; newest: string }>
 }
+
+/** The presence log, both sides: the stores implement it. */
+export interface PresenceLog extends PresenceDelivery, PresenceReader {}
 
 export interface PresenceSettings {
   /** An offline is held this long and cancelled if the user is back (0: announced at once). */
@@ -254,7 +263,12 @@ export interface PresenceSettings {
 
 export const DEFAULT_PRESENCE: PresenceSettings = { offlineGraceMs: 5_000, retentionMs: 25 * 3_600_000 }
 
-/** The whole registry: each process uses the role it needs. */
+/**
+ * The whole registry, as the stores implement it. Apps never take it whole: an edge takes
+ * `EdgeRegistry` (and `liveNodes`, to find an evicted socket's edge), the router's API
+ * `RouterRegistry` and `Revocations`, its reaper `RegistryJanitor`, its delivery workers
+ * `PresenceDelivery`, its pull API and admin `PresenceReader`.
+ */
 export interface Registry extends EdgeRegistry, RouterRegistry, RegistryJanitor, PresenceLog, Revocations {
   /** Stops timers; does not close a client it was given. */
   close(): Promise<void>

@@ -8,7 +8,7 @@ import fastifyStatic from '@fastify/static'
 import Fastify, { type FastifyReply, type FastifyRequest } from 'fastify'
 import type { Logger } from 'pino'
 import { SwitchboardError, errorBody, httpStatus, type ErrorCode } from '@switchboard/protocol'
-import type { PresenceLog, RouterRegistry } from '@switchboard/registry'
+import type { PresenceReader, RouterRegistry } from '@switchboard/registry'
 import type { Api } from '../api.js'
 import type { RelayStatus } from '../presence/relay.js'
 import { BoundedSessionStore } from './session-store.js'
@@ -21,7 +21,7 @@ export interface AdminOptions {
   sessionTtlMs: number
   /** For the edges' lease age. */
   leaseTtlMs: number
-  registry: Pick<RouterRegistry, 'liveNodes' | 'locate'> & Pick<PresenceLog, 'recentFeed' | 'workers'>
+  registry: Pick<RouterRegistry, 'liveNodes' | 'locate'> & Pick<PresenceReader, 'recentFeed' | 'workers'>
   /** The router's own operations: the admin's pushes, lookups and disconnects are the API's, validated and counted alike. */
   api: Pick<Api, 'presence' | 'push' | 'disconnect' | 'rooms'>
   /** This router's presence delivery (the webhook endpoints' state). */

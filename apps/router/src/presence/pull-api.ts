@@ -1,8 +1,8 @@
 import { SwitchboardError, type PresenceEvent } from '@switchboard/protocol'
-import { comparePositions, type PresenceLog } from '@switchboard/registry'
+import { comparePositions, type PresenceReader } from '@switchboard/registry'
 
 export interface PullApiDeps {
-  registry: PresenceLog
+  registry: PresenceReader
   /** How often a waiting request looks for new events. */
   pollMs: number
   /** Read while waiting: a closing router answers at once with what it has. */

@@ -1,12 +1,12 @@
 import { createHash } from 'node:crypto'
 import type { Logger } from 'pino'
 import type { PresenceEvent } from '@switchboard/protocol'
-import { comparePositions, type PresenceLog, type StoredEvent } from '@switchboard/registry'
+import { comparePositions, type PresenceDelivery, type StoredEvent } from '@switchboard/registry'
 import type { PresenceMetrics } from './metrics.js'
 import type { Attempt, Sink } from './sink.js'
 
 export interface RelayOptions {
-  registry: PresenceLog
+  registry: PresenceDelivery
   sinks: readonly Sink[]
   /** Unique per router process. */
   workerId: string

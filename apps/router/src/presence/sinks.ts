@@ -1,10 +1,10 @@
 import { createHash } from 'node:crypto'
-import type { PresenceLog } from '@switchboard/registry'
+import type { PresenceDelivery } from '@switchboard/registry'
 import { postBatch } from './webhook-endpoint.js'
 import type { Sink } from './sink.js'
 
 /** The feed the pull API reads: one ordered stream in Redis, appended to in each partition's order. */
-export function feedSink(registry: PresenceLog): Sink {
+export function feedSink(registry: PresenceDelivery): Sink {
   return {
     id: 'feed',
     label: 'feed',

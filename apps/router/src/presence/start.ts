@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto'
 import { hostname } from 'node:os'
 import type { Logger } from 'pino'
 import type { Registry as PromRegistry } from 'prom-client'
-import type { PresenceLog } from '@switchboard/registry'
+import type { PresenceDelivery } from '@switchboard/registry'
 import type { RouterConfig } from '../config.js'
 import { createPresenceMetrics } from './metrics.js'
 import { PresenceRelay } from './relay.js'
@@ -11,7 +11,7 @@ import { retryDelayMs } from './webhook-endpoint.js'
 
 export interface PresenceDeliveryDeps {
   config: Pick<RouterConfig, 'webhooks' | 'presencePollMs'>
-  registry: PresenceLog
+  registry: PresenceDelivery
   log: Logger
   promRegistry: PromRegistry
 }
