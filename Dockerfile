@@ -6,6 +6,7 @@ COPY package.json package-lock.json tsconfig.base.json tsconfig.json ./
 COPY packages/wire/package.json packages/wire/
 COPY packages/protocol/package.json packages/protocol/
 COPY packages/registry/package.json packages/registry/
+COPY packages/config/package.json packages/config/
 COPY packages/backend/package.json packages/backend/
 COPY apps/edge/package.json apps/edge/
 COPY apps/router/package.json apps/router/
@@ -23,6 +24,7 @@ COPY --from=build /app/package.json /app/package-lock.json ./
 COPY --from=build /app/packages/wire/package.json packages/wire/
 COPY --from=build /app/packages/protocol/package.json packages/protocol/
 COPY --from=build /app/packages/registry/package.json packages/registry/
+COPY --from=build /app/packages/config/package.json packages/config/
 COPY --from=build /app/apps/edge/package.json apps/edge/
 COPY --from=build /app/apps/router/package.json apps/router/
 COPY --from=build /app/apps/local/package.json apps/local/
@@ -33,6 +35,7 @@ COPY --from=build /app/packages/wire/dist packages/wire/dist
 COPY --from=build /app/packages/protocol/dist packages/protocol/dist
 COPY --from=build /app/packages/registry/dist packages/registry/dist
 COPY --from=build /app/packages/registry/lua packages/registry/lua
+COPY --from=build /app/packages/config/dist packages/config/dist
 COPY --from=build /app/apps/edge/dist apps/edge/dist
 COPY --from=build /app/apps/router/dist apps/router/dist
 COPY --from=build /app/apps/router/admin-web apps/router/admin-web

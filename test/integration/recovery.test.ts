@@ -4,7 +4,7 @@
 // answered recovered: false, never a partial replay.
 import { randomBytes } from 'node:crypto'
 import t, { type Test } from 'tap'
-import { DEFAULT_INBOX } from '@switchboard/protocol'
+import { DEFAULT_INBOX } from '@switchboard/registry'
 import { startBalancer } from '../helpers/balancer.js'
 import { eventually, mintToken } from '../helpers/clients.js'
 import { sdkClient } from '../helpers/sdk.js'

@@ -7,7 +7,9 @@ import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import t from 'tap'
 import { parseAllDocuments } from 'yaml'
-import { EDGE_ENV_NAMES, EdgeEnv, ROUTER_ENV_NAMES, RouterEnv, loadConfig } from '@switchboard/protocol'
+import { loadConfig } from '@switchboard/config'
+import { EDGE_ENV_NAMES, EdgeEnv } from '@switchboard/edge'
+import { ROUTER_ENV_NAMES, RouterEnv } from '@switchboard/router'
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- Kubernetes objects are checked field by field
 type Obj = any

@@ -1,8 +1,6 @@
 import t from 'tap'
 import {
-  EdgeEnv,
   PushRequest,
-  RouterEnv,
   SwitchboardError,
   decodeDeliveries,
   decodeDelivery,
@@ -10,7 +8,6 @@ import {
   encodeDelivery,
   errorTable,
   framedAt,
-  loadConfig,
   parseResumeProtocol,
   resumeProtocol,
   parseClientFrame,
@@ -18,6 +15,9 @@ import {
   pushFrame,
   shouldReconnect,
 } from '@switchboard/protocol'
+import { loadConfig } from '@switchboard/config'
+import { EdgeEnv } from '@switchboard/edge'
+import { RouterEnv } from '@switchboard/router'
 
 t.test('a delivery body round-trips, whatever the frame contains', async (t) => {
   const frame = pushFrame('m1', 'e', { text: 'line\nbreak', nested: ['\n'] }, 1)

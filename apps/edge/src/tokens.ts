@@ -1,7 +1,8 @@
 import { createHmac, createPublicKey, timingSafeEqual, verify, type KeyObject } from 'node:crypto'
 import { decodeJwt, decodeProtectedHeader } from 'jose'
 import type { Logger } from 'pino'
-import { DEFAULT_TOKEN_MAX_LIFETIME_S, RoomName, UserId, type TokenAlgorithm } from '@switchboard/protocol'
+import { DEFAULT_TOKEN_MAX_LIFETIME_S, RoomName, UserId } from '@switchboard/protocol'
+import type { TokenAlgorithm } from './config.js'
 
 /** What a valid client token says: who, until when, since when, and the rooms its connection joins (the `rooms` claim). */
 export interface VerifiedToken {

@@ -1,5 +1,5 @@
 export { buildApp, type AppDeps, type RouterApp } from './app.js'
-export { loadRouterConfig, type RouterConfig } from './config.js'
+export { ROUTER_ENV_NAMES, RouterEnv, loadRouterConfig, type RouterConfig } from './config.js'
 export { EdgeCallError, type EdgeClient } from './edge-client.js'
 export { LinkEdgeClient } from './edge-link.js'
 export { planDelivery, settleDelivery } from './plan.js'

@@ -23,3 +23,9 @@ export function createBearerCheck(secrets: readonly string[]): (authorization: s
     return ok
   }
 }
+
+/** TOKEN_MAX_LIFETIME_S's default: the longest a client token may be valid, and so a revocation kept. */
+export const DEFAULT_TOKEN_MAX_LIFETIME_S = 86_400
+
+/** The ceiling of EDGE_JWT_CLOCK_TOLERANCE_S: a revocation outlives every token it covers by this much more. */
+export const MAX_CLOCK_TOLERANCE_S = 300

@@ -1,5 +1,4 @@
 export * from './auth.js'
-export * from './config.js'
 export * from './errors.js'
 export * from './frames.js'
 export * from './internal.js'

@@ -1,6 +1,16 @@
 import { Cluster, Redis, type RedisOptions } from 'ioredis'
-import type { RedisTarget } from '@switchboard/protocol'
 import type { RedisClient } from './scripts/lua.js'
+
+export interface HostPort {
+  host: string
+  port: number
+}
+
+/** Where the registry lives: one server (or a Sentinel-managed one by URL), a Cluster, or Sentinel. */
+export type RedisTarget =
+  | { kind: 'url'; url: string }
+  | { kind: 'cluster'; nodes: HostPort[]; username?: string; password?: string }
+  | { kind: 'sentinel'; sentinels: HostPort[]; name: string; username?: string; password?: string }
 
 export interface RedisClientOptions {
   /** Bounds every command, so a hung Redis becomes `registry_unavailable` instead of a hang. */

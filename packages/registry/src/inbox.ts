@@ -30,6 +30,9 @@ export interface InboxLimits {
   ttlMs: number
 }
 
+/** Default bounds of each user's inbox of kept pushes (INBOX_MAX_LEN, INBOX_TTL_S). */
+export const DEFAULT_INBOX = { maxLen: 100, ttlMs: 300_000 } as const
+
 /**
  * Per-user inboxes of kept pushes, for missed-message recovery: the router appends before it
  * forwards, an edge reads when a client resumes. Bounded by `InboxLimits`.

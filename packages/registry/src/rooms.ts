@@ -12,6 +12,9 @@ export interface RoomLimits {
   maxRoomsPerUser: number
 }
 
+/** Default room limits (ROOMS_MAX_MEMBERS, ROOMS_MAX_PER_USER, ROOM_NAME_MAX_LENGTH, ROOM_PUSH_LIST_MAX). */
+export const DEFAULT_ROOMS = { maxMembers: 100_000, maxRoomsPerUser: 1_000, maxNameLength: 128, listMax: 1_000 } as const
+
 export interface RoomAdded {
   /** The users that were not members before (the rest already were: adding is idempotent). */
   added: string[]
