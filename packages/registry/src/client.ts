@@ -1,6 +1,6 @@
 import { Cluster, Redis, type RedisOptions } from 'ioredis'
 import type { RedisTarget } from '@switchboard/protocol'
-import type { RedisClient } from './scripts/lua.js'
+import type { RedisClient } from './gateway.js'
 
 export interface RedisClientOptions {
   /** Bounds every command, so a hung Redis becomes `registry_unavailable` instead of a hang. */
