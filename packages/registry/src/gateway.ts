@@ -83,7 +83,7 @@ export class RedisGateway {
     })
   }
 
-  /** Whether keys of different slots may go in one call: only on a single server (or Sentinel's master). */
+  /** On a Cluster, one script call must keep to one hash slot; a single server (or Sentinel's master) takes keys of any slot. */
   get isCluster(): boolean {
     return this.client instanceof Cluster
   }
