@@ -1,6 +1,6 @@
 import t from 'tap'
 import { SwitchboardError } from '@switchboard/protocol'
-import { MemoryRegistry, RedisGateway, RedisInbox, newIncarnationId, type RedisClient } from '@switchboard/registry'
+import { MemoryRegistry, RedisGateway, RedisIdempotencyStore, RedisInbox, RedisRegistry, RedisRoomStore, newIncarnationId, type RedisClient } from '@switchboard/registry'
 
 // The gateway against a stand-in client: what it does before, around and after a command.
 // Its behaviour against a real Redis is the contract suites' (every Redis store runs through it).
@@ -32,6 +32,24 @@ for (const status of ['reconnecting', 'end', 'close']) {
     t.equal(sent, 0)
   })
 }
+
+t.test('every Redis store fails at once while its client reconnects, sending nothing', async (t) => {
+  const sent: string[] = []
+  // Any command is recorded: none may be sent.
+  const client = new Proxy({ status: 'reconnecting', options: {} } as Record<string | symbol, unknown>, {
+    get: (target, name) => (name in target || name === 'then' ? target[name] : (...args: unknown[]) => sent.push(`${String(name)} ${args.join(' ')}`)),
+  }) as unknown as RedisClient
+  const limits = { maxLen: 10, ttlMs: 1_000, maxMembers: 10, maxRoomsPerUser: 10 }
+  const calls: [string, () => Promise<unknown>][] = [
+    ['registry', () => new RedisRegistry(client).locate(['ann'])],
+    ['registry', () => new RedisRegistry(client).serverIdentity()],
+    ['inbox', () => new RedisInbox(client, limits).append(['ann'], '{}')],
+    ['room store', () => new RedisRoomStore(client, limits).info('r')],
+    ['idempotency store', () => new RedisIdempotencyStore(client).begin('k', 'f', 1_000)],
+  ]
+  for (const [store, call] of calls) t.same(await codeAndMessage(call()), ['registry_unavailable', 'redis is reconnecting'], store)
+  t.same(sent, [])
+})
 
 t.test('a failed command is registry_unavailable naming the store, with the error as its cause', async (t) => {
   const failure = new Error('READONLY You cannot write against a read only replica')
