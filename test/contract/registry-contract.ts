@@ -81,8 +81,8 @@ export function registryContract(t: Test, makeRegistry: MakeRegistry): void {
   t.test('add then locate returns nodeId, url, connId, since and incId', async (t) => {
     const registry = await makeRegistry(t)
     const lease = await registry.openLease(nodeInfo('n'), longTtlMs)
-    t.equal(typeof lease.incId, 'string')
-    t.ok(lease.incId.length > 0)
+    // One format for every registry (newIncarnationId): base36 ms, then 8 random base36 chars.
+    t.match(lease.incId, /^[0-9a-z]{17}$/)
     t.equal(lease.ttlMs, longTtlMs)
     const c = conn(uniqueId('u'), uniqueId('c'), 1_700_000_000_123)
     await registry.addConnections(lease, [c])

@@ -1,5 +1,5 @@
 import { Cluster, Redis, type RedisOptions } from 'ioredis'
-import type { RedisClient } from './scripts/lua.js'
+import type { RedisClient } from './gateway.js'
 
 export interface HostPort {
   host: string

@@ -1,5 +1,5 @@
+import { gatewayOf, type RedisClient, type RedisGateway } from './gateway.js'
 import * as lua from './scripts/lua.js'
-import type { RedisClient } from './scripts/lua.js'
 
 /** What became of the first request under an idempotency key. */
 export type IdempotencyBegin = { state: 'new' } | { state: 'in_flight' } | { state: 'mismatch' } | { state: 'done'; answer: string }
@@ -18,32 +18,23 @@ export interface IdempotencyStore {
 }
 
 export class RedisIdempotencyStore implements IdempotencyStore {
-  readonly #redis: RedisClient
-  readonly #prefix: string
+  readonly #gateway: RedisGateway
 
-  constructor(redis: RedisClient, options: { prefix?: string } = {}) {
-    this.#redis = redis
-    this.#prefix = `${options.prefix ?? 'sb:'}idem:`
+  /** `options.prefix`: a client's key prefix (a gateway has its own). */
+  constructor(redis: RedisClient | RedisGateway, options: { prefix?: string } = {}) {
+    this.#gateway = gatewayOf(redis, 'idempotency store', options.prefix)
   }
 
   async begin(key: string, fingerprint: string, pendingTtlMs: number): Promise<IdempotencyBegin> {
     // The common case, a new key, is one plain SET NX; the script only reads what a key holds.
-    const set = await this.#call(() => this.#redis.set(this.#prefix + key, `p ${fingerprint}`, 'PX', pendingTtlMs, 'NX'))
+    const set = await this.#gateway.call((r) => r.set(this.#gateway.keys.idempotency(key), `p ${fingerprint}`, 'PX', pendingTtlMs, 'NX'))
     if (set === 'OK') return { state: 'new' }
-    const [state, answer] = (await this.#run(lua.idemBegin, key, [fingerprint, pendingTtlMs])) as [string, string?]
+    const [state, answer] = (await this.#gateway.script(lua.idemBegin, [this.#gateway.keys.idempotency(key)], [fingerprint, pendingTtlMs])) as [string, string?]
     return state === 'done' ? { state, answer: answer ?? '' } : { state: state as 'new' | 'in_flight' | 'mismatch' }
   }
 
   async end(key: string, fingerprint: string, answer: string | undefined, ttlMs: number): Promise<void> {
-    await this.#run(lua.idemEnd, key, [fingerprint, answer ?? '', ttlMs])
-  }
-
-  #run(script: lua.LuaScript, key: string, args: (string | number)[]): Promise<unknown> {
-    return this.#call(() => script.run(this.#redis, [this.#prefix + key], args))
-  }
-
-  #call<T>(call: () => Promise<T>): Promise<T> {
-    return lua.storeCall(this.#redis, 'idempotency store', call)
+    await this.#gateway.script(lua.idemEnd, [this.#gateway.keys.idempotency(key)], [fingerprint, answer ?? '', ttlMs])
   }
 }
 

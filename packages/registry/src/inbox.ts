@@ -1,8 +1,8 @@
 import { createHash } from 'node:crypto'
 import { SwitchboardError, type Position } from '@switchboard/protocol'
-import { buildKeys, groupBy, partitionOf, type Keys } from './keys.js'
+import { gatewayOf, type RedisClient, type RedisGateway } from './gateway.js'
+import { groupBy, partitionOf, type Keys } from './keys.js'
 import * as lua from './scripts/lua.js'
-import type { RedisClient } from './scripts/lua.js'
 
 /** A kept push as the inbox holds it: the frame without its position, and its offset. */
 export interface InboxEntry {
@@ -52,15 +52,16 @@ export interface Inbox {
  * partition of the recipients, autopipelined.
  */
 export class RedisInbox implements Inbox {
-  readonly #redis: RedisClient
+  readonly #gateway: RedisGateway
   /** Redis's clock minus this process's (ms), when sampled. */
   readonly #clock: { offsetMs: number | undefined; sampledAt: number; sampling: boolean } = { offsetMs: undefined, sampledAt: 0, sampling: false }
   readonly #keys: Keys
   readonly #limits: InboxLimits
 
-  constructor(redis: RedisClient, limits: InboxLimits, options: { prefix?: string } = {}) {
-    this.#redis = redis
-    this.#keys = buildKeys(options.prefix ?? 'sb:')
+  /** `options.prefix`: a client's key prefix (a gateway has its own). */
+  constructor(redis: RedisClient | RedisGateway, limits: InboxLimits, options: { prefix?: string } = {}) {
+    this.#gateway = gatewayOf(redis, 'inbox', options.prefix)
+    this.#keys = this.#gateway.keys
     this.#limits = limits
   }
 
@@ -72,7 +73,7 @@ export class RedisInbox implements Inbox {
     await Promise.all(
       [...byPartition].map(async ([p, indexes]) => {
         const keys = indexes.flatMap((i) => this.#keys.inbox(p, userIds[i]!))
-        const reply = (await this.#run(lua.keep, keys, [frame, limits.maxLen, limits.ttlMs, notAfter])) as string[]
+        const reply = (await this.#gateway.script(lua.keep, keys, [frame, limits.maxLen, limits.ttlMs, notAfter])) as string[]
         if (reply.length === 0) throw new SwitchboardError('registry_unavailable', 'inbox append came past its deadline: nothing kept')
         indexes.forEach((i, k) => (positions[i] = { epoch: reply[2 * k]!, offset: Number(reply[2 * k + 1]) }))
       }),
@@ -82,7 +83,7 @@ export class RedisInbox implements Inbox {
 
   async read(userId: string, from: Position | undefined): Promise<InboxRead> {
     const keys = this.#keys.inbox(partitionOf(userId), userId)
-    const reply = (await this.#run(lua.inboxRead, keys, [from?.epoch ?? '', from?.offset ?? 0, this.#limits.ttlMs])) as (number | string)[]
+    const reply = (await this.#gateway.script(lua.inboxRead, keys, [from?.epoch ?? '', from?.offset ?? 0, this.#limits.ttlMs])) as (number | string)[]
     const head = { epoch: String(reply[1]), offset: Number(reply[2]) }
     // Frames follow the position: offsets from.offset + 1, + 2, ...
     const entries: InboxEntry[] = reply.slice(3).map((frame, k) => ({ offset: (from?.offset ?? 0) + k + 1, frame: String(frame) }))
@@ -97,7 +98,7 @@ export class RedisInbox implements Inbox {
       [...byPartition].map(async ([p, indexes]) => {
         for (let b = 0; b < indexes.length; b += HEADS_BATCH) {
           const batch = indexes.slice(b, b + HEADS_BATCH)
-          const reply = (await this.#run(lua.inboxHeads, batch.map((i) => this.#keys.inbox(p, userIds[i]!)[0]), [])) as string[]
+          const reply = (await this.#gateway.script(lua.inboxHeads, batch.map((i) => this.#keys.inbox(p, userIds[i]!)[0]), [])) as string[]
           batch.forEach((i, k) => (heads[i] = reply[2 * k] ? { epoch: reply[2 * k]!, offset: Number(reply[2 * k + 1]) } : undefined))
         }
       }),
@@ -112,13 +113,13 @@ export class RedisInbox implements Inbox {
    * while the offset is unknown, so a skewed clock can never refuse every kept push.
    */
   async #deadline(): Promise<number> {
-    const timeoutMs = lua.commandTimeoutOf(this.#redis)
+    const timeoutMs = this.#gateway.commandTimeoutMs
     if (timeoutMs === undefined) return 0
     if (Date.now() - this.#clock.sampledAt >= CLOCK_SAMPLE_MS && !this.#clock.sampling) {
       this.#clock.sampling = true
       const sent = Date.now()
-      this.#redis
-        .time()
+      this.#gateway
+        .call((r) => r.time())
         .then(([s, us]) => {
           const received = Date.now()
           this.#clock.offsetMs = Number(s) * 1_000 + Math.floor(Number(us) / 1_000) - (sent + received) / 2
@@ -128,10 +129,6 @@ export class RedisInbox implements Inbox {
         .finally(() => (this.#clock.sampling = false))
     }
     return this.#clock.offsetMs === undefined ? 0 : Math.round(Date.now() + this.#clock.offsetMs + timeoutMs)
-  }
-
-  #run(script: lua.LuaScript, keys: readonly string[], args: readonly (string | number)[]): Promise<unknown> {
-    return lua.storeCall(this.#redis, 'inbox', () => script.run(this.#redis, keys, args))
   }
 }
 

@@ -1,6 +1,7 @@
 export * from './registry.js'
 export * from './memory-registry.js'
 export * from './redis-registry.js'
+export { RedisGateway, newIncarnationId, type RedisClient, type RedisGatewayOptions } from './gateway.js'
 export { RECONNECT_MAX_MS, createRedisClient, dropIfStalled, type HostPort, type RedisClientOptions, type RedisTarget } from './client.js'
 export { partitionOf, roomPartitionOf, PARTITIONS } from './keys.js'
 export { MemoryIdempotencyStore, RedisIdempotencyStore, type IdempotencyBegin, type IdempotencyStore } from './idempotency.js'

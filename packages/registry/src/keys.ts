@@ -77,6 +77,8 @@ export interface Keys {
   userRooms(userId: string): string
   /** HASH userId -> "<cutoff ms> <expiry ms>": the partition's revocations (Redis clock), each dropped once expired (revoke.lua). */
   revoked(partition: number): string
+  /** STRING "p <fingerprint>" (pending) or "d <fingerprint> <answer>" (done): an idempotency key (idempotency.ts), one slot each. */
+  idempotency(key: string): string
 }
 
 /** A room's partition: rooms spread over the partitions like users, under another name space. */
@@ -113,5 +115,6 @@ export function buildKeys(prefix: string): Keys {
     roomsOfIncarnation: (p, incId) => `${prefix}{p${p}}:ri:${incId}`,
     userRooms: (userId) => `${prefix}{p${partitionOf(userId)}}:ur:${userId}`,
     revoked: (p) => `${prefix}{p${p}}:rv`,
+    idempotency: (key) => `${prefix}idem:${key}`,
   }
 }

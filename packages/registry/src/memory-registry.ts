@@ -1,4 +1,4 @@
-import { randomInt } from 'node:crypto'
+import { newIncarnationId } from './gateway.js'
 import type { CloseCause, PresenceCause, PresenceEvent } from '@switchboard/protocol'
 import { partitionOf, PARTITIONS } from './keys.js'
 import {
@@ -86,7 +86,7 @@ export class MemoryRegistry implements Registry {
       nodeId: node.nodeId,
       url: node.url,
       startedAt: node.startedAt,
-      incId: this.#newIncId(now),
+      incId: newIncarnationId(now),
       ttlMs,
     })
     this.#incs.set(lease.incId, {
@@ -408,15 +408,6 @@ export class MemoryRegistry implements Registry {
         this.#users.delete(userId)
         this.#wentEmpty(userId, cause)
       }
-    }
-  }
-
-  /** Time-sortable and unique per start: base36 ms epoch plus 8 random base36 characters. */
-  #newIncId(now: number): string {
-    for (;;) {
-      const random = randomInt(36 ** 8).toString(36).padStart(8, '0')
-      const incId = `${now.toString(36).padStart(9, '0')}${random}`
-      if (!this.#incs.has(incId)) return incId
     }
   }
 }

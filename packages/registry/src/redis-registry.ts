@@ -1,12 +1,10 @@
-import { randomBytes } from 'node:crypto'
-import { Cluster } from 'ioredis'
 import { SwitchboardError } from '@switchboard/protocol'
-import { buildKeys, groupBy, partitionOf, PARTITIONS, type Keys } from './keys.js'
+import { gatewayOf, newIncarnationId, type RedisClient, type RedisGateway } from './gateway.js'
+import { groupBy, partitionOf, PARTITIONS, type Keys } from './keys.js'
 import type { CloseCause, PresenceCause, PresenceEvent } from '@switchboard/protocol'
 import { LiveView } from './live-view.js'
 import { forgetIncarnation } from './rooms.js'
 import * as lua from './scripts/lua.js'
-import { storeCall, type LuaScript, type RedisClient } from './scripts/lua.js'
 import {
   DEFAULT_PRESENCE,
   MAX_CONNECTIONS_PER_USER,
@@ -28,7 +26,7 @@ import {
 } from './registry.js'
 
 export interface RedisRegistryOptions {
-  /** Key prefix, so several deployments (or tests) share one Redis. */
+  /** Key prefix, so several deployments (or tests) share one Redis (a client's; a gateway has its own). */
   prefix?: string
   /** How stale the routers' view of live incarnations may get; keep it well under two thirds of the lease TTL. */
   liveRefreshMs?: number
@@ -48,7 +46,7 @@ const GC_VISIBILITY_MS = 60_000
  * cleaned up later through a per-incarnation index. Design: shared/design/registry.md.
  */
 export class RedisRegistry implements Registry {
-  readonly #redis: RedisClient
+  readonly #gateway: RedisGateway
   readonly #keys: Keys
   readonly #live: LiveView
   readonly #presence: PresenceSettings
@@ -60,24 +58,24 @@ export class RedisRegistry implements Registry {
    */
   readonly #validUntil = new Map<string, number>()
 
-  constructor(redis: RedisClient, options: RedisRegistryOptions = {}) {
-    this.#redis = redis
-    this.#keys = buildKeys(options.prefix ?? 'sb:')
+  constructor(redis: RedisClient | RedisGateway, options: RedisRegistryOptions = {}) {
+    this.#gateway = gatewayOf(redis, 'registry', options.prefix)
+    this.#keys = this.#gateway.keys
     this.#presence = { ...DEFAULT_PRESENCE, ...options.presence }
-    this.#live = new LiveView((script, args) => this.#run(script, [this.#keys.nodes, this.#keys.inc], args), options.liveRefreshMs ?? 1_000)
+    this.#live = new LiveView((script, args) => this.#gateway.script(script, [this.#keys.nodes, this.#keys.inc], args), options.liveRefreshMs ?? 1_000)
   }
 
   async openLease(node: NodeInfo, ttlMs: number): Promise<Lease> {
-    const incId = newIncId()
+    const incId = newIncarnationId()
     const lease: Lease = { ...node, incId, ttlMs }
-    const now = await this.#run(lua.join, this.#ctl(), [incId, node.nodeId, nodeInfoJson(lease, { connections: 0, draining: false }), ttlMs])
+    const now = await this.#gateway.script(lua.join, this.#ctl(), [incId, node.nodeId, nodeInfoJson(lease, { connections: 0, draining: false }), ttlMs])
     this.#validUntil.set(incId, Number(now) + ttlMs)
     return lease
   }
 
   async renew(lease: Lease, status: NodeStatus): Promise<boolean> {
     const k = this.#keys
-    const now = Number(await this.#run(lua.renew, [k.nodes, k.inc], [lease.incId, nodeInfoJson(lease, status), lease.ttlMs]))
+    const now = Number(await this.#gateway.script(lua.renew, [k.nodes, k.inc], [lease.incId, nodeInfoJson(lease, status), lease.ttlMs]))
     if (now > 0) this.#validUntil.set(lease.incId, now + lease.ttlMs)
     else this.#validUntil.delete(lease.incId)
     return now > 0
@@ -85,9 +83,9 @@ export class RedisRegistry implements Registry {
 
   async closeLease(lease: Lease): Promise<void> {
     this.#validUntil.delete(lease.incId)
-    await this.#run(lua.leave, this.#ctl(), [lease.incId, lease.nodeId])
+    await this.#gateway.script(lua.leave, this.#ctl(), [lease.incId, lease.nodeId])
     await this.#collect(lease.incId, 'drain')
-    await this.#run(zrem, [this.#keys.gcq], [lease.incId])
+    await this.#gateway.call((r) => r.zrem(this.#keys.gcq, lease.incId))
   }
 
   addConnections(lease: Lease, conns: readonly ConnectionInfo[], maxPerUser = MAX_CONNECTIONS_PER_USER): Promise<Evicted[]> {
@@ -96,7 +94,7 @@ export class RedisRegistry implements Registry {
 
   async removeConnection(lease: Lease, userId: string, connId: string, cause: CloseCause = 'close'): Promise<boolean> {
     const keys = this.#keys.partition(partitionOf(userId), lease.incId)
-    const removed = await this.#run(lua.remove, keys, [userId, connId, lease.incId, cause, ...this.#settings()])
+    const removed = await this.#gateway.script(lua.remove, keys, [userId, connId, lease.incId, cause, ...this.#settings()])
     return Number(removed) === 1
   }
 
@@ -114,7 +112,7 @@ export class RedisRegistry implements Registry {
         const batch = group.slice(i, i + BATCH)
         const args: (string | number)[] = [lease.incId, max, cause, ...this.#settings(), this.#validUntil.get(lease.incId) ?? 0]
         for (const c of batch) args.push(c.userId, c.connId, c.since, c.iat ?? '')
-        calls.push(this.#run(lua.add, [...this.#keys.partition(p, lease.incId), this.#keys.revoked(p)], args))
+        calls.push(this.#gateway.script(lua.add, [...this.#keys.partition(p, lease.incId), this.#keys.revoked(p)], args))
       }
     }
     const evicted: Evicted[] = []
@@ -134,18 +132,18 @@ export class RedisRegistry implements Registry {
   }
 
   async revoke(userId: string, ttlMs: number): Promise<number> {
-    return Number(await this.#run(lua.revoke, [this.#keys.revoked(partitionOf(userId))], [userId, ttlMs]))
+    return Number(await this.#gateway.script(lua.revoke, [this.#keys.revoked(partitionOf(userId))], [userId, ttlMs]))
   }
 
   async revokedBefore(userId: string): Promise<number | undefined> {
-    const cutoff = (await this.#run(lua.revokedBefore, [this.#keys.revoked(partitionOf(userId))], [userId])) as string | null
+    const cutoff = (await this.#gateway.script(lua.revokedBefore, [this.#keys.revoked(partitionOf(userId))], [userId])) as string | null
     return cutoff === null ? undefined : Number(cutoff)
   }
 
   async locate(userIds: readonly string[]): Promise<Map<string, Located[]>> {
     const byPartition = groupBy(new Set(userIds), partitionOf)
     const reads = [...byPartition].map(([p, ids]) =>
-      this.#run(hmget, [this.#keys.users(p)], ids).then((values) => ({ ids, values: values as (string | null)[] })),
+      this.#gateway.call((r) => r.hmget(this.#keys.users(p), ...ids)).then((values) => ({ ids, values })),
     )
     const [, results] = await Promise.all([this.#live.ensureFresh(), Promise.all(reads)])
 
@@ -189,26 +187,19 @@ export class RedisRegistry implements Registry {
     return live
   }
 
-  async serverIdentity(): Promise<string> {
-    const redis = this.#redis
-    const masters = redis instanceof Cluster ? redis.nodes('master') : [redis]
-    try {
-      const ids = await Promise.all(masters.map(async (m) => /^run_id:(\w+)/m.exec(await m.info('server'))?.[1] ?? '?'))
-      return ids.sort().join(',')
-    } catch (err) {
-      throw new SwitchboardError('registry_unavailable', 'registry call failed', { cause: err })
-    }
+  serverIdentity(): Promise<string> {
+    return this.#gateway.serverIdentity()
   }
 
   async reap(graceMs: number, guard?: ReapGuard): Promise<number> {
     const identity = guard ? await this.serverIdentity() : ''
-    const reaped = Number(await this.#run(lua.reap, this.#ctl(), [graceMs, 100, guard?.settleMs ?? -1, guard?.accessMs ?? -1, identity]))
+    const reaped = Number(await this.#gateway.script(lua.reap, this.#ctl(), [graceMs, 100, guard?.settleMs ?? -1, guard?.accessMs ?? -1, identity]))
     // Clean up every due incarnation: reaped just now, superseded by a restart, or left over by a dead claimer.
     for (;;) {
-      const incId = String(await this.#run(lua.claimGc, [this.#keys.gcq], [GC_VISIBILITY_MS]))
+      const incId = String(await this.#gateway.script(lua.claimGc, [this.#keys.gcq], [GC_VISIBILITY_MS]))
       if (!incId) break
       await this.#collect(incId, 'edge_lost')
-      await this.#run(zrem, [this.#keys.gcq], [incId])
+      await this.#gateway.call((r) => r.zrem(this.#keys.gcq, incId))
     }
     return reaped
   }
@@ -219,29 +210,29 @@ export class RedisRegistry implements Registry {
 
   async claimPartitions(workerId: string, ttlMs: number, release: readonly number[] = []): Promise<PartitionClaim> {
     const k = this.#keys
-    const [owned, giving, waiting, membership] = (await this.#run(lua.own, [k.owners, k.workers, k.membership], [workerId, ttlMs, PARTITIONS, ...release])) as [number[], number[], number, string]
+    const [owned, giving, waiting, membership] = (await this.#gateway.script(lua.own, [k.owners, k.workers, k.membership], [workerId, ttlMs, PARTITIONS, ...release])) as [number[], number[], number, string]
     return { owned: owned.map(Number), giving: giving.map(Number), isWaiting: Number(waiting) === 1, membership: String(membership) }
   }
 
   async leavePartitions(workerId: string, release: readonly number[]): Promise<void> {
     const k = this.#keys
-    await this.#run(lua.disown, [k.owners, k.workers, k.membership], [workerId, ...release])
+    await this.#gateway.script(lua.disown, [k.owners, k.workers, k.membership], [workerId, ...release])
   }
 
   async membership(): Promise<string> {
-    return String(((await this.#run(get, [this.#keys.membership], [])) as string | null) ?? '0')
+    return (await this.#gateway.call((r) => r.get(this.#keys.membership))) ?? '0'
   }
 
   async workers(): Promise<PresenceWorker[]> {
     const k = this.#keys
-    const flat = (await this.#run(lua.workers, [k.owners, k.workers], [])) as (string | number)[]
+    const flat = (await this.#gateway.script(lua.workers, [k.owners, k.workers], [])) as (string | number)[]
     const workers: PresenceWorker[] = []
     for (let i = 0; i + 2 < flat.length; i += 3) workers.push({ workerId: String(flat[i]), partitions: Number(flat[i + 1]), expiresInMs: Number(flat[i + 2]) })
     return workers.sort((a, b) => a.workerId.localeCompare(b.workerId))
   }
 
   async pump(partition: number, after: string, count: number): Promise<{ events: StoredEvent[]; nextHoldInMs: number | undefined }> {
-    const reply = (await this.#run(lua.pump, this.#keys.partition(partition), [HOLDS_PER_PUMP, ...this.#settings(), after, count])) as unknown[]
+    const reply = (await this.#gateway.script(lua.pump, this.#keys.partition(partition), [HOLDS_PER_PUMP, ...this.#settings(), after, count])) as unknown[]
     const next = Number(reply[0])
     const events: StoredEvent[] = []
     for (let i = 1; i + 1 < reply.length; i += 2) {
@@ -253,41 +244,41 @@ export class RedisRegistry implements Registry {
 
   versions(partitions: readonly number[]): Promise<(string | undefined)[]> {
     // Plain GETs: autopipelined, one round trip per master, no script.
-    return Promise.all(partitions.map(async (p) => ((await this.#run(get, [this.#keys.partition(p)[5]!], [])) as string | null) ?? undefined))
+    return Promise.all(partitions.map(async (p) => (await this.#gateway.call((r) => r.get(this.#keys.partition(p)[5]!))) ?? undefined))
   }
 
   async acknowledged(partition: number, sinkIds: readonly string[]): Promise<(string | undefined)[]> {
     if (sinkIds.length === 0) return []
-    const values = (await this.#run(hmget, [this.#keys.cursors(partition)], sinkIds)) as (string | null)[]
+    const values = await this.#gateway.call((r) => r.hmget(this.#keys.cursors(partition), ...sinkIds))
     return values.map((v) => v ?? undefined)
   }
 
   async acknowledge(partition: number, sinkId: string, position: string): Promise<void> {
-    await this.#run(hset, [this.#keys.cursors(partition)], [sinkId, position])
+    await this.#gateway.call((r) => r.hset(this.#keys.cursors(partition), sinkId, position))
   }
 
   async backlog(partition: number): Promise<{ length: number; oldestTs: number | undefined; newest: string }> {
-    const [length, first, last] = (await this.#run(streamEnds, [this.#keys.partition(partition)[2]!], [])) as [number, string | undefined, string | undefined]
+    const [length, first, last] = await this.#gateway.call((r) => streamEnds(r, this.#keys.partition(partition)[2]!))
     return { length, oldestTs: first ? streamMs(first) : undefined, newest: last ?? '0-0' }
   }
 
   async appendFeed(events: readonly PresenceEvent[]): Promise<void> {
     if (events.length === 0) return
     const oldest = Math.max(0, Math.min(...events.map((e) => e.ts)) - this.#presence.retentionMs)
-    await this.#run(lua.feed, [this.#keys.feed, this.#keys.feedTrimmed], [Math.floor(oldest), ...events.map((e) => JSON.stringify(e))])
+    await this.#gateway.script(lua.feed, [this.#keys.feed, this.#keys.feedTrimmed], [Math.floor(oldest), ...events.map((e) => JSON.stringify(e))])
   }
 
   async readFeed(after: string, count: number): Promise<FeedPage> {
-    const [page, first, last, trimmed] = (await this.#run(xrange, [this.#keys.feed, this.#keys.feedTrimmed], [after, count])) as [[string, string[]][], string, string, string]
+    const [page, first, last, trimmed] = await this.#gateway.call((r) => feedPage(r, this.#keys.feed, this.#keys.feedTrimmed, after, count))
     return { events: feedEvents(page), oldest: first, newest: last || '0-0', trimmed }
   }
 
   async recentFeed(count: number): Promise<FeedPage['events']> {
-    return feedEvents((await this.#run(xrevrange, [this.#keys.feed], [count])) as [string, string[]][])
+    return feedEvents(await this.#gateway.call((r) => r.xrevrange(this.#keys.feed, '+', '-', 'COUNT', count)))
   }
 
   async snapshot(partition: number, cursor: string, count: number): Promise<SnapshotPage> {
-    const reply = (await this.#run(lua.snapshot, this.#keys.partition(partition), [cursor, count])) as unknown[]
+    const reply = (await this.#gateway.script(lua.snapshot, this.#keys.partition(partition), [cursor, count])) as unknown[]
     const users: SnapshotPage['users'] = []
     for (let i = 1; i + 1 < reply.length; i += 2) users.push({ userId: String(reply[i]), connections: Number(reply[i + 1]) })
     return { users, cursor: String(reply[0]) }
@@ -298,45 +289,28 @@ export class RedisRegistry implements Registry {
     await Promise.all(
       Array.from({ length: PARTITIONS }, async (_, p) => {
         const keys = this.#keys.partition(p, incId)
-        while (Number(await this.#run(lua.collect, keys, [incId, BATCH, cause, ...this.#settings()])) > 0);
+        while (Number(await this.#gateway.script(lua.collect, keys, [incId, BATCH, cause, ...this.#settings()])) > 0);
       }),
     )
     // Its fields in room edge indexes: routers already skip them (no lease); this frees them.
-    await this.#run(this.#forgetRooms, [], [incId])
+    await forgetIncarnation(this.#gateway, incId)
   }
 
   #settings(): [number, number] {
     return [this.#presence.offlineGraceMs, this.#presence.retentionMs]
   }
 
-  readonly #forgetRooms: PlainCommand = (redis, _keys, [incId]) => forgetIncarnation(redis, this.#keys, String(incId))
-
   #ctl(): string[] {
     const k = this.#keys
     return [k.nodes, k.inc, k.names, k.gcq, k.epoch]
   }
-
-  /** Runs a script, or a plain command given as a one-line "script"; any Redis failure is `registry_unavailable`. */
-  async #run(script: LuaScript | PlainCommand, keys: readonly string[], args: readonly (string | number)[]): Promise<unknown> {
-    const status = this.#redis.status
-    if (status === 'reconnecting' || status === 'end' || status === 'close') {
-      throw new SwitchboardError('registry_unavailable', `redis is ${status}`)
-    }
-    return storeCall(this.#redis, 'registry', () => ('source' in script ? script.run(this.#redis, keys, args) : script(this.#redis, keys, args)))
-  }
 }
 
-type PlainCommand = (redis: RedisClient, keys: readonly string[], args: readonly (string | number)[]) => Promise<unknown>
-const hmget: PlainCommand = (redis, [key], fields) => redis.hmget(key!, ...(fields as string[]))
-const zrem: PlainCommand = (redis, [key], members) => redis.zrem(key!, ...members.map(String))
-const get: PlainCommand = (redis, [key]) => redis.get(key!)
-const hset: PlainCommand = (redis, [key], [field, value]) => redis.hset(key!, String(field), String(value))
-const streamEnds: PlainCommand = async (redis, [key]) => {
-  const [length, first, last] = await Promise.all([redis.xlen(key!), redis.xrange(key!, '-', '+', 'COUNT', 1), redis.xrevrange(key!, '+', '-', 'COUNT', 1)])
+/** A stream's length, first and last ids. */
+async function streamEnds(redis: RedisClient, key: string): Promise<[number, string | undefined, string | undefined]> {
+  const [length, first, last] = await Promise.all([redis.xlen(key), redis.xrange(key, '-', '+', 'COUNT', 1), redis.xrevrange(key, '+', '-', 'COUNT', 1)])
   return [length, first[0]?.[0], last[0]?.[0]]
 }
-/** KEYS feed. Returns the newest ARGV[0] entries, newest first. */
-const xrevrange: PlainCommand = (redis, [key], [count]) => redis.xrevrange(key!, '+', '-', 'COUNT', Number(count))
 
 /** Stream entries of the feed as events; written only by appendFeed, a corrupt entry is skipped rather than blocking the feed. */
 function feedEvents(entries: [string, string[]][]): FeedPage['events'] {
@@ -351,13 +325,13 @@ function feedEvents(entries: [string, string[]][]): FeedPage['events'] {
   return events
 }
 
-/** KEYS feed, trimmed. Returns [entries after ARGV[0] (up to ARGV[1]), oldest id, newest id, newest id trimmed]. */
-const xrange: PlainCommand = async (redis, [key, trimmedKey], [after, count]) => {
+/** The feed's entries after `after` (up to `count`), oldest id, newest id, newest id trimmed. */
+async function feedPage(redis: RedisClient, key: string, trimmedKey: string, after: string, count: number): Promise<[[string, string[]][], string, string, string]> {
   const [page, first, last, trimmed] = await Promise.all([
-    redis.xrange(key!, `(${String(after)}`, '+', 'COUNT', Number(count)),
-    redis.xrange(key!, '-', '+', 'COUNT', 1),
-    redis.xrevrange(key!, '+', '-', 'COUNT', 1),
-    redis.get(trimmedKey!),
+    redis.xrange(key, `(${after}`, '+', 'COUNT', count),
+    redis.xrange(key, '-', '+', 'COUNT', 1),
+    redis.xrevrange(key, '+', '-', 'COUNT', 1),
+    redis.get(trimmedKey),
   ])
   return [page, first[0]?.[0] ?? '', last[0]?.[0] ?? '', trimmed ?? '0-0']
 }
@@ -392,12 +366,6 @@ function parseEvent(partition: number, position: string, fields: string[]): Stor
 function nodeInfoJson(lease: Lease, status: NodeStatus): string {
   const { nodeId, url, startedAt, ttlMs } = lease
   return JSON.stringify({ nodeId, url, startedAt, ttlMs, connections: status.connections, draining: status.draining })
-}
-
-/** Time-sortable and unique per start: base36 ms (8 chars) and 6 random base36 chars. */
-function newIncId(): string {
-  const random = [...randomBytes(6)].map((b) => (b % 36).toString(36)).join('')
-  return Date.now().toString(36).padStart(8, '0') + random
 }
 
 interface Entry {

@@ -1,9 +1,8 @@
 import { randomBytes } from 'node:crypto'
-import { Cluster } from 'ioredis'
 import { SwitchboardError } from '@switchboard/protocol'
-import { buildKeys, groupBy, partitionOf, roomPartitionOf, PARTITIONS, type Keys } from './keys.js'
+import { gatewayOf, type RedisClient, type RedisGateway } from './gateway.js'
+import { groupBy, partitionOf, roomPartitionOf, PARTITIONS, type Keys } from './keys.js'
 import * as lua from './scripts/lua.js'
-import type { RedisClient } from './scripts/lua.js'
 
 export interface RoomLimits {
   /** Members per room: an add that would pass it is refused whole. */
@@ -98,19 +97,20 @@ function tooMany(room: string, limits: RoomLimits): SwitchboardError {
 
 /** Rooms in Redis: a ZSET of members and a generation STRING in the room's partition slot, a HASH of rooms in each user's. */
 export class RedisRoomStore implements RoomStore {
-  readonly #redis: RedisClient
+  readonly #gateway: RedisGateway
   readonly #keys: Keys
   readonly #limits: RoomLimits
 
-  constructor(redis: RedisClient, limits: RoomLimits, options: { prefix?: string } = {}) {
-    this.#redis = redis
-    this.#keys = buildKeys(options.prefix ?? 'sb:')
+  /** `options.prefix`: a client's key prefix (a gateway has its own). */
+  constructor(redis: RedisClient | RedisGateway, limits: RoomLimits, options: { prefix?: string } = {}) {
+    this.#gateway = gatewayOf(redis, 'room store', options.prefix)
+    this.#keys = this.#gateway.keys
     this.#limits = limits
   }
 
   async add(room: string, userIds: readonly string[], options: { idleTtlMs?: number } = {}): Promise<RoomAdded> {
     const users = [...new Set(userIds)]
-    const reply = (await this.#run(() => lua.roomAdd.run(this.#redis, this.#roomKeys(room), [this.#limits.maxMembers, options.idleTtlMs ?? 0, newGeneration(), ...users]))) as (string | number)[]
+    const reply = (await this.#gateway.script(lua.roomAdd, this.#roomKeys(room), [this.#limits.maxMembers, options.idleTtlMs ?? 0, newGeneration(), ...users])) as (string | number)[]
     if (Number(reply[0]) !== 1) throw tooMany(room, this.#limits)
     const generation = String(reply[1])
     let members = Number(reply[2])
@@ -119,14 +119,14 @@ export class RedisRoomStore implements RoomStore {
     const refused = (await Promise.all(
       [...groupBy(users, partitionOf).values()].map(async (group) => {
         const keys = group.map((u) => this.#keys.userRooms(u))
-        const indexes = (await this.#run(() => lua.userRoomsAdd.run(this.#redis, keys, [room, generation, this.#limits.maxRoomsPerUser]))) as number[]
+        const indexes = (await this.#gateway.script(lua.userRoomsAdd, keys, [room, generation, this.#limits.maxRoomsPerUser])) as number[]
         return indexes.map((i) => group[Number(i) - 1]!)
       }),
     )).flat()
     if (refused.length > 0) {
       // Undo the room side for the refused users that this call added.
       const undo = refused.filter((u) => added.has(u))
-      if (undo.length > 0) members = Number(((await this.#run(() => lua.roomRemove.run(this.#redis, this.#roomKeys(room), undo))) as number[])[0])
+      if (undo.length > 0) members = Number(((await this.#gateway.script(lua.roomRemove, this.#roomKeys(room), undo)) as number[])[0])
       for (const u of undo) added.delete(u)
     }
     return { added: users.filter((u) => added.has(u)), refused, members, generation }
@@ -134,20 +134,20 @@ export class RedisRoomStore implements RoomStore {
 
   async remove(room: string, userIds: readonly string[]): Promise<{ removed: string[]; members: number }> {
     const users = [...new Set(userIds)]
-    await this.#run(() => Promise.all(users.map((u) => this.#redis.hdel(this.#keys.userRooms(u), room))))
-    const reply = (await this.#run(() => lua.roomRemove.run(this.#redis, this.#roomKeys(room), users))) as (string | number)[]
+    await this.#gateway.call((r) => Promise.all(users.map((u) => r.hdel(this.#keys.userRooms(u), room))))
+    const reply = (await this.#gateway.script(lua.roomRemove, this.#roomKeys(room), users)) as (string | number)[]
     return { removed: reply.slice(1).map(String), members: Number(reply[0]) }
   }
 
   async members(room: string, cursor: string, count: number): Promise<{ userIds: string[]; cursor: string | undefined }> {
     const [key] = this.#keys.room(room)
-    const page = (await this.#run(() => this.#redis.zrangebylex(key, cursor === '' ? '-' : `(${cursor}`, '+', 'LIMIT', 0, count))) as string[]
+    const page = await this.#gateway.call((r) => r.zrangebylex(key, cursor === '' ? '-' : `(${cursor}`, '+', 'LIMIT', 0, count))
     return { userIds: page, cursor: page.length === count ? page.at(-1) : undefined }
   }
 
   async info(room: string): Promise<RoomInfo> {
     const [members, generation] = this.#keys.room(room)
-    const [size, g] = await this.#run(() => Promise.all([this.#redis.zcard(members), this.#redis.get(generation)]))
+    const [size, g] = await this.#gateway.call((r) => Promise.all([r.zcard(members), r.get(generation)]))
     return { members: size, generation: g?.split(' ')[0] }
   }
 
@@ -157,29 +157,27 @@ export class RedisRoomStore implements RoomStore {
 
   async roomsOfMany(userIds: readonly string[]): Promise<UserRoom[][]> {
     // One script for all of them on one server; one per partition (a slot each) on a Cluster.
-    const slots = this.#redis instanceof Cluster ? [...groupBy(userIds.keys(), (i) => partitionOf(userIds[i]!)).values()] : [[...userIds.keys()]]
+    const slots = this.#gateway.isCluster ? [...groupBy(userIds.keys(), (i) => partitionOf(userIds[i]!)).values()] : [[...userIds.keys()]]
     // At most READ_BATCH users per call, so one call never blocks Redis for long (a resync reads every user).
     const groups = slots.flatMap((indexes) => Array.from({ length: Math.ceil(indexes.length / READ_BATCH) }, (_, b) => indexes.slice(b * READ_BATCH, (b + 1) * READ_BATCH)))
     const out: UserRoom[][] = new Array(userIds.length)
-    await this.#run(() =>
-      Promise.all(
-        groups.map(async (indexes) => {
-          const replies = (await lua.userRoomsRead.run(this.#redis, indexes.map((i) => this.#keys.userRooms(userIds[i]!)), [])) as string[][]
-          indexes.forEach((i, k) => {
-            const flat = replies[k] ?? []
-            const rooms: UserRoom[] = []
-            for (let j = 0; j + 1 < flat.length; j += 2) rooms.push({ room: flat[j]!, generation: flat[j + 1]! })
-            out[i] = rooms
-          })
-        }),
-      ),
+    await Promise.all(
+      groups.map(async (indexes) => {
+        const replies = (await this.#gateway.script(lua.userRoomsRead, indexes.map((i) => this.#keys.userRooms(userIds[i]!)), [])) as string[][]
+        indexes.forEach((i, k) => {
+          const flat = replies[k] ?? []
+          const rooms: UserRoom[] = []
+          for (let j = 0; j + 1 < flat.length; j += 2) rooms.push({ room: flat[j]!, generation: flat[j + 1]! })
+          out[i] = rooms
+        })
+      }),
     )
     return out
   }
 
   async delete(room: string): Promise<{ removed: number }> {
     const cleared = await this.clear(room)
-    await this.#run(() => this.#redis.del(this.#keys.room(room)[1]))
+    await this.#gateway.call((r) => r.del(this.#keys.room(room)[1]))
     return cleared
   }
 
@@ -194,34 +192,28 @@ export class RedisRoomStore implements RoomStore {
   }
 
   async setEdgeRooms(incId: string, changes: readonly RoomHolding[]): Promise<void> {
-    await this.#run(() =>
-      Promise.all(
-        [...groupBy(changes, (c) => roomPartitionOf(c.room))].map(([p, group]) =>
-          lua.roomIndex.run(
-            this.#redis,
-            [this.#keys.roomsOfIncarnation(p, incId), ...group.map((c) => this.#keys.room(c.room)[2])],
-            [incId, ...group.flatMap((c) => [c.room, c.holds ? 1 : 0])],
-          ),
+    await Promise.all(
+      [...groupBy(changes, (c) => roomPartitionOf(c.room))].map(([p, group]) =>
+        this.#gateway.script(
+          lua.roomIndex,
+          [this.#keys.roomsOfIncarnation(p, incId), ...group.map((c) => this.#keys.room(c.room)[2])],
+          [incId, ...group.flatMap((c) => [c.room, c.holds ? 1 : 0])],
         ),
       ),
     )
   }
 
   async route(room: string, listMax: number): Promise<RoomRoute> {
-    const [generation, members, incIds, userIds] = (await this.#run(() => lua.roomRoute.run(this.#redis, this.#keys.room(room), [listMax]))) as [string, number, string[], string[]]
+    const [generation, members, incIds, userIds] = (await this.#gateway.script(lua.roomRoute, this.#keys.room(room), [listMax])) as [string, number, string[], string[]]
     return { generation: generation || undefined, members: Number(members), incIds, userIds: Number(members) <= listMax ? userIds : undefined }
   }
 
   async forgetIncarnation(incId: string): Promise<void> {
-    await this.#run(() => forgetIncarnation(this.#redis, this.#keys, incId))
+    await forgetIncarnation(this.#gateway, incId)
   }
 
   #roomKeys(room: string): string[] {
     return this.#keys.room(room).slice(0, 2)
-  }
-
-  #run<T>(call: () => Promise<T>): Promise<T> {
-    return lua.storeCall(this.#redis, 'room store', call)
   }
 }
 
@@ -230,14 +222,17 @@ export class RedisRoomStore implements RoomStore {
  * partition (RedisRegistry's clean-up of a dead incarnation calls it too). Idempotent: a dead
  * incarnation never writes again.
  */
-export async function forgetIncarnation(redis: RedisClient, keys: Keys, incId: string): Promise<void> {
-  await Promise.all(
-    Array.from({ length: PARTITIONS }, async (_, p) => {
-      const set = keys.roomsOfIncarnation(p, incId)
-      const rooms = await redis.smembers(set)
-      for (const room of rooms) await redis.hdel(keys.room(room)[2], incId)
-      if (rooms.length > 0) await redis.del(set)
-    }),
+export async function forgetIncarnation(gateway: RedisGateway, incId: string): Promise<void> {
+  const keys = gateway.keys
+  await gateway.call((redis) =>
+    Promise.all(
+      Array.from({ length: PARTITIONS }, async (_, p) => {
+        const set = keys.roomsOfIncarnation(p, incId)
+        const rooms = await redis.smembers(set)
+        for (const room of rooms) await redis.hdel(keys.room(room)[2], incId)
+        if (rooms.length > 0) await redis.del(set)
+      }),
+    ),
   )
 }
 

@@ -21,6 +21,7 @@ export interface AdminOptions {
   sessionTtlMs: number
   /** For the edges' lease age. */
   leaseTtlMs: number
+  /** Its reads fail with `registry_unavailable` when Redis is down (RedisGateway), answered 503 as the API does. */
   registry: Pick<RouterRegistry, 'liveNodes' | 'locate'> & Pick<PresenceReader, 'recentFeed' | 'workers'>
   /** The router's own operations: the admin's pushes, lookups and disconnects are the API's, validated and counted alike. */
   api: Pick<Api, 'presence' | 'push' | 'disconnect' | 'rooms'>
@@ -197,7 +198,7 @@ export async function buildAdmin(options: AdminOptions): Promise<AdminServer> {
   /** A user: online or not, each connection, and their recent presence events. */
   app.get<{ Params: { userId: string } }>('/api/users/:userId', read, async (request) => {
     const presence = await api.presence({ userId: request.params.userId })
-    const recent = await registryCall(() => registry.recentFeed(USER_EVENTS_SCAN))
+    const recent = await registry.recentFeed(USER_EVENTS_SCAN)
     const events = recent.filter((e) => e.event.userId === presence.userId).slice(0, USER_EVENTS_SHOWN).map((e) => e.event)
     return { ...presence, events, eventsScanned: USER_EVENTS_SCAN }
   })
@@ -223,7 +224,7 @@ export async function buildAdmin(options: AdminOptions): Promise<AdminServer> {
 
   /** The live tail of presence events (newest first) and this router's webhook endpoints' state. */
   app.get('/api/events', read, async () => {
-    const events = await registryCall(() => registry.recentFeed(EVENTS_TAIL))
+    const events = await registry.recentFeed(EVENTS_TAIL)
     return { events: events.map((e) => e.event), delivery: options.presence.status() }
   })
 
@@ -235,7 +236,7 @@ export async function buildAdmin(options: AdminOptions): Promise<AdminServer> {
     const presence = await api.rooms.presence(room, requestId)
     const page = await api.rooms.members(room, { limit: String(ROOM_MEMBERS_SHOWN) })
     const online = presence.users ?? []
-    const located = online.length > 0 ? await registryCall(() => registry.locate(online)) : new Map<string, { nodeId: string }[]>()
+    const located = online.length > 0 ? await registry.locate(online) : new Map<string, { nodeId: string }[]>()
     return {
       room,
       exists: info.exists,
@@ -262,12 +263,3 @@ export async function buildAdmin(options: AdminOptions): Promise<AdminServer> {
 /** @fastify/csrf-protection's refusals: no secret in the session (none, or expired), or a token that does not match it. */
 const CSRF_ERRORS = new Set(['FST_CSRF_MISSING_SECRET', 'FST_CSRF_INVALID_TOKEN'])
 const isCsrfError = (err: Error & { code?: unknown }) => typeof err.code === 'string' && CSRF_ERRORS.has(err.code)
-
-/** A registry read of the admin's own: Redis down is the API's 503, not a 500. */
-async function registryCall<T>(call: () => Promise<T>): Promise<T> {
-  try {
-    return await call()
-  } catch (err) {
-    throw new SwitchboardError('registry_unavailable', 'registry unavailable', { cause: err })
-  }
-}

@@ -1,52 +1,11 @@
 import { createHash } from 'node:crypto'
 import { readFileSync } from 'node:fs'
-import type { Cluster, Redis } from 'ioredis'
-import { SwitchboardError } from '@switchboard/protocol'
 
-export type RedisClient = Redis | Cluster
-
-/** The client's bound on one command (ms), if it has one. */
-export function commandTimeoutOf(client: RedisClient): number | undefined {
-  const options = client.options as { commandTimeout?: number; redisOptions?: { commandTimeout?: number } }
-  return options.redisOptions?.commandTimeout ?? options.commandTimeout
-}
-
-/**
- * Runs one store call: any Redis failure is `registry_unavailable` (`what` names the store), and
- * so is a call not answered within the client's command timeout counted from now. ioredis counts
- * its timeout from when a command is written, and with auto-pipelining a command waits for the
- * pipeline ahead of it on the connection: during an outage a call took up to twice the timeout.
- */
-export async function storeCall<T>(client: RedisClient, what: string, call: () => Promise<T>): Promise<T> {
-  const timeoutMs = commandTimeoutOf(client)
-  let timer: NodeJS.Timeout | undefined
-  try {
-    if (timeoutMs === undefined) return await call()
-    const deadline = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs)
-    })
-    return await Promise.race([call(), deadline])
-  } catch (err) {
-    throw new SwitchboardError('registry_unavailable', `${what} call failed`, { cause: err })
-  } finally {
-    clearTimeout(timer)
-  }
-}
-
-/** A Lua script sent by SHA, and in full once if the server does not have it (restart, flush). */
+/** A Lua script and its SHA; RedisGateway.script runs it. */
 export class LuaScript {
   readonly sha: string
   constructor(readonly source: string) {
     this.sha = createHash('sha1').update(source).digest('hex')
-  }
-
-  async run(client: RedisClient, keys: readonly string[], args: readonly (string | number)[]): Promise<unknown> {
-    try {
-      return await client.evalsha(this.sha, keys.length, ...keys, ...args)
-    } catch (err) {
-      if (!(err instanceof Error) || !err.message.startsWith('NOSCRIPT')) throw err
-      return client.eval(this.source, keys.length, ...keys, ...args)
-    }
   }
 }
 
