@@ -26,6 +26,7 @@ import { Fifo } from './fifo.js'
 import { HttpTransport } from './http-transport.js'
 import { resolveOptions, wholeNumber, type BackendOptions, type ResolvedOptions } from './options.js'
 import { PendingRequest, type Answer } from './pending-request.js'
+import { isIdempotent } from './operations.js'
 import { Pipeline } from './pipeline.js'
 import { createRequestIds } from './request-ids.js'
 
@@ -239,7 +240,7 @@ export class SwitchboardBackend {
       return Promise.reject(new SwitchboardApiError('invalid_argument', 'requestId: 1 to 128 of A-Za-z0-9_.:@/+=-'))
     }
     const key = options.idempotencyKey
-    if (key !== undefined && ((op !== 'push' && op !== 'broadcast') || typeof key !== 'string' || !/^[\x21-\x7e]{1,255}$/.test(key))) {
+    if (key !== undefined && (!isIdempotent(op) || typeof key !== 'string' || !/^[\x21-\x7e]{1,255}$/.test(key))) {
       return Promise.reject(new SwitchboardApiError('invalid_argument', 'idempotencyKey: for push and broadcast, 1 to 255 visible ASCII characters', { requestId: id }))
     }
     let req: PendingRequest
