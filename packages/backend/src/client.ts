@@ -1,4 +1,5 @@
 import {
+  OPERATIONS,
   REQUEST_ID,
   type BroadcastRequest,
   type BroadcastResponse,
@@ -178,6 +179,15 @@ export class SwitchboardBackend {
   /** Live edges and their connection counts. */
   nodes(options?: CallOptions): Promise<NodesResponse> {
     return this.#call('nodes', undefined, options)
+  }
+
+  /**
+   * Any operation by its name in the protocol's table (OPERATIONS, the pipeline's `op`), with
+   * its pipeline body (path parameters as fields); the methods above are its typed forms.
+   */
+  call(op: PipelineOp, body?: unknown, options?: CallOptions): Promise<unknown> {
+    if (!Object.hasOwn(OPERATIONS, op)) return Promise.reject(new SwitchboardApiError('invalid_argument', `op: no operation ${JSON.stringify(op)}`))
+    return this.#call(op, body, options)
   }
 
   /**
