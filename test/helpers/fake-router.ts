@@ -4,7 +4,8 @@ import { once } from 'node:events'
 import { createServer, type IncomingMessage, type Server } from 'node:http'
 import type { AddressInfo, Socket } from 'node:net'
 import { WebSocketServer, type WebSocket } from 'ws'
-import type { PipelineOp } from '@switchboard/protocol'
+import { OPERATIONS, SwitchboardError, type PipelineOp } from '@switchboard/protocol'
+import { routeOf } from '../../apps/router/src/http-routes.js'
 
 export interface FakeAnswer {
   status: number
@@ -87,15 +88,6 @@ export function defaultAnswer(req: FakeRequest): FakeAnswer {
   }
 }
 
-const HTTP_ROUTES: [method: string, pattern: RegExp, op: PipelineOp][] = [
-  ['POST', /^\/v1\/push$/, 'push'],
-  ['POST', /^\/v1\/broadcast$/, 'broadcast'],
-  ['GET', /^\/v1\/presence\/([^/]+)$/, 'presence'],
-  ['POST', /^\/v1\/presence\/query$/, 'presence.query'],
-  ['POST', /^\/v1\/disconnect$/, 'disconnect'],
-  ['GET', /^\/v1\/nodes$/, 'nodes'],
-]
-
 const REASONS: Record<number, string> = { 401: 'Unauthorized', 404: 'Not Found', 502: 'Bad Gateway' }
 
 function refuseUpgrade(socket: Socket, status: number, code: string): void {
@@ -133,12 +125,14 @@ export async function startFakeRouter(t: { teardown(fn: () => unknown): void }, 
       }
       httpHeaders.push(req.headers)
       if (req.headers.authorization !== `Bearer ${apiKey}`) return send({ status: 401, body: { error: { code: 'unauthorized', message: 'a valid API key is required' } } })
-      const path = (req.url ?? '').split('?')[0]!
-      const route = HTTP_ROUTES.find(([method, pattern]) => method === req.method && pattern.test(path))
-      if (!route) return send({ status: 404, body: { error: { code: 'not_found', message: `no route ${req.method} ${path}` } } })
-      const [, pattern, op] = route
+      const [path = '', query = ''] = (req.url ?? '').split('?')
+      // Routed as the router routes (its matcher of the operation table); the request recorded as its pipeline body.
+      const route = routeOf(req.method ?? '', path)
+      if (route === undefined || route instanceof SwitchboardError || !Object.hasOwn(OPERATIONS, route.name)) return send({ status: 404, body: { error: { code: 'not_found', message: `no route ${req.method} ${path}` } } })
+      const op = route.name as PipelineOp
       const text = Buffer.concat(chunks).toString('utf8')
-      const body = op === 'presence' ? { userId: decodeURIComponent(pattern.exec(path)![1]!) } : text ? (JSON.parse(text) as unknown) : undefined
+      const rest = OPERATIONS[op].input === 'query' ? Object.fromEntries(new URLSearchParams(query)) : text ? (JSON.parse(text) as unknown) : undefined
+      const body = Object.keys(route.params).length === 0 ? rest : { ...(rest as object | undefined), ...route.params }
       const key = req.headers['idempotency-key']
       const fake: FakeRequest = { id: String(req.headers['x-request-id']), op, body, via: 'http', ...(typeof key === 'string' ? { idempotencyKey: key } : {}) }
       record(fake)

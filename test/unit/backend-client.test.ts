@@ -6,7 +6,7 @@ import { once } from 'node:events'
 import { createServer, Socket, type AddressInfo } from 'node:net'
 import { fileURLToPath } from 'node:url'
 import t from 'tap'
-import { REQUEST_ID } from '@switchboard/protocol'
+import { OPERATION_NAMES, REQUEST_ID, type PipelineOp } from '@switchboard/protocol'
 import { createTokenVerifier } from '@switchboard/edge'
 import { SwitchboardBackend, mintClientToken, type BackendLogger, type BackendOptions } from '@switchboard/backend'
 import { reconnectDelayMs } from '../../packages/backend/dist/backoff.js'
@@ -303,6 +303,35 @@ t.test('a user id is percent-encoded in the HTTP path', async (t) => {
   const fake = await startFakeRouter(t)
   const sb = client(t, fake, { transport: 'http' })
   t.same(await sb.presence('a/b c?d#é'), { userId: 'a/b c?d#é', online: false, connections: [] })
+})
+
+t.test('call(op): every operation of the table by its name, the same request on both transports', async (t) => {
+  const room = 'm/42 x'
+  const bodies: Record<PipelineOp, unknown> = {
+    push: { to: ['a'], event: 'e', data: 1 },
+    broadcast: { event: 'e', data: 1 },
+    presence: { userId: 'a/b c' },
+    'presence.query': { userIds: ['a'] },
+    disconnect: { userId: 'a' },
+    'user.revoke': { userId: 'a/b c', reason: 'bye' },
+    nodes: undefined,
+    'room.add': { room, userIds: ['a'] },
+    'room.remove': { room, userIds: ['a'] },
+    'room.members': { room, cursor: 'a', limit: '10' },
+    'room.info': { room },
+    'room.presence': { room },
+    'room.clear': { room },
+    'room.delete': { room },
+  }
+  for (const transport of ['pipeline', 'http'] as const) {
+    const fake = await startFakeRouter(t)
+    const sb = client(t, fake, { transport })
+    if (transport === 'pipeline') await sb.connect()
+    for (const op of OPERATION_NAMES) await sb.call(op, bodies[op])
+    t.same(fake.requests.map((r) => [r.op, r.body, r.via]), OPERATION_NAMES.map((op) => [op, bodies[op], transport]), transport)
+  }
+  const sb = client(t, await startFakeRouter(t))
+  await t.rejects(sb.call('room.rename' as PipelineOp, { room }), { code: 'invalid_argument', message: 'op: no operation "room.rename"' })
 })
 
 t.test('calls made in one event-loop turn leave in one socket write', async (t) => {

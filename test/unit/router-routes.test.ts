@@ -4,14 +4,14 @@ import { routeOf } from '@switchboard/router'
 
 const name = (method: string, path: string) => {
   const r = routeOf(method, path)
-  return r instanceof SwitchboardError ? `error ${r.code}` : r === undefined ? 'none' : r.userId === undefined ? r.name : `${r.name}(${r.userId})`
+  return r instanceof SwitchboardError ? `error ${r.code}` : r === undefined ? 'none' : r.params.userId === undefined ? r.name : `${r.name}(${r.params.userId})`
 }
 
 t.test('every route, and the methods it takes', async (t) => {
   t.equal(name('POST', '/v1/push'), 'push')
   t.equal(name('POST', '/v1/broadcast'), 'broadcast')
   t.equal(name('POST', '/v1/disconnect'), 'disconnect')
-  t.equal(name('POST', '/v1/presence/query'), 'presenceQuery')
+  t.equal(name('POST', '/v1/presence/query'), 'presence.query')
   t.equal(name('GET', '/v1/presence/query'), 'presence(query)', 'GET of query is a user named query')
   t.equal(name('HEAD', '/v1/presence/ann'), 'presence(ann)')
   t.equal(name('GET', '/v1/nodes'), 'nodes')
@@ -22,13 +22,13 @@ t.test('every route, and the methods it takes', async (t) => {
   t.equal(name('DELETE', '/v1/presence/ann'), 'none')
   const room = (method: string, path: string) => {
     const r = routeOf(method, path)
-    return r && !(r instanceof SwitchboardError) ? `${r.name}(${r.room})` : 'none'
+    return r && !(r instanceof SwitchboardError) ? `${r.name}(${r.params.room})` : 'none'
   }
-  t.equal(room('GET', '/v1/rooms/m%2F42'), 'roomInfo(m/42)')
-  t.equal(room('DELETE', '/v1/rooms/m'), 'roomDelete(m)')
-  t.equal(room('GET', '/v1/rooms/m/members'), 'roomMembers(m)')
-  t.equal(room('POST', '/v1/rooms/m/members'), 'roomAdd(m)')
-  t.equal(room('POST', '/v1/rooms/m/members/remove'), 'roomRemove(m)')
+  t.equal(room('GET', '/v1/rooms/m%2F42'), 'room.info(m/42)')
+  t.equal(room('DELETE', '/v1/rooms/m'), 'room.delete(m)')
+  t.equal(room('GET', '/v1/rooms/m/members'), 'room.members(m)')
+  t.equal(room('POST', '/v1/rooms/m/members'), 'room.add(m)')
+  t.equal(room('POST', '/v1/rooms/m/members/remove'), 'room.remove(m)')
   for (const [method, path] of [['POST', '/v1/rooms/m'], ['DELETE', '/v1/rooms/m/members'], ['GET', '/v1/rooms/m/members/remove'], ['POST', '/v1/rooms/m/other'], ['GET', '/v1/rooms'], ['POST', '/v1/rooms/m/members/remove/x']]) {
     t.equal(room(method!, path!), 'none', `${method} ${path}`)
   }

@@ -51,8 +51,8 @@ export interface ApiDeps {
 
 /**
  * The router's operations, whatever the transport: HTTP (http-api.ts) and the pipelined
- * ingress (pipeline.ts) both parse a request, call one of these and map the answer or the
- * SwitchboardError it throws. So both have the same validation, limits and messages.
+ * ingress (pipeline.ts) both parse a request, call one of these through its operation's
+ * handler (operations.ts) and map the answer or the SwitchboardError it throws. So both have the same validation, limits and messages.
  * `requestId` is the caller's request id, for the logs here and on the edges.
  */
 export interface Api {

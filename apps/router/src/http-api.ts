@@ -2,13 +2,14 @@ import { randomUUID } from 'node:crypto'
 import type { Logger } from 'pino'
 import type { Registry as PromRegistry } from 'prom-client'
 import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js'
-import { REQUEST_ID, SwitchboardError } from '@switchboard/protocol'
+import { OPERATIONS, REQUEST_ID, SwitchboardError } from '@switchboard/protocol'
 import { errorAnswer } from './answers.js'
 import type { Api } from './api.js'
 import { apiKeyScope, type Idempotent } from './idempotency.js'
 import type { PullApi } from './presence/pull-api.js'
 import type { RouterMetrics, TimedRegistry } from './metrics.js'
-import { parseJsonBody } from './json-body.js'
+import { routeOf, type Route, type RouteName } from './http-routes.js'
+import { httpCall, runOperation } from './operations.js'
 
 export interface HttpApiDeps {
   api: Api
@@ -29,34 +30,7 @@ export interface HttpApiDeps {
   inFlight: { n: number }
 }
 
-type RouteName =
-  | 'healthz'
-  | 'readyz'
-  | 'metrics'
-  | 'push'
-  | 'broadcast'
-  | 'presence'
-  | 'presenceQuery'
-  | 'presenceEvents'
-  | 'presenceSnapshot'
-  | 'disconnect'
-  | 'userRevoke'
-  | 'nodes'
-  | 'roomInfo'
-  | 'roomDelete'
-  | 'roomMembers'
-  | 'roomAdd'
-  | 'roomRemove'
-  | 'roomPresence'
-  | 'roomClear'
-interface Route {
-  name: RouteName
-  userId?: string
-  room?: string
-}
-
 const PUBLIC: ReadonlySet<RouteName> = new Set(['healthz', 'readyz', 'metrics'])
-const POSTS: Record<string, RouteName> = { push: 'push', broadcast: 'broadcast', disconnect: 'disconnect' }
 
 /** How much of an over-limit body is read and discarded before answering 413 (see `Exchange`). */
 const DRAIN_MAX_BYTES = 16 << 20
@@ -91,7 +65,7 @@ const STATUS_LINE: Record<number, string> = {
  * them with a plain 400/431/505 and closes the connection (README, "HTTP API").
  */
 export function serveHttpApi(app: TemplatedApp, deps: HttpApiDeps): void {
-  const { api, log, metrics } = deps
+  const { log, metrics } = deps
 
   /** What a request brings besides its route and body. */
   interface Context {
@@ -101,57 +75,25 @@ export function serveHttpApi(app: TemplatedApp, deps: HttpApiDeps): void {
     idempotencyKey: string | undefined
   }
 
-  /** A push or broadcast, run once per Idempotency-Key when the request has one. */
-  async function write<T>(c: Context, op: 'push' | 'broadcast', input: unknown, run: (input: unknown) => Promise<T>): Promise<T> {
-    if (c.idempotencyKey === undefined) return run(input) // the fast path: no key, no hashing
-    const { value, replayed } = await deps.idempotent(apiKeyScope(c.authorization), c.idempotencyKey, op, input, () => run(input))
-    if (replayed) c.ex.replayed = true
-    return value
-  }
-
   async function answer(route: Route, body: Buffer | undefined, c: Context): Promise<unknown> {
-    const { requestId } = c.ex
-    const query = c.query
     switch (route.name) {
-      case 'presenceEvents':
-        return deps.pull.events(new URLSearchParams(query))
-      case 'presenceSnapshot':
-        return deps.pull.snapshot(new URLSearchParams(query))
+      case 'presence.events':
+        return deps.pull.events(new URLSearchParams(c.query))
+      case 'presence.snapshot':
+        return deps.pull.snapshot(new URLSearchParams(c.query))
       case 'healthz':
         return { status: 'ok' }
-      case 'nodes':
-        return api.nodes()
-      case 'presence':
-        return api.presence({ userId: route.userId })
-      case 'push':
-        return write(c, 'push', parseJsonBody(body), (input) => api.push(input, requestId))
-      case 'broadcast':
-        return write(c, 'broadcast', parseJsonBody(body), (input) => api.broadcast(input, requestId))
-      case 'presenceQuery':
-        return api.presenceQuery(parseJsonBody(body))
-      case 'disconnect':
-        return api.disconnect(parseJsonBody(body), requestId)
-      case 'userRevoke': {
-        // The body is optional (`{"reason":…}`); the path names the user.
-        const input = body === undefined || body.length === 0 ? {} : parseJsonBody(body)
-        return api.revoke(isObject(input) ? { ...input, userId: route.userId } : input, requestId)
+      case 'readyz':
+      case 'metrics':
+        throw new Error(`unrouted ${route.name}`) // answered before
+      default: {
+        const op = route.name
+        // Only an idempotent op hashes the API key for its Idempotency-Key: the fast path has none.
+        const idempotency = c.idempotencyKey !== undefined && OPERATIONS[op].isIdempotent ? { scope: apiKeyScope(c.authorization), key: c.idempotencyKey } : undefined
+        const { value, replayed } = await runOperation(deps, op, httpCall(op, route.params, body, c.query), c.ex.requestId, idempotency)
+        if (replayed) c.ex.replayed = true
+        return value
       }
-      case 'roomInfo':
-        return api.rooms.info(route.room)
-      case 'roomDelete':
-        return api.rooms.delete(route.room, requestId)
-      case 'roomMembers':
-        return api.rooms.members(route.room, Object.fromEntries(new URLSearchParams(query)))
-      case 'roomAdd':
-        return api.rooms.add(route.room, parseJsonBody(body), requestId)
-      case 'roomRemove':
-        return api.rooms.remove(route.room, parseJsonBody(body), requestId)
-      case 'roomPresence':
-        return api.rooms.presence(route.room, requestId)
-      case 'roomClear':
-        return api.rooms.clear(route.room, requestId)
-      default:
-        throw new Error(`unrouted ${route.name}`) // readyz and metrics are answered before
     }
   }
 
@@ -295,70 +237,4 @@ function contentTypeOf(req: HttpRequest): string | undefined {
     if (name === 'content-type') isPresent = true
   })
   return isPresent ? '' : undefined
-}
-
-/**
- * Which route serves `method path`: undefined for none (404), a SwitchboardError for a path
- * that cannot be decoded. Segments are percent-decoded before matching, so `/%76%31/nodes`
- * is `/v1/nodes`, and an escaped `/` inside a segment never splits it.
- */
-export function routeOf(method: string, path: string): Route | SwitchboardError | undefined {
-  const raw = path.split('/')
-  if (raw[0] !== '') return undefined
-  const isGet = method === 'GET' || method === 'HEAD'
-  if (raw.length === 2) {
-    const name = decode(raw[1]!)
-    if (name instanceof SwitchboardError) return name
-    return isGet && (name === 'healthz' || name === 'readyz' || name === 'metrics') ? { name } : undefined
-  }
-  const segments: string[] = []
-  for (const s of raw) {
-    const decoded = decode(s)
-    if (decoded instanceof SwitchboardError) return decoded
-    segments.push(decoded)
-  }
-  if (segments[1] !== 'v1') return undefined
-  if (segments.length === 3) {
-    const name = segments[2]!
-    if (method === 'POST') return Object.hasOwn(POSTS, name) ? { name: POSTS[name]! } : undefined
-    return isGet && name === 'nodes' ? { name: 'nodes' } : undefined
-  }
-  if (segments.length === 5 && segments[2] === 'users' && segments[4] === 'revoke') return method === 'POST' ? { name: 'userRevoke', userId: segments[3]! } : undefined
-  if (segments[2] === 'rooms' && segments.length >= 4 && segments.length <= 6) return roomRouteOf(method, segments[3]!, segments.slice(4))
-  if (segments.length === 4 && segments[2] === 'presence') {
-    if (method === 'POST') return segments[3] === 'query' ? { name: 'presenceQuery' } : undefined
-    if (!isGet) return undefined
-    // Two reserved ids: users named "events" or "snapshot" are looked up with POST /v1/presence/query.
-    if (segments[3] === 'events') return { name: 'presenceEvents' }
-    if (segments[3] === 'snapshot') return { name: 'presenceSnapshot' }
-    return { name: 'presence', userId: segments[3]! }
-  }
-  return undefined
-}
-
-/** `/v1/rooms/:room` and what is under it. */
-function roomRouteOf(method: string, room: string, rest: string[]): Route | undefined {
-  const isGet = method === 'GET' || method === 'HEAD'
-  const path = rest.join('/')
-  const name: RouteName | undefined =
-    path === '' ? (isGet ? 'roomInfo' : method === 'DELETE' ? 'roomDelete' : undefined)
-    : path === 'members' ? (isGet ? 'roomMembers' : method === 'POST' ? 'roomAdd' : undefined)
-    : path === 'members/remove' && method === 'POST' ? 'roomRemove'
-    : path === 'presence' && isGet ? 'roomPresence'
-    : path === 'clear' && method === 'POST' ? 'roomClear'
-    : undefined
-  return name && { name, room }
-}
-
-function isObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value)
-}
-
-function decode(segment: string): string | SwitchboardError {
-  if (!segment.includes('%')) return segment
-  try {
-    return decodeURIComponent(segment)
-  } catch {
-    return new SwitchboardError('invalid_request', 'path: not a valid URL')
-  }
 }

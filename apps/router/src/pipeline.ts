@@ -1,7 +1,8 @@
 import type { Logger } from 'pino'
 import type { TemplatedApp, WebSocket } from 'uWebSockets.js'
 import {
-  PIPELINE_OPS,
+  OPERATIONS,
+  OPERATION_NAMES,
   PIPELINE_PATH,
   PIPELINE_PROTOCOL,
   PipelineClose,
@@ -15,6 +16,7 @@ import type { Api } from './api.js'
 import { apiKeyScope, type Idempotent } from './idempotency.js'
 import { parseJsonBody, refusePrototypeKeys } from './json-body.js'
 import type { RouterMetrics } from './metrics.js'
+import { pipelineCall, runOperation } from './operations.js'
 
 export interface PipelineDeps {
   api: Api
@@ -54,7 +56,7 @@ export interface Pipeline {
 /**
  * The pipelined ingress (protocol: @switchboard/protocol pipeline.ts): a backend keeps one
  * websocket and sends requests without waiting; each is answered once, by id, with the HTTP
- * API's status and body, through the same operations (api.ts). Answers finished in one
+ * API's status and body, through the same handlers (operations.ts). Answers finished in one
  * event-loop turn go out corked together.
  *
  * Slow-consumer rule, in one place (`flush`): a backend whose unsent answers pass
@@ -62,7 +64,7 @@ export interface Pipeline {
  * than queueing without limit.
  */
 export function servePipeline(app: TemplatedApp, deps: PipelineDeps): Pipeline {
-  const { api, log } = deps
+  const { log } = deps
   const sockets = new Set<Socket>()
 
   function handle(ws: Socket, backend: Backend, text: string): void {
@@ -76,7 +78,7 @@ export function servePipeline(app: TemplatedApp, deps: PipelineDeps): Pipeline {
       const r = request as Record<string, unknown>
       if (typeof r.id !== 'string' || !REQUEST_ID.test(r.id)) throw new SwitchboardError('invalid_request', 'id: required, 1 to 128 of A-Za-z0-9_.:@/+=-')
       id = r.id
-      if (typeof r.op !== 'string' || !Object.hasOwn(PIPELINE_OPS, r.op)) throw new SwitchboardError('not_found', `op: no operation ${JSON.stringify(r.op)}; one of ${Object.keys(PIPELINE_OPS).join(', ')}`)
+      if (typeof r.op !== 'string' || !Object.hasOwn(OPERATIONS, r.op)) throw new SwitchboardError('not_found', `op: no operation ${JSON.stringify(r.op)}; one of ${OPERATION_NAMES.join(', ')}`)
       op = r.op as PipelineOp
       body = r.body
       if (r.idempotencyKey !== undefined && typeof r.idempotencyKey !== 'string') throw new SwitchboardError('invalid_request', 'idempotencyKey: a string')
@@ -92,56 +94,10 @@ export function servePipeline(app: TemplatedApp, deps: PipelineDeps): Pipeline {
     backend.inFlight++
     deps.inFlight.n++
     const requestId = id
-    call(op, body, id, backend.scope, idempotencyKey).then(
+    runOperation(deps, op, pipelineCall(op, body), id, idempotencyKey === undefined ? undefined : { scope: backend.scope, key: idempotencyKey }).then(
       ({ value, replayed }) => answered(ws, backend, requestId, 200, value, replayed),
       (err: unknown) => answered(ws, backend, requestId, undefined, err, false),
     )
-  }
-
-  async function call(op: PipelineOp, body: unknown, requestId: string, scope: string, idempotencyKey: string | undefined): Promise<{ value: unknown; replayed: boolean }> {
-    switch (op) {
-      case 'push':
-        return deps.idempotent(scope, idempotencyKey, op, body, () => api.push(body, requestId))
-      case 'broadcast':
-        return deps.idempotent(scope, idempotencyKey, op, body, () => api.broadcast(body, requestId))
-      default:
-        return { value: await read(op, body, requestId), replayed: false }
-    }
-  }
-
-  function read(op: Exclude<PipelineOp, 'push' | 'broadcast'>, body: unknown, requestId: string): Promise<unknown> {
-    switch (op) {
-      case 'presence':
-        return api.presence(body)
-      case 'presence.query':
-        return api.presenceQuery(body)
-      case 'disconnect':
-        return api.disconnect(body, requestId)
-      case 'user.revoke':
-        return api.revoke(body, requestId)
-      case 'nodes':
-        return api.nodes()
-      case 'room.add': {
-        const [room, rest] = roomOf(body)
-        return api.rooms.add(room, rest, requestId)
-      }
-      case 'room.remove': {
-        const [room, rest] = roomOf(body)
-        return api.rooms.remove(room, rest, requestId)
-      }
-      case 'room.members': {
-        const [room, rest] = roomOf(body)
-        return api.rooms.members(room, rest)
-      }
-      case 'room.info':
-        return api.rooms.info(roomOf(body)[0])
-      case 'room.presence':
-        return api.rooms.presence(roomOf(body)[0], requestId)
-      case 'room.clear':
-        return api.rooms.clear(roomOf(body)[0], requestId)
-      case 'room.delete':
-        return api.rooms.delete(roomOf(body)[0], requestId)
-    }
   }
 
   function answered(ws: Socket, backend: Backend, id: string, status: number | undefined, value: unknown, replayed: boolean): void {
@@ -213,13 +169,6 @@ export function servePipeline(app: TemplatedApp, deps: PipelineDeps): Pipeline {
       for (const ws of [...sockets]) ws.end(1001, 'router shutting down')
     },
   }
-}
-
-/** A room op's body: the room (the HTTP path's part) and the rest (the HTTP body or query). */
-function roomOf(body: unknown): [unknown, Record<string, unknown>] {
-  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new SwitchboardError('invalid_request', 'body: must be a JSON object with "room"')
-  const { room, ...rest } = body as Record<string, unknown>
-  return [room, rest]
 }
 
 function answerText(id: string | null, status: number, body: string, replayed = false): string {

@@ -1,4 +1,5 @@
 import {
+  OPERATIONS,
   REQUEST_ID,
   type BroadcastRequest,
   type BroadcastResponse,
@@ -26,6 +27,7 @@ import { Fifo } from './fifo.js'
 import { HttpTransport } from './http-transport.js'
 import { resolveOptions, wholeNumber, type BackendOptions, type ResolvedOptions } from './options.js'
 import { PendingRequest, type Answer } from './pending-request.js'
+import { isIdempotent } from './operations.js'
 import { Pipeline } from './pipeline.js'
 import { createRequestIds } from './request-ids.js'
 
@@ -180,6 +182,15 @@ export class SwitchboardBackend {
   }
 
   /**
+   * Any operation by its name in the protocol's table (OPERATIONS, the pipeline's `op`), with
+   * its pipeline body (path parameters as fields); the methods above are its typed forms.
+   */
+  call(op: PipelineOp, body?: unknown, options?: CallOptions): Promise<unknown> {
+    if (!Object.hasOwn(OPERATIONS, op)) return Promise.reject(new SwitchboardApiError('invalid_argument', `op: no operation ${JSON.stringify(op)}`))
+    return this.#call(op, body, options)
+  }
+
+  /**
    * Opens the pipeline now rather than at the first call, and resolves once it is open (or
    * known to be missing on this router: then calls use HTTP). Rejects with `unauthorized`
    * for a refused key, or `unavailable` if this attempt failed; reconnecting goes on in the
@@ -239,7 +250,7 @@ export class SwitchboardBackend {
       return Promise.reject(new SwitchboardApiError('invalid_argument', 'requestId: 1 to 128 of A-Za-z0-9_.:@/+=-'))
     }
     const key = options.idempotencyKey
-    if (key !== undefined && ((op !== 'push' && op !== 'broadcast') || typeof key !== 'string' || !/^[\x21-\x7e]{1,255}$/.test(key))) {
+    if (key !== undefined && (!isIdempotent(op) || typeof key !== 'string' || !/^[\x21-\x7e]{1,255}$/.test(key))) {
       return Promise.reject(new SwitchboardApiError('invalid_argument', 'idempotencyKey: for push and broadcast, 1 to 255 visible ASCII characters', { requestId: id }))
     }
     let req: PendingRequest

@@ -1,4 +1,4 @@
-import { PIPELINE_OPS, type PipelineOp } from '@switchboard/protocol'
+import { OPERATIONS, fillPath, pathParamsOf, type PipelineOp } from '@switchboard/protocol'
 
 /** One API call as both transports carry it. `body` is the pipeline's (`presence`: `{userId}`). */
 export interface Operation {
@@ -14,35 +14,37 @@ export interface Operation {
  * Reads change nothing on the router, so one that was lost with its connection can be sent
  * again. Writes are never resent: the router may already have delivered them.
  */
-const READS: ReadonlySet<PipelineOp> = new Set(['presence', 'presence.query', 'nodes', 'room.members', 'room.info', 'room.presence'])
-
 export function isRead(op: PipelineOp): boolean {
-  return READS.has(op)
+  return OPERATIONS[op].isRead
+}
+
+/** Whether the op takes an Idempotency-Key (push and broadcast). */
+export function isIdempotent(op: PipelineOp): boolean {
+  return OPERATIONS[op].isIdempotent
 }
 
 export interface HttpCall {
   method: 'GET' | 'POST' | 'DELETE'
-  /** Path under the router's base URL, parameters percent-encoded (a GET's other body fields as its query). */
+  /** Path under the router's base URL, parameters percent-encoded (a query op's other body fields as its query). */
   path: string
   /** JSON text; undefined for GET and DELETE. */
   body: string | undefined
 }
 
 /**
- * The HTTP call that has the operation's semantics, taken from the protocol's own table: the
- * path's `:userId` or `:room` comes from the body, and a room op's other fields are the HTTP
- * body (or a GET's query).
+ * The HTTP call that has the operation's semantics, from the protocol's table: the path's
+ * parameters (`:userId`, `:room`) come from the body's fields of the same names, and the
+ * other fields are the HTTP body of a POST, or the query of an op that takes one.
  */
 export function httpCallOf({ op, body, bodyJson }: Operation): HttpCall {
-  const [method, template] = PIPELINE_OPS[op].split(' ') as ['GET' | 'POST' | 'DELETE', string]
-  const fields = (body ?? {}) as Record<string, unknown>
-  if (!template.includes(':room')) {
-    const path = template.replace(':userId', () => encodeURIComponent(String(fields.userId ?? '')))
-    return { method, path, body: method === 'GET' ? undefined : (bodyJson ?? JSON.stringify(body ?? {})) }
-  }
-  const { room, ...rest } = fields
-  const path = template.replace(':room', () => encodeURIComponent(String(room ?? '')))
+  const { method, path: template, input } = OPERATIONS[op]
+  const names = pathParamsOf(template)
+  if (names.length === 0) return { method, path: template, body: method === 'POST' ? (bodyJson ?? JSON.stringify(body ?? {})) : undefined }
+  const rest: Record<string, unknown> = { ...(body as Record<string, unknown> | undefined) }
+  for (const name of names) delete rest[name]
+  const path = fillPath(template, (body ?? {}) as Record<string, unknown>)
   if (method === 'POST') return { method, path, body: JSON.stringify(rest) }
+  if (input !== 'query') return { method, path, body: undefined }
   const query = new URLSearchParams(Object.entries(rest).map(([k, v]): [string, string] => [k, String(v)])).toString()
   return { method, path: query ? `${path}?${query}` : path, body: undefined }
 }

@@ -1,5 +1,6 @@
 import { parseArgs } from 'node:util'
 import { SwitchboardApiError, SwitchboardBackend } from '@switchboard/backend'
+import { OPERATION_NAMES, type PipelineOp } from '@switchboard/protocol'
 import { readSession, sessionFile, type LocalSession } from './session.js'
 import { mintDevToken } from './token.js'
 
@@ -163,9 +164,13 @@ export async function main(argv: string[], env: Env, out = process.stdout, err =
 type Call = <T>(fn: (router: SwitchboardBackend) => Promise<T>) => Promise<T>
 type Print = (answer: unknown, text: () => string) => void
 
+/** The verbs of `room`: the API's room operations (`room.add` is `room add`). */
+const ROOM_VERBS = OPERATION_NAMES.filter((op) => op.startsWith('room.')).map((op) => op.slice('room.'.length))
+
 /** `room <verb> <room> [<id>...]`. */
 async function roomCommand([verb, room, ...users]: string[], call: Call, print: Print): Promise<number> {
-  if (!room) throw new UsageError('room needs a verb (add, remove, members, presence, info, clear, delete) and a room')
+  if (!room) throw new UsageError(`room needs a verb (${ROOM_VERBS.join(', ')}) and a room`)
+  if (!ROOM_VERBS.includes(verb!)) throw new UsageError(`unknown room verb "${verb}"`)
   switch (verb) {
     case 'add':
     case 'remove': {
@@ -200,8 +205,12 @@ async function roomCommand([verb, room, ...users]: string[], call: Call, print: 
       print(a, () => `${a.room}: ${verb === 'clear' ? 'cleared' : 'deleted'}, ${a.removed} members removed`)
       return 0
     }
-    default:
-      throw new UsageError(`unknown room verb "${verb}"`)
+    default: {
+      // A room operation of the table with no command of its own: called by its name, its answer printed as JSON.
+      const a = await call((router) => router.call(`room.${verb}` as PipelineOp, users.length > 0 ? { room, userIds: users } : { room }))
+      print(a, () => JSON.stringify(a))
+      return 0
+    }
   }
 }
 

@@ -1,3 +1,5 @@
+import type { OperationName } from './operations.js'
+
 /**
  * The pipelined ingress: one websocket from a busy backend to a router, on the router's
  * port, carrying many API requests without waiting for answers. Each request gets exactly
@@ -12,35 +14,20 @@
  * Answer (a text frame, JSON):   {"id":"r1","status":200,"body":{"id":"…","delivered":["u1"],"offline":[],"failed":[]}}
  *
  * `id` is the request id (1 to 128 of `A-Za-z0-9_.:@/+=-`): it is the answer's key and
- * plays X-Request-Id's part in the logs. `body` is the HTTP call's body (`presence` takes
- * `{"userId":"u1"}`, `nodes` none; the room ops take the path's room in `"room"`, and
- * `room.members` its query's `cursor` and `limit`). A frame the router cannot read as a request is answered
+ * plays X-Request-Id's part in the logs. `op` names a row of OPERATIONS (operations.ts), and
+ * `body` is its HTTP call's body, with the path's parameters as fields of the same names
+ * (`presence` takes `{"userId":"u1"}`, `nodes` none; the room ops take the path's room in
+ * `"room"`, and `room.members` its query's `cursor` and `limit`). A frame the router cannot read as a request is answered
  * with `"id":null` and a 400 (or with its id, when it had a valid one).
  *
- * `push` and `broadcast` take an optional `"idempotencyKey"` (the Idempotency-Key header's
+ * The idempotent ops (`push` and `broadcast`) take an optional `"idempotencyKey"` (the Idempotency-Key header's
  * part, scoped by the connection's API key); an answer replayed for it has `"replayed":true`.
  */
 export const PIPELINE_PATH = '/v1/pipeline'
 export const PIPELINE_PROTOCOL = 'switchboard.pipeline.v1'
 
-/** Each operation and the HTTP call whose semantics it has. */
-export const PIPELINE_OPS = {
-  push: 'POST /v1/push',
-  broadcast: 'POST /v1/broadcast',
-  presence: 'GET /v1/presence/:userId',
-  'presence.query': 'POST /v1/presence/query',
-  disconnect: 'POST /v1/disconnect',
-  'user.revoke': 'POST /v1/users/:userId/revoke',
-  nodes: 'GET /v1/nodes',
-  'room.add': 'POST /v1/rooms/:room/members',
-  'room.remove': 'POST /v1/rooms/:room/members/remove',
-  'room.members': 'GET /v1/rooms/:room/members',
-  'room.info': 'GET /v1/rooms/:room',
-  'room.presence': 'GET /v1/rooms/:room/presence',
-  'room.clear': 'POST /v1/rooms/:room/clear',
-  'room.delete': 'DELETE /v1/rooms/:room',
-} as const
-export type PipelineOp = keyof typeof PIPELINE_OPS
+/** The pipeline's `op`: an operation's name in the one table (operations.ts). */
+export type PipelineOp = OperationName
 
 export interface PipelineRequest {
   id: string
