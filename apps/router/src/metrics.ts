@@ -1,6 +1,7 @@
 import { Counter, Gauge, Histogram, collectDefaultMetrics, type Registry as PromRegistry } from 'prom-client'
 import { timeCall } from '@switchboard/protocol'
 import type { Registry } from '@switchboard/registry'
+import { EdgeCallError } from './edge-client.js'
 
 const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5]
 
@@ -39,9 +40,15 @@ export function createRouterMetrics(registry: PromRegistry, inFlight: () => numb
     forward: perEdgeTimer(
       new Histogram({
         name: 'router_forward_seconds',
-        help: 'Duration of router -> edge delivery calls, per push, by edge (its internal URL) and outcome (ok, error).',
+        help: 'Duration of router -> edge delivery calls, per push, by edge (its internal URL) and outcome (ok, error); calls skipped by the edge\'s circuit are not in it.',
         labelNames: ['edge', 'result'] as const,
         buckets: LATENCY_BUCKETS,
+        registers: [registry],
+      }),
+      new Counter({
+        name: 'router_edge_skips_total',
+        help: 'Router -> edge calls not sent because the edge kept failing (its circuit is open), by edge (its internal URL).',
+        labelNames: ['edge'] as const,
         registers: [registry],
       }),
     ),
@@ -106,22 +113,35 @@ export function timedRegistry(registry: Registry, seconds: RouterMetrics['regist
 }
 
 /**
- * Times router -> edge calls in router_forward_seconds by edge, and drops the series of
- * edges that left (`prune`), so label sets do not pile up as edges come and go (every deploy
- * brings new ones).
+ * Times router -> edge calls in router_forward_seconds by edge, counts the ones the edge's
+ * circuit skipped apart (router_edge_skips_total: they never left, so they are no latency),
+ * and drops the series of edges that left (`prune`), so label sets do not pile up as edges
+ * come and go (every deploy brings new ones).
  */
-function perEdgeTimer(histogram: Histogram<'edge' | 'result'>) {
+function perEdgeTimer(histogram: Histogram<'edge' | 'result'>, skips: Counter<'edge'>) {
   const seen = new Set<string>()
   return {
-    start(edge: string) {
+    time<T>(edge: string, call: Promise<T>): Promise<T> {
       seen.add(edge)
-      return histogram.startTimer({ edge })
+      const end = histogram.startTimer({ edge })
+      return call.then(
+        (value) => {
+          end({ result: 'ok' })
+          return value
+        },
+        (err: unknown) => {
+          if (err instanceof EdgeCallError && err.code === 'circuit_open') skips.inc({ edge })
+          else end({ result: 'error' })
+          throw err
+        },
+      )
     },
     prune(liveEdges: ReadonlySet<string>) {
       for (const edge of seen) {
         if (liveEdges.has(edge)) continue
         histogram.remove({ edge, result: 'ok' })
         histogram.remove({ edge, result: 'error' })
+        skips.remove({ edge })
         seen.delete(edge)
       }
     },
