@@ -1,7 +1,7 @@
 import { Counter, Gauge, Histogram, collectDefaultMetrics, type Registry as PromRegistry } from 'prom-client'
 import { timeCall } from '@switchboard/protocol'
 import type { Registry } from '@switchboard/registry'
-import { EdgeCallError } from './edge-client.js'
+import { EDGE_CALL_ERROR_CODES, EdgeCallError } from './edge-client.js'
 
 const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5]
 
@@ -46,9 +46,9 @@ export function createRouterMetrics(registry: PromRegistry, inFlight: () => numb
         registers: [registry],
       }),
       new Counter({
-        name: 'router_edge_skips_total',
-        help: 'Router -> edge calls not sent because the edge kept failing (its circuit is open), by edge (its internal URL).',
-        labelNames: ['edge'] as const,
+        name: 'router_forward_failures_total',
+        help: 'Failed router -> edge delivery calls, per push, by why (EdgeCallError code); circuit_open: not sent, the edge keeps failing.',
+        labelNames: ['code'] as const,
         registers: [registry],
       }),
     ),
@@ -113,13 +113,15 @@ export function timedRegistry(registry: Registry, seconds: RouterMetrics['regist
 }
 
 /**
- * Times router -> edge calls in router_forward_seconds by edge, counts the ones the edge's
- * circuit skipped apart (router_edge_skips_total: they never left, so they are no latency),
- * and drops the series of edges that left (`prune`), so label sets do not pile up as edges
- * come and go (every deploy brings new ones).
+ * Times router -> edge calls in router_forward_seconds by edge, counts failures by code in
+ * router_forward_failures_total (a call the edge's circuit skipped never left: it is counted
+ * there, not timed), and drops the series of edges that left (`prune`), so label sets do not
+ * pile up as edges come and go (every deploy brings new ones).
  */
-function perEdgeTimer(histogram: Histogram<'edge' | 'result'>, skips: Counter<'edge'>) {
+function perEdgeTimer(histogram: Histogram<'edge' | 'result'>, failures: Counter<'code'>) {
   const seen = new Set<string>()
+  // Served at 0 from the start, so a dashboard and its alerts see every code before its first failure.
+  for (const code of EDGE_CALL_ERROR_CODES) failures.inc({ code }, 0)
   return {
     time<T>(edge: string, call: Promise<T>): Promise<T> {
       seen.add(edge)
@@ -130,8 +132,9 @@ function perEdgeTimer(histogram: Histogram<'edge' | 'result'>, skips: Counter<'e
           return value
         },
         (err: unknown) => {
-          if (err instanceof EdgeCallError && err.code === 'circuit_open') skips.inc({ edge })
-          else end({ result: 'error' })
+          const code = err instanceof EdgeCallError ? err.code : 'edge_error'
+          failures.inc({ code })
+          if (code !== 'circuit_open') end({ result: 'error' })
           throw err
         },
       )
@@ -141,7 +144,6 @@ function perEdgeTimer(histogram: Histogram<'edge' | 'result'>, skips: Counter<'e
         if (liveEdges.has(edge)) continue
         histogram.remove({ edge, result: 'ok' })
         histogram.remove({ edge, result: 'error' })
-        skips.remove({ edge })
         seen.delete(edge)
       }
     },
