@@ -2,6 +2,7 @@
 // the link's op table, and the edge's connection ids, with fake sockets.
 import t from 'tap'
 import pino from 'pino'
+import { z } from 'zod'
 import { LINK_OPS, linkOps, type CloseCause, type LinkOp, type LinkRequest, encodeDeliveries, encodeRoomDelivery, framedAt, pushFrame } from '@switchboard/protocol'
 import { ConnIds } from '../../apps/edge/dist/conn-ids.js'
 import { UserSockets, type PushSocket } from '../../apps/edge/dist/delivery.js'
@@ -194,6 +195,10 @@ t.test('the link table: every op round-trips its request, is answered by the edg
     t.ok(parsed.success, `${op}: its answer is the row's schema`)
     t.ok(Object.keys(row.summarize(parsed.data as never)).length > 0, `${op}: its log line has counts`)
   }
+  for (const op of LINK_OPS.filter((op) => linkOps[op].request)) {
+    t.equal(z.toJSONSchema(linkOps[op].request!, { io: 'input' }).type, 'object', `${op}: its JSON request has a JSON Schema`)
+  }
+  t.same(LINK_OPS.filter((op) => linkOps[op].request), ['disconnect', 'room-join', 'room-leave', 'room-members'], 'every JSON request has its schema in the row')
   t.same(LINK_OPS.filter((op) => linkOps[op].http), ['disconnect'], 'only an eviction\'s disconnect is served over HTTP')
   t.equal(linkOps.disconnect.http, '/internal/disconnect')
 })

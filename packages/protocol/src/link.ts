@@ -31,8 +31,9 @@ import {
  * - edge -> router, a answer: `<callId> <status>\n<body>`
  *
  * `callId` is a decimal integer the router chose (unique per link); `op` is a row of `linkOps`
- * (below) and `payload` its request as that row encodes it (bodies in internal.ts). `requestIds` is the X-Request-Ids value (`-` when none): request ids
- * never hold a space or a newline. `status` is 200 with the route's JSON answer, or 400 with
+ * (below) and `payload` its request as that row encodes it (bodies in internal.ts).
+ * `requestIds` is the X-Request-Ids value (`-` when none): request ids never hold a space or
+ * a newline. `status` is 200 with the row's JSON answer, or 400 with
  * an error body for a malformed call; the link stays open either way. Answers may come in
  * any order: room-join and room-leave are answered once the edge index is written. A frame that is not a
  * call at all closes the link (1008).
@@ -56,6 +57,8 @@ export interface LinkOpRow<Request, Parsed, Result> {
   /** Undefined when the payload is malformed (the edge answers 400 and the link stays open). */
   decode(payload: string): Parsed | undefined
   answer: z.ZodType<Result>
+  /** The request's schema when the payload is JSON (a generator of API documents reads it). */
+  request?: z.ZodType
   /** Counts, never user ids. */
   summarize(answer: Result): Record<string, number>
   /**
@@ -79,6 +82,7 @@ function jsonRow<Request, Result>(
       return r.success ? r.data : undefined
     },
     answer,
+    request,
     summarize,
   }
 }
