@@ -186,8 +186,8 @@ export async function startEdge(deps: EdgeDeps): Promise<Edge> {
 
   /**
    * An internal call over HTTP (evictions: edges hold no link to each other): token check, body
-   * read, then the same `calls` the router link uses. The routers' request ids (REQUEST_IDS) go into the call's log line and into the
-   * warning of a refused one, so a push can be followed from router to edge.
+   * read, then the same `calls` the router link uses. Request ids (REQUEST_IDS), if any, go
+   * into the call's log line and into the warning of a refused one.
    */
   function internalCall(res: HttpResponse, req: HttpRequest, op: LinkOp): void {
     const requestIds = req.getHeader(REQUEST_IDS).slice(0, 4096) // uWS: headers are readable only now
