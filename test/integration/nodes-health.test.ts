@@ -1,6 +1,6 @@
 // GET /v1/nodes, POST /v1/broadcast, health/readiness/metrics endpoints, internal-call
 // authentication and configuration errors, against real processes.
-import { encodeDelivery, internalRoutes, pushFrame } from '@switchboard/protocol'
+import { linkOps } from '@switchboard/protocol'
 import t from 'tap'
 import { api, connectUser, eventually } from '../helpers/clients.js'
 import {
@@ -118,29 +118,37 @@ t.test('metrics serve Prometheus text on the router and both edges', async (t) =
   }
 })
 
-t.test('an edge refuses internal calls without the internal token', async (t) => {
+t.test('an edge refuses internal HTTP calls without the internal token, and serves only the eviction route', async (t) => {
+  // Router calls go over the link (its refused upgrade: edge-link.test.ts); over HTTP, only the
+  // disconnect an edge sends another edge to close the connections the registry evicted.
   const { client } = await connectUser(t, edge1.wsUrl, jwtSecret, 'i-target')
-  const body = (id: string) => encodeDelivery(pushFrame(id, 'internal.test', 1, Date.now()), ['i-target'])
-  const post = (token: string | undefined, id: string) =>
-    fetch(`${edge1.internalUrl}${internalRoutes.deliver}`, {
+  const post = (path: string, token: string | undefined, body: string) =>
+    fetch(`${edge1.internalUrl}${path}`, {
       method: 'POST',
       headers: token === undefined ? {} : { authorization: `Bearer ${token}` },
-      body: body(id),
+      body,
       signal: AbortSignal.timeout(5_000),
     })
-
-  // Baseline: with the token the call delivers, so the refusals below are not a wrong route.
-  const ok = await post(internalToken, 'with-token')
-  t.equal(ok.status, 200)
-  await ok.body?.cancel()
-  t.match(await client.nextFrame(), { type: 'push', id: 'with-token' })
+  const route = linkOps.disconnect.http!
+  const body = linkOps.disconnect.encode({ userId: 'i-target', reason: 'internal test' })
 
   for (const [label, token] of [['no token', undefined], ['wrong token', 'w'.repeat(48)], ['an API key', apiKeys[0]]] as const) {
-    const res = await post(token, label)
+    const res = await post(route, token, body)
     await res.body?.cancel()
     t.ok(res.status === 401 || res.status === 403, `${label}: refused with ${res.status}`)
   }
-  t.same(await client.ping(), { type: 'pong' }, 'nothing was delivered without the token')
+  t.same(await client.ping(), { type: 'pong' }, 'nothing was done without the token')
+  for (const path of ['/internal/deliveries', '/internal/deliver', '/internal/broadcast', '/internal/room']) {
+    const res = await post(path, internalToken, '{}\n["i-target"]')
+    await res.body?.cancel()
+    t.equal(res.status, 404, `${path}: a router call, served on the link only`)
+  }
+
+  // Last, with the token: the call closes the socket, so the refusals above were not a wrong route.
+  const ok = await post(route, internalToken, body)
+  t.equal(ok.status, 200)
+  t.same(await ok.json(), { closed: 1 })
+  t.match(await client.closed, { code: 4500 })
 })
 
 /** Spawns a service expected to refuse its configuration; resolves with its exit code and output. */

@@ -76,7 +76,7 @@ t.test('no secret reaches a log line, even at debug', async (t) => {
   const client = await connectClient(edge.wsUrl, token, { t })
   t.match(await client.nextFrame(), { type: 'welcome' })
   await api(cluster.router.url, 'not-a-valid-key-0000').post('/v1/push', { to: ['x'], event: 'e', data: 1 })
-  await fetch(`${edge.internalUrl}/internal/deliveries`, { method: 'POST', headers: { authorization: `Bearer ${secrets.apiKeys[0]}` }, body: 'x' })
+  await fetch(`${edge.internalUrl}/internal/disconnect`, { method: 'POST', headers: { authorization: `Bearer ${secrets.apiKeys[0]}` }, body: 'x' })
   await eventually(() => edge.logs().some((l) => l.includes('internal call refused')))
   const logs = [...cluster.router.logs(), ...edge.logs()].join('\n')
   for (const [name, secret] of Object.entries({ jwtSecret: secrets.jwtSecret, internalToken: secrets.internalToken, apiKey0: secrets.apiKeys[0], apiKey1: secrets.apiKeys[1], clientToken: token })) {

@@ -1,11 +1,12 @@
-// The internal calls both transports share (HTTP routes and the router link), and the edge's
-// connection ids, with fake sockets.
+// The internal calls both transports share (the router link, and the HTTP route evictions use),
+// the link's op table, and the edge's connection ids, with fake sockets.
 import t from 'tap'
 import pino from 'pino'
-import { LINK_OPS, internalRoutes, type CloseCause, encodeDeliveries, encodeDelivery, encodeRoomDelivery, framedAt, pushFrame } from '@switchboard/protocol'
+import { z } from 'zod'
+import { LINK_OPS, linkOps, type CloseCause, type LinkOp, type LinkRequest, encodeDeliveries, encodeRoomDelivery, framedAt, pushFrame } from '@switchboard/protocol'
 import { ConnIds } from '../../apps/edge/dist/conn-ids.js'
 import { UserSockets, type PushSocket } from '../../apps/edge/dist/delivery.js'
-import { INTERNAL_OPS, createInternalCalls, internalHttpRoutes, type InternalAnswer, type InternalOp } from '../../apps/edge/dist/internal-calls.js'
+import { createInternalCalls, type InternalAnswer } from '../../apps/edge/dist/internal-calls.js'
 import { LocalRooms } from '../../apps/edge/dist/rooms.js'
 
 interface Fake extends PushSocket {
@@ -69,8 +70,6 @@ t.test('deliveries answer one result per delivery, in order, and are counted', a
   t.same(answer, { status: 200, body: JSON.stringify({ results: [{ delivered: ['a'], missing: ['b'] }, { delivered: [], missing: ['b'] }] }) })
   t.same(a.sent, [f1])
   t.equal(deliveryCalls.n, 1)
-  t.same(calls('deliver', encodeDelivery(f2, ['a']), '', 'http'), { status: 200, body: '{"delivered":["a"],"missing":[]}' }, 'the 0.1 single-delivery call')
-  t.equal(deliveryCalls.n, 2)
 })
 
 t.test('malformed bodies answer 400 and are not counted', async (t) => {
@@ -85,7 +84,6 @@ t.test('malformed bodies answer 400 and are not counted', async (t) => {
     ['deliveries', '{}\n["a"]\n{}'],
     ['deliveries', '\n["a"]'],
     ['deliveries', '{}\n[not json'],
-    ['deliver', '{}\n[null]'],
     ['disconnect', 'not json'],
     ['disconnect', '{"userId":""}'],
     ['disconnect', '{"userId":"a","code":1000}'],
@@ -145,7 +143,7 @@ t.test('a room push writes once to every socket of each durable member of its ge
 t.test('malformed room calls are 400 and change nothing', async (t) => {
   const { calls, roomCalls } = setup()
   const frame = pushFrame('m1', 'e', 1, 1)
-  const bad: [InternalOp, string][] = [
+  const bad: [LinkOp, string][] = [
     ['room', frame],
     ['room', `${frame}\n{}`],
     ['room', `${frame}\n{"room":"r","generation":"g","extra":1}`],
@@ -174,12 +172,41 @@ t.test('connection ids: only the exact ids this incarnation issued parse back', 
   t.not(new ConnIds().prefix, new ConnIds().prefix, 'a random prefix per incarnation')
 })
 
-t.test('the route table: one HTTP route per internal op, the one routers call', async (t) => {
-  t.same([...INTERNAL_OPS].sort(), ['broadcast', 'deliver', 'deliveries', 'disconnect', 'room', 'room-join', 'room-leave', 'room-members'])
-  t.same(
-    INTERNAL_OPS.map((op) => internalHttpRoutes[op]),
-    INTERNAL_OPS.map((op) => internalRoutes[op]),
-  )
-  t.equal(new Set(Object.values(internalHttpRoutes)).size, INTERNAL_OPS.length, 'no two ops share a route')
-  t.same(LINK_OPS.filter((op) => !INTERNAL_OPS.includes(op)), [], 'every link op has an HTTP route too')
+t.test('the link table: every op round-trips its request, is answered by the edge, and only evictions have an HTTP route', async (t) => {
+  const frame = pushFrame('m1', 'e', 1, 1)
+  const requests: { [Op in LinkOp]: LinkRequest<Op> } = {
+    deliveries: [{ frame, to: ['a', 'b'] }, { frame, to: ['b'], at: [{ epoch: 'e0', offset: 3 }] }],
+    broadcast: frame,
+    disconnect: { userId: 'a', connIds: ['c9'], code: 4501, reason: 'replaced' },
+    room: { frame, room: 'r', generation: 'g1', except: ['b'], list: true },
+    'room-join': { room: 'r', generation: 'g1', userIds: ['a'] },
+    'room-leave': { room: 'r', userIds: ['a'] },
+    'room-members': { room: 'r', generation: 'g1' },
+  }
+  t.same(LINK_OPS, Object.keys(requests), 'every op, in the table\'s order')
+  const { calls } = setup()
+  for (const op of LINK_OPS) {
+    const row = linkOps[op]
+    const payload = row.encode(requests[op] as never)
+    t.ok(row.decode(payload), `${op}: its encoding decodes`)
+    const answer = await calls(op, payload, '', 'link')
+    t.equal(answer.status, 200, `${op}: the edge answers it`)
+    const parsed = row.answer.safeParse(JSON.parse(answer.body))
+    t.ok(parsed.success, `${op}: its answer is the row's schema`)
+    t.ok(Object.keys(row.summarize(parsed.data as never)).length > 0, `${op}: its log line has counts`)
+  }
+  for (const op of LINK_OPS.filter((op) => linkOps[op].request)) {
+    t.equal(z.toJSONSchema(linkOps[op].request!, { io: 'input' }).type, 'object', `${op}: its JSON request has a JSON Schema`)
+  }
+  t.same(LINK_OPS.filter((op) => linkOps[op].request), ['disconnect', 'room-join', 'room-leave', 'room-members'], 'every JSON request has its schema in the row')
+  t.same(LINK_OPS.filter((op) => linkOps[op].http), ['disconnect'], 'only an eviction\'s disconnect is served over HTTP')
+  t.equal(linkOps.disconnect.http, '/internal/disconnect')
+})
+
+t.test('an answer\'s log summary is counts, never user ids', async (t) => {
+  t.same(linkOps.deliveries.summarize({ results: [{ delivered: ['a', 'b'], missing: ['c'] }, { delivered: [], missing: ['d'] }] }), { pushes: 2, delivered: 2 })
+  t.same(linkOps.room.summarize({ reached: 2, users: ['a', 'b'] }), { reached: 2 })
+  t.same(linkOps['room-members'].summarize({ users: ['a', 'b', 'c'] }), { users: 3 })
+  t.same(linkOps.broadcast.summarize({ connections: 4 }), { connections: 4 })
+  t.same(linkOps.disconnect.summarize({ closed: 1 }), { closed: 1 })
 })

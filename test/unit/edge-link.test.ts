@@ -42,6 +42,7 @@ async function fakeEdge(t: Test, opts: { refuse?: number } = {}): Promise<FakeEd
         const results = decodeDeliveries(call.payload)!.map((d) => ({ delivered: d.to.filter((u) => u.startsWith('on')), missing: d.to.filter((u) => !u.startsWith('on')) }))
         ws.send(encodeLinkAnswer(call.callId, 200, JSON.stringify({ results })))
       } else if (call.op === 'broadcast') ws.send(encodeLinkAnswer(call.callId, 200, '{"connections":3}'))
+      else if (call.op === 'room-members') ws.send(encodeLinkAnswer(call.callId, 200, '{"users":"not a list"}'))
       else ws.send(encodeLinkAnswer(call.callId, 400, '{"error":{"code":"invalid_request","message":"malformed internal request"}}'))
     })
   })
@@ -65,7 +66,10 @@ t.test('pushes for one edge in one turn go as one call; each gets its own answer
   t.equal(decodeLinkCall(edge.frames[0]!)!.requestIds, Array.from({ length: 50 }, (_, i) => `req-${i}`).join(','), 'every request id, in order')
   t.same(await c.broadcast(edge.url, frame(0), 'b'), { connections: 3 }, 'another call on the same link')
   t.equal(edge.sockets.length, 1, 'one connection for all of it')
-  await t.rejects(c.disconnect(edge.url, { userId: 'x' }), /edge answered 400/, 'a non-200 answer rejects that call')
+  await t.rejects(c.disconnect(edge.url, { userId: 'x' }), { code: 'edge_error', message: /edge answered 400/ }, 'a non-200 answer rejects that call')
+  await t.rejects(c.roomMembers(edge.url, { room: 'r', generation: 'g' }), { code: 'bad_answer' }, 'an answer not of the op\'s shape rejects that call')
+  await c.close()
+  t.throws(() => c.broadcast(edge.url, frame(0)), { code: 'closed' }, 'a closed client calls no edge')
 })
 
 t.test('an edge that stops answering: calls fail within the timeout, the link is dropped and reopened', async (t) => {
@@ -75,14 +79,14 @@ t.test('an edge that stops answering: calls fail within the timeout, the link is
   edge.answering = false
   const started = Date.now()
   const closed = once(edge.sockets[0]!, 'close')
-  await t.rejects(c.deliver(edge.url, frame(2), ['on-a']), /did not answer within/)
+  await t.rejects(c.deliver(edge.url, frame(2), ['on-a']), { code: 'timeout', message: /did not answer within/ })
   const elapsed = Date.now() - started
   t.ok(elapsed >= TIMEOUT_MS - 20 && elapsed < TIMEOUT_MS + 300, `failed after ${elapsed} ms (timeout ${TIMEOUT_MS})`)
   await closed
   t.pass('the stuck link was closed')
   edge.answering = true
   const skippedAt = Date.now()
-  await t.rejects(c.deliver(edge.url, frame(3), ['on-a']), /skipped/, 'the edge is skipped at once for a cooldown (circuit)')
+  await t.rejects(c.deliver(edge.url, frame(3), ['on-a']), { code: 'circuit_open' }, 'the edge is skipped at once for a cooldown (circuit)')
   t.ok(Date.now() - skippedAt < 50)
   // After the cooldown (at most 5 s) one probe goes through, on a new connection.
   let answer
@@ -103,16 +107,16 @@ t.test('an edge that goes away fails its calls at once, not after the timeout', 
   await onWire
   const started = Date.now()
   edge.sockets[0]!.terminate()
-  await t.rejects(pending, /link closed|link failed/)
+  await t.rejects(pending, { code: 'link_down', message: /link closed|link failed/ })
   t.ok(Date.now() - started < TIMEOUT_MS / 2, `failed ${Date.now() - started} ms after the edge left`)
 })
 
 t.test('a refused link and an unreachable edge fail the call within the timeout', async (t) => {
   const edge = await fakeEdge(t, { refuse: 401 })
   const c = client(t)
-  await t.rejects(c.deliver(edge.url, frame(1), ['on-a']), /refused the link: 401|link failed/)
+  await t.rejects(c.deliver(edge.url, frame(1), ['on-a']), { code: 'refused', message: /refused the link: 401/ })
   const started = Date.now()
-  await t.rejects(c.deliver('http://127.0.0.1:1', frame(1), ['on-a']), /link failed|link closed/)
+  await t.rejects(c.deliver('http://127.0.0.1:1', frame(1), ['on-a']), { code: 'link_down', message: /link failed|link closed/ })
   t.ok(Date.now() - started <= TIMEOUT_MS + 100, 'no hang')
 })
 
@@ -120,6 +124,6 @@ t.test('after repeated failures an edge is skipped at once (circuit)', async (t)
   const c = client(t)
   for (let i = 0; i < 3; i++) await c.deliver('http://127.0.0.1:1', frame(i), ['on-a']).catch(() => undefined)
   const started = Date.now()
-  await t.rejects(c.deliver('http://127.0.0.1:1', frame(9), ['on-a']), /skipped/)
+  await t.rejects(c.deliver('http://127.0.0.1:1', frame(9), ['on-a']), { code: 'circuit_open', message: /skipped/ })
   t.ok(Date.now() - started < 20, 'skipped without connecting')
 })

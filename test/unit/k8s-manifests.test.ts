@@ -157,7 +157,7 @@ for (const overlay of OVERLAYS) {
     t.ok(spec.terminationGracePeriodSeconds * 1_000 > needMs, `grace ${spec.terminationGracePeriodSeconds} s > preStop ${seconds} s + drain ${drainMs} ms + 5 s`)
   })
 
-  t.test(`${overlay}: only routers (and monitoring) reach the edges' internal port`, async (t) => {
+  t.test(`${overlay}: only routers, edges (evictions) and monitoring reach the edges' internal port`, async (t) => {
     const policy = find(b, 'NetworkPolicy', 'switchboard-edge')
     const edgeLabels = find(b, 'Deployment', 'switchboard-edge').spec.template.metadata.labels
     const routerLabels = find(b, 'Deployment', 'switchboard-router').spec.template.metadata.labels
@@ -170,11 +170,13 @@ for (const overlay of OVERLAYS) {
     t.ok(internal.length > 0, 'a rule opens 8081')
     for (const rule of internal) {
       for (const peer of rule.from) {
-        const toRouters = peer.podSelector && matches(peer.podSelector.matchLabels, routerLabels) && !peer.namespaceSelector
+        const toPods = (labels: Obj) => peer.podSelector && matches(peer.podSelector.matchLabels, labels) && !peer.namespaceSelector
         const toMonitoring = peer.namespaceSelector?.matchLabels?.['kubernetes.io/metadata.name'] === 'monitoring' && !peer.podSelector
-        t.ok(toRouters || toMonitoring, `8081 peer ${JSON.stringify(peer)} is routers or monitoring`)
+        t.ok(toPods(routerLabels) || toPods(edgeLabels) || toMonitoring, `8081 peer ${JSON.stringify(peer)} is routers, edges or monitoring`)
       }
     }
+    const peers = internal.flatMap((r) => r.from as Obj[])
+    t.ok(peers.some((p) => p.podSelector && matches(p.podSelector.matchLabels, edgeLabels)), 'edges reach each other (an eviction\'s disconnect)')
     t.ok(rules.some((r) => !r.from && opensPort(r, 8080)), 'the websocket port is open')
   })
 

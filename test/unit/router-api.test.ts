@@ -27,14 +27,14 @@ class FakeEdges implements EdgeClient {
   constructor(readonly holds: Record<string, string[]>) {}
   async room(url: string, d: RoomDelivery) {
     this.calls.push({ url, op: 'room', room: d })
-    if (this.down.has(url)) throw new EdgeCallError('down')
+    if (this.down.has(url)) throw new EdgeCallError('link_down', 'down')
     const except = new Set(d.except)
     const users = [...(this.local.get(url)?.get(d.room) ?? [])].filter(([u, g]) => g === d.generation && !except.has(u)).map(([u]) => u)
     return d.list ? { reached: users.length, users } : { reached: users.length }
   }
   async roomJoin(url: string, body: InternalRoomJoin) {
     this.calls.push({ url, op: 'room-join', to: body.userIds })
-    if (this.down.has(url)) throw new EdgeCallError('down')
+    if (this.down.has(url)) throw new EdgeCallError('link_down', 'down')
     const rooms = this.local.get(url) ?? new Map<string, Map<string, string>>()
     this.local.set(url, rooms)
     const members = rooms.get(body.room) ?? new Map<string, string>()
@@ -46,12 +46,12 @@ class FakeEdges implements EdgeClient {
   }
   async roomMembers(url: string, body: InternalRoomMembers) {
     this.calls.push({ url, op: 'room-members' })
-    if (this.down.has(url)) throw new EdgeCallError('down')
+    if (this.down.has(url)) throw new EdgeCallError('link_down', 'down')
     return { users: [...(this.local.get(url)?.get(body.room) ?? [])].filter(([, g]) => g === body.generation).map(([u]) => u) }
   }
   async roomLeave(url: string, body: InternalRoomLeave) {
     this.calls.push({ url, op: 'room-leave', to: body.userIds })
-    if (this.down.has(url)) throw new EdgeCallError('down')
+    if (this.down.has(url)) throw new EdgeCallError('link_down', 'down')
     const members = this.local.get(url)?.get(body.room)
     const gone = (body.userIds ?? [...(members?.keys() ?? [])]).filter((u) => members?.delete(u))
     if (members?.size === 0) await this.index!.store.setEdgeRooms(this.index!.incIds[url]!, [{ room: body.room, holds: false }])
@@ -59,19 +59,19 @@ class FakeEdges implements EdgeClient {
   }
   async deliver(url: string, frame: string, to: readonly string[], requestId?: string, at?: readonly Position[]): Promise<DeliveryResult> {
     this.calls.push({ url, op: 'deliver', to, requestId, ...(at && { at }) })
-    if (this.down.has(url)) throw new EdgeCallError('down')
+    if (this.down.has(url)) throw new EdgeCallError('link_down', 'down')
     JSON.parse(frame) // the frame is the client's JSON
     const here = new Set(this.holds[url] ?? [])
     return { delivered: to.filter((u) => here.has(u)), missing: to.filter((u) => !here.has(u)) }
   }
   async broadcast(url: string) {
     this.calls.push({ url, op: 'broadcast' })
-    if (this.down.has(url)) throw new EdgeCallError('down')
+    if (this.down.has(url)) throw new EdgeCallError('link_down', 'down')
     return { connections: (this.holds[url] ?? []).length }
   }
   async disconnect(url: string, body: InternalDisconnect) {
     this.calls.push({ url, op: 'disconnect', to: [body.userId] })
-    if (this.down.has(url)) throw new EdgeCallError('down')
+    if (this.down.has(url)) throw new EdgeCallError('link_down', 'down')
     return { closed: (this.holds[url] ?? []).filter((u) => u === body.userId).length }
   }
   async close() {}

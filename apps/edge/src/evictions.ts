@@ -1,5 +1,5 @@
 import type { Logger } from 'pino'
-import { CloseCode, internalRoutes, type CloseCause, type InternalDisconnect } from '@switchboard/protocol'
+import { CloseCode, linkOps, type CloseCause, type InternalDisconnect } from '@switchboard/protocol'
 import type { Evicted, RouterRegistry } from '@switchboard/registry'
 
 /**
@@ -54,10 +54,10 @@ export function createEvictor(deps: EvictionDeps): (evicted: readonly Evicted[])
     await Promise.all(
       calls.map(async ([url, body]) => {
         try {
-          const res = await fetch(url + internalRoutes.disconnect, {
+          const res = await fetch(url + linkOps.disconnect.http, {
             method: 'POST',
             headers: { authorization: `Bearer ${deps.internalToken}`, 'content-type': 'application/json' },
-            body: JSON.stringify(body),
+            body: linkOps.disconnect.encode(body),
             signal: AbortSignal.timeout(deps.timeoutMs ?? 2_000),
           })
           if (!res.ok) throw new Error(`edge answered ${res.status}`)

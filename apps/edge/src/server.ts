@@ -10,7 +10,7 @@ import {
   type WebSocket,
   type us_listen_socket,
 } from 'uWebSockets.js'
-import { LINK_PATH, REQUEST_IDS, WS_PATH, createBearerCheck } from '@switchboard/protocol'
+import { LINK_OPS, LINK_PATH, REQUEST_IDS, WS_PATH, createBearerCheck, linkOps, type LinkOp } from '@switchboard/protocol'
 import type { EdgeRegistry, Inbox, RouterRegistry } from '@switchboard/registry'
 import { createPublicKey } from 'node:crypto'
 import { createOriginCheck, tokenFromProtocols } from './auth.js'
@@ -23,7 +23,7 @@ import { createEdgeMetrics } from './metrics.js'
 import { createEvictor } from './evictions.js'
 import { KeyedRateLimiter } from './rate-limit.js'
 import { Registration } from './registration.js'
-import { INTERNAL_OPS, createInternalCalls, internalHttpRoutes, type InternalOp } from './internal-calls.js'
+import { createInternalCalls } from './internal-calls.js'
 import { createRouterLinks } from './router-link.js'
 import { LocalRooms, type RoomIndexStore } from './rooms.js'
 
@@ -179,15 +179,18 @@ export async function startEdge(deps: EdgeDeps): Promise<Edge> {
       void deps.promRegistry.metrics().then((text) => sendJson(res, 200, text, deps.promRegistry.contentType))
     })
     .ws(LINK_PATH, links.behavior)
-  for (const op of INTERNAL_OPS) internal.post(internalHttpRoutes[op], (res, req) => internalCall(res, req, op))
+  for (const op of LINK_OPS) {
+    const path = linkOps[op].http // only an eviction's disconnect, which edges call on each other
+    if (path) internal.post(path, (res, req) => internalCall(res, req, op))
+  }
   internal.any('/*', (res) => sendError(res, 404, 'not_found', 'no such route'))
 
   /**
-   * An internal call over HTTP: token check, body read, then the same `calls` the router link
-   * uses. The routers' request ids (REQUEST_IDS) go into the call's log line and into the
-   * warning of a refused one, so a push can be followed from router to edge.
+   * An internal call over HTTP (evictions: edges hold no link to each other): token check, body
+   * read, then the same `calls` the router link uses. Request ids (REQUEST_IDS), if any, go
+   * into the call's log line and into the warning of a refused one.
    */
-  function internalCall(res: HttpResponse, req: HttpRequest, op: InternalOp): void {
+  function internalCall(res: HttpResponse, req: HttpRequest, op: LinkOp): void {
     const requestIds = req.getHeader(REQUEST_IDS).slice(0, 4096) // uWS: headers are readable only now
     if (!isInternalCaller(req.getHeader('authorization'))) {
       res.onAborted(() => undefined)

@@ -11,7 +11,6 @@ import {
   PushRequest,
   parseOrThrow,
   pushFrame,
-  timeCall,
   type BroadcastResponse,
   type InternalDisconnect,
   type DisconnectResponse,
@@ -79,7 +78,7 @@ export function createApi(deps: ApiDeps): Api {
 
   /** Calls `call` on one edge; a failure is logged (with the request's id) and counted, never thrown. */
   function forward<T>(requestId: string, url: string, call: () => Promise<T>): Promise<T | undefined> {
-    return timeCall(metrics.forward.start(url), call()).catch((err: unknown) => {
+    return metrics.forward.time(url, call()).catch((err: unknown) => {
       log.warn({ err, edge: url, reqId: requestId }, 'edge call failed')
       return undefined
     })

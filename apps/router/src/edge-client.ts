@@ -33,6 +33,27 @@ export interface EdgeClient {
   close(): Promise<void>
 }
 
+/**
+ * Why an edge call failed, one of a closed list:
+ * - `timeout`: no answer within the forward timeout (the link is dropped);
+ * - `refused`: the edge answered the link's upgrade with an HTTP status (401: a wrong internal token);
+ * - `link_down`: the link could not be opened, or was lost with the call on it (edge restarted, missed pong);
+ * - `circuit_open`: not sent, the edge keeps failing and is skipped for a while (Circuits);
+ * - `bad_answer`: an answer that is not the op's (malformed frame, not JSON, wrong shape or count);
+ * - `edge_error`: the edge answered an error status (400: a call it found malformed);
+ * - `closed`: the router is shutting down, or closed an idle link with the call still waiting.
+ */
+export const EDGE_CALL_ERROR_CODES = ['timeout', 'refused', 'link_down', 'circuit_open', 'bad_answer', 'edge_error', 'closed'] as const
+export type EdgeCallErrorCode = (typeof EDGE_CALL_ERROR_CODES)[number]
+
 export class EdgeCallError extends Error {
   override readonly name = 'EdgeCallError'
+
+  constructor(
+    readonly code: EdgeCallErrorCode,
+    message: string,
+    options?: ErrorOptions,
+  ) {
+    super(message, options)
+  }
 }

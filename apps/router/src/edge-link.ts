@@ -1,26 +1,26 @@
 import WebSocket from 'ws'
-import type { z } from 'zod'
 import {
-  BroadcastResult,
-  DeliveriesResult,
-  DisconnectResult,
   LINK_PATH,
   MAX_LINK_FRAME_BYTES,
   MAX_RECIPIENTS_PER_CALL,
   decodeLinkAnswer,
-  RoomDeliveryResult,
-  RoomMembershipResult,
-  RoomMembersResult,
   encodeDelivery,
   encodeLinkCall,
-  encodeRoomDelivery,
+  linkOps,
+  type BroadcastResult,
   type DeliveryResult,
+  type DisconnectResult,
   type InternalDisconnect,
   type InternalRoomJoin,
   type InternalRoomLeave,
   type InternalRoomMembers,
   type LinkOp,
+  type LinkRequest,
+  type LinkResult,
   type RoomDelivery,
+  type RoomDeliveryResult,
+  type RoomMembershipResult,
+  type RoomMembersResult,
   type Position,
 } from '@switchboard/protocol'
 import { Circuits } from './circuit.js'
@@ -85,37 +85,37 @@ export class LinkEdgeClient implements EdgeClient {
   }
 
   broadcast(edgeUrl: string, frame: string, requestId = '-'): Promise<BroadcastResult> {
-    return this.#link(edgeUrl).call('broadcast', requestId, frame, BroadcastResult)
+    return this.#link(edgeUrl).call('broadcast', frame, requestId)
   }
 
   disconnect(edgeUrl: string, body: InternalDisconnect, requestId = '-'): Promise<DisconnectResult> {
-    return this.#link(edgeUrl).call('disconnect', requestId, JSON.stringify(body), DisconnectResult)
+    return this.#link(edgeUrl).call('disconnect', body, requestId)
   }
 
   room(edgeUrl: string, delivery: RoomDelivery, requestId = '-'): Promise<RoomDeliveryResult> {
-    return this.#link(edgeUrl).call('room', requestId, encodeRoomDelivery(delivery), RoomDeliveryResult)
+    return this.#link(edgeUrl).call('room', delivery, requestId)
   }
 
   roomJoin(edgeUrl: string, body: InternalRoomJoin, requestId = '-'): Promise<RoomMembershipResult> {
-    return this.#link(edgeUrl).call('room-join', requestId, JSON.stringify(body), RoomMembershipResult)
+    return this.#link(edgeUrl).call('room-join', body, requestId)
   }
 
   roomLeave(edgeUrl: string, body: InternalRoomLeave, requestId = '-'): Promise<RoomMembershipResult> {
-    return this.#link(edgeUrl).call('room-leave', requestId, JSON.stringify(body), RoomMembershipResult)
+    return this.#link(edgeUrl).call('room-leave', body, requestId)
   }
 
   roomMembers(edgeUrl: string, body: InternalRoomMembers, requestId = '-'): Promise<RoomMembersResult> {
-    return this.#link(edgeUrl).call('room-members', requestId, JSON.stringify(body), RoomMembersResult)
+    return this.#link(edgeUrl).call('room-members', body, requestId)
   }
 
   async close(): Promise<void> {
     this.#isClosed = true
-    for (const link of this.#links.values()) link.close(new EdgeCallError('router shutting down'))
+    for (const link of this.#links.values()) link.close(new EdgeCallError('closed', 'router shutting down'))
     this.#links.clear()
   }
 
   #link(edgeUrl: string): Link {
-    if (this.#isClosed) throw new EdgeCallError('edge client closed')
+    if (this.#isClosed) throw new EdgeCallError('closed', 'edge client closed')
     let link = this.#links.get(edgeUrl)
     if (!link) {
       link = new Link(edgeUrl, this.options, this.#circuits, () => this.#links.delete(edgeUrl))
@@ -158,12 +158,14 @@ class Link {
     })
   }
 
-  call<S extends z.ZodType>(op: LinkOp, requestIds: string, payload: string, schema: S): Promise<z.output<S>> {
+  /** One call of `op`: its request encoded and its answer checked by the op's row (protocol's `linkOps`). */
+  call<Op extends LinkOp>(op: Op, request: LinkRequest<Op>, requestIds: string): Promise<LinkResult<Op>> {
+    const row = linkOps[op]
     return new Promise((resolve, reject) => {
-      this.#start(op, requestIds, payload, (body) => {
-        const parsed = schema.safeParse(body)
+      this.#start(op, requestIds, row.encode(request), (body) => {
+        const parsed = row.answer.safeParse(body)
         if (parsed.success) resolve(parsed.data)
-        else reject(new EdgeCallError('edge answered a malformed body'))
+        else reject(new EdgeCallError('bad_answer', 'edge answered a malformed body'))
       }, reject)
     })
   }
@@ -178,7 +180,11 @@ class Link {
     this.#teardown(err, 1000)
   }
 
-  /** Sends what waits as `deliveries` calls, each within MAX_CALL_BYTES and MAX_RECIPIENTS_PER_CALL. */
+  /**
+   * Sends what waits as `deliveries` calls, each within MAX_CALL_BYTES and MAX_RECIPIENTS_PER_CALL.
+   * The payload is the row's encoding (deliveries joined by newlines), built from each push's
+   * delivery encoded once, when it was queued, to bound the call's size.
+   */
   #flushDeliveries(): void {
     const waiting = this.#deliveries
     this.#deliveries = []
@@ -197,17 +203,17 @@ class Link {
       const requestIds = batch.length === 1 ? batch[0]!.requestId : batch.map((d) => d.requestId).join(',')
       const fail = (err: unknown) => batch.forEach((d) => d.reject(err))
       this.#start('deliveries', requestIds, payload, (body) => {
-        const parsed = DeliveriesResult.safeParse(body)
-        if (!parsed.success) return fail(new EdgeCallError('edge answered a malformed body'))
+        const parsed = linkOps.deliveries.answer.safeParse(body)
+        if (!parsed.success) return fail(new EdgeCallError('bad_answer', 'edge answered a malformed body'))
         const { results } = parsed.data
-        if (results.length !== batch.length) return fail(new EdgeCallError(`edge answered ${results.length} results for ${batch.length} deliveries`))
+        if (results.length !== batch.length) return fail(new EdgeCallError('bad_answer', `edge answered ${results.length} results for ${batch.length} deliveries`))
         batch.forEach((d, k) => d.resolve(results[k]!))
       }, fail)
     }
   }
 
   #start(op: LinkOp, requestIds: string, payload: string, settle: (body: unknown) => void, fail: (err: unknown) => void): void {
-    if (!this.circuits.allow(this.edgeUrl)) return fail(new EdgeCallError('edge skipped: it keeps failing'))
+    if (!this.circuits.allow(this.edgeUrl)) return fail(new EdgeCallError('circuit_open', 'edge skipped: it keeps failing'))
     this.#lastUsedMs = Date.now()
     const callId = this.#nextCallId++
     this.#calls.set(callId, { op, requestIds, payload, deadline: this.#lastUsedMs + this.options.timeoutMs, isSent: false, settle, fail })
@@ -236,28 +242,28 @@ class Link {
     ws.on('pong', () => (this.#isPongDue = false))
     ws.on('unexpected-response', (_req, res) => {
       res.resume()
-      this.#drop(ws, new EdgeCallError(`edge refused the link: ${res.statusCode}`))
+      this.#drop(ws, new EdgeCallError('refused', `edge refused the link: ${res.statusCode}`))
     })
-    ws.on('error', (err) => this.#drop(ws, new EdgeCallError(`edge link failed: ${err.message}`, { cause: err })))
-    ws.on('close', (code) => this.#drop(ws, new EdgeCallError(`edge link closed (${code})`)))
+    ws.on('error', (err) => this.#drop(ws, new EdgeCallError('link_down', `edge link failed: ${err.message}`, { cause: err })))
+    ws.on('close', (code) => this.#drop(ws, new EdgeCallError('link_down', `edge link closed (${code})`)))
   }
 
   #answer(data: Buffer): void {
     const answer = decodeLinkAnswer(data.toString('utf8'))
-    if (!answer) return this.#drop(this.#ws!, new EdgeCallError('edge sent a malformed answer'))
+    if (!answer) return this.#drop(this.#ws!, new EdgeCallError('bad_answer', 'edge sent a malformed answer'))
     const call = this.#calls.get(answer.callId)
     if (!call) return // it timed out: already failed
     this.#calls.delete(answer.callId)
     if (answer.status !== 200) {
       this.circuits.failed(this.edgeUrl)
-      return call.fail(new EdgeCallError(`edge answered ${answer.status}: ${answer.body.slice(0, 200)}`))
+      return call.fail(new EdgeCallError('edge_error', `edge answered ${answer.status}: ${answer.body.slice(0, 200)}`))
     }
     let body: unknown
     try {
       body = JSON.parse(answer.body)
     } catch {
       this.circuits.failed(this.edgeUrl)
-      return call.fail(new EdgeCallError('edge answered a body that is not JSON'))
+      return call.fail(new EdgeCallError('bad_answer', 'edge answered a body that is not JSON'))
     }
     this.circuits.succeeded(this.edgeUrl)
     call.settle(body)
@@ -275,13 +281,13 @@ class Link {
       }
       this.#calls.delete(callId)
       isStuck ||= call.isSent || this.#ws !== undefined
-      call.fail(new EdgeCallError(`edge did not answer within ${this.options.timeoutMs} ms`))
+      call.fail(new EdgeCallError('timeout', `edge did not answer within ${this.options.timeoutMs} ms`))
     }
     if (!isStuck || !this.#ws) return
     // A link that stopped answering is a stopped or overloaded edge: skip it (circuit) rather
     // than let the next pushes wait out the timeout on a new connection too.
     this.circuits.trip(this.edgeUrl)
-    this.#drop(this.#ws, new EdgeCallError('edge link timed out'))
+    this.#drop(this.#ws, new EdgeCallError('timeout', 'edge link timed out'))
   }
 
   /** Ends `ws` (if it is still this link's socket): its calls fail now, the next call reconnects. */
@@ -308,11 +314,11 @@ class Link {
     this.#isPongDue = false
     this.#pinger = setInterval(() => {
       if (this.#calls.size === 0 && Date.now() - this.#lastUsedMs > (this.options.idleCloseMs ?? 60_000)) {
-        this.close(new EdgeCallError('idle link closed'))
+        this.close(new EdgeCallError('closed', 'idle link closed'))
         this.onIdle()
         return
       }
-      if (this.#isPongDue) return this.#drop(ws, new EdgeCallError('edge link missed a pong'))
+      if (this.#isPongDue) return this.#drop(ws, new EdgeCallError('link_down', 'edge link missed a pong'))
       this.#isPongDue = true
       ws.ping()
     }, this.options.pingEveryMs ?? 5_000)

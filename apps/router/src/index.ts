@@ -1,6 +1,6 @@
 export { buildApp, type AppDeps, type RouterApp } from './app.js'
 export { ROUTER_ENV_NAMES, RouterEnv, loadRouterConfig, type RouterConfig } from './config.js'
-export { EdgeCallError, type EdgeClient } from './edge-client.js'
+export { EDGE_CALL_ERROR_CODES, EdgeCallError, type EdgeCallErrorCode, type EdgeClient } from './edge-client.js'
 export { LinkEdgeClient } from './edge-link.js'
 export { planDelivery, settleDelivery } from './plan.js'
 export { startReaper } from './reaper.js'

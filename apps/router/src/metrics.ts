@@ -1,6 +1,7 @@
 import { Counter, Gauge, Histogram, collectDefaultMetrics, type Registry as PromRegistry } from 'prom-client'
 import { timeCall } from '@switchboard/protocol'
 import type { RouterRegistry } from '@switchboard/registry'
+import { EDGE_CALL_ERROR_CODES, EdgeCallError } from './edge-client.js'
 
 const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5]
 
@@ -39,9 +40,15 @@ export function createRouterMetrics(registry: PromRegistry, inFlight: () => numb
     forward: perEdgeTimer(
       new Histogram({
         name: 'router_forward_seconds',
-        help: 'Duration of router -> edge delivery calls, per push, by edge (its internal URL) and outcome (ok, error).',
+        help: 'Duration of router -> edge delivery calls, per push, by edge (its internal URL) and outcome (ok, error); calls skipped by the edge\'s circuit are not in it.',
         labelNames: ['edge', 'result'] as const,
         buckets: LATENCY_BUCKETS,
+        registers: [registry],
+      }),
+      new Counter({
+        name: 'router_forward_failures_total',
+        help: 'Failed router -> edge delivery calls, per push, by why (EdgeCallError code); circuit_open: not sent, the edge keeps failing.',
+        labelNames: ['code'] as const,
         registers: [registry],
       }),
     ),
@@ -106,16 +113,31 @@ export function timedRegistry(registry: RouterRegistry, seconds: RouterMetrics['
 }
 
 /**
- * Times router -> edge calls in router_forward_seconds by edge, and drops the series of
- * edges that left (`prune`), so label sets do not pile up as edges come and go (every deploy
- * brings new ones).
+ * Times router -> edge calls in router_forward_seconds by edge, counts failures by code in
+ * router_forward_failures_total (a call the edge's circuit skipped never left: it is counted
+ * there, not timed), and drops the series of edges that left (`prune`), so label sets do not
+ * pile up as edges come and go (every deploy brings new ones).
  */
-function perEdgeTimer(histogram: Histogram<'edge' | 'result'>) {
+function perEdgeTimer(histogram: Histogram<'edge' | 'result'>, failures: Counter<'code'>) {
   const seen = new Set<string>()
+  // Served at 0 from the start, so a dashboard and its alerts see every code before its first failure.
+  for (const code of EDGE_CALL_ERROR_CODES) failures.inc({ code }, 0)
   return {
-    start(edge: string) {
+    time<T>(edge: string, call: Promise<T>): Promise<T> {
       seen.add(edge)
-      return histogram.startTimer({ edge })
+      const end = histogram.startTimer({ edge })
+      return call.then(
+        (value) => {
+          end({ result: 'ok' })
+          return value
+        },
+        (err: unknown) => {
+          const code = err instanceof EdgeCallError ? err.code : 'edge_error'
+          failures.inc({ code })
+          if (code !== 'circuit_open') end({ result: 'error' })
+          throw err
+        },
+      )
     },
     prune(liveEdges: ReadonlySet<string>) {
       for (const edge of seen) {

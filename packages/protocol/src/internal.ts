@@ -3,34 +3,21 @@ import { isEpoch, type Position } from '@switchboard/wire'
 import { RoomName, UserId, limits } from './push-api.js'
 
 /**
- * Router -> edge calls on the edge's internal port. Every call carries
- * `authorization: Bearer <SWITCHBOARD_INTERNAL_TOKEN>`.
+ * The bodies of the router -> edge calls (the link's ops, table in link.ts). Every call carries
+ * the internal token (`authorization: Bearer <SWITCHBOARD_INTERNAL_TOKEN>` on the link's upgrade).
  *
  * A delivery is the push frame exactly as clients receive it, a newline, then the JSON array
  * of recipients on that edge. The frame is serialized once at the router and written to every
  * socket without being parsed again; JSON.stringify never emits a raw newline, so newlines
  * split the parts unambiguously. `deliveries` carries several (pushes coalesced while a call
  * to that edge was in flight), joined by newlines, and answers one result each, in order.
- * `deliver` (one delivery) is what routers of release 0.1 call; edges still answer it, so
- * edges can be upgraded before routers.
  *
  * A kept push lists its recipients with their inbox positions, `[["u1","<epoch>",<offset>],…]`,
  * and the edge splices each user's position into the frame it writes to that user (framedAt).
  */
-export const internalRoutes = {
-  deliveries: '/internal/deliveries',
-  deliver: '/internal/deliver',
-  broadcast: '/internal/broadcast',
-  disconnect: '/internal/disconnect',
-  room: '/internal/room',
-  'room-join': '/internal/room-join',
-  'room-leave': '/internal/room-leave',
-  'room-members': '/internal/room-members',
-} as const
-
 /**
- * Router -> edge header: the request ids of the pushes a call carries, comma-separated in
- * delivery order (one for a broadcast or disconnect). For logs only: edges never trust it.
+ * Header of an internal call over HTTP (an eviction's disconnect): the request ids it carries,
+ * comma-separated (a link call carries them in its head). For logs only: edges never trust it.
  */
 export const REQUEST_IDS = 'x-request-ids'
 
@@ -39,13 +26,6 @@ export const MAX_RECIPIENTS_PER_CALL = 100_000
 
 export function encodeDelivery(frame: string, to: readonly string[], at?: readonly Position[]): string {
   return `${frame}\n${JSON.stringify(at ? to.map((u, i) => [u, at[i]!.epoch, at[i]!.offset]) : to)}`
-}
-
-export function decodeDelivery(body: string): Delivery | undefined {
-  const cut = body.lastIndexOf('\n')
-  if (cut <= 0) return undefined
-  const recipients = parseRecipients(body.slice(cut + 1), MAX_RECIPIENTS_PER_CALL)
-  return recipients && { frame: body.slice(0, cut), ...recipients }
 }
 
 /**

@@ -1,3 +1,22 @@
+import type { z } from 'zod'
+import {
+  BroadcastResult,
+  DeliveriesResult,
+  DisconnectResult,
+  InternalDisconnect,
+  InternalRoomJoin,
+  InternalRoomLeave,
+  InternalRoomMembers,
+  RoomDeliveryResult,
+  RoomMembershipResult,
+  RoomMembersResult,
+  decodeDeliveries,
+  decodeRoomDelivery,
+  encodeDeliveries,
+  encodeRoomDelivery,
+  safeJson,
+} from './internal.js'
+
 /**
  * The router -> edge link: one persistent websocket per router-edge pair, on the edge's
  * internal port, replacing one HTTP request per call. Calls are pipelined: a router sends
@@ -11,10 +30,10 @@
  * - router -> edge, a call:   `<callId> <op> <requestIds>\n<payload>`
  * - edge -> router, a answer: `<callId> <status>\n<body>`
  *
- * `callId` is a decimal integer the router chose (unique per link); `op` names the internal
- * route (deliveries, broadcast, disconnect, room, room-join, room-leave, room-members) and `payload` is exactly that route's HTTP body
- * (see internal.ts). `requestIds` is the X-Request-Ids value (`-` when none): request ids
- * never hold a space or a newline. `status` is 200 with the route's JSON answer, or 400 with
+ * `callId` is a decimal integer the router chose (unique per link); `op` is a row of `linkOps`
+ * (below) and `payload` its request as that row encodes it (bodies in internal.ts).
+ * `requestIds` is the X-Request-Ids value (`-` when none): request ids never hold a space or
+ * a newline. `status` is 200 with the row's JSON answer, or 400 with
  * an error body for a malformed call; the link stays open either way. Answers may come in
  * any order: room-join and room-leave are answered once the edge index is written. A frame that is not a
  * call at all closes the link (1008).
@@ -27,8 +46,85 @@ export const LINK_PATH = '/internal/link'
  */
 export const LINK_IDLE_TIMEOUT_S = 16
 
-export const LINK_OPS = ['deliveries', 'broadcast', 'disconnect', 'room', 'room-join', 'room-leave', 'room-members'] as const
-export type LinkOp = (typeof LINK_OPS)[number]
+/**
+ * One router -> edge call: how its request is written (router) and read back (edge), the JSON
+ * schema of its answer (checked by the router), and what the edge's debug line says of an
+ * answer. The edge's handler of each op is in its internal-calls.ts, the router's method in its
+ * EdgeClient: a new op is one row here, one handler there, one method there.
+ */
+export interface LinkOpRow<Request, Parsed, Result> {
+  encode(request: Request): string
+  /** Undefined when the payload is malformed (the edge answers 400 and the link stays open). */
+  decode(payload: string): Parsed | undefined
+  answer: z.ZodType<Result>
+  /** The request's schema when the payload is JSON (a generator of API documents reads it). */
+  request?: z.ZodType
+  /** Counts, never user ids. */
+  summarize(answer: Result): Record<string, number>
+  /**
+   * The op's HTTP route on the edge's internal port, for the one call that is not a router's:
+   * an edge closing the connections the registry evicted on another edge (edges hold no link
+   * to each other). Every other op is served on the link only.
+   */
+  http?: string
+}
+
+/** A row whose request is a JSON body checked by `request`. */
+function jsonRow<Request, Result>(
+  request: z.ZodType<Request, unknown>,
+  answer: z.ZodType<Result>,
+  summarize: (answer: Result) => Record<string, number>,
+): LinkOpRow<z.input<typeof request>, Request, Result> {
+  return {
+    encode: (body) => JSON.stringify(body),
+    decode: (payload) => {
+      const r = request.safeParse(safeJson(payload))
+      return r.success ? r.data : undefined
+    },
+    answer,
+    request,
+    summarize,
+  }
+}
+
+const counts = (answer: Record<string, number>) => answer
+
+const table = {
+  /** Pushes coalesced while a call to the edge was in flight; one result each, in order. */
+  deliveries: {
+    encode: encodeDeliveries,
+    decode: decodeDeliveries,
+    answer: DeliveriesResult,
+    summarize: ({ results }) => ({ pushes: results.length, delivered: results.reduce((n, r) => n + r.delivered.length, 0) }),
+  } satisfies LinkOpRow<Parameters<typeof encodeDeliveries>[0], NonNullable<ReturnType<typeof decodeDeliveries>>, DeliveriesResult>,
+  /** The payload is the frame itself, written as is to every socket. */
+  broadcast: { encode: (frame) => frame, decode: (payload) => payload, answer: BroadcastResult, summarize: counts } satisfies LinkOpRow<string, string, BroadcastResult>,
+  disconnect: { ...jsonRow(InternalDisconnect, DisconnectResult, counts), http: '/internal/disconnect' },
+  room: {
+    encode: encodeRoomDelivery,
+    decode: decodeRoomDelivery,
+    answer: RoomDeliveryResult,
+    summarize: ({ reached }) => ({ reached }),
+  } satisfies LinkOpRow<Parameters<typeof encodeRoomDelivery>[0], NonNullable<ReturnType<typeof decodeRoomDelivery>>, RoomDeliveryResult>,
+  'room-join': jsonRow(InternalRoomJoin, RoomMembershipResult, counts),
+  'room-leave': jsonRow(InternalRoomLeave, RoomMembershipResult, counts),
+  'room-members': jsonRow(InternalRoomMembers, RoomMembersResult, ({ users }) => ({ users: users.length })),
+}
+type Table = typeof table
+
+export type LinkOp = keyof Table
+/** What the router passes for a call of `Op`. */
+export type LinkRequest<Op extends LinkOp> = Parameters<Table[Op]['encode']>[0]
+/** What the edge's handler of `Op` receives. */
+export type LinkParsed<Op extends LinkOp> = NonNullable<ReturnType<Table[Op]['decode']>>
+/** What `Op` answers. */
+export type LinkResult<Op extends LinkOp> = z.output<Table[Op]['answer']>
+
+/** The link's ops, one row each (typed per op, so `linkOps[op]` stays typed for a generic `op`). */
+export const linkOps: { readonly [Op in LinkOp]: LinkOpRow<LinkRequest<Op>, LinkParsed<Op>, LinkResult<Op>> } = table
+
+/** Every link op, in the table's order. */
+export const LINK_OPS = Object.keys(linkOps) as LinkOp[]
 
 /** Largest link frame either side accepts: a coalesced call stops growing well below it. */
 export const MAX_LINK_FRAME_BYTES = 16 << 20
@@ -60,7 +156,7 @@ export function decodeLinkCall(text: string): LinkCall | undefined {
   if (a <= 0 || b < 0) return undefined
   const callId = parseCallId(head.slice(0, a))
   const op = head.slice(a + 1, b) as LinkOp
-  if (callId === undefined || !LINK_OPS.includes(op)) return undefined
+  if (callId === undefined || !Object.hasOwn(linkOps, op)) return undefined
   return { callId, op, requestIds: head.slice(b + 1), payload: text.slice(eol + 1) }
 }
 
