@@ -10,7 +10,7 @@ try {
 // The rest loads only once the configuration is valid, so a bad value stops the process at once.
 const { default: pino } = await import('pino')
 const { Registry: PromRegistry } = await import('prom-client')
-const { RedisInbox, RedisRegistry, RedisRoomStore, createRedisClient, dropIfStalled } = await import('@switchboard/registry')
+const { RedisGateway, RedisInbox, RedisRegistry, RedisRoomStore, createRedisClient, dropIfStalled } = await import('@switchboard/registry')
 const { startEdge } = await import('./server.js')
 const log = pino({ level: config.logLevel, base: { service: 'edge', nodeId: config.nodeId } })
 if (!config.redis) {
@@ -19,13 +19,14 @@ if (!config.redis) {
 }
 const redis = createRedisClient(config.redis, { commandTimeoutMs: config.redisCommandTimeoutMs })
 redis.on('error', (err) => log.debug({ err }, 'redis connection error')) // outages are logged by the registration loop
+const gateway = new RedisGateway(redis, { prefix: config.registryPrefix })
 const edge = await startEdge({
   config,
   log,
-  registry: new RedisRegistry(redis, { prefix: config.registryPrefix, presence: config.presence }),
-  inbox: new RedisInbox(redis, config.inbox, { prefix: config.registryPrefix }),
+  registry: new RedisRegistry(gateway, { presence: config.presence }),
+  inbox: new RedisInbox(gateway, config.inbox),
   // Edges only read users' rooms and write their own index fields: the membership limits are the routers'.
-  rooms: new RedisRoomStore(redis, config.rooms, { prefix: config.registryPrefix }),
+  rooms: new RedisRoomStore(gateway, config.rooms),
   promRegistry: new PromRegistry(),
   // A connection cut by a partition stays "open" while TCP backs off its retransmissions: a fresh one is back within a renewal of the heal.
   onRegistryStalled: () => dropIfStalled(redis),

@@ -10,7 +10,7 @@ try {
 // The rest loads only once the configuration is valid, so a bad value stops the process at once.
 const { default: pino } = await import('pino')
 const { Registry: PromRegistry } = await import('prom-client')
-const { RedisIdempotencyStore, RedisInbox, RedisRegistry, RedisRoomStore, createRedisClient } = await import('@switchboard/registry')
+const { RedisGateway, RedisIdempotencyStore, RedisInbox, RedisRegistry, RedisRoomStore, createRedisClient } = await import('@switchboard/registry')
 const { startRouter } = await import('./start.js')
 const log = pino({ level: config.logLevel, base: { service: 'router' }, redact: ['req.headers.authorization'] })
 if (!config.redis) {
@@ -19,12 +19,12 @@ if (!config.redis) {
 }
 const redis = createRedisClient(config.redis, { commandTimeoutMs: config.redisCommandTimeoutMs })
 redis.on('error', (err) => log.debug({ err }, 'redis connection error')) // surfaced as 503s and by the reaper
-const prefix = { prefix: config.registryPrefix }
+const gateway = new RedisGateway(redis, { prefix: config.registryPrefix })
 const stores = {
-  registry: new RedisRegistry(redis, { ...prefix, liveRefreshMs: Math.min(1_000, Math.floor(config.leaseTtlMs / 4)), presence: config.presence }),
-  inbox: new RedisInbox(redis, config.inbox, prefix),
-  rooms: new RedisRoomStore(redis, config.rooms, prefix),
-  idempotency: new RedisIdempotencyStore(redis, prefix),
+  registry: new RedisRegistry(gateway, { liveRefreshMs: Math.min(1_000, Math.floor(config.leaseTtlMs / 4)), presence: config.presence }),
+  inbox: new RedisInbox(gateway, config.inbox),
+  rooms: new RedisRoomStore(gateway, config.rooms),
+  idempotency: new RedisIdempotencyStore(gateway),
 }
 
 const router = await startRouter({ config, stores, log, promRegistry: new PromRegistry() }).catch((err: unknown) => {
