@@ -26,14 +26,18 @@ function setup() {
     node: { nodeId: 'edge-1', url: 'http://edge-1.test', startedAt: clock.now() },
     leaseTtlMs: TTL_MS,
     log: pino({ level: 'silent' }),
-    metrics: createEdgeMetrics(promRegistry, () => live.size),
-    liveConnections: () => [...live.values()],
-    status: () => ({ connections: live.size, draining: false }),
+    metrics: createEdgeMetrics(promRegistry),
     maxConnectionsPerUser: 64,
-    onEvicted: async () => undefined,
-    afterResync: async () => void outages.push(clock.now()),
     clock,
   })
+  /** What the edge holds, as the registration loop asks it. */
+  const holder = {
+    liveConnections: () => [...live.values()],
+    status: () => ({ connections: live.size, draining: false }),
+    onEvicted: async () => undefined,
+    afterResync: async () => void outages.push(clock.now()),
+  }
+  const start = () => registration.start(holder)
   let n = 0
   /** A connection the edge now holds open. */
   const open = (userId: string): ConnectionInfo => {
@@ -43,7 +47,7 @@ function setup() {
   }
   /** Opens the lease, then opens and registers a connection for each user. */
   const startWith = async <U extends string[]>(...userIds: U) => {
-    await registration.start()
+    await registration.start(holder)
     const conns = userIds.map(open) as { [K in keyof U]: ConnectionInfo }
     await Promise.all(conns.map((c) => registration.register(c)))
     return conns
@@ -57,13 +61,13 @@ function setup() {
     const metric = await promRegistry.getSingleMetric('edge_lease_renewals_total')!.get()
     return metric.values.find((v) => v.labels.result === result)?.value ?? 0
   }
-  return { clock, registry, registration, live, open, startWith, located, connIdsOf, count, renewals, outages }
+  return { clock, registry, registration, start, live, open, startWith, located, connIdsOf, count, renewals, outages }
 }
 
 t.test('the lease is opened with backoff while the registry fails', async (t) => {
-  const { clock, registry, registration, count } = setup()
+  const { clock, registry, registration, start, count } = setup()
   registry.failing.add('openLease')
-  const started = registration.start()
+  const started = start()
   await until(() => clock.pending.length === 1, 'first backoff')
   // random() is 0.5: half of each backoff is fixed, a quarter is the jitter.
   t.same(clock.pending, [150], 'after the first failure: 200 ms backoff, jittered')
@@ -83,8 +87,8 @@ t.test('the lease is opened with backoff while the registry fails', async (t) =>
 })
 
 t.test('the lease is renewed every TTL/3 and outlives its TTL', async (t) => {
-  const { clock, registry, registration, open, count, renewals } = setup()
-  await registration.start()
+  const { clock, registry, registration, start, open, count, renewals } = setup()
+  await start()
   open('a')
   await clock.advance(RENEW_MS - 1)
   t.equal(count('renew'), 0, 'not before a third of the TTL')
@@ -100,8 +104,8 @@ t.test('the lease is renewed every TTL/3 and outlives its TTL', async (t) => {
 })
 
 t.test('registrations made in one turn are written in one call', async (t) => {
-  const { registry, registration, open, connIdsOf, count } = setup()
-  await registration.start()
+  const { registry, registration, start, open, connIdsOf, count } = setup()
+  await start()
   const batch = [open('a'), open('b'), open('a')]
   await Promise.all(batch.map((c) => registration.register(c)))
   await settle() // a stray second flush would show now
@@ -113,8 +117,8 @@ t.test('registrations made in one turn are written in one call', async (t) => {
 })
 
 t.test('a failed write marks a resync, which re-writes every live connection after the next renewal', async (t) => {
-  const { clock, registry, registration, open, connIdsOf, count } = setup()
-  await registration.start()
+  const { clock, registry, registration, start, open, connIdsOf, count } = setup()
+  await start()
   registry.failing.add('addConnections')
   const a = open('a')
   await registration.register(a) // resolves: the connection is queued for the resync

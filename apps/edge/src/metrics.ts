@@ -1,14 +1,25 @@
 import { Counter, Gauge, Histogram, collectDefaultMetrics, type Registry as PromRegistry } from 'prom-client'
 
-export function createEdgeMetrics(registry: PromRegistry, connections: () => number, rooms: () => number = () => 0) {
+/** The sizes the gauges read at scrape time; 0 until `observe` names where they come from. */
+export interface EdgeSizes {
+  connections: () => number
+  rooms: () => number
+}
+
+export function createEdgeMetrics(registry: PromRegistry) {
   collectDefaultMetrics({ register: registry })
+  const sizes: EdgeSizes = { connections: () => 0, rooms: () => 0 }
   return {
+    /** Where the gauges read their sizes: called once the connections (and rooms) exist. */
+    observe(from: Partial<EdgeSizes>): void {
+      Object.assign(sizes, from)
+    },
     connections: new Gauge({
       name: 'edge_connections',
       help: 'Open client websockets on this edge.',
       registers: [registry],
       collect() {
-        this.set(connections())
+        this.set(sizes.connections())
       },
     }),
     handshakes: new Counter({
@@ -71,7 +82,7 @@ export function createEdgeMetrics(registry: PromRegistry, connections: () => num
       help: 'Rooms with a member connected to this edge (each is a field of this edge in the room\'s edge index).',
       registers: [registry],
       collect() {
-        this.set(rooms())
+        this.set(sizes.rooms())
       },
     }),
     backpressureCloses: new Counter({

@@ -10,15 +10,25 @@ export interface RegistrationDeps {
   leaseTtlMs: number
   log: Logger
   metrics: EdgeMetrics
+  /** Per user, cluster-wide; beyond it the registry evicts the oldest connections. */
+  maxConnectionsPerUser: number
+  /** Renewals, backoffs and their jitter; defaults to the real ones. */
+  clock?: Clock
+  /**
+   * A renewal failed: the registry's connection may be dead while TCP still holds it (a
+   * partition: its retransmissions back off to seconds apart, so the first request after the
+   * heal would wait for the next one). The edge's main drops it and connects afresh.
+   */
+  onRenewFailed?: () => void
+}
+
+/** What the edge holds, as the registration loop asks it: given at `start`, once the sockets' side exists. */
+export interface Holder {
   /** Every connection open on this edge now, for resync. */
   liveConnections: () => ConnectionInfo[]
   status: () => NodeStatus
-  /** Per user, cluster-wide; beyond it the registry evicts the oldest connections. */
-  maxConnectionsPerUser: number
   /** Closes the sockets of evicted connections (wherever they are). */
   onEvicted: (evicted: readonly Evicted[]) => Promise<void>
-  /** Renewals, backoffs and their jitter; defaults to the real ones. */
-  clock?: Clock
   /**
    * Runs after each resync, under the new lease: after a lost lease, a new registry server, a
    * failed write, or a renewal more than two renewal intervals after the last one (the lease
@@ -26,12 +36,6 @@ export interface RegistrationDeps {
    * written again, and resuming clients are told their inbox heads.
    */
   afterResync?: () => Promise<void>
-  /**
-   * A renewal failed: the registry's connection may be dead while TCP still holds it (a
-   * partition: its retransmissions back off to seconds apart, so the first request after the
-   * heal would wait for the next one). The edge's main drops it and connects afresh.
-   */
-  onRenewFailed?: () => void
 }
 
 const MAX_BACKOFF_MS = 5_000
@@ -64,6 +68,8 @@ export class Registration {
   #healthy = false
 
   readonly #clock: Clock
+  /** Until `start`, nothing is held. */
+  #holder: Holder = { liveConnections: () => [], status: () => ({ connections: 0, draining: false }), onEvicted: async () => undefined }
 
   constructor(private readonly deps: RegistrationDeps) {
     this.#clock = deps.clock ?? systemClock
@@ -78,8 +84,9 @@ export class Registration {
     return this.#healthy && this.#lease !== undefined
   }
 
-  /** Opens the lease, retrying with backoff until Redis answers. */
-  async start(): Promise<void> {
+  /** Opens the lease, retrying with backoff until Redis answers; from then on `holder`'s connections are kept registered. */
+  async start(holder: Holder): Promise<void> {
+    this.#holder = holder
     for (;;) {
       try {
         this.#server = await this.deps.registry.serverIdentity()
@@ -148,7 +155,7 @@ export class Registration {
     try {
       if (!lease) throw new Error('no lease yet')
       const evicted = await this.#timed('add', this.deps.registry.addConnections(lease, batch.map((b) => b.conn), this.deps.maxConnectionsPerUser))
-      if (evicted.length > 0) void this.deps.onEvicted(evicted)
+      if (evicted.length > 0) void this.#holder.onEvicted(evicted)
     } catch (err) {
       this.#needsResync = true
       this.#failed(err, 'registering connections failed; will resync')
@@ -162,7 +169,7 @@ export class Registration {
     let next = this.#intervalMs()
     const sentAt = this.#clock.now()
     try {
-      const [held, server] = await this.#timed('renew', Promise.all([registry.renew(this.#lease, this.deps.status()), registry.serverIdentity()]))
+      const [held, server] = await this.#timed('renew', Promise.all([registry.renew(this.#lease, this.#holder.status()), registry.serverIdentity()]))
       // A failover or restart can lose acknowledged writes (entries added, or removed) while
       // the lease survives: a new incarnation hides whatever the old one left, then the
       // resync writes back every live connection.
@@ -199,11 +206,11 @@ export class Registration {
     const removals = this.#failedRemovals
     this.#failedRemovals = []
     const run = (async () => {
-      const conns = this.deps.liveConnections()
+      const conns = this.#holder.liveConnections()
       const evicted = await this.#timed('resync', this.deps.registry.resync(lease, conns, this.deps.maxConnectionsPerUser))
-      if (evicted.length > 0) void this.deps.onEvicted(evicted)
+      if (evicted.length > 0) void this.#holder.onEvicted(evicted)
       for (const r of removals) await this.#timed('remove', this.deps.registry.removeConnection(lease, r.userId, r.connId, r.cause))
-      await this.deps.afterResync?.()
+      await this.#holder.afterResync?.()
       this.deps.log.info({ incId: lease.incId, connections: conns.length, ms: this.#clock.now() - started }, 'registry resynced')
     })()
     this.#resyncing = run.catch(() => undefined)

@@ -56,9 +56,17 @@ type Socket = WebSocket<Conn>
 /** Internal request bodies: a 10,000-recipient delivery with ids of 256 chars, with room to spare. */
 const MAX_INTERNAL_BODY_BYTES = 16 << 20
 
+/**
+ * An edge, built in phases, each from what the earlier ones made: what a handshake checks; the
+ * internal port (its URL is the lease's); the registry side (lease, entries, room index); the
+ * client sockets; the routers' calls on the internal port; then it joins the registry, and only
+ * then opens its public port.
+ */
 export async function startEdge(deps: EdgeDeps): Promise<Edge> {
   const { config, registry, log } = deps
   const startedAt = Date.now()
+
+  // 1. What a handshake checks, and the metrics.
   const jwks = config.jwt.jwksUrl ? new JwksCache({ url: config.jwt.jwksUrl, log }) : undefined
   await jwks?.start()
   const verifyToken =
@@ -70,37 +78,25 @@ export async function startEdge(deps: EdgeDeps): Promise<Edge> {
   const isOriginAllowed = createOriginCheck(config.allowedOrigins)
   const isInternalCaller = createBearerCheck([config.internalToken])
   const handshakes = config.maxHandshakesPerIpPerS > 0 ? new KeyedRateLimiter(config.maxHandshakesPerIpPerS) : undefined
-  // Read at scrape time only, once `connections` exists.
-  const metrics = createEdgeMetrics(deps.promRegistry, () => connections.sockets.size, () => rooms?.size ?? 0)
+  const metrics = createEdgeMetrics(deps.promRegistry)
   for (const result of ['recovered', 'not_recovered', 'started', 'failed'] as const) metrics.resumes.inc({ result }, 0) // served from the start
   for (const result of ['ok', 'invalid', 'other_user', 'revoked', 'unavailable'] as const) metrics.tokenRefreshes.inc({ result }, 0)
   const framesSent = { push: metrics.framesSent.labels('push'), welcome: metrics.framesSent.labels('welcome'), pong: metrics.framesSent.labels('pong') }
 
+  // 2. The internal port: routers reach this edge at its URL, which the lease announces.
   const internal = App()
   const internalSocket = await listen(internal, config.internalHost, config.internalPort)
   const internalPort = us_socket_local_port(internalSocket)
   const url = config.advertiseUrl ?? `http://127.0.0.1:${internalPort}`
 
-  const registration: Registration = new Registration({
+  // 3. The registry side: the lease and the connections' entries, and the rooms' edge index.
+  const registration = new Registration({
     registry,
     node: { nodeId: config.nodeId, url, startedAt },
     leaseTtlMs: config.leaseTtlMs,
     log,
     metrics,
-    liveConnections: () => connections.liveConnections(),
-    status: () => ({ connections: connections.sockets.size, draining: connections.isDraining }),
     maxConnectionsPerUser: config.maxConnectionsPerUser,
-    onEvicted: createEvictor({
-      registry,
-      internalToken: config.internalToken,
-      log,
-      policy: config.sessionPolicy,
-      closeLocal: (connId, code, reason, cause) => connections.closeById(connId, code, reason, cause),
-    }),
-    afterResync: () => {
-      announceInboxes()
-      return rooms?.rewrite() ?? Promise.resolve()
-    },
     onRenewFailed: deps.onRegistryStalled,
   })
   const rooms =
@@ -114,10 +110,9 @@ export async function startEdge(deps: EdgeDeps): Promise<Edge> {
         registration.requestResync()
       },
     })
-  /** After an outage (a resync, a lost router link): resuming clients are told their inbox heads, in the background. */
-  const announceInboxes = () => void connections.announceInboxes().catch((err: unknown) => log.warn({ err }, 'announcing inbox heads failed'))
-  /** The client sockets' lifecycle; the uWS handlers below only hand events to it. */
-  const connections: Connections<Socket> = new Connections<Socket>({
+
+  // 4. The client sockets' lifecycle; the uWS handlers below only hand events to it.
+  const connections = new Connections<Socket>({
     nodeId: config.nodeId,
     connIds: new ConnIds(),
     registration,
@@ -151,6 +146,11 @@ export async function startEdge(deps: EdgeDeps): Promise<Edge> {
       onCutoffError: (err) => log.warn({ err }, 'refresh refused: the revocation cannot be read'),
     },
   })
+  metrics.observe({ connections: () => connections.sockets.size, rooms: () => rooms?.size ?? 0 })
+  /** After an outage (a resync, a lost router link): resuming clients are told their inbox heads, in the background. */
+  const announceInboxes = () => void connections.announceInboxes().catch((err: unknown) => log.warn({ err }, 'announcing inbox heads failed'))
+
+  // 5. The routers' calls: one link per router, and the one HTTP route edges call on each other.
   const calls = createInternalCalls({
     sockets: connections.sockets,
     deliveryCalls: metrics.deliveries,
@@ -166,25 +166,6 @@ export async function startEdge(deps: EdgeDeps): Promise<Edge> {
     log,
     onLinkLost: announceInboxes,
   })
-
-  internal
-    .get('/healthz', (res) => sendJson(res, 200, { status: 'ok' }))
-    .get('/readyz', (res) => {
-      const draining = connections.isDraining
-      const ready = !draining && registration.isHealthy
-      sendJson(res, ready ? 200 : 503, { ready, draining, registry: registration.isHealthy ? 'ok' : 'unavailable' })
-    })
-    .get('/metrics', (res) => {
-      res.onAborted(() => undefined) // answered asynchronously; nothing to clean up if the scraper leaves
-      void deps.promRegistry.metrics().then((text) => sendJson(res, 200, text, deps.promRegistry.contentType))
-    })
-    .ws(LINK_PATH, links.behavior)
-  for (const op of LINK_OPS) {
-    const path = linkOps[op].http // only an eviction's disconnect, which edges call on each other
-    if (path) internal.post(path, (res, req) => internalCall(res, req, op))
-  }
-  internal.any('/*', (res) => sendError(res, 404, 'not_found', 'no such route'))
-
   /**
    * An internal call over HTTP (evictions: edges hold no link to each other): token check, body
    * read, then the same `calls` the router link uses. Request ids (REQUEST_IDS), if any, go
@@ -209,7 +190,42 @@ export async function startEdge(deps: EdgeDeps): Promise<Edge> {
     )
   }
 
-  await registration.start()
+  internal
+    .get('/healthz', (res) => sendJson(res, 200, { status: 'ok' }))
+    .get('/readyz', (res) => {
+      const draining = connections.isDraining
+      const ready = !draining && registration.isHealthy
+      sendJson(res, ready ? 200 : 503, { ready, draining, registry: registration.isHealthy ? 'ok' : 'unavailable' })
+    })
+    .get('/metrics', (res) => {
+      res.onAborted(() => undefined) // answered asynchronously; nothing to clean up if the scraper leaves
+      void deps.promRegistry.metrics().then((text) => sendJson(res, 200, text, deps.promRegistry.contentType))
+    })
+    .ws(LINK_PATH, links.behavior)
+  for (const op of LINK_OPS) {
+    const path = linkOps[op].http // only an eviction's disconnect, which edges call on each other
+    if (path) internal.post(path, (res, req) => internalCall(res, req, op))
+  }
+  internal.any('/*', (res) => sendError(res, 404, 'not_found', 'no such route'))
+
+  // 6. Join the registry: from here on, what the sockets hold is kept registered.
+  await registration.start({
+    liveConnections: () => connections.liveConnections(),
+    status: () => ({ connections: connections.sockets.size, draining: connections.isDraining }),
+    onEvicted: createEvictor({
+      registry,
+      internalToken: config.internalToken,
+      log,
+      policy: config.sessionPolicy,
+      closeLocal: (connId, code, reason, cause) => connections.closeById(connId, code, reason, cause),
+    }),
+    afterResync: () => {
+      announceInboxes()
+      return rooms?.rewrite() ?? Promise.resolve()
+    },
+  })
+
+  // 7. The public port.
 
   const app = App()
     .ws<Conn>(WS_PATH, {
