@@ -2,7 +2,7 @@
 // connection ids, with fake sockets.
 import t from 'tap'
 import pino from 'pino'
-import { LINK_OPS, internalRoutes, type CloseCause, encodeDeliveries, encodeDelivery, encodeRoomDelivery, framedAt, pushFrame } from '@switchboard/protocol'
+import { CloseReasons, LINK_OPS, causeOf, internalRoutes, type CloseCause, encodeDeliveries, encodeDelivery, encodeRoomDelivery, framedAt, pushFrame } from '@switchboard/protocol'
 import { ConnIds } from '../../apps/edge/dist/conn-ids.js'
 import { UserSockets, type PushSocket } from '../../apps/edge/dist/delivery.js'
 import { INTERNAL_OPS, createInternalCalls, internalHttpRoutes, type InternalAnswer, type InternalOp } from '../../apps/edge/dist/internal-calls.js'
@@ -32,9 +32,9 @@ function setup() {
     findConn: (connId) => open.get(connId),
     userOf: (s) => s.userId,
     // As uWS: the close handler runs before the close returns.
-    close: (s, code, _reason, cause) => {
-      s.closedWith = code
-      s.cause = cause
+    close: (s, reason, options) => {
+      s.closedWith = CloseReasons[reason].code
+      s.cause = options?.cause ?? causeOf(reason)
       open.delete(s.connId)
       sockets.remove(s.userId, s)
     },

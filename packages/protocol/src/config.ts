@@ -188,7 +188,7 @@ export const EdgeEnv = EdgeEnvShape
     maxFrameBytes: e.EDGE_MAX_FRAME_BYTES,
     maxBackpressureBytes: e.EDGE_MAX_BACKPRESSURE_BYTES,
     idleTimeoutS: e.EDGE_IDLE_TIMEOUT_S,
-    /** Client frames per second per socket, averaged over a 1 s window; beyond it, close 4008. */
+    /** Client frames per second per socket, averaged over a 1 s window; beyond it, close 4009 (rate limited). */
     maxFramesPerS: e.EDGE_MAX_FRAMES_PER_S,
     /** 0: off. Behind a load balancer every client shares its few addresses, so leave it off there. */
     maxHandshakesPerIpPerS: e.EDGE_MAX_HANDSHAKES_PER_IP_PER_S,
