@@ -1,6 +1,7 @@
 export { buildApp, type AppDeps, type RouterApp } from './app.js'
 export { loadRouterConfig, type RouterConfig } from './config.js'
 export { EdgeCallError, type EdgeClient } from './edge-client.js'
+export { EDGE_CIRCUIT } from './circuit.js'
 export { LinkEdgeClient } from './edge-link.js'
 export { planDelivery, settleDelivery } from './plan.js'
 export { startReaper } from './reaper.js'

@@ -1,6 +1,7 @@
 import { createPublicKey, randomBytes } from 'node:crypto'
 import { hostname } from 'node:os'
 import { z } from 'zod'
+import { MAX_CONNECTIONS_PER_USER } from './internal.js'
 
 const port = (fallback: number) => z.coerce.number().int().min(0).max(65_535).default(fallback)
 const ms = (fallback: number, min = 1) => z.coerce.number().int().min(min).max(86_400_000).default(fallback)
@@ -147,7 +148,7 @@ const EdgeEnvShape = z.object({
   EDGE_IDLE_TIMEOUT_S: z.coerce.number().int().min(8).max(960).default(120),
   EDGE_MAX_HANDSHAKES_PER_IP_PER_S: z.coerce.number().int().min(0).max(100_000).default(0),
   EDGE_MAX_FRAMES_PER_S: z.coerce.number().int().min(1).max(10_000).default(20),
-  EDGE_MAX_CONNECTIONS_PER_USER: z.coerce.number().int().min(1).max(64).default(16),
+  EDGE_MAX_CONNECTIONS_PER_USER: z.coerce.number().int().min(1).max(MAX_CONNECTIONS_PER_USER).default(16),
   EDGE_SESSION_POLICY: z.enum(['multi', 'single']).default('multi'),
 })
 
