@@ -209,13 +209,16 @@ export const Reconnect = {
 } as const
 
 /**
- * The delay before reconnect attempt `attempt` (0 for the first) after a close with `code`:
- * full jitter, `random(0, min(cap, base × 2^attempt))`, or `random(0, drainMaxMs)` after 1001, or
- * at once after 4002 (token expired: the client reconnects with a fresh token).
+ * The delay before reconnect attempt `attempt` (0 for the first) after a close with `code`, as
+ * its row of CloseReasons says (`then`): at once after 4002 (token expired: the client
+ * reconnects with a fresh token), `random(0, drainMaxMs)` after 1001, else (any other code too)
+ * full jitter, `random(0, min(cap, base × 2^attempt))`.
  */
 export function reconnectDelayMs(attempt: number, code: number, random: () => number = Math.random): number {
-  if (code === CloseCode.tokenExpired) return 0
-  if (code === CloseCode.draining) return random() * Reconnect.drainMaxMs
+  const reason = closeReasonOf(code)
+  const then = reason === undefined ? 'backoff' : CloseReasons[reason].then
+  if (then === 'now') return 0
+  if (then === 'soon') return random() * Reconnect.drainMaxMs
   return backoffDelayMs(attempt, RECONNECT_BACKOFF, random)
 }
 const RECONNECT_BACKOFF: BackoffPolicy = { baseMs: Reconnect.baseMs, capMs: Reconnect.capMs }
