@@ -104,7 +104,12 @@ export function setup(clock = new FakeClock(), inbox = new ControlledInbox(), ro
     welcomes: counter(),
     pongs: counter(),
     framesReceived: counter(),
-    closes: { byCode: [] as string[], inc: (labels: { code: string }) => void metrics.closes.byCode.push(labels.code) },
+    closes: {
+      byCode: [] as string[],
+      /** `<code> <reason>` per close. */
+      labels: [] as string[],
+      inc: ({ code, reason }: { code: string; reason: string }) => void (metrics.closes.byCode.push(code), metrics.closes.labels.push(`${code} ${reason}`)),
+    },
   }
   const connections = new Connections<FakeSocket>({
     nodeId: 'edge-1',

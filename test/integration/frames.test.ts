@@ -1,5 +1,5 @@
 // Client websocket protocol v1 on a real edge: welcome, ping/pong, protocol violations
-// (1008), frame size limit (1009) and backpressure (4008).
+// (1008), frame size limit (1009), backpressure (4008) and the frame rate (4009).
 import type { Socket } from 'node:net'
 import t from 'tap'
 import { connectUser, eventually, type Client, type CloseInfo } from '../helpers/clients.js'
@@ -116,10 +116,10 @@ t.test('a client too slow to read is closed with 4008 and not reported delivered
   t.equal(close.code, 4008)
 })
 
-t.test('a client sending frames faster than EDGE_MAX_FRAMES_PER_S is closed with 4008', async (t) => {
+t.test('a client sending frames faster than EDGE_MAX_FRAMES_PER_S is closed with 4009 (rate limited, not 4008 too slow)', async (t) => {
   const calm = await connectUser(t, edge.wsUrl, jwtSecret, 'f-calm')
   const flooder = await connectUser(t, edge.wsUrl, jwtSecret, 'f-flood')
   for (let i = 0; i < 50; i++) flooder.client.send({ type: 'ping' })
-  t.equal((await closeOf(flooder.client)).code, 4008)
+  t.equal((await closeOf(flooder.client)).code, 4009)
   t.same(await calm.client.ping(), { type: 'pong' }, 'another socket is unaffected')
 })

@@ -66,7 +66,7 @@ t.test('every documented metric is served with its documented type', async (t) =
   t.match(served.router, /^router_presence_queries_total\{kind="batch"\} 1$/m)
   t.match(served.edge, /^edge_frames_sent_total\{type="pong"\} [1-9]/m)
   t.match(served.edge, /^edge_registry_seconds_count\{op="add",result="ok"\} [1-9]/m)
-  t.match(served.edge, /^edge_disconnects_total\{code="1000"\} [1-9]/m)
+  t.match(served.edge, /^edge_disconnects_total\{code="1000",reason="client"\} [1-9]/m, "a client's close is the client's, by the table's labels")
   for (const text of Object.values(served)) t.match(text, /^process_cpu_seconds_total /m, 'default process metrics')
 })
 

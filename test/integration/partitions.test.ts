@@ -4,6 +4,7 @@
 // pulled without a FIN. Every bound is derived from the configured values.
 import t from 'tap'
 import { SwitchboardBackend, type SwitchboardApiError } from '@switchboard/backend'
+import { EDGE_CIRCUIT } from '@switchboard/router'
 import { connectUser, eventually, mintToken } from '../helpers/clients.js'
 import { netnsSkip } from '../helpers/netns.js'
 import { startNetCluster, startSdkClient } from '../helpers/netns-cluster.js'
@@ -76,8 +77,8 @@ t.test('router <-> one edge cut: its users failed within the forward timeout, th
 
   await c.net.heal()
   const healedAt = Date.now()
-  // The circuit's cooldown is at most 5 s (Circuits in apps/router/src/edge-link.ts); then a probe reconnects.
-  const CIRCUIT_MAX_COOLDOWN_MS = 5_000
+  // The circuit's cooldown is at most EDGE_CIRCUIT.maxCooldownMs; then a probe reconnects.
+  const CIRCUIT_MAX_COOLDOWN_MS = EDGE_CIRCUIT.maxCooldownMs
   const back = await eventually(async () => {
     const res = await push(`after-${Date.now()}`)
     return res.value.body.delivered?.length === 2 && res.value.body

@@ -2,7 +2,7 @@
 // text and binary frames, oversized frames, ping floods, sockets that never read, abrupt
 // TCP resets, raw TCP garbage and broken upgrades, and invalid tokens in many forms, while
 // three bystanders stay connected. Every fuzzed socket must end closed with a documented
-// code (1008, 1009, 4008; 1006 for resets, cut-offs and raw garbage) or be refused with a
+// code (1008, 1009, 4008, 4009; 1006 for resets, cut-offs and raw garbage) or be refused with a
 // 4xx; the edge stays up; the bystanders keep their sessions, get pushes and answer pings;
 // and presence ends with exactly the bystanders online.
 import { createHmac, randomBytes } from 'node:crypto'
@@ -406,7 +406,7 @@ t.test('random binary frames (invalid UTF-8 included): 1008, too big 1009, past 
   }, Math.ceil(RUNS * 0.6))
 })
 
-t.test('ping floods: every JSON ping answered up to the rate limit, then 4008; protocol pings always answered', async (t) => {
+t.test('ping floods: every JSON ping answered up to the rate limit, then 4009; protocol pings always answered', async (t) => {
   await check(t, 'JSON ping floods', fc.record({ user: userArb, n: fc.integer({ min: 1, max: 3 * MAX_FRAMES_PER_S }) }), async ({ user, n }) => {
     const client = await openAs(t, user)
     for (let i = 0; i < n; i++) client.send(PING)
@@ -424,8 +424,8 @@ t.test('ping floods: every JSON ping answered up to the rate limit, then 4008; p
       return
     }
     const info = await closeOf(client).catch((err: Error) => ({ code: -1, reason: err.message }))
-    if (info.code !== 4008) throw new Error(`flood of ${n}: ${pongs} pongs, then close ${info.code} ${info.reason} (expected 4008)`)
-    if (pongs > MAX_FRAMES_PER_S * 2) throw new Error(`flood of ${n}: ${pongs} pongs before 4008`)
+    if (info.code !== 4009) throw new Error(`flood of ${n}: ${pongs} pongs, then close ${info.code} ${info.reason} (expected 4009)`)
+    if (pongs > MAX_FRAMES_PER_S * 2) throw new Error(`flood of ${n}: ${pongs} pongs before 4009`)
   }, Math.ceil(RUNS / 3))
 
   await check(t, 'protocol ping floods', fc.record({ user: userArb, n: fc.integer({ min: 1, max: 3_000 }), payload: fc.uint8Array({ maxLength: 125 }) }), async ({ user, n, payload }) => {
@@ -539,7 +539,7 @@ t.test('broken frames on an upgraded raw connection: the edge cuts the socket, a
     const closeNames = closes.map((code) => (code === undefined ? 'without a code' : String(code)))
     count(endings, isCut ? `raw: cut by the edge${closes.length ? ` after a close frame ${closeNames.join(',')}` : ''}` : 'raw: closed by the test')
     if (label !== 'random bytes' && !isCut) throw new Error(`${label}: the edge kept the connection open`)
-    const allowed = [undefined, 1002, 1007, 1008, 1009, 4008]
+    const allowed = [undefined, 1002, 1007, 1008, 1009, 4008, 4009]
     const bad = closes.filter((code) => !allowed.includes(code))
     if (bad.length > 0) throw new Error(`${label}: the edge sent close ${bad.join(',')}`)
   }, Math.ceil(RUNS * 0.6))

@@ -9,7 +9,6 @@ import t from 'tap'
 import { OPERATION_NAMES, REQUEST_ID, type PipelineOp } from '@switchboard/protocol'
 import { createTokenVerifier } from '@switchboard/edge'
 import { SwitchboardBackend, mintClientToken, type BackendLogger, type BackendOptions } from '@switchboard/backend'
-import { reconnectDelayMs } from '../../packages/backend/dist/backoff.js'
 import { defaultAnswer, startFakeRouter, type FakeAnswer, type FakeRequest, type FakeRouter } from '../helpers/fake-router.js'
 
 type Scope = { teardown(fn: () => unknown): void }
@@ -455,11 +454,6 @@ t.test('options are checked at construction', async (t) => {
   await sb.close()
 })
 
-t.test('reconnect delays: capped exponential backoff with full jitter', async (t) => {
-  const options = { baseDelayMs: 100, maxDelayMs: 5_000 }
-  t.same([0, 1, 2, 3, 10, 1000].map((n) => reconnectDelayMs(n, options, () => 0.999_999)), [99, 199, 399, 799, 4_999, 4_999])
-  t.equal(reconnectDelayMs(5, options, () => 0), 0)
-})
 
 t.test('client tokens verify on the edge: HS256 with the secret, ES256 and RS256 with a private key', async (t) => {
   const secret = 's'.repeat(32)

@@ -176,7 +176,7 @@ t.test('the jitter spreads reconnects over the whole window', async (t) => {
   t.ok(bins.every((b) => b > 50), `spread over the window in quarters: ${bins.join(', ')}`)
 })
 
-t.test('close codes: 1001 a short random delay, 45xx final, 4008 backoff', async (t) => {
+t.test('close codes: 1001 a short random delay, 45xx final, 4008 and 4009 backoff', async (t) => {
   const drain = setup({ random: () => 0.999 })
   drain.sb.connect()
   await flush()
@@ -198,14 +198,17 @@ t.test('close codes: 1001 a short random delay, 45xx final, 4008 backoff', async
     t.equal(clock.pending, 0, `${code}: no timer left`)
   }
 
-  const slow = setup({ random: () => 0.999 })
-  slow.sb.connect()
-  await flush()
-  slow.last().serverClose(CloseCode.tooSlow)
-  slow.clock.advance(1_000)
-  await flush()
-  slow.last().serverClose(CloseCode.tooSlow)
-  t.ok((slow.states.at(-1) as { delayMs: number }).delayMs > 500, '4008 backs off like a lost connection')
+  for (const code of [CloseCode.tooSlow, CloseCode.rateLimited]) {
+    const slow = setup({ random: () => 0.999 })
+    slow.sb.connect()
+    await flush()
+    slow.last().serverClose(code)
+    slow.clock.advance(1_000)
+    await flush()
+    slow.last().serverClose(code)
+    const after = slow.states.at(-1) as { willRetry: boolean; delayMs: number }
+    t.ok(after.willRetry && after.delayMs > 500, `${code} backs off like a lost connection`)
+  }
 })
 
 t.test('a connection up for a minute resets the backoff', async (t) => {

@@ -2,7 +2,7 @@
 // registration whose writes complete when the test says, and a fake clock for the drain.
 import t from 'tap'
 import pino from 'pino'
-import { CloseCode, PONG_FRAME, framedAt, pushFrame, welcomeFrame, type CloseCause, type Position } from '@switchboard/protocol'
+import { CloseCode, PONG_FRAME, framedAt, pushFrame, welcomeFrame, type CloseCause, type CloseReason, type Position } from '@switchboard/protocol'
 import { MemoryRegistry, type ConnectionInfo, type InboxRead } from '@switchboard/registry'
 import { ConnIds } from '../../apps/edge/dist/conn-ids.js'
 import { replayed } from '../../apps/edge/dist/connections.js'
@@ -90,26 +90,29 @@ t.test('every open socket, welcomed or not, is live for a resync', async (t) => 
 })
 
 /** Each way a welcomed socket closes, and the cause its removal must carry. */
-const closePaths: { path: string; close: (ws: FakeSocket, ctx: ReturnType<typeof setup>) => void | Promise<void>; code: number; cause: CloseCause }[] = [
-  { path: 'the client closes', close: (ws) => ws.clientCloses(1000), code: 1000, cause: 'close' },
-  { path: 'the client sends 4501 itself', close: (ws) => ws.clientCloses(CloseCode.replaced), code: 4501, cause: 'close' },
+const closePaths: { path: string; close: (ws: FakeSocket, ctx: ReturnType<typeof setup>) => void | Promise<void>; code: number; cause: CloseCause; reason: CloseReason | 'client' }[] = [
+  { path: 'the client closes', close: (ws) => ws.clientCloses(1000), code: 1000, cause: 'close', reason: 'client' },
+  { path: 'the client sends 4501 itself', close: (ws) => ws.clientCloses(CloseCode.replaced), code: 4501, cause: 'close', reason: 'client' },
   {
     path: 'the disconnect call, whatever code it asks for',
     close: (_ws, { connections }) => void connections.sockets.disconnect('u', CloseCode.replaced, 'replaced'),
     code: 4501,
     cause: 'disconnect_api',
+    reason: 'replaced',
   },
   {
     path: 'an eviction under the single-session policy',
     close: (ws, ctx) => evictor(ctx, 'single')([{ userId: 'u', connId: ctx.connIdOf(ws), incId: 'i' }]),
     code: CloseCode.replaced,
     cause: 'replaced',
+    reason: 'replaced',
   },
   {
     path: 'an eviction by the per-user limit',
     close: (ws, ctx) => evictor(ctx, 'multi')([{ userId: 'u', connId: ctx.connIdOf(ws), incId: 'i' }]),
     code: CloseCode.tooManyConnections,
     cause: 'evicted',
+    reason: 'too_many_connections',
   },
   {
     path: 'a slow consumer',
@@ -119,22 +122,25 @@ const closePaths: { path: string; close: (ws: FakeSocket, ctx: ReturnType<typeof
     },
     code: CloseCode.tooSlow,
     cause: 'evicted',
+    reason: 'too_slow',
   },
   {
     path: 'too many frames in a second',
     close: (ws, { send }) => {
       for (let i = 0; i <= MAX_FRAMES_PER_S; i++) send(ws, PING)
     },
-    code: CloseCode.tooSlow,
+    code: CloseCode.rateLimited,
     cause: 'evicted',
+    reason: 'rate_limited',
   },
-  { path: 'a frame too big', close: (ws, { send }) => send(ws, ' '.repeat(MAX_FRAME_BYTES + 1)), code: CloseCode.messageTooBig, cause: 'evicted' },
-  { path: 'an invalid frame', close: (ws, { send }) => send(ws, '{"type":"nonsense"}'), code: CloseCode.protocolViolation, cause: 'evicted' },
+  { path: 'a frame too big', close: (ws, { send }) => send(ws, ' '.repeat(MAX_FRAME_BYTES + 1)), code: CloseCode.messageTooBig, cause: 'evicted', reason: 'message_too_big' },
+  { path: 'an invalid frame', close: (ws, { send }) => send(ws, '{"type":"nonsense"}'), code: CloseCode.protocolViolation, cause: 'evicted', reason: 'protocol_violation' },
   {
     path: 'a binary frame',
     close: (ws, { connections }) => connections.received(ws, new ArrayBuffer(1), true),
     code: CloseCode.protocolViolation,
     cause: 'evicted',
+    reason: 'protocol_violation',
   },
   {
     path: 'the drain',
@@ -146,6 +152,7 @@ const closePaths: { path: string; close: (ws: FakeSocket, ctx: ReturnType<typeof
     },
     code: CloseCode.draining,
     cause: 'drain',
+    reason: 'going_away',
   },
 ]
 
@@ -155,18 +162,19 @@ function evictor({ connections }: ReturnType<typeof setup>, policy: 'single' | '
     internalToken: 't',
     log: pino({ level: 'silent' }),
     policy,
-    closeLocal: (connId, code, reason, cause) => connections.closeById(connId, code, reason, cause),
+    closeLocal: (connId, reason) => connections.closeById(connId, reason),
   })
 }
 
-for (const { path, close, code, cause } of closePaths) {
-  t.test(`${path}: closed with ${code}, unregistered with cause ${cause}`, async (t) => {
+for (const { path, close, code, cause, reason } of closePaths) {
+  t.test(`${path}: closed with ${code}, unregistered with cause ${cause}, counted as ${reason}`, async (t) => {
     const ctx = setup()
     const ws = await ctx.welcomed('u')
     const other = await ctx.welcomed('v')
     await close(ws, ctx)
     await settle()
     t.equal(ws.closedWith?.code, code)
+    t.equal(ctx.metrics.closes.labels[0], `${code} ${reason}`, 'edge_disconnects_total{code,reason}')
     t.same(ctx.registration.calls.filter((c) => c.startsWith('unregister')).slice(0, 1), [`unregister p.0 ${cause}`])
     t.equal(ctx.connections.sockets.countOf('u'), 0, 'out of the index')
     if (cause !== 'drain') t.equal(other.closedWith, undefined, 'the other socket stays open')
@@ -191,7 +199,7 @@ t.test('the frame rate is counted per one-second window', async (t) => {
   for (let i = 0; i < MAX_FRAMES_PER_S; i++) send(ws, PING)
   t.equal(ws.closedWith, undefined, 'the limit, twice, in two windows')
   send(ws, PING)
-  t.equal(ws.closedWith?.code, CloseCode.tooSlow, 'one over the limit in a window')
+  t.equal(ws.closedWith?.code, CloseCode.rateLimited, 'one over the limit in a window')
 })
 
 t.test('the drain closes every socket with 1001 spread over drainMs, and registering ones once written', async (t) => {

@@ -1,8 +1,8 @@
 // The edge's delivery path through its seam: fake sockets that behave like uWS's, no network.
 import t from 'tap'
-import type { CloseCause } from '@switchboard/protocol'
+import { CloseReasons, causeOf, type CloseCause, type CloseReason } from '@switchboard/protocol'
 import { FakeUwsSocket } from '../helpers/fake-socket.js'
-import { UserSockets, type PushSocket } from '../../apps/edge/dist/delivery.js'
+import { UserSockets, type CloseOptions, type PushSocket } from '../../apps/edge/dist/delivery.js'
 
 const MAX_BACKLOG = 1_000
 
@@ -23,11 +23,11 @@ class FakeSocket extends FakeUwsSocket implements PushSocket {
     return this.closedWith && { ...this.closedWith, cause: this.cause }
   }
 
-  /** As the edge closes a socket: the cause recorded, then uWS's end(). */
-  close(code: number, reason: string, cause: CloseCause): void {
+  /** As the edge closes a socket: the cause recorded, then uWS's end() with the reason's code. */
+  close(reason: CloseReason, options?: CloseOptions): void {
     this.ensureOpen()
-    this.cause = cause
-    this.end(code, reason)
+    this.cause = options?.cause ?? causeOf(reason)
+    this.end(CloseReasons[reason].code, options?.text ?? CloseReasons[reason].text)
   }
 
   protected onClose(): void {
@@ -53,7 +53,7 @@ function edge() {
     metrics,
     findConn: (connId) => open.get(connId),
     userOf: (socket) => socket.userId,
-    close: (socket, code, reason, cause) => socket.close(code, reason, cause),
+    close: (socket, reason, options) => socket.close(reason, options),
   })
   let seq = 0
   /** An open socket; welcomed (in the index) unless `welcomed` is false. */

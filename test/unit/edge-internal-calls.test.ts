@@ -3,7 +3,7 @@
 import t from 'tap'
 import pino from 'pino'
 import { z } from 'zod'
-import { LINK_OPS, linkOps, type CloseCause, type LinkOp, type LinkRequest, encodeDeliveries, encodeRoomDelivery, framedAt, pushFrame } from '@switchboard/protocol'
+import { CloseReasons, LINK_OPS, causeOf, linkOps, type CloseCause, type LinkOp, type LinkRequest, encodeDeliveries, encodeRoomDelivery, framedAt, pushFrame } from '@switchboard/protocol'
 import { ConnIds } from '../../apps/edge/dist/conn-ids.js'
 import { UserSockets, type PushSocket } from '../../apps/edge/dist/delivery.js'
 import { createInternalCalls, type InternalAnswer } from '../../apps/edge/dist/internal-calls.js'
@@ -33,9 +33,9 @@ function setup() {
     findConn: (connId) => open.get(connId),
     userOf: (s) => s.userId,
     // As uWS: the close handler runs before the close returns.
-    close: (s, code, _reason, cause) => {
-      s.closedWith = code
-      s.cause = cause
+    close: (s, reason, options) => {
+      s.closedWith = CloseReasons[reason].code
+      s.cause = options?.cause ?? causeOf(reason)
       open.delete(s.connId)
       sockets.remove(s.userId, s)
     },

@@ -2,7 +2,7 @@
 // what it says, so the docs cannot drift from the code.
 import { readFileSync } from 'node:fs'
 import t from 'tap'
-import { errorTable } from '@switchboard/protocol'
+import { CloseReasons, errorTable } from '@switchboard/protocol'
 
 const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8')
 
@@ -23,4 +23,11 @@ t.test('the admin web\'s own code is in its README section, with its status', as
 t.test('every close code an edge sends is in the README\'s close-code table', async (t) => {
   const rows = new Set([...readme.matchAll(/^\| (\d{4}) \|/gm)].map((m) => Number(m[1])))
   for (const [code, e] of Object.entries(errorTable)) if ('close' in e) t.ok(rows.has(e.close), `${code} (${e.close}) documented`)
+})
+
+t.test('the README\'s close-code rows are the endings of CloseReasons (and 1006, no close frame), final exactly where the table says', async (t) => {
+  const rows = new Map([...readme.matchAll(/^\| (\d{4}) \| (.*) \| (.*) \|$/gm)].map((m) => [Number(m[1]), m[3]!]))
+  const endings = Object.entries(CloseReasons)
+  t.same([...rows.keys()].filter((code) => code !== 1006).sort(), endings.map(([, r]) => r.code).sort(), 'one row per ending')
+  for (const [reason, { code, then }] of endings) t.equal(rows.get(code)?.includes('do not reconnect'), then === 'final', `${reason} (${code}): ${then}`)
 })

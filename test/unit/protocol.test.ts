@@ -1,7 +1,15 @@
 import t from 'tap'
 import {
+  Backoff,
+  CLOSE_CAUSES,
+  CloseCode,
+  CloseReasons,
   PushRequest,
   SwitchboardError,
+  backoffCeilingMs,
+  backoffDelayMs,
+  causeOf,
+  closeReasonOf,
   decodeDeliveries,
   encodeDeliveries,
   encodeDelivery,
@@ -12,7 +20,9 @@ import {
   parseClientFrame,
   parseOrThrow,
   pushFrame,
+  reconnectDelayMs,
   shouldReconnect,
+  type CloseReason,
 } from '@switchboard/protocol'
 import { loadConfig } from '@switchboard/config'
 import { EdgeEnv } from '@switchboard/edge'
@@ -79,6 +89,48 @@ t.test('close codes: 45xx means do not reconnect', async (t) => {
   t.notOk(shouldReconnect(4501))
   t.ok(shouldReconnect(4008))
   t.ok(shouldReconnect(1001))
+})
+
+t.test('close reasons: one code each, a presence cause, and what the client does agrees with the SDK\'s rules', async (t) => {
+  const reasons = Object.keys(CloseReasons) as CloseReason[]
+  t.equal(new Set(reasons.map((r) => CloseReasons[r].code)).size, reasons.length, 'no code names two reasons')
+  t.same(new Set(reasons.map((r) => CloseReasons[r].code)), new Set(Object.values(CloseCode)), 'every CloseCode is an ending of the table')
+  for (const reason of reasons) {
+    const { code, then } = CloseReasons[reason]
+    t.equal(closeReasonOf(code), reason, `${code} reads back as ${reason}`)
+    t.ok(CLOSE_CAUSES.includes(causeOf(reason)), `${reason} records a presence cause`)
+    t.equal(errorTable[reason].close, code, `${reason} is in the error catalogue with ${code}`)
+    t.equal(shouldReconnect(code), then !== 'final', `${reason}: ${then}`)
+    const delay = reconnectDelayMs(8, code, () => 0.999)
+    if (then === 'now') t.equal(delay, 0, `${reason}: at once`)
+    if (then === 'soon') t.ok(delay > 0 && delay < 2_000, `${reason}: a short random delay`)
+    if (then === 'backoff') t.ok(delay > 2_000, `${reason}: the backoff's`)
+  }
+  t.equal(closeReasonOf(1006), undefined, 'a code no service sends names no reason')
+})
+
+t.test('4008 and 4009 tell "too slow to read" from "rate limited", both reconnectable', async (t) => {
+  t.equal(CloseReasons.too_slow.code, 4008)
+  t.equal(CloseReasons.rate_limited.code, 4009)
+  t.ok(shouldReconnect(4009))
+  t.same(errorTable.rate_limited, { http: 429, close: 4009 }, 'rate_limited: 429 from the router, 4009 from an edge')
+})
+
+t.test('backoff: full jitter under a doubling ceiling, capped, from attempt 0 again after a reset', async (t) => {
+  const policy = { baseMs: 100, capMs: 1_000 }
+  t.same([0, 1, 2, 3, 4, 5].map((a) => backoffCeilingMs(a, policy)), [100, 200, 400, 800, 1_000, 1_000])
+  t.equal(backoffCeilingMs(-3, policy), 100, 'a negative attempt is the first')
+  t.equal(backoffCeilingMs(1e9, { baseMs: 1, capMs: Infinity }), 2 ** 60, 'the exponent is bounded: never Infinity')
+  t.equal(backoffCeilingMs(1e9, { baseMs: 0, capMs: Infinity }), 0, 'no NaN from 0 × Infinity')
+  t.equal(backoffDelayMs(2, policy, () => 0), 0, 'full jitter reaches 0')
+  t.equal(backoffDelayMs(2, policy, () => 0.5), 200)
+  t.ok(backoffDelayMs(9, policy, () => 0.999_999) < 1_000, 'below the cap')
+  const randoms = [0.5, 0.5, 0.5, 0.5]
+  const backoff = new Backoff(policy, () => randoms.shift()!)
+  t.same([backoff.next(), backoff.next(), backoff.next()], [50, 100, 200])
+  t.equal(backoff.attempt, 3)
+  backoff.reset()
+  t.equal(backoff.next(), 50, 'after a reset, the first step again')
 })
 
 t.test('configuration: defaults, and every bad variable named at once', async (t) => {

@@ -69,14 +69,14 @@ t.test('the lease is opened with backoff while the registry fails', async (t) =>
   registry.failing.add('openLease')
   const started = start()
   await until(() => clock.pending.length === 1, 'first backoff')
-  // random() is 0.5: half of each backoff is fixed, a quarter is the jitter.
-  t.same(clock.pending, [150], 'after the first failure: 200 ms backoff, jittered')
+  // random() is 0.5: full jitter waits half of each backoff's ceiling.
+  t.same(clock.pending, [100], 'after the first failure: a ceiling of 200 ms, jittered')
   t.equal(registration.isHealthy, false)
-  await clock.advance(150)
+  await clock.advance(100)
   t.equal(count('openLease'), 2)
-  t.same(clock.pending, [300], 'the backoff doubles')
+  t.same(clock.pending, [200], 'the ceiling doubles')
   registry.failing.delete('openLease')
-  await clock.advance(299)
+  await clock.advance(199)
   t.equal(count('openLease'), 2, 'no attempt before the backoff is over')
   await clock.advance(1)
   await started

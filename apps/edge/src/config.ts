@@ -2,7 +2,7 @@ import { createPublicKey, randomBytes } from 'node:crypto'
 import { hostname } from 'node:os'
 import { z } from 'zod'
 import { ONE_REDIS_TARGET, SharedEnv, bytes, hasOneRedisTarget, list, loadConfig, ms, port, secret, sharedSettings } from '@switchboard/config'
-import { MAX_CLOCK_TOLERANCE_S } from '@switchboard/protocol'
+import { MAX_CLOCK_TOLERANCE_S, MAX_CONNECTIONS_PER_USER } from '@switchboard/protocol'
 
 /** Client-token algorithms the edge can verify; anything else (`none` included) is refused. */
 export const TokenAlgorithm = z.enum(['HS256', 'RS256', 'ES256'])
@@ -44,7 +44,7 @@ const EdgeEnvShape = z.object({
   EDGE_IDLE_TIMEOUT_S: z.coerce.number().int().min(8).max(960).default(120),
   EDGE_MAX_HANDSHAKES_PER_IP_PER_S: z.coerce.number().int().min(0).max(100_000).default(0),
   EDGE_MAX_FRAMES_PER_S: z.coerce.number().int().min(1).max(10_000).default(20),
-  EDGE_MAX_CONNECTIONS_PER_USER: z.coerce.number().int().min(1).max(64).default(16),
+  EDGE_MAX_CONNECTIONS_PER_USER: z.coerce.number().int().min(1).max(MAX_CONNECTIONS_PER_USER).default(16),
   EDGE_SESSION_POLICY: z.enum(['multi', 'single']).default('multi'),
 })
 
@@ -85,7 +85,7 @@ export const EdgeEnv = EdgeEnvShape
     maxFrameBytes: e.EDGE_MAX_FRAME_BYTES,
     maxBackpressureBytes: e.EDGE_MAX_BACKPRESSURE_BYTES,
     idleTimeoutS: e.EDGE_IDLE_TIMEOUT_S,
-    /** Client frames per second per socket, averaged over a 1 s window; beyond it, close 4008. */
+    /** Client frames per second per socket, averaged over a 1 s window; beyond it, close 4009 (rate limited). */
     maxFramesPerS: e.EDGE_MAX_FRAMES_PER_S,
     /** 0: off. Behind a load balancer every client shares its few addresses, so leave it off there. */
     maxHandshakesPerIpPerS: e.EDGE_MAX_HANDSHAKES_PER_IP_PER_S,

@@ -1,8 +1,8 @@
-import { CloseCode, PONG_FRAME, errorFrame, framedAt, inboxFrame, parseClientFrame, refreshedFrame, welcomeFrame, type CloseCause, type Position } from '@switchboard/protocol'
+import { CloseReasons, PONG_FRAME, causeOf, closeReasonOf, errorFrame, framedAt, inboxFrame, parseClientFrame, refreshedFrame, welcomeFrame, type CloseCause, type CloseReason, type Position } from '@switchboard/protocol'
 import { isRevoked, type ConnectionInfo, type InboxRead } from '@switchboard/registry'
 import { systemClock, type Clock } from './clock.js'
 import type { ConnIds } from './conn-ids.js'
-import { UserSockets, type Count, type HeldFrames, type PushSocket } from './delivery.js'
+import { UserSockets, type CloseOptions, type Count, type HeldFrames, type PushSocket } from './delivery.js'
 import { Expiries } from './expiries.js'
 import { TokenError, type TokenVerifier, type VerifiedToken } from './tokens.js'
 
@@ -74,7 +74,7 @@ export interface ConnectionsDeps {
   /** ms epoch of the edge's start: per-socket times are small integers relative to it. */
   startedAt: number
   maxBackpressureBytes: number
-  /** Past either bound a client is closed (cause `evicted`). */
+  /** Past either bound a client is closed (`rate_limited`, `message_too_big`). */
   maxFramesPerS: number
   maxFrameBytes: number
   metrics: {
@@ -84,8 +84,8 @@ export interface ConnectionsDeps {
     welcomes: Count
     pongs: Count
     framesReceived: Count
-    /** By close code, as received by the close handler. */
-    closes: { inc(labels: { code: string }): void }
+    /** By close code, as received by the close handler, and the edge's reason for it (CloseReasons), `client` when the client or the network closed it. */
+    closes: { inc(labels: { code: string; reason: CloseReason | 'client' }): void }
   }
   /** Drain spreading and frame-rate windows; defaults to the real ones. */
   clock?: Clock
@@ -158,7 +158,7 @@ export class Connections<S extends ClientSocket> {
       metrics: deps.metrics,
       findConn: (connId) => this.#find(connId),
       userOf: (ws) => ws.getUserData().userId,
-      close: (ws, code, reason, cause) => this.close(ws, code, reason, cause),
+      close: (ws, reason, options) => this.close(ws, reason, options),
     })
     const tokens = deps.tokens
     if (tokens) {
@@ -170,7 +170,7 @@ export class Connections<S extends ClientSocket> {
           const ws = this.#bySeq.get(conn.seq)
           if (!ws) return
           tokens.expired.inc()
-          this.close(ws, CloseCode.tokenExpired, 'token expired', 'token_expired')
+          this.close(ws, 'token_expired')
         },
       })
     }
@@ -231,10 +231,10 @@ export class Connections<S extends ClientSocket> {
       conn.windowStartMs = now
       conn.frames = 0
     }
-    if (++conn.frames > maxFramesPerS) return this.close(ws, CloseCode.tooSlow, 'rate limited', 'evicted')
-    if (message.byteLength > maxFrameBytes) return this.close(ws, CloseCode.messageTooBig, 'frame too big', 'evicted')
+    if (++conn.frames > maxFramesPerS) return this.close(ws, 'rate_limited')
+    if (message.byteLength > maxFrameBytes) return this.close(ws, 'message_too_big')
     const frame = isBinary ? undefined : parseClientFrame(Buffer.from(message).toString('utf8'))
-    if (!frame) return this.close(ws, CloseCode.protocolViolation, 'invalid frame', 'evicted')
+    if (!frame) return this.close(ws, 'protocol_violation')
     if (frame.type === 'refresh') return this.#refresh(ws, conn, frame.token)
     this.#answer(ws, conn, PONG_FRAME)
   }
@@ -271,14 +271,14 @@ export class Connections<S extends ClientSocket> {
     }
     if (verified.userId !== conn.userId) {
       tokens.refreshes.inc({ result: 'other_user' })
-      return this.close(ws, CloseCode.protocolViolation, 'refresh token is for another user', 'evicted')
+      return this.close(ws, 'protocol_violation', { text: 'refresh token is for another user' })
     }
     tokens.cutoffOf(conn.userId).then(
       (cutoffMs) => {
         if (conn.state === Closed) return
         if (isRevoked(verified.iat, cutoffMs)) {
           tokens.refreshes.inc({ result: 'revoked' })
-          return this.close(ws, CloseCode.revoked, 'token revoked', 'revoked')
+          return this.close(ws, 'revoked')
         }
         void this.#retoken(ws, conn, verified).then(() => {
           tokens.refreshes.inc({ result: 'ok' })
@@ -328,17 +328,22 @@ export class Connections<S extends ClientSocket> {
     this.#bySeq.delete(conn.seq)
     this.#owed.delete(conn)
     if (conn.expS !== 0) this.#expiries!.forget()
-    this.#deps.metrics.closes.inc({ code: String(code) })
+    // The edge's close codes name one reason each; a code the client chose is the client's.
+    this.#deps.metrics.closes.inc({ code: String(code), reason: (conn.closeCause && closeReasonOf(code)) ?? 'client' })
     if (conn.arrived) this.#deps.rooms!.depart(conn.userId, ws, conn.tokenRooms)
     if (!wasOpen) return // still registering: #registered removes its entry once written
     this.sockets.remove(conn.userId, ws)
     void this.#deps.registration.unregister(conn.userId, this.#deps.connIds.format(conn.seq), conn.closeCause ?? 'close')
   }
 
-  /** Every close the edge makes goes through here, so its cause reaches the registry. */
-  close(ws: S, code: number, reason: string, cause: CloseCause): void {
-    ws.getUserData().closeCause = cause
-    ws.end(code, reason)
+  /**
+   * Every close the edge makes goes through here, with a reason of CloseReasons (its code, its
+   * text unless `options.text` says more, its cause unless `options.cause` overrides it), so
+   * its cause reaches the registry.
+   */
+  close(ws: S, reason: CloseReason, options?: CloseOptions): void {
+    ws.getUserData().closeCause = options?.cause ?? causeOf(reason)
+    ws.end(CloseReasons[reason].code, options?.text ?? CloseReasons[reason].text)
   }
 
   /**
@@ -350,16 +355,16 @@ export class Connections<S extends ClientSocket> {
     let closed = 0
     for (const ws of [...this.#bySeq.values()]) {
       if (ws.getUserData().userId !== userId) continue
-      this.close(ws, CloseCode.revoked, reason, 'revoked')
+      this.close(ws, 'revoked', { text: reason })
       closed++
     }
     return closed
   }
 
   /** Closes an open socket of this edge (welcomed or not) by connId; false if it is not here. */
-  closeById(connId: string, code: number, reason: string, cause: CloseCause): boolean {
+  closeById(connId: string, reason: CloseReason): boolean {
     const ws = this.#find(connId)
-    if (ws) this.close(ws, code, reason, cause)
+    if (ws) this.close(ws, reason)
     return ws !== undefined
   }
 
@@ -428,7 +433,7 @@ export class Connections<S extends ClientSocket> {
         const conn = ws.getUserData()
         return new Promise<void>((resolve) => {
           clock.setTimeout(() => {
-            if (conn.state !== Closed) this.close(ws, CloseCode.draining, 'edge draining', 'drain')
+            if (conn.state !== Closed) this.close(ws, 'going_away')
             resolve()
           }, clock.random() * drainMs)
         })
@@ -445,7 +450,7 @@ export class Connections<S extends ClientSocket> {
    * reads its inbox (#resume).
    */
   #registered(ws: S, conn: Conn): void {
-    if (conn.state === Registering && this.#draining) this.close(ws, CloseCode.draining, 'edge draining', 'drain') // the close handler marks it Closed
+    if (conn.state === Registering && this.#draining) this.close(ws, 'going_away') // the close handler marks it Closed
     const rooms = this.#deps.rooms
     if (conn.state === Registering && rooms) {
       conn.arrived = true
@@ -483,7 +488,7 @@ export class Connections<S extends ClientSocket> {
     } finally {
       this.sockets.endResume(conn.userId, held)
     }
-    if (conn.state === Registering && this.#draining) this.close(ws, CloseCode.draining, 'edge draining', 'drain')
+    if (conn.state === Registering && this.#draining) this.close(ws, 'going_away')
     if (!read) {
       // No read: no position to give, and every held frame is news to the client.
       return this.#open(ws, conn, held.map((h) => h.frame), { recovered: from ? false : undefined, head: undefined })

@@ -1,4 +1,4 @@
-import { CloseCode, framedAt, type CloseCause, type DeliveryResult, type Position } from '@switchboard/protocol'
+import { closeReasonOf, framedAt, type CloseCause, type CloseReason, type DeliveryResult, type Position } from '@switchboard/protocol'
 
 /** What delivery needs of a socket: uWS's WebSocket has it, and tests pass fakes. */
 export interface PushSocket {
@@ -28,11 +28,19 @@ export interface UserSocketsDeps<S> {
   findConn(connId: string): S | undefined
   userOf(socket: S): string
   /**
-   * Records `cause` for the socket's unregistration, then closes it with a close frame. uWS
-   * runs the close handler, which calls `remove`, before this returns; the socket must not be
-   * touched afterwards (uWS throws).
+   * Records the reason's cause (or `options.cause`) for the socket's unregistration, then closes
+   * it with the reason's code and text (or `options.text`). uWS runs the close handler, which
+   * calls `remove`, before this returns; the socket must not be touched afterwards (uWS throws).
    */
-  close(socket: S, code: number, reason: string, cause: CloseCause): void
+  close(socket: S, reason: CloseReason, options?: CloseOptions): void
+}
+
+/** What a close site may say beyond its reason's row of CloseReasons. */
+export interface CloseOptions {
+  /** The close frame's reason text, instead of the row's. */
+  text?: string
+  /** The cause its removal records, instead of the row's. */
+  cause?: CloseCause
 }
 
 /**
@@ -176,14 +184,14 @@ export class UserSockets<S extends PushSocket> {
    * `disconnect_api` whatever the code (also for another edge's evictions: their entries are
    * already gone, so no offline event carries it). Returns how many were closed.
    */
-  disconnect(userId: string, code: number, reason: string, connIds?: readonly string[]): number {
-    const { close } = this.#deps
+  disconnect(userId: string, code: number, text: string, connIds?: readonly string[]): number {
+    const close = (socket: S) => this.#deps.close(socket, closeReasonOf(code) ?? 'kicked', { text, cause: 'disconnect_api' })
     let closed = 0
     if (connIds) {
       for (const connId of connIds) {
         const socket = this.#deps.findConn(connId)
         if (socket === undefined || this.#deps.userOf(socket) !== userId) continue
-        close(socket, code, reason, 'disconnect_api')
+        close(socket)
         closed++
       }
       return closed
@@ -191,11 +199,11 @@ export class UserSockets<S extends PushSocket> {
     const entry = this.#byUser.get(userId)
     if (entry instanceof Set) {
       for (const socket of entry) {
-        close(socket, code, reason, 'disconnect_api')
+        close(socket)
         closed++
       }
     } else if (entry !== undefined) {
-      close(entry, code, reason, 'disconnect_api')
+      close(entry)
       closed++
     }
     return closed
@@ -227,7 +235,7 @@ export class UserSockets<S extends PushSocket> {
   #write(socket: S, frame: string): boolean {
     if (socket.getBufferedAmount() > this.#deps.maxBackpressureBytes) {
       this.#deps.metrics.backpressureCloses.inc()
-      this.#deps.close(socket, CloseCode.tooSlow, 'too slow', 'evicted')
+      this.#deps.close(socket, 'too_slow')
       return false
     }
     this.#corked = socket

@@ -1,15 +1,12 @@
 import type { Logger } from 'pino'
-import { CloseCode, linkOps, type CloseCause, type InternalDisconnect } from '@switchboard/protocol'
+import { CloseReasons, linkOps, type CloseReason, type InternalDisconnect } from '@switchboard/protocol'
 import type { Evicted, RouterRegistry } from '@switchboard/registry'
 
-/**
- * How an evicted socket is closed under each session policy: 4501 when a newer session
- * replaced it (single), 4502 past the per-user limit (multi), and the cause its removal carries.
- */
+/** How an evicted socket is closed under each session policy: replaced by a newer session (single), past the per-user limit (multi). */
 export const evictionCloses = {
-  single: { code: CloseCode.replaced, reason: 'replaced by a newer session', cause: 'replaced' },
-  multi: { code: CloseCode.tooManyConnections, reason: 'too many connections for this user', cause: 'evicted' },
-} as const satisfies Record<string, { code: 4501 | 4502; reason: string; cause: CloseCause }>
+  single: 'replaced',
+  multi: 'too_many_connections',
+} as const satisfies Record<string, CloseReason>
 
 export interface EvictionDeps {
   /** To find the edges holding evicted connections. */
@@ -18,7 +15,7 @@ export interface EvictionDeps {
   log: Logger
   policy: keyof typeof evictionCloses
   /** Closes the socket if it is on this edge; false if it is not here. */
-  closeLocal: (connId: string, code: number, reason: string, cause: CloseCause) => boolean
+  closeLocal: (connId: string, reason: CloseReason) => boolean
   timeoutMs?: number
 }
 
@@ -29,13 +26,14 @@ export interface EvictionDeps {
  */
 export function createEvictor(deps: EvictionDeps): (evicted: readonly Evicted[]) => Promise<void> {
   const { registry, log } = deps
-  const { code, reason, cause } = evictionCloses[deps.policy]
+  const reason = evictionCloses[deps.policy]
+  const { code, text } = CloseReasons[reason]
   return async (evicted) => {
     // A socket on another edge is closed by that edge's disconnect call, so there its cause is
     // disconnect_api; the registry already removed the entry, so no offline event carries it.
     // A revoked one is always this edge's own (its write was refused), never written: 4503.
     const remote = evicted.filter((e) =>
-      e.revoked ? (deps.closeLocal(e.connId, CloseCode.revoked, 'token revoked', 'revoked'), false) : !deps.closeLocal(e.connId, code, reason, cause),
+      e.revoked ? (deps.closeLocal(e.connId, 'revoked'), false) : !deps.closeLocal(e.connId, reason),
     )
     if (remote.length === 0) return
     const urls = new Map((await registry.liveNodes()).map((n) => [n.incId, n.url]))
@@ -49,7 +47,7 @@ export function createEvictor(deps: EvictionDeps): (evicted: readonly Evicted[])
       byEdge.set(url, users)
     }
     const calls = [...byEdge].flatMap(([url, users]) =>
-      [...users].map(([userId, connIds]): [string, InternalDisconnect] => [url, { userId, connIds, code, reason }]),
+      [...users].map(([userId, connIds]): [string, InternalDisconnect] => [url, { userId, connIds, code, reason: text }]),
     )
     await Promise.all(
       calls.map(async ([url, body]) => {

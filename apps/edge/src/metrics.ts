@@ -30,8 +30,8 @@ export function createEdgeMetrics(registry: PromRegistry) {
     }),
     closes: new Counter({
       name: 'edge_disconnects_total',
-      help: 'Closed client websockets by close code.',
-      labelNames: ['code'] as const,
+      help: 'Closed client websockets by close code, and reason: the edge\'s (a name of CloseReasons: too_slow, rate_limited, going_away, ...), or client when the client or the network closed it.',
+      labelNames: ['code', 'reason'] as const,
       registers: [registry],
     }),
     resumes: new Counter({
@@ -87,7 +87,7 @@ export function createEdgeMetrics(registry: PromRegistry) {
     }),
     backpressureCloses: new Counter({
       name: 'edge_backpressure_closes_total',
-      help: 'Sockets closed with 4008 because they read too slowly.',
+      help: 'Sockets closed with 4008 (too_slow) because they read too slowly.',
       registers: [registry],
     }),
     leaseRenewals: new Counter({

@@ -1,5 +1,5 @@
 import type { Logger } from 'pino'
-import { timeCall, type CloseCause } from '@switchboard/protocol'
+import { backoffDelayMs, timeCall, type CloseCause } from '@switchboard/protocol'
 import type { ConnectionInfo, EdgeRegistry, Evicted, Lease, NodeInfo, NodeStatus } from '@switchboard/registry'
 import { systemClock, type Clock, type Timer } from './clock.js'
 import type { EdgeMetrics } from './metrics.js'
@@ -38,6 +38,8 @@ export interface Holder {
   afterResync?: () => Promise<void>
 }
 
+/** Registry retries: the n-th failure in a row waits up to min(MAX_BACKOFF_MS, a renewal interval, RETRY_BASE_MS × 2^n), full jitter. */
+const RETRY_BASE_MS = 100
 const MAX_BACKOFF_MS = 5_000
 
 /**
@@ -254,7 +256,6 @@ export class Registration {
     if (this.#healthy || this.#failures === 0) this.deps.log.warn({ err }, msg)
     this.#healthy = false
     this.#failures++
-    const backoff = Math.min(MAX_BACKOFF_MS, this.#intervalMs(), 100 * 2 ** this.#failures)
-    return backoff / 2 + this.#clock.random() * (backoff / 2)
+    return backoffDelayMs(this.#failures, { baseMs: RETRY_BASE_MS, capMs: Math.min(MAX_BACKOFF_MS, this.#intervalMs()) }, () => this.#clock.random())
   }
 }

@@ -217,7 +217,7 @@ export async function startEdge(deps: EdgeDeps): Promise<Edge> {
       internalToken: config.internalToken,
       log,
       policy: config.sessionPolicy,
-      closeLocal: (connId, code, reason, cause) => connections.closeById(connId, code, reason, cause),
+      closeLocal: (connId, reason) => connections.closeById(connId, reason),
     }),
     afterResync: () => {
       announceInboxes()

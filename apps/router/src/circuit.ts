@@ -1,3 +1,8 @@
+import { backoffCeilingMs } from '@switchboard/protocol'
+
+/** The router's circuit per edge: skipped after 3 failures in a row, for 250 ms doubling up to 5 s. */
+export const EDGE_CIRCUIT = { threshold: 3, baseCooldownMs: 250, maxCooldownMs: 5_000 } as const
+
 /**
  * Per-edge circuit: after `threshold` consecutive failures an edge is skipped (calls fail
  * at once) for a cooldown that doubles up to `maxCooldownMs`; then one probe call is let
@@ -45,7 +50,7 @@ export class Circuits {
 
   #cooldown(failures: number): number {
     const { threshold, baseCooldownMs, maxCooldownMs } = this.options
-    return Math.min(maxCooldownMs, baseCooldownMs * 2 ** Math.min(failures - threshold, 16))
+    return backoffCeilingMs(failures - threshold, { baseMs: baseCooldownMs, capMs: maxCooldownMs })
   }
 
   #now(): number {

@@ -23,7 +23,7 @@ import {
   type RoomMembersResult,
   type Position,
 } from '@switchboard/protocol'
-import { Circuits } from './circuit.js'
+import { Circuits, EDGE_CIRCUIT } from './circuit.js'
 import { EdgeCallError, type EdgeClient } from './edge-client.js'
 
 export interface LinkEdgeClientOptions {
@@ -75,7 +75,7 @@ interface Delivery {
  */
 export class LinkEdgeClient implements EdgeClient {
   readonly #links = new Map<string, Link>()
-  readonly #circuits = new Circuits({ threshold: 3, baseCooldownMs: 250, maxCooldownMs: 5_000 })
+  readonly #circuits = new Circuits(EDGE_CIRCUIT)
   #isClosed = false
 
   constructor(private readonly options: LinkEdgeClientOptions) {}

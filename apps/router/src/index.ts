@@ -1,6 +1,7 @@
 export { buildApp, type AppDeps, type RouterApp } from './app.js'
 export { ROUTER_ENV_NAMES, RouterEnv, loadRouterConfig, type RouterConfig } from './config.js'
 export { EDGE_CALL_ERROR_CODES, EdgeCallError, type EdgeCallErrorCode, type EdgeClient } from './edge-client.js'
+export { EDGE_CIRCUIT } from './circuit.js'
 export { LinkEdgeClient } from './edge-link.js'
 export { planDelivery, settleDelivery } from './plan.js'
 export { startReaper } from './reaper.js'

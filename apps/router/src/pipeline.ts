@@ -5,6 +5,7 @@ import {
   OPERATION_NAMES,
   PIPELINE_PATH,
   PIPELINE_PROTOCOL,
+  CloseReasons,
   PipelineClose,
   REQUEST_ID,
   SwitchboardError,
@@ -127,7 +128,7 @@ export function servePipeline(app: TemplatedApp, deps: PipelineDeps): Pipeline {
     if (ws.getBufferedAmount() > deps.maxBackpressureBytes) {
       deps.metrics.pipelineRefusals.inc({ reason: 'too_slow' })
       log.warn({ buffered: ws.getBufferedAmount() }, 'pipelined backend too slow to read its answers: closing it')
-      ws.end(PipelineClose.tooSlow, 'too slow')
+      ws.end(PipelineClose.tooSlow, CloseReasons.too_slow.text)
     }
   }
 

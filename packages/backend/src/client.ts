@@ -91,7 +91,7 @@ export class SwitchboardBackend {
           apiKey: o.apiKey,
           handshakeTimeoutMs: o.connectTimeoutMs,
           pingIntervalMs: o.pingIntervalMs,
-          backoff: { baseDelayMs: o.reconnectBaseDelayMs, maxDelayMs: o.reconnectMaxDelayMs },
+          backoff: { baseMs: o.reconnectBaseDelayMs, capMs: o.reconnectMaxDelayMs },
           maxFrameBytes: o.maxPipelineFrameBytes,
           maxInFlight: o.maxInFlight,
           log: o.log,

@@ -1,5 +1,4 @@
-import { PIPELINE_PATH, PipelineClose, type PipelineAnswer } from '@switchboard/protocol'
-import { reconnectDelayMs, type BackoffOptions } from './backoff.js'
+import { Backoff, PIPELINE_PATH, PipelineClose, type BackoffPolicy, type PipelineAnswer } from '@switchboard/protocol'
 import { SwitchboardApiError } from './errors.js'
 import { Fifo } from './fifo.js'
 import type { BackendLogger } from './logger.js'
@@ -32,7 +31,8 @@ export interface PipelineOptions {
   apiKey: string
   handshakeTimeoutMs: number
   pingIntervalMs: number
-  backoff: BackoffOptions
+  /** Reconnects: full jitter under min(capMs, baseMs × 2^failures). */
+  backoff: BackoffPolicy
   /** Requests whose frame is larger go over HTTP, where an oversized body gets a 413 instead of closing the socket. */
   maxFrameBytes: number
   /** The client's in-flight bound; more unanswered timed-out requests than twice this mean the router stopped answering. */
@@ -61,7 +61,7 @@ export class Pipeline {
   readonly #abandoned = new Set<string>()
   /** Refused with 429, waiting for an answer to free a place at the router. */
   readonly #parked = new Fifo<PendingRequest>()
-  #failures = 0
+  readonly #backoff: Backoff
   #openedAt = 0
   #retryTimer: NodeJS.Timeout | undefined
   /** Aborts the attempt under way, if any. */
@@ -72,6 +72,7 @@ export class Pipeline {
   constructor(options: PipelineOptions, handler: PipelineHandler) {
     this.#options = options
     this.#handler = handler
+    this.#backoff = new Backoff(options.backoff)
     const url = new URL(options.url)
     url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:'
     // The key travels in the authorization header only; nothing else of the URL is the pipeline's.
@@ -196,13 +197,13 @@ export class Pipeline {
       // (it may be added to the router's keys), never in a tight loop.
       this.#state = 'unauthorized'
       this.#refusal = new SwitchboardApiError('unauthorized', `the router refused the API key: ${err.error?.message ?? 'HTTP 401 at the pipeline upgrade'}`, { status: 401 })
-      log.warn({ url: this.#url, retryInMs: backoff.maxDelayMs }, 'the router refused the API key')
+      log.warn({ url: this.#url, retryInMs: backoff.capMs }, 'the router refused the API key')
       this.#settleWaiters(this.#refusal)
-      this.#scheduleOpen(backoff.maxDelayMs)
+      this.#scheduleOpen(backoff.capMs)
       return
     }
     this.#state = 'disconnected'
-    const delayMs = reconnectDelayMs(this.#failures++, backoff)
+    const delayMs = this.#backoff.next()
     log.warn({ url: this.#url, err: err.message, retryInMs: delayMs }, 'cannot open the pipeline; using HTTP meanwhile')
     this.#settleWaiters(new SwitchboardApiError('unavailable', `cannot open the pipeline: ${err.message}`, { cause: err, ...(err instanceof UpgradeRefused ? { status: err.status } : {}) }))
     this.#scheduleOpen(delayMs)
@@ -246,8 +247,8 @@ export class Pipeline {
     this.#sent.clear()
     this.#abandoned.clear()
     const parked = this.#parked.drain()
-    if (Date.now() - this.#openedAt >= STABLE_MS) this.#failures = 0
-    const delayMs = reconnectDelayMs(this.#failures++, this.#options.backoff)
+    if (Date.now() - this.#openedAt >= STABLE_MS) this.#backoff.reset()
+    const delayMs = this.#backoff.next()
     const fields = { url: this.#url, code, reason, unanswered: sent.length, retryInMs: delayMs }
     if (code === 1001) this.#options.log.info(fields, 'the router is shutting down the pipeline; reconnecting')
     else if (code === PipelineClose.tooSlow) this.#options.log.warn(fields, 'the router closed the pipeline: answers were not read fast enough; reconnecting')

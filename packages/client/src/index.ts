@@ -11,4 +11,4 @@ export {
   type WebSocketFactory,
   type WebSocketLike,
 } from './switchboard.js'
-export { CloseCode, Reconnect, reconnectDelayMs, shouldReconnect, type Position } from '@switchboard/wire'
+export { CloseCode, CloseReasons, Reconnect, closeReasonOf, reconnectDelayMs, shouldReconnect, type CloseReason, type Position } from '@switchboard/wire'

@@ -4,6 +4,7 @@ import {
   Reconnect,
   SUBPROTOCOL,
   WS_PATH,
+  backoffDelayMs,
   formatPosition,
   parsePosition,
   reconnectDelayMs,
@@ -137,7 +138,7 @@ export const GAP_CODE = 4001
 /** A refresh is due at this share of the token's remaining lifetime, plus up to REFRESH_JITTER more. */
 const REFRESH_AT = 0.75
 const REFRESH_JITTER = 0.15
-/** A failed refresh is retried after this (doubling, full jitter), never past the token's expiry. */
+/** A failed refresh is retried after up to this (doubling, full jitter), never later than halfway to the token's expiry. */
 const REFRESH_RETRY_BASE_MS = 1_000
 const REFRESH_RETRY_MIN_MS = 250
 /** Push ids remembered to drop duplicates (a backend's retry, a replay of what came live). */
@@ -443,9 +444,9 @@ export class Switchboard {
    */
   #refreshFailed(error: string): void {
     this.#stopRefreshTimers()
-    const backoff = REFRESH_RETRY_BASE_MS * 2 ** this.#refreshFailures++
     const untilExpiry = (this.#tokenExpMs ?? Infinity) - this.#clock.now()
-    const retryInMs = untilExpiry <= 0 ? undefined : Math.max(REFRESH_RETRY_MIN_MS, Math.min(this.#random() * backoff, untilExpiry / 2))
+    const backoff = { baseMs: REFRESH_RETRY_BASE_MS, capMs: untilExpiry / 2 }
+    const retryInMs = untilExpiry <= 0 ? undefined : Math.max(REFRESH_RETRY_MIN_MS, backoffDelayMs(this.#refreshFailures++, backoff, this.#random))
     if (retryInMs !== undefined) this.#refreshAfter(retryInMs)
     this.#setState({ state: 'connected', ...this.#connection!, token: 'refresh_failed', error, ...(retryInMs === undefined ? {} : { retryInMs }) })
   }

@@ -1,13 +1,19 @@
-import { CloseCode } from '@switchboard/wire'
+import { CloseReasons, type CloseReason } from '@switchboard/wire'
 
-export { CloseCode, shouldReconnect } from '@switchboard/wire'
+export { CloseCode, CloseReasons, closeReasonOf, shouldReconnect, type CloseReason, type CloseThen } from '@switchboard/wire'
+
+/** The close rows of the catalogue, from the wire's table of endings: one per ending, by its name. */
+type CloseErrors = { readonly [R in CloseReason]: { readonly close: (typeof CloseReasons)[R]['code'] } }
+const closeErrors = Object.fromEntries(Object.entries(CloseReasons).map(([reason, r]) => [reason, { close: r.code }])) as CloseErrors
 
 /**
  * One table: each stable error code, the HTTP status the router answers with, and the
- * websocket close code an edge uses for it. Close 4000-4499: the client reconnects with
+ * websocket close code an edge uses for it (from CloseReasons; `rate_limited` is both: 429 from
+ * the router, 4009 from an edge). Close 4000-4499: the client reconnects with
  * backoff and jitter; 4500-4999: it must not reconnect.
  */
 export const errorTable = {
+  ...closeErrors,
   invalid_request: { http: 400 },
   unauthorized: { http: 401 },
   forbidden: { http: 403 },
@@ -19,20 +25,11 @@ export const errorTable = {
   cursor_expired: { http: 410 },
   idempotency_mismatch: { http: 422 },
   payload_too_large: { http: 413 },
-  rate_limited: { http: 429 },
+  rate_limited: { http: 429, close: CloseReasons.rate_limited.code },
   internal: { http: 500 },
   registry_unavailable: { http: 503 },
   edge_unavailable: { http: 503 },
   not_ready: { http: 503 },
-  going_away: { close: CloseCode.draining },
-  token_expired: { close: CloseCode.tokenExpired },
-  protocol_violation: { close: CloseCode.protocolViolation },
-  message_too_big: { close: CloseCode.messageTooBig },
-  too_slow: { close: CloseCode.tooSlow },
-  kicked: { close: CloseCode.kicked },
-  replaced: { close: CloseCode.replaced },
-  too_many_connections: { close: CloseCode.tooManyConnections },
-  revoked: { close: CloseCode.revoked },
 } as const satisfies Record<string, { http?: number; close?: number }>
 
 export type ErrorCode = keyof typeof errorTable

@@ -9,4 +9,20 @@ export * from './link.js'
 export * from './pipeline.js'
 export * from './operations.js'
 export * from './presence-events.js'
-export { BEARER_PROTOCOL_PREFIX, PING_FRAME, RESUME_PROTOCOL_PREFIX, Reconnect, SUBPROTOCOL, WS_PATH, isEpoch, parseResumeProtocol, reconnectDelayMs, resumeProtocol, type Position } from '@switchboard/wire'
+export {
+  BEARER_PROTOCOL_PREFIX,
+  Backoff,
+  PING_FRAME,
+  RESUME_PROTOCOL_PREFIX,
+  Reconnect,
+  SUBPROTOCOL,
+  WS_PATH,
+  backoffCeilingMs,
+  backoffDelayMs,
+  isEpoch,
+  parseResumeProtocol,
+  reconnectDelayMs,
+  resumeProtocol,
+  type BackoffPolicy,
+  type Position,
+} from '@switchboard/wire'

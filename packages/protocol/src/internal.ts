@@ -1,5 +1,5 @@
 import { z } from 'zod'
-import { isEpoch, type Position } from '@switchboard/wire'
+import { CloseReasons, isEpoch, type Position } from '@switchboard/wire'
 import { RoomName, UserId, limits } from './push-api.js'
 
 /**
@@ -102,13 +102,19 @@ export type DeliveriesResult = z.output<typeof DeliveriesResult>
 export const BroadcastResult = z.strictObject({ connections: z.number().int().min(0) })
 export type BroadcastResult = z.output<typeof BroadcastResult>
 
+/** Most connections a user may hold across the cluster (the ceiling of EDGE_MAX_CONNECTIONS_PER_USER); the oldest beyond it are evicted. */
+export const MAX_CONNECTIONS_PER_USER = 64
+
+/** The endings a disconnect call may ask for: all final. */
+const DISCONNECT_CODES = [CloseReasons.kicked.code, CloseReasons.replaced.code, CloseReasons.too_many_connections.code, CloseReasons.revoked.code] as const
+
 export const InternalDisconnect = z.strictObject({
   userId: UserId,
   reason: z.string().max(512).optional(),
   /** Only these connections of the user (evictions by the per-user limit or single-session policy); default all. */
-  connIds: z.array(z.string().min(1).max(128)).max(64).optional(),
-  /** Default 4500 (the disconnect API); 4503 for a revocation. */
-  code: z.union([z.literal(4500), z.literal(4501), z.literal(4502), z.literal(4503)]).optional(),
+  connIds: z.array(z.string().min(1).max(128)).max(MAX_CONNECTIONS_PER_USER).optional(),
+  /** Default 4500 (kicked: the disconnect API); 4501 and 4502 for evictions, 4503 for a revocation. */
+  code: z.literal(DISCONNECT_CODES).optional(),
 })
 export type InternalDisconnect = z.output<typeof InternalDisconnect>
 

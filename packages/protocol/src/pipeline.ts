@@ -23,6 +23,7 @@ import type { OperationName } from './operations.js'
  * The idempotent ops (`push` and `broadcast`) take an optional `"idempotencyKey"` (the Idempotency-Key header's
  * part, scoped by the connection's API key); an answer replayed for it has `"replayed":true`.
  */
+import { CloseReasons } from '@switchboard/wire'
 export const PIPELINE_PATH = '/v1/pipeline'
 export const PIPELINE_PROTOCOL = 'switchboard.pipeline.v1'
 
@@ -50,5 +51,5 @@ export const REQUEST_ID = /^[\w.:@/+=-]{1,128}$/
 /** Close codes of the pipelined ingress, beyond the websocket ones (1001 router shutting down, 1009 frame too big). */
 export const PipelineClose = {
   /** The backend does not read its answers: past the router's bound of unsent bytes. */
-  tooSlow: 4008,
+  tooSlow: CloseReasons.too_slow.code,
 } as const

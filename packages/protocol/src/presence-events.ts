@@ -2,6 +2,7 @@
  * Presence events: the wire format backends receive (webhooks and the pull stream). A user is
  * online while at least one live connection of theirs exists anywhere in the cluster.
  */
+import { CloseReasons, type CloseReason } from '@switchboard/wire'
 
 export const PRESENCE_EVENT_TYPES = ['user.online', 'user.offline'] as const
 export type PresenceEventType = (typeof PRESENCE_EVENT_TYPES)[number]
@@ -9,6 +10,11 @@ export type PresenceEventType = (typeof PRESENCE_EVENT_TYPES)[number]
 /** Why a connection closed, as recorded by the edge that closed it (or saw it close). */
 export const CLOSE_CAUSES = ['close', 'disconnect_api', 'replaced', 'evicted', 'drain', 'token_expired', 'revoked'] as const
 export type CloseCause = (typeof CLOSE_CAUSES)[number]
+
+/** The cause a close for `reason` records (the table's, typed here: a cause outside CLOSE_CAUSES does not compile). */
+export function causeOf(reason: CloseReason): CloseCause {
+  return CloseReasons[reason].cause
+}
 
 /**
  * Why a transition happened: `connect` and `resync` (an edge re-registered its connections

@@ -1,4 +1,5 @@
 import { Cluster, Redis, type RedisOptions } from 'ioredis'
+import { backoffDelayMs, type BackoffPolicy } from '@switchboard/protocol'
 import type { RedisClient } from './gateway.js'
 
 export interface HostPort {
@@ -17,13 +18,13 @@ export interface RedisClientOptions {
   commandTimeoutMs: number
 }
 
-const RECONNECT_CAP_MS = 2_000
-const RECONNECT_JITTER_MS = 200
 /** The longest a registry client waits before a reconnect attempt. */
-export const RECONNECT_MAX_MS = RECONNECT_CAP_MS + RECONNECT_JITTER_MS
+export const RECONNECT_MAX_MS = 2_200
+/** Reconnect attempt n (ioredis counts from 1) waits up to min(RECONNECT_MAX_MS, 100 ms × 2^n). */
+const RECONNECT_BACKOFF: BackoffPolicy = { baseMs: 100, capMs: RECONNECT_MAX_MS }
 
-/** Reconnects with capped, jittered backoff: a fleet of edges must not reconnect in lockstep. */
-const backoff = (attempt: number) => Math.min(100 * 2 ** attempt, RECONNECT_CAP_MS) + Math.floor(Math.random() * RECONNECT_JITTER_MS)
+/** Reconnects with capped backoff and full jitter: a fleet of edges must not reconnect in lockstep. */
+const backoff = (attempt: number) => Math.floor(backoffDelayMs(attempt, RECONNECT_BACKOFF))
 
 /**
  * A client tuned for the registry: autopipelining (one write per tick, per master on a

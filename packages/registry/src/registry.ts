@@ -42,8 +42,7 @@ export interface Evicted {
   revoked?: true
 }
 
-/** Most connections a user may hold across the cluster; the oldest beyond it are evicted. */
-export const MAX_CONNECTIONS_PER_USER = 64
+export { MAX_CONNECTIONS_PER_USER } from '@switchboard/protocol'
 
 /** A live connection as seen by routers. */
 export interface Located {

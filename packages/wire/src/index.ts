@@ -3,6 +3,9 @@
  * a client does after each. Shared by the client SDK (browsers, Node) and the services, so it
  * imports nothing: no Node module, no dependency.
  */
+import { backoffDelayMs, type BackoffPolicy } from './backoff.js'
+
+export { Backoff, backoffCeilingMs, backoffDelayMs, type BackoffPolicy } from './backoff.js'
 
 /** Where edges accept client websockets. */
 export const WS_PATH = '/v1/ws'
@@ -142,8 +145,10 @@ export const CloseCode = {
   messageTooBig: 1009,
   /** The connection's token expired: reconnect at once with a fresh token (no backoff). */
   tokenExpired: 4002,
-  /** Rate limited, or too slow to read (backpressure). */
+  /** Too slow to read: the socket's unsent backlog passed the edge's bound (backpressure). */
   tooSlow: 4008,
+  /** Rate limited: the client sent frames faster than the edge allows (it used to be 4008 too: any 40xx reconnects). */
+  rateLimited: 4009,
   /** Closed by the disconnect API: final. */
   kicked: 4500,
   /** Replaced by a newer session of the same user: final. */
@@ -153,6 +158,40 @@ export const CloseCode = {
   /** The user's tokens were revoked ("sign out everywhere"), or this token is older than the revocation: final. */
   revoked: 4503,
 } as const
+
+/**
+ * What a client does after a close: reconnect with backoff (`backoff`), after a short random
+ * delay (`soon`, a drain), at once with a fresh token (`now`), or never (`final`).
+ */
+export type CloseThen = 'backoff' | 'soon' | 'now' | 'final'
+
+/**
+ * Every ending a service gives a socket, once: its close code, the close frame's reason text
+ * (a site may say more), the cause its removal records (presence events' `cause`), and what
+ * the client does next. The key is the ending's name: the edge's `edge_disconnects_total{reason}`
+ * label and, for the codes an edge sends, the error catalogue's code.
+ */
+export const CloseReasons = {
+  going_away: { code: CloseCode.draining, text: 'edge draining', cause: 'drain', then: 'soon' },
+  protocol_violation: { code: CloseCode.protocolViolation, text: 'invalid frame', cause: 'evicted', then: 'backoff' },
+  message_too_big: { code: CloseCode.messageTooBig, text: 'frame too big', cause: 'evicted', then: 'backoff' },
+  token_expired: { code: CloseCode.tokenExpired, text: 'token expired', cause: 'token_expired', then: 'now' },
+  too_slow: { code: CloseCode.tooSlow, text: 'too slow', cause: 'evicted', then: 'backoff' },
+  rate_limited: { code: CloseCode.rateLimited, text: 'rate limited', cause: 'evicted', then: 'backoff' },
+  kicked: { code: CloseCode.kicked, text: 'disconnected', cause: 'disconnect_api', then: 'final' },
+  replaced: { code: CloseCode.replaced, text: 'replaced by a newer session', cause: 'replaced', then: 'final' },
+  too_many_connections: { code: CloseCode.tooManyConnections, text: 'too many connections for this user', cause: 'evicted', then: 'final' },
+  revoked: { code: CloseCode.revoked, text: 'token revoked', cause: 'revoked', then: 'final' },
+} as const satisfies Record<string, { code: number; text: string; cause: string; then: CloseThen }>
+
+export type CloseReason = keyof typeof CloseReasons
+
+const REASON_OF_CODE = new Map(Object.entries(CloseReasons).map(([reason, r]) => [r.code as number, reason as CloseReason]))
+
+/** The ending a service names with `code`; undefined for a code no service sends (a client's own, 1006). */
+export function closeReasonOf(code: number): CloseReason | undefined {
+  return REASON_OF_CODE.get(code)
+}
 
 /** 4500-4999 are final: the client must not reconnect. Anything else: reconnect. */
 export function shouldReconnect(closeCode: number): boolean {
@@ -170,12 +209,16 @@ export const Reconnect = {
 } as const
 
 /**
- * The delay before reconnect attempt `attempt` (0 for the first) after a close with `code`:
- * full jitter, `random(0, min(cap, base × 2^attempt))`, or `random(0, drainMaxMs)` after 1001, or
- * at once after 4002 (token expired: the client reconnects with a fresh token).
+ * The delay before reconnect attempt `attempt` (0 for the first) after a close with `code`, as
+ * its row of CloseReasons says (`then`): at once after 4002 (token expired: the client
+ * reconnects with a fresh token), `random(0, drainMaxMs)` after 1001, else (any other code too)
+ * full jitter, `random(0, min(cap, base × 2^attempt))`.
  */
 export function reconnectDelayMs(attempt: number, code: number, random: () => number = Math.random): number {
-  if (code === CloseCode.tokenExpired) return 0
-  if (code === CloseCode.draining) return random() * Reconnect.drainMaxMs
-  return random() * Math.min(Reconnect.capMs, Reconnect.baseMs * 2 ** Math.max(0, attempt))
+  const reason = closeReasonOf(code)
+  const then = reason === undefined ? 'backoff' : CloseReasons[reason].then
+  if (then === 'now') return 0
+  if (then === 'soon') return random() * Reconnect.drainMaxMs
+  return backoffDelayMs(attempt, RECONNECT_BACKOFF, random)
 }
+const RECONNECT_BACKOFF: BackoffPolicy = { baseMs: Reconnect.baseMs, capMs: Reconnect.capMs }

@@ -1,4 +1,5 @@
 // One delivery attempt of a batch to one webhook endpoint, and when to try again.
+import { backoffDelayMs } from '@switchboard/protocol'
 import { request, type Dispatcher } from 'undici'
 import { signatureHeaders } from './webhook-signature.js'
 
@@ -173,9 +174,6 @@ function clampRetryAfter(ms: number): number {
  * is the receiver's word. `random` returns [0, 1), as Math.random does.
  */
 export function retryDelayMs(attempt: number, retryAfterMs: number | undefined, random: () => number = Math.random, baseMs = 500, capMs = 5 * 60_000): number {
-  // 2^60 * any sane base is already over any cap; bounding the exponent keeps 0 * Infinity out.
-  const exponent = Math.min(60, Math.max(0, Math.floor(attempt)))
-  const ceilingMs = Math.min(capMs, baseMs * 2 ** exponent)
-  const jitteredMs = Math.floor(random() * ceilingMs)
+  const jitteredMs = Math.floor(backoffDelayMs(attempt, { baseMs, capMs }, random))
   return retryAfterMs === undefined ? jitteredMs : Math.max(jitteredMs, clampRetryAfter(retryAfterMs))
 }
