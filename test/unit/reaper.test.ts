@@ -1,7 +1,7 @@
 import pino from 'pino'
 import t from 'tap'
 import type { ReapGuard } from '@switchboard/registry'
-import { startReaper } from '../../apps/router/dist/reaper.js'
+import { startReaper } from '../../apps/router/src/reaper.js'
 
 /** A registry whose reap answers as the test says, recording each call's guard. */
 function scriptedRegistry(answers: ('ok' | 'fail' | 'hang')[]) {

@@ -3,7 +3,7 @@ import { once } from 'node:events'
 import { connect } from 'node:net'
 import { performance } from 'node:perf_hooks'
 import t from 'tap'
-import { postBatch } from '../../apps/router/dist/presence/webhook-endpoint.js'
+import { postBatch } from '../../apps/router/src/presence/webhook-endpoint.js'
 import { startReceiver } from '../helpers/webhook-receiver.js'
 
 const SECRET = `whsec_${Buffer.alloc(32, 's').toString('base64')}`
