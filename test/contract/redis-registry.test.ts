@@ -1,41 +1,15 @@
 import t from 'tap'
-import { RedisIdempotencyStore, RedisInbox, RedisRegistry, RedisRoomStore, createRedisClient, type Registry } from '@switchboard/registry'
+import { RedisRegistry, RedisRoomStore, createRedisClient, type Registry } from '@switchboard/registry'
 import { SwitchboardError } from '@switchboard/protocol'
 import { startRedis, uniquePrefix, type TestRedis } from '../helpers/redis.js'
 import { eventually } from '../helpers/clients.js'
-import { registryContract } from './registry-contract.js'
-import { presenceContract } from './presence-contract.js'
-import { idempotencyContract } from './idempotency-contract.js'
-import { inboxContract } from './inbox-contract.js'
-import { roomContract } from './room-contract.js'
+import { redisClients, redisStores, storeContracts } from './store-contracts.js'
 
 const redis = await startRedis(t)
 
-function client(t: { teardown(fn: () => unknown): void }) {
-  const c = createRedisClient(redis.url, { commandTimeoutMs: 2_000 })
-  t.teardown(() => c.disconnect())
-  return c
-}
+const client = redisClients(redis.url)
 
-// A zero refresh interval makes the routers' view of live incarnations exact, as the
-// contract demands; the cached view's bound is tested on its own below.
-registryContract(t, async (t) => {
-  const registry = new RedisRegistry(client(t), { prefix: uniquePrefix(), liveRefreshMs: 0 })
-  t.teardown(() => registry.close())
-  return registry
-})
-
-presenceContract(t, async (t, presence) => {
-  const registry = new RedisRegistry(client(t), { prefix: uniquePrefix(), liveRefreshMs: 0, presence })
-  t.teardown(() => registry.close())
-  return registry
-})
-
-idempotencyContract(t, async (t) => new RedisIdempotencyStore(client(t), { prefix: uniquePrefix() }))
-
-inboxContract(t, async (t, limits) => new RedisInbox(client(t), limits, { prefix: uniquePrefix() }))
-
-roomContract(t, async (t, limits) => new RedisRoomStore(client(t), limits, { prefix: uniquePrefix() }))
+storeContracts(t, redisStores(client))
 
 const node = (nodeId: string) => ({ nodeId, url: `http://${nodeId}:8081`, startedAt: Date.now() })
 
