@@ -224,6 +224,9 @@ export interface ApiResponse {
   text: string
 }
 
+/** How long `api`'s requests wait for an answer unless told otherwise. */
+export const REQUEST_TIMEOUT_MS = 10_000
+
 export interface RequestOptions {
   /** A string is sent as is (with a JSON content type); anything else is JSON-encoded. */
   body?: unknown
@@ -252,7 +255,7 @@ export function api(baseUrl: string, key?: string): Api {
       method,
       headers,
       body,
-      signal: AbortSignal.timeout(opts.timeoutMs ?? 10_000),
+      signal: AbortSignal.timeout(opts.timeoutMs ?? REQUEST_TIMEOUT_MS),
     })
     const text = await res.text()
     let parsed: unknown = text
