@@ -11,8 +11,10 @@ export class GaveUp extends Error {}
 
 /**
  * Calls `fn` until it returns a value other than undefined, null or false without throwing,
- * and resolves with that value; after `timeoutMs` (5 s unless given) rejects with the last
- * failure, or at once when `fn` throws `GaveUp`. The one polling loop of the tests.
+ * and resolves with that value; after `timeoutMs` rejects with the last failure, or at once
+ * when `fn` throws `GaveUp`. The one polling loop of the tests. The default deadline, 5 s, is
+ * for conditions no configured timeout bounds (an answer, a frame, a welcome after a local
+ * action); a condition that waits out a TTL, a poll or a backoff names it in `timeoutMs`.
  */
 export async function eventually<T>(
   fn: () => T | Promise<T>,
