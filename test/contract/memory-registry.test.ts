@@ -1,25 +1,14 @@
 import t from 'tap'
 import { MemoryIdempotencyStore, MemoryInbox, MemoryRegistry, MemoryRoomStore } from '@switchboard/registry'
-import { registryContract } from './registry-contract.js'
-import { presenceContract } from './presence-contract.js'
-import { idempotencyContract } from './idempotency-contract.js'
-import { inboxContract } from './inbox-contract.js'
-import { roomContract } from './room-contract.js'
+import { storeContracts } from './store-contracts.js'
 
-registryContract(t, async (t) => {
-  const registry = new MemoryRegistry()
-  t.teardown(() => registry.close())
-  return registry
+storeContracts(t, {
+  async registry(t, presence) {
+    const registry = new MemoryRegistry({ presence })
+    t.teardown(() => registry.close())
+    return registry
+  },
+  idempotency: async () => new MemoryIdempotencyStore(),
+  inbox: async (_t, limits) => new MemoryInbox(limits),
+  rooms: async (_t, limits) => new MemoryRoomStore(limits),
 })
-
-presenceContract(t, async (t, presence) => {
-  const registry = new MemoryRegistry({ presence })
-  t.teardown(() => registry.close())
-  return registry
-})
-
-idempotencyContract(t, async () => new MemoryIdempotencyStore())
-
-inboxContract(t, async (_t, limits) => new MemoryInbox(limits))
-
-roomContract(t, async (_t, limits) => new MemoryRoomStore(limits))

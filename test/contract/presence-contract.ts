@@ -8,6 +8,10 @@ export type MakePresenceRegistry = (t: Test, presence: Partial<PresenceSettings>
 // Short, so held offlines come due quickly; the waits below are derived from it.
 const graceMs = 300
 const ttlMs = 300
+// A worker's claim on its presence partitions, long enough not to lapse within a test.
+const CLAIM_TTL_MS = 5_000
+// On top of a grace or TTL before a wait fails: a loaded machine's scheduling.
+const SLACK_MS = 5_000
 
 let seq = 0
 const uid = (name: string) => `${name}-${process.pid}-${++seq}`
@@ -89,7 +93,7 @@ export function presenceContract(t: Test, make: MakePresenceRegistry): void {
     const events = await eventually(async () => {
       const all = await eventsOf(registry, back, gone)
       return all.some((e) => e.type === 'user.offline') && all
-    }, { timeoutMs: graceMs + 5_000 })
+    }, { timeoutMs: graceMs + SLACK_MS })
     t.ok(Date.now() - closedAt >= graceMs, 'not before the grace ended')
     t.same(summary(events.filter((e) => e.userId === gone)), [`${gone} user.online connect 1`, `${gone} user.offline drain 0`], 'the held offline came out with its cause')
     t.same(summary(events.filter((e) => e.userId === back)), [`${back} user.online connect 1`], 'the return cancelled the other')
@@ -102,7 +106,7 @@ export function presenceContract(t: Test, make: MakePresenceRegistry): void {
     const [alone, both] = [uid('alone'), uid('both')]
     await registry.addConnections(crashed, [conn(alone), conn(both)])
     await registry.addConnections(other, [conn(both)])
-    t.ok(await eventually(async () => (await registry.reap(0)) > 0 || undefined, { timeoutMs: ttlMs + 5_000 }), 'reaped once lapsed')
+    t.ok(await eventually(async () => (await registry.reap(0)) > 0 || undefined, { timeoutMs: ttlMs + SLACK_MS }), 'reaped once lapsed')
     await registry.renew(other, { connections: 1, draining: false })
     const events = await eventsOf(registry, alone, both)
     t.same(summary(events.filter((e) => e.type === 'user.offline')), [`${alone} user.offline edge_lost 0`])
@@ -153,44 +157,44 @@ export function presenceContract(t: Test, make: MakePresenceRegistry): void {
     const registry = await make(t, {})
     const n = registry.partitions
     const sorted = (ps: readonly number[]) => [...ps].sort((a, b) => a - b)
-    const lone = await registry.claimPartitions('w1', 5_000)
+    const lone = await registry.claimPartitions('w1', CLAIM_TTL_MS)
     t.match(lone, { giving: [], isWaiting: false }, 'a lone worker gives nothing and waits for nothing')
     t.equal(lone.owned.length, n, 'it owns every partition')
     const before = await registry.membership()
-    const joined = await registry.claimPartitions('w2', 5_000)
+    const joined = await registry.claimPartitions('w2', CLAIM_TTL_MS)
     t.same(joined.owned, [], 'the second worker takes nothing the first still owns')
     t.equal(joined.isWaiting, true, 'and waits for its share')
     t.not(joined.membership, before, 'its joining changed the membership')
     t.equal(await registry.membership(), joined.membership)
-    const told = await registry.claimPartitions('w1', 5_000)
+    const told = await registry.claimPartitions('w1', CLAIM_TTL_MS)
     t.equal(told.owned.length, n, 'the first still owns every partition')
     t.equal(told.giving.length, n / 2, 'and is told to give half')
     t.ok(told.giving.every((p) => told.owned.includes(p)), 'of its own')
     t.equal(told.membership, joined.membership, 'a renewal is no membership change')
-    t.same((await registry.claimPartitions('w2', 5_000)).owned, [], 'nothing is taken before it is released')
+    t.same((await registry.claimPartitions('w2', CLAIM_TTL_MS)).owned, [], 'nothing is taken before it is released')
     // Three still have a batch in flight: the giver releases the others now, those later.
     const [busy, idle] = [told.giving.slice(0, 3), told.giving.slice(3)]
-    const released = await registry.claimPartitions('w1', 5_000, idle)
+    const released = await registry.claimPartitions('w1', CLAIM_TTL_MS, idle)
     t.equal(released.owned.length, n / 2 + 3, 'the giver keeps the busy ones')
     t.same(sorted(released.giving), sorted(busy), 'still to give')
-    const taken = await registry.claimPartitions('w2', 5_000)
+    const taken = await registry.claimPartitions('w2', CLAIM_TTL_MS)
     t.same(sorted(taken.owned), sorted(idle), 'the taker claims what was released at its next turn')
     t.equal(taken.isWaiting, true, 'and still waits for the rest')
-    t.same((await registry.claimPartitions('w2', 5_000, busy)).owned.filter((p) => busy.includes(p)), [], 'a worker cannot release what it does not own')
-    await registry.claimPartitions('w1', 5_000, busy)
-    const w2 = await registry.claimPartitions('w2', 5_000)
+    t.same((await registry.claimPartitions('w2', CLAIM_TTL_MS, busy)).owned.filter((p) => busy.includes(p)), [], 'a worker cannot release what it does not own')
+    await registry.claimPartitions('w1', CLAIM_TTL_MS, busy)
+    const w2 = await registry.claimPartitions('w2', CLAIM_TTL_MS)
     t.match(w2, { giving: [], isWaiting: false }, 'the taker has its share')
-    const w1 = await registry.claimPartitions('w1', 5_000)
+    const w1 = await registry.claimPartitions('w1', CLAIM_TTL_MS)
     t.match(w1, { giving: [], isWaiting: false }, 'the giver has given')
     t.equal(w1.owned.length + w2.owned.length, n, 'every partition owned')
     t.equal(new Set([...w1.owned, ...w2.owned]).size, n, 'by one worker')
     const workers = await registry.workers()
     t.same(workers.map((w) => [w.workerId, w.partitions]), [['w1', n / 2], ['w2', n / 2]], 'both live, half each')
-    t.ok(workers.every((w) => w.expiresInMs > 0 && w.expiresInMs <= 5_000), 'each until its claim lapses')
+    t.ok(workers.every((w) => w.expiresInMs > 0 && w.expiresInMs <= CLAIM_TTL_MS), 'each until its claim lapses')
     await registry.leavePartitions('w2', w2.owned)
     t.not(await registry.membership(), w1.membership, 'a worker leaving changes the membership')
     t.same((await registry.workers()).map((w) => [w.workerId, w.partitions]), [['w1', n / 2]], 'the leaver is gone, its partitions unowned')
-    t.equal((await registry.claimPartitions('w1', 5_000)).owned.length, n, 'the other takes them at its next turn')
+    t.equal((await registry.claimPartitions('w1', CLAIM_TTL_MS)).owned.length, n, 'the other takes them at its next turn')
   })
 
   t.test('a worker that stops renewing loses its partitions when its claim lapses', async (t) => {
@@ -202,7 +206,7 @@ export function presenceContract(t: Test, make: MakePresenceRegistry): void {
     const taken = await eventually(async () => {
       const claim = await registry.claimPartitions('live', ttlMs)
       return claim.owned.length === registry.partitions && claim
-    }, { timeoutMs: ttlMs + 5_000 })
+    }, { timeoutMs: ttlMs + SLACK_MS })
     t.not(taken.membership, first.membership, 'the lapse changed the membership')
     t.same((await registry.workers()).map((w) => w.workerId), ['live'])
   })

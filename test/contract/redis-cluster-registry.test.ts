@@ -2,15 +2,11 @@
 // touches one hash slot, so the same code runs unchanged. Configured as REDIS_CLUSTER_NODES.
 import t from 'tap'
 import { Cluster } from 'ioredis'
-import { RedisIdempotencyStore, RedisInbox, RedisRegistry, RedisRoomStore, createRedisClient } from '@switchboard/registry'
+import { RedisRegistry } from '@switchboard/registry'
 import { loadConfig } from '@switchboard/config'
 import { RouterEnv } from '@switchboard/router'
 import { startRedisCluster, uniquePrefix } from '../helpers/redis.js'
-import { registryContract } from './registry-contract.js'
-import { presenceContract } from './presence-contract.js'
-import { idempotencyContract } from './idempotency-contract.js'
-import { inboxContract } from './inbox-contract.js'
-import { roomContract } from './room-contract.js'
+import { redisClients, redisStores, storeContracts } from './store-contracts.js'
 
 const redisCluster = await startRedisCluster(t, 3)
 // The client is built from the same variable the services read.
@@ -20,34 +16,14 @@ const { redis: target } = loadConfig(RouterEnv, {
   ROUTER_API_KEYS: 'api-key-0123456789abcdef',
 })
 
-function client(t: { teardown(fn: () => unknown): void }) {
-  const c = createRedisClient(target!, { commandTimeoutMs: 2_000 })
-  t.teardown(() => c.disconnect())
-  return c
-}
+const client = redisClients(target!)
 
 t.test('REDIS_CLUSTER_NODES makes a Cluster client', async (t) => {
   t.same(target, { kind: 'cluster', nodes: redisCluster.ports.map((port) => ({ host: '127.0.0.1', port })), username: undefined, password: undefined })
   t.ok(client(t) instanceof Cluster)
 })
 
-registryContract(t, async (t) => {
-  const registry = new RedisRegistry(client(t), { prefix: uniquePrefix(), liveRefreshMs: 0 })
-  t.teardown(() => registry.close())
-  return registry
-})
-
-presenceContract(t, async (t, presence) => {
-  const registry = new RedisRegistry(client(t), { prefix: uniquePrefix(), liveRefreshMs: 0, presence })
-  t.teardown(() => registry.close())
-  return registry
-})
-
-idempotencyContract(t, async (t) => new RedisIdempotencyStore(client(t), { prefix: uniquePrefix() }))
-
-inboxContract(t, async (t, limits) => new RedisInbox(client(t), limits, { prefix: uniquePrefix() }))
-
-roomContract(t, async (t, limits) => new RedisRoomStore(client(t), limits, { prefix: uniquePrefix() }))
+storeContracts(t, redisStores(client))
 
 t.test('users spread over every master, and a 10,000-user lookup spans them all', async (t) => {
   const c = client(t) as Cluster

@@ -224,6 +224,9 @@ export interface ApiResponse {
   text: string
 }
 
+/** How long `api`'s requests wait for an answer unless told otherwise. */
+export const REQUEST_TIMEOUT_MS = 10_000
+
 export interface RequestOptions {
   /** A string is sent as is (with a JSON content type); anything else is JSON-encoded. */
   body?: unknown
@@ -252,7 +255,7 @@ export function api(baseUrl: string, key?: string): Api {
       method,
       headers,
       body,
-      signal: AbortSignal.timeout(opts.timeoutMs ?? 10_000),
+      signal: AbortSignal.timeout(opts.timeoutMs ?? REQUEST_TIMEOUT_MS),
     })
     const text = await res.text()
     let parsed: unknown = text
@@ -272,33 +275,4 @@ export function api(baseUrl: string, key?: string): Api {
   }
 }
 
-export interface EventuallyOptions {
-  timeoutMs?: number
-  intervalMs?: number
-}
-
-/**
- * Calls `fn` until it returns a value other than undefined, null or false without throwing,
- * and resolves with that value; after `timeoutMs` rejects with the last failure.
- */
-export async function eventually<T>(
-  fn: () => T | Promise<T>,
-  { timeoutMs = 5_000, intervalMs = 50 }: EventuallyOptions = {},
-): Promise<Exclude<T, undefined | null | false>> {
-  const deadline = Date.now() + timeoutMs
-  let last: unknown
-  for (;;) {
-    try {
-      const value = await fn()
-      if (value !== undefined && value !== null && value !== false) return value as Exclude<T, undefined | null | false>
-      last = new Error(`condition returned ${String(value)}`)
-    } catch (err) {
-      last = err
-    }
-    if (Date.now() >= deadline) {
-      const why = last instanceof Error ? last.message : String(last)
-      throw new Error(`condition not met within ${timeoutMs} ms: ${why}`, { cause: last })
-    }
-    await delay(intervalMs)
-  }
-}
+export { eventually, type EventuallyOptions } from './eventually.js'

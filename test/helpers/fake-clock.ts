@@ -1,4 +1,4 @@
-import type { Clock, Timer } from '../../apps/edge/dist/clock.js'
+import type { Clock, Timer } from '../../apps/edge/src/clock.js'
 
 interface FakeTimer extends Timer {
   readonly at: number

@@ -3,8 +3,8 @@
 // and a fake clock. Shared by the unit tests of Connections.
 import type { CloseCause, Position } from '@switchboard/protocol'
 import type { ConnectionInfo, InboxRead } from '@switchboard/registry'
-import { ConnIds } from '../../apps/edge/dist/conn-ids.js'
-import { Connections, type ClientSocket, type Conn, type ConnectionRegistration, type ConnectionsDeps, type TokenLifetime } from '../../apps/edge/dist/connections.js'
+import { ConnIds } from '../../apps/edge/src/conn-ids.js'
+import { Connections, type ClientSocket, type Conn, type ConnectionRegistration, type ConnectionsDeps, type TokenLifetime } from '../../apps/edge/src/connections.js'
 import { FakeClock, settle } from './fake-clock.js'
 import { FakeUwsSocket } from './fake-socket.js'
 

@@ -6,6 +6,7 @@ import { basename, dirname, join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 import { api, type Api } from './clients.js'
+import { GaveUp, eventually } from './eventually.js'
 import type { Host } from './netns.js'
 import { startRedis, startRedisCluster, uniquePrefix, type TestRedis, type TestRedisCluster, type TestScope } from './redis.js'
 
@@ -370,11 +371,14 @@ export async function launchLocal(t: TestScope, script: 'main' | 'cluster', args
   let out = ''
   proc.stdout!.on('data', (d) => (out += d))
   proc.stderr!.on('data', (d) => (out += d))
-  const deadline = Date.now() + 30_000
-  while (!out.includes('Ctrl-C stops everything')) {
-    if (Date.now() > deadline || proc.exitCode !== null) throw new Error(`no banner:\n${out}`)
-    await new Promise((r) => setTimeout(r, 50))
-  }
+  // Its Redis first (`npm run cluster`), then its services: each within a service's ready timeout.
+  await eventually(
+    () => {
+      if (out.includes('Ctrl-C stops everything')) return true
+      throw new (proc.exitCode === null ? Error : GaveUp)(`no banner${proc.exitCode === null ? '' : ` (exited ${proc.exitCode})`}:\n${out}`)
+    },
+    { timeoutMs: 2 * READY_TIMEOUT_MS },
+  )
   return { proc, exited, out, session }
 }
 

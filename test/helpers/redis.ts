@@ -4,8 +4,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { connect, createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { setTimeout as delay } from 'node:timers/promises'
 import { Redis } from 'ioredis'
+import { GaveUp, eventually } from './eventually.js'
 import type { Host } from './netns.js'
 
 /** The part of a tap test the helpers need: teardowns run when the test ends. */
@@ -134,19 +134,22 @@ function spawnRedisWith(args: readonly string[], netns?: string): RedisProcess {
 }
 
 async function waitReady(server: RedisProcess, port: number, address?: string): Promise<void> {
-  const deadline = Date.now() + READY_TIMEOUT_MS
   let hasExited = false
   void server.exited.then(() => {
     hasExited = true
   })
-  while (Date.now() < deadline) {
-    if (hasExited) throw new Error(`redis-server on port ${port} exited before answering:\n${server.output()}`)
-    const pid = await serverPid(port, 500, address)
-    if (pid !== undefined && pid === server.proc.pid) return
-    await delay(25)
-  }
-  server.proc.kill('SIGKILL')
-  throw new Error(`redis-server on port ${port} did not answer within ${READY_TIMEOUT_MS} ms:\n${server.output()}`)
+  await eventually(
+    async () => {
+      if (hasExited) throw new GaveUp(`redis-server on port ${port} exited before answering:\n${server.output()}`)
+      const pid = await serverPid(port, 500, address)
+      if (pid !== undefined && pid === server.proc.pid) return true
+      throw new Error(`redis-server on port ${port} did not answer:\n${server.output()}`)
+    },
+    { timeoutMs: READY_TIMEOUT_MS, intervalMs: 25 },
+  ).catch((err: unknown) => {
+    server.proc.kill('SIGKILL')
+    throw err
+  })
 }
 
 /** In a host's own namespace nothing else listens: the usual port cannot collide there. */
@@ -265,13 +268,14 @@ export async function startRedisCluster(t: TestScope, masters = 3): Promise<Test
       }),
     )
     for (const port of ports.slice(1)) await admins[0]!.call('CLUSTER', 'MEET', '127.0.0.1', String(port))
-    const deadline = Date.now() + READY_TIMEOUT_MS
-    for (;;) {
-      const infos = await Promise.all(admins.map((a) => a.call('CLUSTER', 'INFO') as Promise<string>))
-      if (infos.every((info) => info.includes('cluster_state:ok') && info.includes(`cluster_known_nodes:${masters}`))) break
-      if (Date.now() > deadline) throw new Error(`cluster not ready within ${READY_TIMEOUT_MS} ms:\n${infos.join('\n')}`)
-      await delay(50)
-    }
+    await eventually(
+      async () => {
+        const infos = await Promise.all(admins.map((a) => a.call('CLUSTER', 'INFO') as Promise<string>))
+        if (infos.every((info) => info.includes('cluster_state:ok') && info.includes(`cluster_known_nodes:${masters}`))) return true
+        throw new Error(`cluster not ready:\n${infos.join('\n')}`)
+      },
+      { timeoutMs: READY_TIMEOUT_MS },
+    )
   } finally {
     for (const admin of admins) admin.disconnect()
   }
@@ -321,16 +325,18 @@ export async function startRedisSentinel(t: TestScope): Promise<TestRedisSentine
     admin.disconnect()
     replicaAdmin.disconnect()
   })
-  // Sentinel finds replicas through the master's INFO, every 10 s at first.
-  const deadline = Date.now() + 20_000
-  for (;;) {
-    const replicas = (await admin.call('SENTINEL', 'REPLICAS', name)) as string[][]
-    const info = await replicaAdmin.info('replication')
-    const known = replicas.some((r) => r[r.indexOf('port') + 1] === String(replica.port) && !/_down/.test(r[r.indexOf('flags') + 1] ?? ''))
-    if (known && info.includes('master_link_status:up')) break
-    if (Date.now() > deadline) throw new Error(`sentinel did not see the replica in sync within 20 s: ${JSON.stringify(replicas)}\n${info}`)
-    await delay(100)
-  }
+  // Sentinel finds replicas through the master's INFO, every 10 s at first: two of those.
+  const SENTINEL_INFO_PERIOD_MS = 10_000
+  await eventually(
+    async () => {
+      const replicas = (await admin.call('SENTINEL', 'REPLICAS', name)) as string[][]
+      const info = await replicaAdmin.info('replication')
+      const known = replicas.some((r) => r[r.indexOf('port') + 1] === String(replica.port) && !/_down/.test(r[r.indexOf('flags') + 1] ?? ''))
+      if (known && info.includes('master_link_status:up')) return true
+      throw new Error(`sentinel did not see the replica in sync: ${JSON.stringify(replicas)}\n${info}`)
+    },
+    { timeoutMs: 2 * SENTINEL_INFO_PERIOD_MS, intervalMs: 100 },
+  )
   return {
     sentinels: `127.0.0.1:${sentinel.port}`,
     name,

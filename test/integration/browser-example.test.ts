@@ -5,7 +5,7 @@
 import { readFile } from 'node:fs/promises'
 import t from 'tap'
 import puppeteer from 'puppeteer-core'
-import { EXAMPLE_PAGE_PATH } from '../../apps/local/dist/example-page.js'
+import { EXAMPLE_PAGE_PATH } from '../../apps/local/src/example-page.js'
 import { eventually } from '../helpers/clients.js'
 import { launchLocal } from '../helpers/processes.js'
 

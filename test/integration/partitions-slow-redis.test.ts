@@ -3,10 +3,11 @@
 // no netem) and through 2 % random loss each way on the Redis host (iptables statistic), for
 // SLOW_MS. Pushes must still be delivered, idempotent ones once, and no lease lost.
 import t from 'tap'
-import { connectUser, eventually, type Client, type Frame } from '../helpers/clients.js'
+import { connectUser, eventually } from '../helpers/clients.js'
 import { startTcpProxy, type TcpProxy } from '../helpers/tcp-proxy.js'
 import { netnsSkip } from '../helpers/netns.js'
 import { startNetCluster } from '../helpers/netns-cluster.js'
+import { pushIds } from '../helpers/partitions.js'
 import { testSecrets } from '../helpers/processes.js'
 
 const skip = netnsSkip()
@@ -23,16 +24,6 @@ const LEASE_TTL_MS = 3_000 // renewed every second: 20 renewals through the faul
 // 1 s with a Redis this far away).
 const REDIS_COMMAND_TIMEOUT_MS = 2_000
 const PUBLISHERS = 4
-
-async function pushIds(client: Client): Promise<string[]> {
-  client.send({ type: 'ping' }) // a barrier: every frame sent before its pong is in
-  const ids: string[] = []
-  for (;;) {
-    const frame: Frame = await client.nextFrame()
-    if (frame.type === 'pong') return ids
-    if (frame.type === 'push') ids.push(String(frame.id))
-  }
-}
 
 const percentile = (sorted: readonly number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!
 

@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto'
 import t, { type Test } from 'tap'
 import { DEFAULT_INBOX } from '@switchboard/registry'
 import { startBalancer } from '../helpers/balancer.js'
-import { eventually, mintToken } from '../helpers/clients.js'
+import { REQUEST_TIMEOUT_MS, eventually, mintToken } from '../helpers/clients.js'
 import { sdkClient } from '../helpers/sdk.js'
 import { startCluster, testSecrets, type Edge } from '../helpers/processes.js'
 
@@ -129,7 +129,7 @@ t.test('1,000 kept pushes to 100 SDK clients while edges are SIGKILLed and resta
     const due = started + (n * PUSHING_MS) / PUSHES
     if (due > Date.now()) await new Promise((r) => setTimeout(r, due - Date.now()))
     const to = [...new Set([pick(users)!, pick(users)!])]
-    while (to.some((u) => busy.has(u))) await new Promise((r) => setTimeout(r, 2))
+    await eventually(() => !to.some((u) => busy.has(u)), { timeoutMs: REQUEST_TIMEOUT_MS, intervalMs: 2 }) // their pushes in flight are answered by then
     to.forEach((u) => busy.add(u))
     for (const u of to) sent.get(u)!.push(String(n))
     inFlight.push(

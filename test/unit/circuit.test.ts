@@ -1,5 +1,5 @@
 import t from 'tap'
-import { Circuits } from '../../apps/router/dist/circuit.js'
+import { Circuits } from '../../apps/router/src/circuit.js'
 
 t.test('an edge is skipped after repeated failures, probed after a cooldown, closed by a success', async (t) => {
   let now = 0

@@ -2,7 +2,7 @@
 import t from 'tap'
 import { CloseReasons, causeOf, type CloseCause, type CloseReason } from '@switchboard/protocol'
 import { FakeUwsSocket } from '../helpers/fake-socket.js'
-import { UserSockets, type CloseOptions, type PushSocket } from '../../apps/edge/dist/delivery.js'
+import { UserSockets, type CloseOptions, type PushSocket } from '../../apps/edge/src/delivery.js'
 
 const MAX_BACKLOG = 1_000
 

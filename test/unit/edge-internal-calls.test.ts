@@ -4,10 +4,10 @@ import t from 'tap'
 import pino from 'pino'
 import { z } from 'zod'
 import { CloseReasons, LINK_OPS, causeOf, linkOps, type CloseCause, type LinkOp, type LinkRequest, encodeDeliveries, encodeRoomDelivery, framedAt, pushFrame } from '@switchboard/protocol'
-import { ConnIds } from '../../apps/edge/dist/conn-ids.js'
-import { UserSockets, type PushSocket } from '../../apps/edge/dist/delivery.js'
-import { createInternalCalls, type InternalAnswer } from '../../apps/edge/dist/internal-calls.js'
-import { LocalRooms } from '../../apps/edge/dist/rooms.js'
+import { ConnIds } from '../../apps/edge/src/conn-ids.js'
+import { UserSockets, type PushSocket } from '../../apps/edge/src/delivery.js'
+import { createInternalCalls, type InternalAnswer } from '../../apps/edge/src/internal-calls.js'
+import { LocalRooms } from '../../apps/edge/src/rooms.js'
 
 interface Fake extends PushSocket {
   userId: string

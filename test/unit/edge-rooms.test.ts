@@ -2,7 +2,7 @@
 // and whose index writes are recorded (or fail on demand).
 import t from 'tap'
 import type { RoomHolding, UserRoom } from '@switchboard/registry'
-import { LocalRooms, type RoomIndexStore } from '../../apps/edge/dist/rooms.js'
+import { LocalRooms, type RoomIndexStore } from '../../apps/edge/src/rooms.js'
 
 class FakeStore implements RoomIndexStore {
   /** What each user's reverse index holds. */

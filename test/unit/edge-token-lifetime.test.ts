@@ -3,10 +3,10 @@
 // read the test controls.
 import t from 'tap'
 import { CloseCode } from '@switchboard/protocol'
-import { Expiries } from '../../apps/edge/dist/expiries.js'
-import type { RefreshResult } from '../../apps/edge/dist/connections.js'
+import { Expiries } from '../../apps/edge/src/expiries.js'
+import type { RefreshResult } from '../../apps/edge/src/connections.js'
 import { isRevoked } from '@switchboard/registry'
-import { TokenError, type VerifiedToken } from '../../apps/edge/dist/tokens.js'
+import { TokenError, type VerifiedToken } from '../../apps/edge/src/tokens.js'
 import { FakeClock, settle } from '../helpers/fake-clock.js'
 import { ControlledRooms, setup, type FakeSocket } from '../helpers/fake-connections.js'
 

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { KeyedRateLimiter } from '../../apps/edge/dist/rate-limit.js'
+import { KeyedRateLimiter } from '../../apps/edge/src/rate-limit.js'
 
 t.test('each key gets its rate with a burst, refilled over time', async (t) => {
   let now = 0

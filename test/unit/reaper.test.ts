@@ -1,7 +1,8 @@
 import pino from 'pino'
 import t from 'tap'
 import type { ReapGuard } from '@switchboard/registry'
-import { startReaper } from '../../apps/router/dist/reaper.js'
+import { startReaper } from '../../apps/router/src/reaper.js'
+import { eventually } from '../helpers/eventually.js'
 
 /** A registry whose reap answers as the test says, recording each call's guard. */
 function scriptedRegistry(answers: ('ok' | 'fail' | 'hang')[]) {
@@ -20,23 +21,28 @@ function scriptedRegistry(answers: ('ok' | 'fail' | 'hang')[]) {
   }
 }
 
-const until = async (check: () => boolean) => {
-  while (!check()) await new Promise((r) => setTimeout(r, 5))
+const INTERVAL_MS = 10
+const SETTLE_MS = 6_000
+
+function reaper(registry: ReturnType<typeof scriptedRegistry>, t: { teardown(fn: () => void): void }) {
+  t.teardown(startReaper({ registry, log: pino({ level: 'silent' }), graceMs: 0, settleMs: SETTLE_MS, intervalMs: INTERVAL_MS }))
 }
+
+/** True once `registry` was called `n` times: a call is due every interval; 100 intervals is slack for a loaded machine. */
+const called = (registry: ReturnType<typeof scriptedRegistry>, n: number) =>
+  eventually(() => registry.calls.length >= n, { timeoutMs: 100 * INTERVAL_MS, intervalMs: INTERVAL_MS / 2 })
 
 t.test('a router that never lost its registry access says so: every lease renewed since the epoch is judged at once', async (t) => {
   const registry = scriptedRegistry([])
-  const stop = startReaper({ registry, log: pino({ level: 'silent' }), graceMs: 0, settleMs: 6_000, intervalMs: 10 })
-  t.teardown(stop)
-  await until(() => registry.calls.length >= 3)
-  t.same(registry.calls.map((c) => c.guard), registry.calls.map(() => ({ settleMs: 6_000, accessMs: undefined })))
+  reaper(registry, t)
+  await called(registry, 3)
+  t.same(registry.calls.map((c) => c.guard), registry.calls.map(() => ({ settleMs: SETTLE_MS, accessMs: undefined })))
 })
 
 t.test('after failed calls, each call says how long ago the latest failure was', async (t) => {
   const registry = scriptedRegistry(['ok', 'fail', 'fail', 'ok', 'ok'])
-  const stop = startReaper({ registry, log: pino({ level: 'silent' }), graceMs: 0, settleMs: 6_000, intervalMs: 10 })
-  t.teardown(stop)
-  await until(() => registry.calls.length >= 5)
+  reaper(registry, t)
+  await called(registry, 5)
   const [, , lastFailure, back, next] = registry.calls
   t.equal(registry.calls[0]!.guard?.accessMs, undefined)
   for (const call of [back!, next!]) {
@@ -48,12 +54,10 @@ t.test('after failed calls, each call says how long ago the latest failure was',
 
 t.test('a call still running is not doubled', async (t) => {
   const registry = scriptedRegistry(['hang'])
-  const stop = startReaper({ registry, log: pino({ level: 'silent' }), graceMs: 0, settleMs: 6_000, intervalMs: 10 })
-  t.teardown(stop)
-  await until(() => registry.calls.length >= 1)
-  await new Promise((r) => setTimeout(r, 100))
+  reaper(registry, t)
+  await called(registry, 1)
+  await new Promise((r) => setTimeout(r, 10 * INTERVAL_MS))
   t.equal(registry.calls.length, 1, 'ten intervals later, still the one call')
   registry.release()
-  await until(() => registry.calls.length >= 2)
-  t.pass('the next call once it answered')
+  t.ok(await called(registry, 2), 'the next call once it answered')
 })

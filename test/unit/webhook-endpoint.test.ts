@@ -4,8 +4,8 @@ import type { AddressInfo } from 'node:net'
 import { performance } from 'node:perf_hooks'
 import fc from 'fast-check'
 import t, { type Test } from 'tap'
-import { MAX_ANSWER_BYTES, MAX_RETRY_AFTER_MS, USER_AGENT, parseRetryAfter, postBatch, retryDelayMs, type PostBatchOptions } from '../../apps/router/dist/presence/webhook-endpoint.js'
-import { parseSecret, signatureHeaders } from '../../apps/router/dist/presence/webhook-signature.js'
+import { MAX_ANSWER_BYTES, MAX_RETRY_AFTER_MS, USER_AGENT, parseRetryAfter, postBatch, retryDelayMs, type PostBatchOptions } from '../../apps/router/src/presence/webhook-endpoint.js'
+import { parseSecret, signatureHeaders } from '../../apps/router/src/presence/webhook-signature.js'
 import { startReceiver, verifyWebhook } from '../helpers/webhook-receiver.js'
 
 // Keys of 32 random-looking bytes, as `whsec_` secrets.
