@@ -24,22 +24,18 @@ import { readFile } from 'node:fs/promises'
 import { cpus } from 'node:os'
 import { closeFleet, collect, connectFleet, resetFleet, settle } from './lib/fleet.mjs'
 import { cpuMeter, machine, root, secrets, sleep, startChild, startRedis, startSwitchboard, stop, stopSystem, sum } from './lib/harness.mjs'
+import { abOptions } from './lib/ab.mjs'
 import { median, percentiles, round as roundTo } from './lib/stats.mjs'
 import { INGRESSES } from './scenarios/pushes.mjs'
 
-const args = process.argv.slice(2)
-const option = (name) => (args.includes(name) ? args[args.indexOf(name) + 1] : undefined)
-const baselineRoot = option('--baseline')
-if (!baselineRoot) throw new Error('usage: node bench/push-ab.mjs --baseline <checkout root> [--rounds 3] [--smoke]')
-const smoke = args.includes('--smoke')
-const ROUNDS = Number(option('--rounds') ?? 3)
+const { baseline, smoke, rounds: ROUNDS } = abOptions('push-ab.mjs')
 const CLIENTS = smoke ? 100 : 1_000
 const DURATION_MS = smoke ? 1_000 : 5_000
 const WARM_UP_MS = smoke ? 300 : 1_000
 /** Fixed rates (pushes/s) and then `null`: as fast as it goes. */
 const RATES = [1_000, 5_000, null]
 const BUILDS = ['baseline', 'after']
-const from = { baseline: `${baselineRoot.replace(/\/$/, '')}/`, after: root }
+const from = { baseline, after: root }
 for (const app of ['router', 'edge']) if (!existsSync(`${from.baseline}apps/${app}/dist/main.js`)) throw new Error(`${from.baseline}apps/${app}/dist/main.js is missing: npm ci && npm run build in the baseline checkout first`)
 const commit = (dir) => execFileSync('git', ['-C', dir, 'rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).trim()
 

@@ -17,16 +17,11 @@
 //   node bench/tokens-ab.mjs --baseline /path/to/other/checkout [--rounds 3] [--smoke]
 import { readFile } from 'node:fs/promises'
 import { cpus, loadavg } from 'node:os'
-import { median } from './lib/ab.mjs'
+import { abOptions, median } from './lib/ab.mjs'
 import { closeFleet, connectFleet } from './lib/fleet.mjs'
 import { ask, cpuMeter, cpuMs, machine, sleep, startRedis, startSwitchboard, stop, stopSystem, sum } from './lib/harness.mjs'
 
-const args = process.argv.slice(2)
-const option = (name) => (args.includes(name) ? args[args.indexOf(name) + 1] : undefined)
-const baselineRoot = option('--baseline')
-if (!baselineRoot) throw new Error('usage: node bench/tokens-ab.mjs --baseline <checkout root> [--rounds 3] [--smoke]')
-const smoke = args.includes('--smoke')
-const ROUNDS = Number(option('--rounds') ?? 3)
+const { option, baseline, smoke, rounds: ROUNDS } = abOptions('tokens-ab.mjs')
 const MEMORY_CLIENTS = smoke ? 400 : 19_000
 /** Memory is read at this many connections too: the marginal cost from here to MEMORY_CLIENTS. */
 const MEMORY_STEP = smoke ? 200 : 10_000
@@ -37,7 +32,7 @@ const TOKEN = { lifetime: '1h', issuedAt: true }
 /** `--only memory` or `--only storm`: one half of the bench (to look into one figure). */
 const only = option('--only')
 const BUILDS = ['baseline', 'tokens']
-const from = { baseline: `${baselineRoot.replace(/\/$/, '')}/`, tokens: undefined }
+const from = { baseline, tokens: undefined }
 // Offlines at once, and storms 3 s apart: the previous storm's closes are settled before the next storm's meter starts.
 const presence = { PRESENCE_OFFLINE_GRACE_MS: '0' }
 

@@ -1,12 +1,7 @@
-import { loadEdgeConfig, type EdgeConfig } from './config.js'
+import { configOrExit, exitOnSignal } from '@switchboard/config'
+import { loadEdgeConfig } from './config.js'
 
-let config: EdgeConfig
-try {
-  config = loadEdgeConfig(process.env)
-} catch (err) {
-  process.stderr.write(`edge: ${(err as Error).message}\n`)
-  process.exit(1)
-}
+const config = configOrExit('edge', () => loadEdgeConfig(process.env))
 // The rest loads only once the configuration is valid, so a bad value stops the process at once.
 const { default: pino } = await import('pino')
 const { Registry: PromRegistry } = await import('prom-client')
@@ -32,16 +27,4 @@ const edge = await startEdge({
   onRegistryStalled: () => dropIfStalled(redis),
 })
 
-process.once('SIGTERM', () => {
-  edge.drain().then(
-    () => {
-      redis.disconnect()
-      process.exit(0)
-    },
-    (err: unknown) => {
-      log.error({ err }, 'drain failed')
-      process.exit(1)
-    },
-  )
-})
-process.once('SIGINT', () => process.kill(process.pid, 'SIGTERM'))
+exitOnSignal(() => edge.drain(), () => redis.disconnect(), log)

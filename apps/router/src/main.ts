@@ -1,12 +1,7 @@
-import { loadRouterConfig, type RouterConfig } from './config.js'
+import { configOrExit, exitOnSignal } from '@switchboard/config'
+import { loadRouterConfig } from './config.js'
 
-let config: RouterConfig
-try {
-  config = loadRouterConfig(process.env)
-} catch (err) {
-  process.stderr.write(`router: ${(err as Error).message}\n`)
-  process.exit(1)
-}
+const config = configOrExit('router', () => loadRouterConfig(process.env))
 // The rest loads only once the configuration is valid, so a bad value stops the process at once.
 const { default: pino } = await import('pino')
 const { Registry: PromRegistry } = await import('prom-client')
@@ -36,16 +31,4 @@ if (router.admin instanceof Error) {
   process.exit(1)
 }
 
-process.once('SIGTERM', () => {
-  router.stop().then(
-    () => {
-      redis.disconnect()
-      process.exit(0)
-    },
-    (err: unknown) => {
-      log.error({ err }, 'shutdown failed')
-      process.exit(1)
-    },
-  )
-})
-process.once('SIGINT', () => process.kill(process.pid, 'SIGTERM'))
+exitOnSignal(() => router.stop(), () => redis.disconnect(), log)

@@ -2,11 +2,13 @@ import { z } from 'zod'
 import { DEFAULT_TOKEN_MAX_LIFETIME_S } from '@switchboard/protocol'
 import { DEFAULT_INBOX, DEFAULT_ROOMS, type RedisTarget } from '@switchboard/registry'
 
+export { configOrExit, exitOnSignal } from './signals.js'
+
 /**
  * Reading a service's environment: the field types, the variables every service reads (the
  * registry's, the internal token, the log level, the tokens' longest lifetime) and
- * `loadConfig`. Each app declares its own variables beside it (apps/edge, apps/router
- * config.ts).
+ * `loadConfig`; and a service's ending on SIGTERM (`exitOnSignal`). Each app declares its own
+ * variables beside it (apps/edge, apps/router config.ts).
  */
 export const port = (fallback: number) => z.coerce.number().int().min(0).max(65_535).default(fallback)
 export const ms = (fallback: number, min = 1) => z.coerce.number().int().min(min).max(86_400_000).default(fallback)
