@@ -5,8 +5,8 @@ export type RouteName = OperationName | 'healthz' | 'readyz' | 'metrics' | 'pres
 
 export interface Route {
   name: RouteName
-  /** The path's `:name` segments, percent-decoded. */
-  params: Record<string, string>
+  /** The path's `:name` segments, percent-decoded (shared and frozen for a route without any). */
+  params: Readonly<Record<string, string>>
 }
 
 interface Template {
@@ -22,6 +22,9 @@ interface Template {
  * are reserved user ids (those users are looked up with POST /v1/presence/query).
  */
 const ROUTES = new Map<string, Template[]>()
+/** The routes without parameters, by `METHOD path`: a push or a presence query is routed with one lookup. */
+const STATIC = new Map<string, Route>()
+const NO_PARAMS: Readonly<Record<string, string>> = Object.freeze({})
 for (const [name, method, path] of [
   ['healthz', 'GET', '/healthz'],
   ['readyz', 'GET', '/readyz'],
@@ -38,6 +41,7 @@ for (const [name, method, path] of [
   }
   const key = `${method} ${segments.length}`
   ROUTES.set(key, [...(ROUTES.get(key) ?? []), template])
+  if (!path.includes(':')) STATIC.set(`${method} ${path}`, { name, params: NO_PARAMS })
 }
 
 /**
@@ -46,6 +50,8 @@ for (const [name, method, path] of [
  * is `/v1/nodes`, and an escaped `/` inside a segment never splits it.
  */
 export function routeOf(method: string, path: string): Route | SwitchboardError | undefined {
+  const known = STATIC.get(`${method === 'HEAD' ? 'GET' : method} ${path}`)
+  if (known !== undefined) return known
   const raw = path.split('/')
   if (raw[0] !== '') return undefined
   const segments: string[] = []
