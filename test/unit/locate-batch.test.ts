@@ -29,11 +29,26 @@ t.test('lookups made in one turn go to the registry as one call; each caller see
 
 t.test('a batch stops growing at maxIds; a failure rejects every caller of its batch', async (t) => {
   const fake = fakeLocate()
-  const locate = batchLocates(fake.locate, 3)
+  const locate = batchLocates(fake.locate, { maxIds: 3 })
   await Promise.all([locate(['on-1', 'on-2']), locate(['on-3', 'on-4']), locate(['on-5'])])
   t.same(fake.calls, [['on-1', 'on-2'], ['on-3', 'on-4', 'on-5']])
   fake.fail()
   const results = await Promise.allSettled([locate(['on-6']), locate(['on-7'])])
   t.same(results.map((r) => r.status), ['rejected', 'rejected'])
   t.equal(fake.calls.length, 3)
+})
+
+t.test('with a coalescing window, lookups of several turns share one call, sent once the window closes', async (t) => {
+  const fake = fakeLocate()
+  const WINDOW_MS = 5
+  const locate = batchLocates(fake.locate, { windowMs: WINDOW_MS })
+  const started = performance.now()
+  const first = locate(['on-1'])
+  await new Promise((r) => setImmediate(r)) // a later turn, inside the window
+  t.same(fake.calls, [], 'nothing sent while the window is open')
+  const second = locate(['on-2'])
+  const [a, b] = await Promise.all([first, second])
+  t.ok(performance.now() - started >= WINDOW_MS - 1, 'sent no earlier than the window (timers may fire up to 1 ms early)')
+  t.same(fake.calls, [['on-1', 'on-2']], 'one call for both turns')
+  t.ok(a.has('on-1') && b.has('on-2'))
 })

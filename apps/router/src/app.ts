@@ -15,7 +15,7 @@ import { createPullApi } from './presence/pull-api.js'
 import { createIdempotent, type IdempotencyDeps } from './idempotency.js'
 
 export interface AppDeps {
-  config: Pick<RouterConfig, 'apiKeys' | 'bodyLimitBytes' | 'pipelineMaxInFlight' | 'pipelineMaxBackpressureBytes'> & Partial<Pick<RouterConfig, 'presencePollMs' | 'keepByDefault' | 'inbox' | 'rooms' | 'tokenMaxLifetimeS'>> & ApiLimits
+  config: Pick<RouterConfig, 'apiKeys' | 'bodyLimitBytes' | 'pipelineMaxInFlight' | 'pipelineMaxBackpressureBytes'> & Partial<Pick<RouterConfig, 'presencePollMs' | 'keepByDefault' | 'inbox' | 'rooms' | 'tokenMaxLifetimeS' | 'coalesceMs'>> & ApiLimits
   /** Routing reads (timed, batched), revocations, and the presence pull API's reads. */
   registry: RouterRegistry & Revocations & PresenceReader
   edges: EdgeClient
@@ -56,7 +56,7 @@ export function buildApp(deps: AppDeps): RouterApp {
   const inFlight = { n: 0 }
   const metrics = createRouterMetrics(deps.promRegistry, () => inFlight.n)
   const timed = timedRegistry(deps.registry, metrics.registrySeconds)
-  const registry = { ...timed, locate: batchLocates(timed.locate) }
+  const registry = { ...timed, locate: batchLocates(timed.locate, { windowMs: deps.config.coalesceMs ?? 0 }) }
   const roomLimits = deps.config.rooms ?? DEFAULT_ROOMS
   const api = createApi({
     registry,

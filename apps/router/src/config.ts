@@ -7,6 +7,7 @@ const RouterEnvShape = z.object({
   ROUTER_PORT: port(3000),
   ROUTER_API_KEYS: list.pipe(z.array(secret(16)).min(1, 'needs at least one key')),
   ROUTER_FORWARD_TIMEOUT_MS: ms(2_000, 10),
+  ROUTER_COALESCE_MS: z.coerce.number().int().min(0).max(10).default(0),
   ROUTER_BODY_LIMIT_BYTES: bytes(1 << 20),
   ROUTER_MAX_RECIPIENTS: z.coerce.number().int().min(1).max(10_000).default(10_000),
   ROUTER_MAX_PRESENCE_BATCH: z.coerce.number().int().min(1).max(10_000).default(10_000),
@@ -65,6 +66,8 @@ export const RouterEnv = RouterEnvShape
     port: e.ROUTER_PORT,
     apiKeys: e.ROUTER_API_KEYS,
     forwardTimeoutMs: e.ROUTER_FORWARD_TIMEOUT_MS,
+    /** How long a push's registry lookup waits for others to share its Redis call, link frames and answer frame (0: one turn). */
+    coalesceMs: e.ROUTER_COALESCE_MS,
     bodyLimitBytes: e.ROUTER_BODY_LIMIT_BYTES,
     maxRecipients: e.ROUTER_MAX_RECIPIENTS,
     maxPresenceBatch: e.ROUTER_MAX_PRESENCE_BATCH,
