@@ -11,6 +11,7 @@ import { mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises'
 import { fileURLToPath } from 'node:url'
 import { killAll, machine } from './lib/harness.mjs'
 import { capacityMarkdown } from './lib/capacity.mjs'
+import { crossovers, scaleCurve } from './lib/curve.mjs'
 import { markdown, plots, targets } from './lib/report.mjs'
 import { memory, storm } from './scenarios/connections.mjs'
 import { pushes, pushesSeconds } from './scenarios/pushes.mjs'
@@ -72,6 +73,10 @@ for (const name of names) {
   log(`== ${name} took ${Math.round((Date.now() - started) / 1000)} s`)
 }
 killAll()
+if (results.pushes) {
+  results.curve = scaleCurve(results.pushes)
+  results.crossovers = crossovers(results.curve)
+}
 
 const charts = plots(results)
 const isFullRun = chosen.length === 0
