@@ -152,8 +152,8 @@ export async function pushes(sizes, log) {
 
 /** Seconds the pushes scenario takes at `sizes`, estimated: the runs' durations plus what each costs around them. */
 export function pushesSeconds(sizes) {
-  const SETTLE_S = 1.5 // a run's reset, settle (the last frames), collection and the meters
-  const START_S = 5 + sizes.clients / 1_000 // Redis and the servers, then the fleet's connects
+  const SETTLE_S = 0.5 // a run's reset, settle (the last frames), collection and the meters
+  const START_S = 2 + sizes.clients / 1_000 // Redis and the servers, then the fleet's connects
   const run = ([, r]) => r.durationMs / 1000 + SETTLE_S
   const targets = INGRESSES.length + 1 // Switchboard's ingresses, the incumbent's emitter
   const modes = modesAt(sizes, false)
