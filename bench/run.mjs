@@ -64,7 +64,8 @@ log(`bench ${smoke ? '(smoke) ' : ''}on ${results.machine.cpus} × ${results.mac
 const names = chosen.length > 0 ? chosen : Object.keys(SCENARIOS)
 if (names.includes('pushes')) {
   const estimate = names.reduce((s, name) => s + (name === 'pushes' ? pushesSeconds(sizes) : OTHER_SECONDS[name]), 0)
-  log(`the curve: N = ${sizes.nodes.join(', ')}, ${sizes.repetitions} alternating repetition(s), ${sizes.clients} clients${sizes.wait ? `, wait: ${sizes.wait}` : ''}; estimated ${smoke ? 'smoke ' : ''}run time ${Math.ceil(estimate / 60)} min (pushes ${Math.round(pushesSeconds(sizes) / 60)} min)`)
+  const duration = (s) => (s < 120 ? `${s} s` : `${Math.round(s / 60)} min`)
+  log(`the curve: N = ${sizes.nodes.join(', ')}, ${sizes.repetitions} alternating repetition(s), ${sizes.clients} clients${sizes.wait ? `, wait: ${sizes.wait}` : ''}; estimated run time ${duration(estimate)} (pushes ${duration(pushesSeconds(sizes))})`)
 }
 for (const name of names) {
   const started = Date.now()

@@ -185,7 +185,7 @@ function curveMarkdown(curve, plot) {
   const sides = (p, field, unit = '') => `${show(p.switchboard[field], unit)} / ${show(p.socketio[field], unit)}`
   const rows = curve.map((p) => [
     INGRESS_NAMES[p.ingress], rateName(p.rate), p.nodes, p.repetitions, range(p.cpuRatio), sides(p, 'cpuUsPerPush'), sides(p, 'wakeupsPerPush'), sides(p, 'cpuUsPerWakeup'),
-    p.rate === null ? `${sides(p, 'deliveredPerS')} (${range(p.deliveredRatio)})` : '—',
+    p.rate === null ? `${sides(p, 'deliveredPerS')}: ${range(p.deliveredRatio)}` : '—',
   ])
   const crossing = crossovers(curve).map((c) => `- ${INGRESS_NAMES[c.ingress]}, ${rateName(c.rate)}: ${c.nodes == null ? `**none up to N = ${c.upTo}**` : `**from N = ${c.nodes}**`}`)
   return `### The scale curve\n\n${plot ? `![${plot.title}](${plot.path})\n\n` : ''}` + 'Server CPU per delivered push, Switchboard (router, N edges, Redis) / socket.io + redis-adapter (N nodes, Redis): the median of the per-repetition ratios (each repetition runs the two systems back to back, the order alternating) and their range. Wake-ups are voluntary context switches of every server process\'s main thread (turns); figures are Switchboard / the incumbent, medians over the repetitions.\n\n' + table(
