@@ -9,6 +9,8 @@
 // - server CPU per delivered push: router + edge + Redis, and each (µs; /proc, 10 ms ticks),
 //   over the window from the first push to the last frame (or 1 s without one);
 // - delivered/s over the same window; p50/p99 latency, publisher's stamp → client's frame;
+// - turns: wake-ups (voluntary context switches of each server's main thread, /proc/<pid>/status)
+//   per second and per delivered push, and CPU µs per wake-up, in all and for the router and edge;
 // - `others`: the CPU the rest of the host used meanwhile (% of all cores; everything this bench
 //   started — both systems, both fleets, the publisher and this process — is not counted), to
 //   spot a run disturbed by another load.
@@ -23,7 +25,7 @@ import { existsSync } from 'node:fs'
 import { readFile } from 'node:fs/promises'
 import { cpus } from 'node:os'
 import { closeFleet, collect, connectFleet, resetFleet, settle } from './lib/fleet.mjs'
-import { cpuMeter, machine, root, secrets, sleep, startChild, startRedis, startSwitchboard, stop, stopSystem, sum } from './lib/harness.mjs'
+import { cpuMeter, machine, root, secrets, sleep, startChild, startRedis, startSwitchboard, stop, stopSystem, sum, turnMeter } from './lib/harness.mjs'
 import { abOptions } from './lib/ab.mjs'
 import { median, percentiles, round as roundTo } from './lib/stats.mjs'
 import { INGRESSES } from './scenarios/pushes.mjs'
@@ -77,13 +79,13 @@ async function measure(name, ingress, run) {
   await resetFleet(fleet)
   const hostBefore = await hostBusyMs()
   const ourCpu = await cpuMeter(ours)
-  const serverCpu = await cpuMeter(system.servers)
+  const serverMeter = await turnMeter(system.servers)
   const started = performance.now()
   const published = await publisher.call({ target: targets[ingress], users: fleet.users, ...run })
-  await settle(fleet, published.sent)
-  const used = await serverCpu()
-  const others = (await hostBusyMs()) - hostBefore - sum(await ourCpu())
+  const settled = await settle(fleet, published.sent)
   const wallMs = performance.now() - started
+  const { cpuMs: used, turns } = await serverMeter({ seconds: wallMs / 1000, delivered: settled })
+  const others = (await hostBusyMs()) - hostBefore - sum(await ourCpu())
   const { received, latencies, lastReceiveUs } = await collect(fleet)
   const per = (ms) => roundTo((ms * 1000) / Math.max(1, received), 1)
   const { p50, p99 } = percentiles(latencies)
@@ -92,6 +94,13 @@ async function measure(name, ingress, run) {
     routerUs: per(used.router),
     edgeUs: per(used['edge-1']),
     redisUs: per(used.redis),
+    wakeupsPerS: turns.total.wakeupsPerS,
+    wakeupsPerPush: turns.total.wakeupsPerPush,
+    routerWakeupsPerPush: turns.router.wakeupsPerPush,
+    edgeWakeupsPerPush: turns['edge-1'].wakeupsPerPush,
+    usPerWakeup: turns.total.cpuUsPerWakeup,
+    routerUsPerWakeup: turns.router.cpuUsPerWakeup,
+    edgeUsPerWakeup: turns['edge-1'].cpuUsPerWakeup,
     deliveredPerS: Math.round(received / ((Math.max(lastReceiveUs, published.sentUs) - published.startedUs) / 1e6)),
     sentPerS: Math.round(published.sent / ((published.sentUs - published.startedUs) / 1e6)),
     p50,
@@ -116,7 +125,7 @@ for (let round = 0; round < ROUNDS; round++) {
         const r = { name, round, ingress, rate, ...(await measure(name, ingress, runOf(rate, DURATION_MS))) }
         rows.push(r)
         const trouble = `${r.lost ? `, ${r.lost} lost` : ''}${r.errors ? `, ${r.errors} errors (${r.firstError})` : ''}`
-        log(`round ${round} ${name.padEnd(8)} ${ingress.padEnd(8)} ${label(rate).padEnd(6)} ${r.totalUs} µs/push (router ${r.routerUs}, edge ${r.edgeUs}, Redis ${r.redisUs}), ${r.deliveredPerS}/s delivered (${r.sentPerS}/s sent), p50 ${r.p50} ms, p99 ${r.p99} ms; others ${r.othersPct}% of the host${trouble}`)
+        log(`round ${round} ${name.padEnd(8)} ${ingress.padEnd(8)} ${label(rate).padEnd(6)} ${r.totalUs} µs/push (router ${r.routerUs}, edge ${r.edgeUs}, Redis ${r.redisUs}), ${r.wakeupsPerPush} wake-ups/push at ${r.usPerWakeup} µs (router ${r.routerWakeupsPerPush} at ${r.routerUsPerWakeup} µs), ${r.deliveredPerS}/s delivered (${r.sentPerS}/s sent), p50 ${r.p50} ms, p99 ${r.p99} ms; others ${r.othersPct}% of the host${trouble}`)
         await sleep(300)
       }
     }
@@ -139,6 +148,13 @@ const MEASURES = [
   ['… router, µs', 'routerUs', 1],
   ['… edge, µs', 'edgeUs', 1],
   ['… Redis, µs', 'redisUs', 1],
+  ['wake-ups per delivered push, all servers', 'wakeupsPerPush', 3],
+  ['… router', 'routerWakeupsPerPush', 3],
+  ['… edge', 'edgeWakeupsPerPush', 3],
+  ['wake-ups per second, all servers', 'wakeupsPerS', 0],
+  ['CPU per wake-up, all servers, µs', 'usPerWakeup', 0],
+  ['… router, µs', 'routerUsPerWakeup', 0],
+  ['… edge, µs', 'edgeUsPerWakeup', 0],
   ['delivered/s', 'deliveredPerS', 0],
   ['latency p50, ms (fixed rates)', 'p50', 2],
   ['latency p99, ms (fixed rates)', 'p99', 2],

@@ -1,45 +1,83 @@
 // Runs the benchmark scenarios side by side and writes bench/results/latest.json, the SVG plots
 // and the figures section of BENCHMARKS.md.
-//   node bench/run.mjs                     every scenario, full sizes (about 10 minutes on 2 cores)
+//   node bench/run.mjs                     every scenario, full sizes (prints its estimated duration first)
 //   node bench/run.mjs pushes registry     only those scenarios
 //   node bench/run.mjs --smoke             tiny sizes, seconds: checks the harness, measures nothing
+//   --nodes 1,3,6,9,12                     the scale curve's N (default 1,3,6,9; 12 if the machine bears it)
+//   --repetitions 3                        alternating repetitions per point of the curve
+//   --wait routed                          pushes with "wait":"routed" (the router answers once the edges have their frames)
 // Build first (npm run bench does). Scenarios: memory, pushes, storm, registry, presence.
 import { mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises'
 import { fileURLToPath } from 'node:url'
 import { killAll, machine } from './lib/harness.mjs'
 import { capacityMarkdown } from './lib/capacity.mjs'
+import { crossovers, scaleCurve } from './lib/curve.mjs'
 import { markdown, plots, targets } from './lib/report.mjs'
 import { memory, storm } from './scenarios/connections.mjs'
-import { pushes } from './scenarios/pushes.mjs'
+import { pushes, pushesSeconds } from './scenarios/pushes.mjs'
 import { presence } from './scenarios/presence.mjs'
 import { registry } from './scenarios/registry.mjs'
 
-// Durations are what keeps the full run near 10 minutes; figures stay stable at these (CPU
-// is read in 10 ms ticks per process, so a run needs thousands of pushes).
+// Durations keep each run's figures stable (CPU is read in 10 ms ticks per process, so a run
+// needs thousands of pushes); the scale curve's N and repetitions make most of the full run.
 const SIZES = {
-  full: { clients: 10_000, nodes: [1, 3], rates: [1_000, 5_000], warmUpMs: 1_000, durationMs: 6_000, maxDurationMs: 5_000, batchDurationMs: 4_000, memory: [10_000, 19_000], storm: 10_000, registryUsers: 1_000_000, registryRounds: 30, loadProcesses: 4 },
-  smoke: { clients: 200, nodes: [1, 3], rates: [100, 300], warmUpMs: 0, durationMs: 400, maxDurationMs: 300, batchDurationMs: 300, memory: [100, 200], storm: 200, registryUsers: 20_000, registryRounds: 5, loadProcesses: 2 },
+  full: { clients: 5_000, nodes: [1, 3, 6, 9], repetitions: 3, batchNodes: 3, rates: [1_000, 5_000], warmUpMs: 1_000, durationMs: 6_000, maxDurationMs: 5_000, batchDurationMs: 4_000, memory: [10_000, 19_000], storm: 10_000, registryUsers: 1_000_000, registryRounds: 30, loadProcesses: 4 },
+  smoke: { clients: 200, nodes: [1, 3], repetitions: 1, batchNodes: 3, rates: [100, 300], warmUpMs: 0, durationMs: 400, maxDurationMs: 300, batchDurationMs: 300, memory: [100, 200], storm: 200, registryUsers: 20_000, registryRounds: 5, loadProcesses: 2 },
 }
 const SCENARIOS = { memory, pushes, storm, registry, presence }
+/** Seconds each scenario took in earlier full runs (the pushes scenario is estimated from its sizes). */
+const OTHER_SECONDS = { memory: 60, storm: 30, registry: 60, presence: 30 }
 
 const args = process.argv.slice(2)
+const option = (name, parse) => {
+  const at = args.indexOf(name)
+  if (at < 0) return undefined
+  const value = args[at + 1]
+  if (value === undefined || value.startsWith('--')) throw new Error(`${name} needs a value`)
+  return parse(value)
+}
+const positive = (name) => (text) => {
+  const n = Number(text)
+  if (!Number.isInteger(n) || n < 1) throw new Error(`${name}: ${text} is not a whole number ≥ 1`)
+  return n
+}
+const OPTIONS = {
+  '--nodes': (text) => text.split(',').map(positive('--nodes')),
+  '--repetitions': positive('--repetitions'),
+  '--wait': (text) => {
+    if (text !== 'routed') throw new Error(`--wait: ${text} is not a wait; choose routed`)
+    return text
+  },
+}
 const smoke = args.includes('--smoke')
-const chosen = args.filter((a) => !a.startsWith('--'))
+for (const arg of args) if (arg.startsWith('--') && arg !== '--smoke' && !OPTIONS[arg]) throw new Error(`unknown option ${arg}; choose from --smoke, ${Object.keys(OPTIONS).join(', ')}`)
+const chosen = args.filter((a, i) => !a.startsWith('--') && !OPTIONS[args[i - 1]])
 for (const name of chosen) if (!SCENARIOS[name]) throw new Error(`unknown scenario ${name}; choose from ${Object.keys(SCENARIOS).join(', ')}`)
-const sizes = smoke ? SIZES.smoke : SIZES.full
+const asked = Object.fromEntries(Object.entries(OPTIONS).map(([name, parse]) => [name.slice(2), option(name, parse)]).filter(([, v]) => v !== undefined))
+const sizes = { ...(smoke ? SIZES.smoke : SIZES.full), ...asked }
 const outDir = fileURLToPath(new URL(smoke ? './results/smoke/' : './results/', import.meta.url))
 await mkdir(outDir, { recursive: true })
 
 const log = (line) => process.stdout.write(`${line}\n`)
 const results = { startedAt: new Date().toISOString(), smoke, machine: machine(), sizes }
 log(`bench ${smoke ? '(smoke) ' : ''}on ${results.machine.cpus} × ${results.machine.cpuModel}, Node ${results.machine.node}, Redis ${results.machine.redis}`)
-for (const name of chosen.length > 0 ? chosen : Object.keys(SCENARIOS)) {
+const names = chosen.length > 0 ? chosen : Object.keys(SCENARIOS)
+if (names.includes('pushes')) {
+  const estimate = names.reduce((s, name) => s + (name === 'pushes' ? pushesSeconds(sizes) : OTHER_SECONDS[name]), 0)
+  const duration = (s) => (s < 120 ? `${s} s` : `${Math.round(s / 60)} min`)
+  log(`the curve: N = ${sizes.nodes.join(', ')}, ${sizes.repetitions} alternating repetition(s), ${sizes.clients} clients${sizes.wait ? `, wait: ${sizes.wait}` : ''}; estimated run time ${duration(estimate)} (pushes ${duration(pushesSeconds(sizes))})`)
+}
+for (const name of names) {
   const started = Date.now()
   log(`\n== ${name}`)
   results[name] = await SCENARIOS[name](sizes, log)
   log(`== ${name} took ${Math.round((Date.now() - started) / 1000)} s`)
 }
 killAll()
+if (results.pushes) {
+  results.curve = scaleCurve(results.pushes)
+  results.crossovers = crossovers(results.curve)
+}
 
 const charts = plots(results)
 const isFullRun = chosen.length === 0

@@ -169,6 +169,51 @@ export async function cpuMeter(servers) {
   }
 }
 
+/**
+ * Context switches of a process's main thread from /proc/<pid>/status: `voluntary` (a blocking
+ * wait, epoll_wait for an event loop, that ended in a wake-up: one turn) and `nonvoluntary`
+ * (preempted). Other threads (libuv pool, GC helpers) are not counted.
+ */
+export async function contextSwitches(pid) {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8')
+  const field = (name) => Number(status.match(new RegExp(`^${name}:\\s+(\\d+)`, 'm'))?.[1] ?? NaN)
+  return { voluntary: field('voluntary_ctxt_switches'), nonvoluntary: field('nonvoluntary_ctxt_switches') }
+}
+
+/**
+ * Starts counting CPU time and turns over `servers`; the returned function gives, once the run
+ * is over, CPU ms per server (as cpuMeter) and its turns, per server and in total, over the
+ * `seconds` the run took and the `delivered` pushes it delivered (see turnFigures).
+ */
+export async function turnMeter(servers) {
+  const [cpu, before] = await Promise.all([cpuMeter(servers), Promise.all(servers.map((s) => contextSwitches(s.pid)))])
+  return async ({ seconds, delivered }) => {
+    const [cpuMs, after] = await Promise.all([cpu(), Promise.all(servers.map((s) => contextSwitches(s.pid)))])
+    const switches = Object.fromEntries(servers.map((s, i) => [s.name, { voluntary: after[i].voluntary - before[i].voluntary, nonvoluntary: after[i].nonvoluntary - before[i].nonvoluntary }]))
+    return { cpuMs, turns: turnFigures({ cpuMs, switches, seconds, delivered }) }
+  }
+}
+
+/**
+ * Wake-ups (voluntary context switches) per second and per delivered push, and CPU µs per
+ * wake-up, for each process and for all of them (`total`); `preempted`: nonvoluntary switches.
+ */
+export function turnFigures({ cpuMs, switches, seconds, delivered }) {
+  const figures = (ms, { voluntary, nonvoluntary }) => ({
+    wakeups: voluntary,
+    preempted: nonvoluntary,
+    wakeupsPerS: Math.round(voluntary / Math.max(seconds, 1e-3)),
+    wakeupsPerPush: Number((voluntary / Math.max(1, delivered)).toFixed(3)),
+    cpuUsPerWakeup: voluntary > 0 ? Math.round((ms * 1000) / voluntary) : null,
+  })
+  const names = Object.keys(switches)
+  const total = names.reduce((t, name) => ({ voluntary: t.voluntary + switches[name].voluntary, nonvoluntary: t.nonvoluntary + switches[name].nonvoluntary }), { voluntary: 0, nonvoluntary: 0 })
+  return {
+    ...Object.fromEntries(names.map((name) => [name, figures(cpuMs[name], switches[name])])),
+    total: figures(sum(cpuMs), total),
+  }
+}
+
 export const sum = (values) => Object.values(values).reduce((a, b) => a + b, 0)
 
 export const tokenFor = (() => {

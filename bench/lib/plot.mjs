@@ -99,7 +99,7 @@ function frame({ title, xLabel, yLabel, xs, ys, names, swatch, xGrid = true, bod
   return out.join('\n');
 }
 
-/** Polyline (+ optional circle markers) per series; a lone point always gets a marker. */
+/** Polyline (+ optional circle markers) per series; a lone point always gets a marker; [x, y, lo, hi] points get a range bar. */
 function drawLines(curves, x, y, markers) {
   return curves.map(({ pts }, i) => {
     const xy = pts.map(([a, b]) => [px(x(a)), px(y(b))]);
@@ -107,12 +107,30 @@ function drawLines(curves, x, y, markers) {
       ? `<polyline points="${xy.map((p) => p.join(',')).join(' ')}" fill="none" stroke="${color(i)}" stroke-width="2" stroke-linejoin="round"/>`
       : '';
     if (markers || xy.length === 1) s += xy.map(([cx, cy]) => `<circle cx="${cx}" cy="${cy}" r="3.5" fill="${color(i)}"/>`).join('');
+    // Range bars, nudged apart per series so that overlapping ranges stay readable.
+    for (const [a, , lo, hi] of pts) {
+      if (!Number.isFinite(lo) || !Number.isFinite(hi)) continue;
+      const cx = px(x(a) + (i - (curves.length - 1) / 2) * 3);
+      s += `<line x1="${cx}" x2="${cx}" y1="${px(y(lo))}" y2="${px(y(hi))}" stroke="${color(i)}" stroke-opacity="0.6"/>`;
+    }
     return s;
   }).join('\n');
 }
 
-/** Line chart of `series: [{ name, points: [[x, y], ...] }]`; optional fixed `xTicks` and y-axis start `yMin`. */
-export function lineChart({ title = '', xLabel = '', yLabel = '', series = [], xTicks, yMin = 0 }) {
+/** Dashed horizontal reference lines `[{ y, label }]` across the plot area. */
+function drawRules(rules, y, L, R) {
+  return rules.map(({ y: v, label }) => {
+    const ry = px(y(v));
+    return `<line x1="${L}" x2="${px(R)}" y1="${ry}" y2="${ry}" stroke="#333" stroke-dasharray="6 4"/><text x="${px(R - 4)}" y="${px(ry - 4)}" text-anchor="end" fill="#333">${esc(label ?? fmt(v))}</text>`;
+  }).join('\n');
+}
+
+/**
+ * Line chart of `series: [{ name, points: [[x, y], ...] }]` (a point [x, y, lo, hi] also draws
+ * its range); optional fixed `xTicks`, y-axis start `yMin`, and `rules: [{ y, label }]`,
+ * dashed horizontal lines (e.g. parity at 1.0×).
+ */
+export function lineChart({ title = '', xLabel = '', yLabel = '', series = [], xTicks, yMin = 0, rules = [] }) {
   const curves = series.map((s) => ({
     pts: (s.points ?? []).filter((p) => Number.isFinite(p?.[0]) && Number.isFinite(p?.[1])),
   }));
@@ -128,11 +146,11 @@ export function lineChart({ title = '', xLabel = '', yLabel = '', series = [], x
     xs = niceScale(...extent(all.map((p) => p[0])));
   }
   const y0 = Number.isFinite(yMin) ? yMin : 0;
-  const ys = niceScale(y0, extent(all.map((p) => p[1]))[1], true);
+  const ys = niceScale(y0, extent([...all.flatMap((p) => [p[1], p[3]]), ...rules.map((r) => r.y)])[1], true);
   return frame({
     title, xLabel, yLabel, xs, ys, swatch: 'line',
     names: series.map((s, i) => nameOf(s.name, i)),
-    body: ({ x, y }) => drawLines(curves, x, y, true),
+    body: ({ x, y, L, R }) => drawRules(rules, y, L, R) + drawLines(curves, x, y, true),
   });
 }
 

@@ -2,7 +2,8 @@
 // fast as it goes with a bounded number in flight, and stamps each with `t` (µs, hrtime).
 // - switchboard: the backend client (@switchboard/backend), ingress `http` (POST /v1/push over a
 //   keep-alive pool) or `pipeline` (the router's pipelined websocket, every push in flight on one
-//   connection).
+//   connection). Target `wait: 'routed'` sends `"wait":"routed"` in each push: the router answers
+//   once it handed each edge its frame, and `routed` is what the publisher counts as delivered.
 // - socketio: @socket.io/redis-emitter to rooms `user:<id>` (one PUBLISH per push).
 // - bare: POST /push to the bare uWebSockets.js server (undici).
 import { Emitter } from '@socket.io/redis-emitter'
@@ -26,7 +27,7 @@ async function switchboardClient({ port, apiKey, ingress }) {
 }
 
 /** Resolves with send(to[]) → Promise<number of recipients the system says it delivered, or -1 when unknown>. */
-async function sender({ system, ingress, port, apiKey }) {
+async function sender({ system, ingress, port, apiKey, wait }) {
   if (system === 'socketio') {
     const redis = new Redis({ host: '127.0.0.1', port })
     let published
@@ -49,7 +50,10 @@ async function sender({ system, ingress, port, apiKey }) {
   }
   if (ingress !== 'http' && ingress !== 'pipeline') throw new Error(`unknown ingress ${ingress}; choose http or pipeline`)
   const client = await switchboardClient({ port, apiKey, ingress })
-  return async (to) => (await client.push({ to, event: 'bench', data: { t: nowUs(), pad: PAD } })).delivered.length
+  if (wait === undefined) return async (to) => (await client.push({ to, event: 'bench', data: { t: nowUs(), pad: PAD } })).delivered.length
+  // `wait: routed`: the router answers once each edge was handed its frame; `routed` counts as delivered to an edge.
+  if (wait !== 'routed') throw new Error(`unknown wait ${wait}; choose routed (or leave it out: the router waits for the edges)`)
+  return async (to) => (await client.push({ to, event: 'bench', data: { t: nowUs(), pad: PAD }, wait })).routed.length
 }
 
 /** `batch` distinct random users. */

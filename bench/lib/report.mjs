@@ -1,5 +1,7 @@
 // Turns a run's results into the targets table, Markdown and SVG plots.
+import { crossovers, rateName, scaleCurve } from './curve.mjs'
 import { barChart, fmt, latencyChart, lineChart } from './plot.mjs'
+import { median } from './stats.mjs'
 
 /** A push run's series: Switchboard once per ingress, the others once. */
 const seriesOf = (run) => (run.ingress ? `${run.system}-${run.ingress}` : run.system)
@@ -13,8 +15,10 @@ const NAMES = {
 const PUSH_SERIES = ['switchboard-http', 'switchboard-pipeline', 'socketio', 'bare']
 const INGRESS_NAMES = { http: 'HTTP', pipeline: 'pipeline' }
 /** The run of `series` at `nodes` in `mode` (and `rate`, for fixed-rate runs); bare uWS has one node whatever N is asked. */
-const find = (runs, series, nodes, mode, rate = null) =>
-  runs?.find((r) => seriesOf(r) === series && (r.system === 'bare' || r.nodes === nodes) && r.mode === mode && (rate === null || r.rate === rate))
+const matches = (series, nodes, mode, rate) => (r) => seriesOf(r) === series && (r.system === 'bare' || r.nodes === nodes) && r.mode === mode && (rate === null || r.rate === rate)
+const find = (runs, series, nodes, mode, rate = null) => runs?.find(matches(series, nodes, mode, rate))
+/** `field` of those runs, the median over the curve's repetitions. */
+const medianOf = (runs, series, nodes, mode, rate, field) => median((runs ?? []).filter(matches(series, nodes, mode, rate)).map((r) => r[field]).filter(Number.isFinite))
 const ratio = (a, b) => (a == null || b == null || b === 0 ? null : a / b)
 const show = (v, unit = '') => (v == null ? 'n/a' : `${fmt(v)}${unit}`)
 const times = (v) => show(v, '×')
@@ -31,7 +35,7 @@ export function targets(results) {
     const ns = [...new Set(runs.filter((r) => r.system !== 'bare').map((r) => r.nodes))].sort((a, b) => a - b)
     const [minN, maxN] = [ns[0], ns.at(-1)]
     const [low, high] = sizes.rates
-    const cpu = (series, n, rate) => find(runs, series, n, 'fixed', rate)?.cpuMsPer1000
+    const cpu = (series, n, rate) => medianOf(runs, series, n, 'fixed', rate, 'cpuMsPer1000')
     // Total server CPU per delivered push, single recipient: [N, rate, ingress, at most × the incumbent's].
     const ceilings = [
       [maxN, high, 'pipeline', 0.5], [maxN, high, 'http', 0.8], [maxN, low, 'pipeline', 0.7], [maxN, low, 'http', 0.7],
@@ -49,8 +53,8 @@ export function targets(results) {
       add(`Server CPU per delivered push from N = ${minN} to ${maxN} at ${perS(high)}, ${INGRESS_NAMES[ingress]}: grows < 15%`, show(g, '%'), `incumbent ${show(io, '%')}`, g != null && g < 15)
     }
     for (const [ingress, least] of [['pipeline', 1.5], ['http', 1.0]]) {
-      const ours = find(runs, `switchboard-${ingress}`, maxN, 'max')?.deliveredPerS
-      const theirs = find(runs, 'socketio', maxN, 'max')?.deliveredPerS
+      const ours = medianOf(runs, `switchboard-${ingress}`, maxN, 'max', null, 'deliveredPerS')
+      const theirs = medianOf(runs, 'socketio', maxN, 'max', null, 'deliveredPerS')
       const r = ratio(ours, theirs)
       add(`Single-recipient delivered/s as fast as it goes, N = ${maxN}, ${INGRESS_NAMES[ingress]}: ≥ ${least}× the incumbent`, `${show(ours, '/s')} (${times(r)})`, `incumbent ${show(theirs, '/s')}`, r != null && r >= least)
     }
@@ -66,11 +70,12 @@ export function targets(results) {
       }
     }
     const bareBatch = find(runs, 'bare', 1, 'batch100')
+    const batchN = runs.find((r) => r.system === 'switchboard' && r.mode === 'batch100')?.nodes ?? maxN
     for (const ingress of ['pipeline', 'http']) {
-      const batch = find(runs, `switchboard-${ingress}`, maxN, 'batch100')
-      add(`Batches of 100, N = ${maxN}, ${INGRESS_NAMES[ingress]}: ≥ 60,000 deliveries/s`, show(batch?.deliveredPerS, '/s'), `incumbent ${show(find(runs, 'socketio', maxN, 'batch100')?.deliveredPerS, '/s')}`, batch != null && batch.deliveredPerS >= 60_000)
+      const batch = find(runs, `switchboard-${ingress}`, batchN, 'batch100')
+      add(`Batches of 100, N = ${batchN}, ${INGRESS_NAMES[ingress]}: ≥ 60,000 deliveries/s`, show(batch?.deliveredPerS, '/s'), `incumbent ${show(find(runs, 'socketio', batchN, 'batch100')?.deliveredPerS, '/s')}`, batch != null && batch.deliveredPerS >= 60_000)
       const r = ratio(batch?.cpuMsPer1000, bareBatch?.cpuMsPer1000)
-      add(`Batches of 100, N = ${maxN}, ${INGRESS_NAMES[ingress]}: server CPU per message ≤ 2× bare uWS`, `${show(batch?.cpuMsPer1000, ' µs')} (${times(r)})`, `bare uWS ${show(bareBatch?.cpuMsPer1000, ' µs')}`, r != null && r <= 2)
+      add(`Batches of 100, N = ${batchN}, ${INGRESS_NAMES[ingress]}: server CPU per message ≤ 2× bare uWS`, `${show(batch?.cpuMsPer1000, ' µs')} (${times(r)})`, `bare uWS ${show(bareBatch?.cpuMsPer1000, ' µs')}`, r != null && r <= 2)
     }
   }
   if (memory?.length) {
@@ -97,13 +102,19 @@ export function markdown(results, plots) {
   const { machine, sizes, pushes: runs, memory, storm, registry, presence } = results
   const parts = []
   parts.push(`Run ${results.startedAt} on ${machine.cpus} × ${machine.cpuModel}, ${machine.memoryGiB} GiB, Linux ${machine.kernel}, Node ${machine.node}, Redis ${machine.redis}${results.smoke ? ' — **smoke run (tiny sizes), not a measurement**' : ''}. Every process (servers, Redis, load generators, publisher) shares these cores.`)
+  const curve = scaleCurve(runs)
+  if (curve.length > 0) parts.push(curveMarkdown(curve, plots.find((p) => p.path.endsWith('scale-curve.svg'))))
   parts.push('### Targets\n\n' + table(['Target', 'Switchboard', 'Compared with (same run)', 'Met'], targets(results).map((t) => [t.target, t.ours, t.theirs, t.ok == null ? '—' : t.ok ? 'yes' : '**no**'])))
   if (runs) {
     parts.push(`### Pushes (${fmt(sizes.clients)} clients)\n\nServer CPU counts every server process: router, edges and Redis for Switchboard; the socket.io nodes and Redis for the incumbent. Latency is from the publisher's request to the client's frame.\n\n` + table(
-      ['System', 'N', 'Mode', 'Pushes/s sent', 'Delivered/s', 'p50 ms', 'p90 ms', 'p99 ms', 'max ms', 'Server CPU µs / delivered', 'Messages in per push, per node', 'Lost', 'Errors'],
-      runs.map((r) => [NAMES[seriesOf(r)], r.nodes, modeName(r), fmt(r.achievedPushesPerS), fmt(r.deliveredPerS), r.latencyMs.p50, r.latencyMs.p90, r.latencyMs.p99, r.latencyMs.max, r.cpuMsPer1000, r.system === 'bare' ? '—' : r.messagesInPerPush.join(' / '), r.lost, r.errors]),
+      ['System', 'N', 'Rep.', 'Mode', 'Pushes/s sent', 'Delivered/s', 'p50 ms', 'p90 ms', 'p99 ms', 'max ms', 'Server CPU µs / delivered', 'Wake-ups / delivered', 'CPU µs / wake-up', 'Messages in per push, per node', 'Lost', 'Errors'],
+      runs.map((r) => [NAMES[seriesOf(r)], r.nodes, (r.repetition ?? 0) + 1, modeName(r), fmt(r.achievedPushesPerS), fmt(r.deliveredPerS), r.latencyMs.p50, r.latencyMs.p90, r.latencyMs.p99, r.latencyMs.max, r.cpuMsPer1000, r.turns?.total.wakeupsPerPush ?? 'n/a', r.turns?.total.cpuUsPerWakeup ?? 'n/a', r.system === 'bare' ? '—' : r.messagesInPerPush.join(' / '), r.lost, r.errors]),
     ))
-    parts.push('CPU per process (ms) for each run:\n\n' + table(['System', 'N', 'Mode', 'CPU ms by process'], runs.map((r) => [NAMES[seriesOf(r)], r.nodes, modeName(r), Object.entries(r.cpuMs).map(([k, v]) => `${k} ${v}`).join(', ')])))
+    const byProcess = (r) => Object.entries(r.cpuMs).map(([k, v]) => {
+      const t = r.turns?.[k]
+      return `${k} ${v}${t ? ` (${fmt(t.wakeupsPerS)} wake-ups/s, ${t.wakeupsPerPush}/push, ${t.cpuUsPerWakeup ?? '–'} µs each)` : ''}`
+    }).join(', ')
+    parts.push('CPU per process (ms) for each run, with its wake-ups (voluntary context switches of its main thread: turns of its event loop) per second, per delivered push, and its CPU µs per wake-up:\n\n' + table(['System', 'N', 'Rep.', 'Mode', 'CPU ms by process'], runs.map((r) => [NAMES[seriesOf(r)], r.nodes, (r.repetition ?? 0) + 1, modeName(r), byProcess(r)])))
   }
   if (memory) parts.push('### Memory per idle connection, after GC\n\n' + table(['System', 'Connections', 'RSS KiB / conn', 'Heap KiB / conn', 'External KiB / conn'], memory.map((m) => [NAMES[m.system], fmt(m.connections), m.rssKiBPerConnection, m.heapKiBPerConnection, m.externalKiBPerConnection])))
   if (storm) {
@@ -133,8 +144,8 @@ export function plots(results) {
     const present = PUSH_SERIES.filter((s) => runs.some((r) => seriesOf(r) === s))
     const value = (series, n, mode, rate, field) => {
       if (series === 'bare' && n !== 1) return null
-      const run = find(runs, series, n, mode, rate)
-      return field === 'messagesIn' ? avg(run?.messagesInPerPush) : run?.[field]
+      if (field === 'messagesIn') return avg(find(runs, series, n, mode, rate)?.messagesInPerPush)
+      return medianOf(runs, series, n, mode, rate, field)
     }
     const line = (file, title, yLabel, mode, rate, field, series = present) => ({
       file,
@@ -143,6 +154,13 @@ export function plots(results) {
     })
     for (const rate of results.sizes.rates) out.push(line(`fixed${rate}-cpu.svg`, `Server CPU µs per delivered push at ${perS(rate)}, all server processes`, 'CPU µs / delivered', 'fixed', rate, 'cpuMsPer1000'))
     out.push(line('max-deliveredPerS.svg', 'Single-recipient pushes delivered per second, as fast as it goes', 'delivered / s', 'max', null, 'deliveredPerS'))
+    const curve = scaleCurve(runs)
+    if (curve.length > 0) {
+      const title = 'Server CPU per delivered push, Switchboard ÷ socket.io (median and range)'
+      const lines = [...new Set(curve.map((p) => `${p.ingress} ${p.rate}`))].map((key) => curve.filter((p) => `${p.ingress} ${p.rate}` === key))
+      const series = lines.map((line) => ({ name: `${INGRESS_NAMES[line[0].ingress]}, ${rateName(line[0].rate)}`, points: line.map((p) => [p.nodes, p.cpuRatio.median, p.cpuRatio.min, p.cpuRatio.max]) }))
+      out.unshift({ file: 'scale-curve.svg', title, svg: lineChart({ title, xLabel: 'Nodes (N): edges / socket.io nodes', yLabel: 'CPU per push, Switchboard ÷ incumbent', xTicks: ns, series, rules: [{ y: 1, label: '1.0×: as cheap' }] }) })
+    }
     const high = results.sizes.rates.at(-1)
     out.push(line('fixed-messagesIn.svg', `Messages each node takes in per push at ${perS(high)}`, 'messages / push / node', 'fixed', high, 'messagesIn', present.filter((s) => s !== 'bare')))
     for (const rate of results.sizes.rates) {
@@ -159,6 +177,21 @@ export function plots(results) {
     out.push({ file: 'memory.svg', title: 'RSS per idle connection after GC', svg: barChart({ title: 'RSS KiB per idle connection after GC', yLabel: 'KiB', seriesNames: systems.map((s) => NAMES[s]), groups: sizes.map((n) => ({ label: `${fmt(n)} connections`, values: systems.map((s) => results.memory.find((m) => m.system === s && m.connections === n)?.rssKiBPerConnection ?? null) })) }) })
   }
   return out
+}
+
+/** The scale curve's table, one row per ingress, rate and N, and the crossover per ingress and rate. */
+function curveMarkdown(curve, plot) {
+  const range = ({ median: m, min, max }) => (m == null ? 'n/a' : `**${times(m)}** (${times(min)}–${times(max)})`)
+  const sides = (p, field, unit = '') => `${show(p.switchboard[field], unit)} / ${show(p.socketio[field], unit)}`
+  const rows = curve.map((p) => [
+    INGRESS_NAMES[p.ingress], rateName(p.rate), p.nodes, p.repetitions, range(p.cpuRatio), sides(p, 'cpuUsPerPush'), sides(p, 'wakeupsPerPush'), sides(p, 'cpuUsPerWakeup'),
+    p.rate === null ? `${sides(p, 'deliveredPerS')}: ${range(p.deliveredRatio)}` : '—',
+  ])
+  const crossing = crossovers(curve).map((c) => `- ${INGRESS_NAMES[c.ingress]}, ${rateName(c.rate)}: ${c.nodes == null ? `**none up to N = ${c.upTo}**` : `**from N = ${c.nodes}**`}`)
+  return `### The scale curve\n\n${plot ? `![${plot.title}](${plot.path})\n\n` : ''}` + 'Server CPU per delivered push, Switchboard (router, N edges, Redis) / socket.io + redis-adapter (N nodes, Redis): the median of the per-repetition ratios (each repetition runs the two systems back to back, the order alternating) and their range. Wake-ups are voluntary context switches of every server process\'s main thread (turns); figures are Switchboard / the incumbent, medians over the repetitions.\n\n' + table(
+    ['Ingress', 'Rate', 'N', 'Reps', 'CPU / push, Switchboard ÷ incumbent', 'CPU µs / push', 'Wake-ups / push', 'CPU µs / wake-up', 'Delivered/s (max)'],
+    rows,
+  ) + `\n\nCrossover, the smallest N from which Switchboard's median ratio stays below 1.0×:\n\n${crossing.join('\n')}`
 }
 
 const avg = (values) => (values?.length ? values.reduce((a, b) => a + b, 0) / values.length : null)

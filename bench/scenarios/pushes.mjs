@@ -1,10 +1,10 @@
-// Scenarios 2, 3 and 6: single-recipient pushes at two fixed rates and as fast as they go,
-// batch pushes of 100 and 1,000 recipients at the largest N, and how the work spreads as nodes
-// are added; for Switchboard over N edges (through each of the router's ingresses, HTTP and
-// the pipelined websocket, side by side on the same cluster), the socket.io incumbent over N
-// nodes and the bare uWS floor.
+// Scenarios 2, 3 and 6 and the scale curve: single-recipient pushes at two fixed rates and as
+// fast as they go, Switchboard over N edges (through each of the router's ingresses, HTTP and
+// the pipelined websocket, side by side on the same cluster) against the socket.io incumbent
+// over N nodes, alternating, at every N of the curve; batch pushes of 100 and 1,000 recipients
+// at one N; how the work spreads as nodes are added; and the bare uWS floor.
 import { closeFleet, collect, connectFleet, resetFleet, settle } from '../lib/fleet.mjs'
-import { ask, cpuMeter, secrets, startBare, startChild, startRedis, startSocketIo, startSwitchboard, stop, stopSystem, sum } from '../lib/harness.mjs'
+import { ask, secrets, startBare, startChild, startRedis, startSocketIo, startSwitchboard, stop, stopSystem, sum, turnMeter } from '../lib/harness.mjs'
 import { percentiles, round } from '../lib/stats.mjs'
 
 /** The router's ingresses, each measured on the same cluster: POST /v1/push and the pipelined websocket. */
@@ -24,21 +24,22 @@ async function messagesIn(system) {
   return system.edges.map(() => 0)
 }
 
-/** One measured run: publish, wait for the frames, then CPU, latency and spread. */
+/** One measured run: publish, wait for the frames, then CPU, turns, latency and spread. */
 async function measure(system, fleet, publisher, target, run) {
   await resetFleet(fleet)
   const inBefore = await messagesIn(system)
-  const cpu = await cpuMeter(system.servers)
+  const meter = await turnMeter(system.servers)
+  const startedMs = performance.now()
   const published = await publisher.call({ target, users: fleet.users, ...run })
   const expected = published.sent * Math.min(run.batch ?? 1, fleet.users.length)
-  await settle(fleet, expected)
-  const cpuMs = await cpu()
+  const settled = await settle(fleet, expected)
+  const { cpuMs, turns } = await meter({ seconds: (performance.now() - startedMs) / 1000, delivered: settled })
   const inAfter = await messagesIn(system)
   const { received, latencies, lastReceiveUs } = await collect(fleet)
   const seconds = (Math.max(lastReceiveUs, published.sentUs) - published.startedUs) / 1e6
   return {
     sent: published.sent,
-    acknowledged: published.delivered, // recipients the system answered as delivered (null: it does not say)
+    acknowledged: published.delivered, // recipients the system answered as delivered (`wait: routed`: handed to an edge; null: it does not say)
     errors: published.errors,
     firstError: published.firstError,
     achievedPushesPerS: Math.round(published.sent / ((published.sentUs - published.startedUs) / 1e6)),
@@ -51,6 +52,8 @@ async function measure(system, fleet, publisher, target, run) {
     cpuMs,
     // Every server process (router, edges and Redis; socket.io nodes and Redis) per frame received: µs per delivered push.
     cpuMsPer1000: round((sum(cpuMs) * 1000) / Math.max(1, received), 1),
+    // Wake-ups (voluntary context switches of each main thread) per second and per delivered push, CPU µs per wake-up.
+    turns,
     messagesInPerPush: inAfter.map((after, i) => round((after - inBefore[i]) / Math.max(1, published.sent), 3)),
   }
 }
@@ -61,21 +64,21 @@ async function startSystem(kind, nodes, redis) {
   return startBare()
 }
 
-/** What the publisher sends to: one target per Switchboard ingress, one for the others. */
-function targetsOf(system, redis) {
-  if (system.kind === 'switchboard') return INGRESSES.map((ingress) => ({ system: 'switchboard', ingress, port: system.router.port, apiKey: secrets.apiKey }))
+/** What the publisher sends to: one target per Switchboard ingress (with `wait`, when asked), one for the others. */
+function targetsOf(system, redis, wait) {
+  if (system.kind === 'switchboard') return INGRESSES.map((ingress) => ({ system: 'switchboard', ingress, port: system.router.port, apiKey: secrets.apiKey, ...(wait ? { wait } : {}) }))
   if (system.kind === 'socketio') return [{ system: 'socketio', port: redis.port }]
   return [{ system: 'bare', port: system.port }]
 }
 
-/** The runs at `nodes`: both fixed rates and max everywhere; batches only at the largest N (and bare). */
-function modesAt(sizes, isLast) {
+/** The runs at one point: both fixed rates and max everywhere; with `withBatches`, batches of 100 and 1,000 too. */
+function modesAt(sizes, withBatches) {
   return [
     ...sizes.rates.map((rate) => ['fixed', { rate, durationMs: sizes.durationMs, maxInFlight: 256 }]),
     // As fast as it goes: the incumbent's publisher never waits for delivery, so ours may keep up
     // to the backend client's bound (1,000) in flight rather than be capped by the harness.
     ['max', { durationMs: sizes.maxDurationMs, maxInFlight: 1_000 }],
-    ...(isLast
+    ...(withBatches
       ? [
           ['batch100', { batch: 100, durationMs: sizes.batchDurationMs, maxInFlight: 64 }],
           ['batch1000', { batch: 1000, durationMs: sizes.batchDurationMs, maxInFlight: 16 }],
@@ -84,36 +87,78 @@ function modesAt(sizes, isLast) {
   ]
 }
 
+/** Redis, the system of `kind` over `nodes` nodes, its fleet of clients and a publisher, warmed up. */
+async function bringUp(kind, nodes, users, sizes, log) {
+  const redis = await startRedis()
+  const system = await startSystem(kind, nodes, redis)
+  const fleet = await connectFleet({ system: kind, ports: system.ports, users, processes: sizes.loadProcesses })
+  log(`${kind} ×${nodes}: ${fleet.connected} clients connected in ${Math.round(fleet.elapsedMs)} ms${fleet.failed ? `, ${fleet.failed} failed: ${fleet.errors.join('; ')}` : ''}`)
+  const publisher = startChild('publisher.mjs')
+  const up = { kind, nodes, redis, system, fleet, publisher, targets: targetsOf(system, redis, sizes.wait) }
+  // Unmeasured: the first pushes after a start pay for JIT compilation and opening connections.
+  if (sizes.warmUpMs > 0) for (const target of up.targets) await measure(system, fleet, publisher, target, { rate: sizes.rates[0], durationMs: sizes.warmUpMs, maxInFlight: 256 })
+  return up
+}
+
+async function bringDown({ redis, system, fleet, publisher }) {
+  await publisher.stop()
+  await closeFleet(fleet)
+  await stopSystem(system)
+  await stop(redis.proc)
+}
+
+/** Runs `mode` through every target of `up` and logs each; the rows go to `runs`. */
+async function measureMode(up, [mode, run], repetition, runs, log) {
+  for (const target of up.targets) {
+    const result = await measure(up.system, up.fleet, up.publisher, target, run)
+    const wait = target.wait ? { wait: target.wait } : {}
+    runs.push({ system: up.kind, ...(target.ingress ? { ingress: target.ingress } : {}), ...wait, nodes: up.nodes, repetition, mode, rate: run.rate ?? null, batch: run.batch ?? 1, clients: up.fleet.connected, ...result })
+    const name = `${target.ingress ? `${target.ingress} ` : ''}${mode}${run.rate ? ` ${run.rate}/s` : ''}`
+    const { total } = result.turns
+    log(`  ${up.kind} ×${up.nodes} #${repetition + 1} ${name}: ${result.deliveredPerS}/s delivered, p99 ${result.latencyMs.p99} ms, ${result.cpuMsPer1000} CPU µs/push, ${total.wakeupsPerPush} wake-ups/push at ${total.cpuUsPerWakeup} µs, lost ${result.lost}${result.errors ? `, ${result.errors} errors (${result.firstError})` : ''}, messages in per push ${result.messagesInPerPush.join('/')}`)
+  }
+}
+
+/**
+ * The scale curve: at each N, Switchboard (N edges) and the incumbent (N socket.io nodes) are
+ * both up, each with its own Redis and fleet; `sizes.repetitions` times, every mode runs on
+ * one and then the other, the order alternating per repetition (so a slow spell of the shared
+ * host hits both alike, and each repetition gives a ratio of two runs back to back). Batches
+ * run once, at N = `sizes.batchNodes` (or the largest N); bare uWS once, at the end.
+ */
 export async function pushes(sizes, log) {
   const users = Array.from({ length: sizes.clients }, (_, i) => `user-${i}`)
   const runs = []
-  const plan = [
-    ...sizes.nodes.flatMap((n) => [['switchboard', n], ['socketio', n]]),
-    ['bare', 1],
-  ]
-  for (const [kind, nodes] of plan.filter(([kind]) => !sizes.only || sizes.only === kind)) {
-    const redis = await startRedis()
-    const system = await startSystem(kind, nodes, redis)
-    const fleet = await connectFleet({ system: kind, ports: system.ports, users, processes: sizes.loadProcesses })
-    log(`${kind} ×${nodes}: ${fleet.connected} clients connected in ${Math.round(fleet.elapsedMs)} ms${fleet.failed ? `, ${fleet.failed} failed: ${fleet.errors.join('; ')}` : ''}`)
-    const publisher = startChild('publisher.mjs')
-    const targets = targetsOf(system, redis)
-    // Unmeasured: the first pushes after a start pay for JIT compilation and opening connections.
-    if (sizes.warmUpMs > 0) for (const target of targets) await measure(system, fleet, publisher, target, { rate: sizes.rates[0], durationMs: sizes.warmUpMs, maxInFlight: 256 })
-    const isLast = nodes === sizes.nodes.at(-1) || kind === 'bare'
-    // Each mode through every ingress in turn, so a slow spell of the shared host hits both alike.
-    for (const [mode, run] of modesAt(sizes, isLast)) {
-      for (const target of targets) {
-        const result = await measure(system, fleet, publisher, target, run)
-        runs.push({ system: kind, ...(target.ingress ? { ingress: target.ingress } : {}), nodes, mode, rate: run.rate ?? null, batch: run.batch ?? 1, clients: fleet.connected, ...result })
-        const name = `${target.ingress ? `${target.ingress} ` : ''}${mode}${run.rate ? ` ${run.rate}/s` : ''}`
-        log(`  ${name}: ${result.deliveredPerS}/s delivered, p99 ${result.latencyMs.p99} ms, ${result.cpuMsPer1000} CPU ms/1000, lost ${result.lost}${result.errors ? `, ${result.errors} errors (${result.firstError})` : ''}, messages in per push ${result.messagesInPerPush.join('/')}`)
+  const kinds = ['switchboard', 'socketio'].filter((kind) => !sizes.only || sizes.only === kind)
+  const batchNodes = sizes.nodes.includes(sizes.batchNodes) ? sizes.batchNodes : sizes.nodes.at(-1)
+  for (const nodes of sizes.nodes) {
+    const ups = []
+    for (const kind of kinds) ups.push(await bringUp(kind, nodes, users, sizes, log))
+    for (let repetition = 0; repetition < sizes.repetitions; repetition++) {
+      const order = repetition % 2 === 0 ? ups : [...ups].reverse()
+      for (const mode of modesAt(sizes, repetition === 0 && nodes === batchNodes)) {
+        for (const up of order) await measureMode(up, mode, repetition, runs, log)
       }
     }
-    await publisher.stop()
-    await closeFleet(fleet)
-    await stopSystem(system)
-    await stop(redis.proc)
+    for (const up of ups) await bringDown(up)
+  }
+  if (!sizes.only || sizes.only === 'bare') {
+    const bare = await bringUp('bare', 1, users, sizes, log)
+    for (const mode of modesAt(sizes, true)) await measureMode(bare, mode, 0, runs, log)
+    await bringDown(bare)
   }
   return runs
+}
+
+/** Seconds the pushes scenario takes at `sizes`, estimated: the runs' durations plus what each costs around them. */
+export function pushesSeconds(sizes) {
+  const SETTLE_S = 0.5 // a run's reset, settle (the last frames), collection and the meters
+  const START_S = 2 + sizes.clients / 1_000 // Redis and the servers, then the fleet's connects
+  const run = ([, r]) => r.durationMs / 1000 + SETTLE_S
+  const targets = INGRESSES.length + 1 // Switchboard's ingresses, the incumbent's emitter
+  const modes = modesAt(sizes, false)
+  const batches = modesAt(sizes, true).slice(modes.length)
+  const perN = 2 * START_S + (targets * sizes.warmUpMs) / 1000 + sizes.repetitions * targets * modes.reduce((s, m) => s + run(m), 0)
+  const bare = START_S + [...modes, ...batches].reduce((s, m) => s + run(m), 0)
+  return Math.round(sizes.nodes.length * perN + targets * batches.reduce((s, m) => s + run(m), 0) + bare)
 }

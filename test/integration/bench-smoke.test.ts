@@ -27,6 +27,7 @@ interface PushRun {
   deliveredPerS: number
   latencyMs: { p99: number }
   messagesInPerPush: number[]
+  turns: { total: { wakeupsPerPush: number; cpuUsPerWakeup: number } }
 }
 
 t.test('npm run bench:smoke runs every scenario and reports whole results', async (t) => {
@@ -61,10 +62,16 @@ t.test('npm run bench:smoke runs every scenario and reports whole results', asyn
     t.ok(runs.some((r) => r.mode === 'batch100'), `${ingress}: batches measured`)
     for (const r of runs) t.ok(r.acknowledged === r.expected && r.received > 0, `${name(r)}: the router answered every recipient delivered`)
   }
+  for (const r of pushes.filter((r) => r.mode === 'fixed')) t.ok(r.turns.total.wakeupsPerPush > 0 && r.turns.total.cpuUsPerWakeup > 0, `${name(r)}: turns counted`)
+  const curve: Array<{ ingress: string; rate: number | null; nodes: number; cpuRatio: { median: number } }> = results.curve
+  t.equal(curve.length, 2 * 3 * 2, 'the scale curve: both ingresses, both rates and max, N = 1 and 3')
+  t.ok(curve.every((p) => p.cpuRatio.median > 0), 'each point has a ratio')
+  t.equal(results.crossovers.length, 2 * 3, 'a crossover per ingress and rate')
   const spread = pushes.filter((r) => r.system === 'switchboard' && r.nodes === 3 && r.mode === 'fixed')
   t.ok(spread.length > 0 && spread.every((r) => r.messagesInPerPush.every((m) => m > 0 && m < 1)), 'Switchboard: each edge takes in only part of the pushes')
   t.ok(results.registry.locateMs.count > 0 && results.registry.presenceQueryMs.p99 > 0, 'registry lookups measured')
   const summary = await readFile(`${root}bench/results/smoke/summary.md`, 'utf8')
   t.match(summary, /### Targets/, 'summary written')
   t.match(summary, /Switchboard, pipeline/, 'summary reports the pipelined ingress')
+  t.match(summary, /### The scale curve[^]*scale-curve\.svg[^]*Crossover/, 'summary leads with the curve, its plot and the crossovers')
 })
