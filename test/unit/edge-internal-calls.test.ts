@@ -40,12 +40,12 @@ function setup() {
       sockets.remove(s.userId, s)
     },
   })
-  const connect = (userId: string, connId: string): Fake => {
+  const connect = (userId: string, connId: string, backlog = 0): Fake => {
     const s: Fake = {
       userId,
       connId,
       sent: [],
-      getBufferedAmount: () => 0,
+      getBufferedAmount: () => backlog,
       cork: (cb) => cb(),
       send: (m) => s.sent.push(m),
     }
@@ -55,8 +55,10 @@ function setup() {
   }
   const deliveryCalls = { n: 0, inc: () => void deliveryCalls.n++ }
   const roomCalls = { n: 0, inc: () => void roomCalls.n++ }
-  const calls = createInternalCalls({ sockets, deliveryCalls, rooms, roomCalls, log: pino({ level: 'silent' }) })
-  return { calls, connect, deliveryCalls, rooms, reverse, roomCalls }
+  const unwritten = { notHere: 0, closed: 0 }
+  const routedUnwritten = { notHere: { inc: (n = 1) => void (unwritten.notHere += n) }, closed: { inc: (n = 1) => void (unwritten.closed += n) } }
+  const calls = createInternalCalls({ sockets, deliveryCalls, routedUnwritten, rooms, roomCalls, log: pino({ level: 'silent' }) })
+  return { calls, connect, deliveryCalls, rooms, reverse, roomCalls, unwritten }
 }
 
 const MALFORMED = { status: 400, body: JSON.stringify({ error: { code: 'invalid_request', message: 'malformed internal request' } }) }
@@ -70,6 +72,25 @@ t.test('deliveries answer one result per delivery, in order, and are counted', a
   t.same(answer, { status: 200, body: JSON.stringify({ results: [{ delivered: ['a'], missing: ['b'] }, { delivered: [], missing: ['b'] }] }) })
   t.same(a.sent, [f1])
   t.equal(deliveryCalls.n, 1)
+})
+
+t.test('routed deliveries are written as deliveries are, answered with nothing, and what was not written is counted by why', async (t) => {
+  const { calls, connect, deliveryCalls, unwritten } = setup()
+  const a = connect('a', 'c1')
+  const a2 = connect('a', 'c2')
+  const slow = connect('s', 'c3', 5_000) // past maxBackpressureBytes (1,000): closed instead
+  const f1 = pushFrame('m1', 'e', 1, 1)
+  const f2 = pushFrame('m2', 'e', 2, 2)
+  const deliveries = [{ frame: f1, to: ['a', 'b', 's'] }, { frame: f2, to: ['a', 'b'], at: [{ epoch: 'e0', offset: 7 }, { epoch: 'e0', offset: 2 }] }]
+  t.equal(calls('deliveries-routed', encodeDeliveries(deliveries), 'r1,r2', 'link'), undefined, 'no answer')
+  t.same(a.sent, [f1, framedAt(f2, 'e0', 7)], 'each socket of the user gets each push, a kept one with its position')
+  t.same(a2.sent, a.sent)
+  t.same(slow.sent, [], 'the slow socket is not written to')
+  t.equal(slow.closedWith, CloseReasons.too_slow.code, 'it is closed as too slow, as for deliveries')
+  t.same(unwritten, { notHere: 2, closed: 1 }, 'b twice not here; s closed')
+  t.equal(deliveryCalls.n, 1, 'a delivery call')
+  t.equal(calls('deliveries-routed', 'not a delivery', 'r3', 'link'), undefined, 'a malformed one is not answered either')
+  t.equal(deliveryCalls.n, 1, 'and not counted')
 })
 
 t.test('malformed bodies answer 400 and are not counted', async (t) => {
@@ -172,10 +193,11 @@ t.test('connection ids: only the exact ids this incarnation issued parse back', 
   t.not(new ConnIds().prefix, new ConnIds().prefix, 'a random prefix per incarnation')
 })
 
-t.test('the link table: every op round-trips its request, is answered by the edge, and only evictions have an HTTP route', async (t) => {
+t.test('the link table: every op round-trips its request, is answered by the edge (but the unanswered one), and only evictions have an HTTP route', async (t) => {
   const frame = pushFrame('m1', 'e', 1, 1)
   const requests: { [Op in LinkOp]: LinkRequest<Op> } = {
     deliveries: [{ frame, to: ['a', 'b'] }, { frame, to: ['b'], at: [{ epoch: 'e0', offset: 3 }] }],
+    'deliveries-routed': [{ frame, to: ['a'] }],
     broadcast: frame,
     disconnect: { userId: 'a', connIds: ['c9'], code: 4501, reason: 'replaced' },
     room: { frame, room: 'r', generation: 'g1', except: ['b'], list: true },
@@ -190,6 +212,12 @@ t.test('the link table: every op round-trips its request, is answered by the edg
     const payload = row.encode(requests[op] as never)
     t.ok(row.decode(payload), `${op}: its encoding decodes`)
     const answer = await calls(op, payload, '', 'link')
+    if (row.isUnanswered) {
+      t.equal(answer, undefined, `${op}: the edge does not answer it`)
+      t.ok(Object.keys(row.summarize({ pushes: 1, written: 0, notHere: 1, closed: 0 } as never)).length > 0, `${op}: its log line has counts`)
+      continue
+    }
+    if (!answer) throw new Error(`${op}: no answer`)
     t.equal(answer.status, 200, `${op}: the edge answers it`)
     const parsed = row.answer.safeParse(JSON.parse(answer.body))
     t.ok(parsed.success, `${op}: its answer is the row's schema`)
@@ -200,6 +228,7 @@ t.test('the link table: every op round-trips its request, is answered by the edg
   }
   t.same(LINK_OPS.filter((op) => linkOps[op].request), ['disconnect', 'room-join', 'room-leave', 'room-members'], 'every JSON request has its schema in the row')
   t.same(LINK_OPS.filter((op) => linkOps[op].http), ['disconnect'], 'only an eviction\'s disconnect is served over HTTP')
+  t.same(LINK_OPS.filter((op) => linkOps[op].isUnanswered), ['deliveries-routed'], 'only routed pushes go unanswered')
   t.equal(linkOps.disconnect.http, '/internal/disconnect')
 })
 

@@ -13,6 +13,7 @@ import {
   type Position,
   type PushResponse,
   type RoomDelivery,
+  type RoutedPushResponse,
 } from '@switchboard/protocol'
 import { MemoryInbox, MemoryRegistry, MemoryRoomStore, type Inbox, type RoomStore } from '@switchboard/registry'
 import { EdgeCallError, createApi, createLimitChecks, createRouterMetrics, timedRegistry, type EdgeClient } from '@switchboard/router'
@@ -21,6 +22,8 @@ import { EdgeCallError, createApi, createLimitChecks, createRouterMetrics, timed
 class FakeEdges implements EdgeClient {
   readonly calls: { url: string; op: string; to?: readonly string[]; requestId?: string; at?: readonly Position[]; room?: RoomDelivery }[] = []
   readonly down = new Set<string>()
+  /** Edges whose delivery calls are never answered (a stopped edge whose link still takes frames). */
+  readonly silent = new Set<string>()
   /** Each edge's local room members (url -> room -> user -> generation), and where it writes its index field. */
   readonly local = new Map<string, Map<string, Map<string, string>>>()
   index: { store: RoomStore; incIds: Record<string, string> } | undefined
@@ -60,9 +63,15 @@ class FakeEdges implements EdgeClient {
   async deliver(url: string, frame: string, to: readonly string[], requestId?: string, at?: readonly Position[]): Promise<DeliveryResult> {
     this.calls.push({ url, op: 'deliver', to, requestId, ...(at && { at }) })
     if (this.down.has(url)) throw new EdgeCallError('link_down', 'down')
+    if (this.silent.has(url)) return new Promise<never>(() => undefined)
     JSON.parse(frame) // the frame is the client's JSON
     const here = new Set(this.holds[url] ?? [])
     return { delivered: to.filter((u) => here.has(u)), missing: to.filter((u) => !here.has(u)) }
+  }
+  async route(url: string, frame: string, to: readonly string[], requestId?: string, at?: readonly Position[]): Promise<void> {
+    this.calls.push({ url, op: 'route', to, requestId, ...(at && { at }) })
+    if (this.down.has(url)) throw new EdgeCallError('link_down', 'down')
+    JSON.parse(frame)
   }
   async broadcast(url: string) {
     this.calls.push({ url, op: 'broadcast' })
@@ -87,7 +96,8 @@ async function setup(t: Test, limits = LIMITS, options: { inbox?: Inbox; keepByD
   await registry.addConnections(e1, [{ userId: 'ann', connId: 'a1', since: 10 }, { userId: 'bob', connId: 'b1', since: 11 }])
   await registry.addConnections(e2, [{ userId: 'bob', connId: 'b2', since: 12 }, { userId: 'cy', connId: 'c1', since: 13 }])
   const edges = new FakeEdges({ 'http://e1': ['ann', 'bob'], 'http://e2': ['bob', 'cy'] })
-  const metrics = createRouterMetrics(new PromRegistry(), () => 0)
+  const prom = new PromRegistry()
+  const metrics = createRouterMetrics(prom, () => 0)
   const inbox = options.inbox ?? new MemoryInbox({ maxLen: 10, ttlMs: 60_000 })
   const rooms = new MemoryRoomStore({ maxMembers: 1_000, maxRoomsPerUser: 10 })
   edges.index = { store: rooms, incIds: { 'http://e1': e1.incId, 'http://e2': e2.incId } }
@@ -104,7 +114,7 @@ async function setup(t: Test, limits = LIMITS, options: { inbox?: Inbox; keepByD
     revocations: registry,
     tokenMaxLifetimeS: 3_600,
   })
-  return { api, edges, registry, inbox, metrics, rooms, e1, e2 }
+  return { api, edges, registry, inbox, metrics, prom, rooms, e1, e2 }
 }
 
 const codeOf = async (p: Promise<unknown>) => p.then(() => 'ok', (err: unknown) => (err instanceof SwitchboardError ? `${err.code}: ${err.message}` : String(err)))
@@ -168,6 +178,45 @@ t.test('only the users of an edge that fails are failed; delivered elsewhere win
   t.same(answer.failed, ['cy'])
   t.same(answer.offline, [])
   t.match(answer.id, /^[0-9a-f-]{36}$/, 'an id is generated')
+})
+
+t.test('wait: routed answers once each edge took its frame: routed, offline and failed, never delivered', async (t) => {
+  const { api, edges, metrics } = await setup(t)
+  edges.silent.add('http://e1').add('http://e2') // no edge would ever answer a delivery call
+  const answer = (await api.push({ to: ['ann', 'bob', 'cy', 'zed', 'ann'], event: 'e', id: 'r1', wait: 'routed' }, 'req-r')) as RoutedPushResponse
+  t.same(answer, { id: 'r1', routed: ['ann', 'bob', 'cy'], offline: ['zed'], failed: [] }, 'answered although no edge answers')
+  t.same(edges.calls.map((c) => [c.op, c.url, c.to]).sort(), [['route', 'http://e1', ['ann', 'bob']], ['route', 'http://e2', ['bob', 'cy']]], 'each edge handed its users, no delivery call')
+  t.ok(edges.calls.every((c) => c.requestId === 'req-r'), 'the request id travels to the edges')
+  const recipients = Object.fromEntries((await metrics.recipients.get()).values.map((v) => [v.labels.result, v.value]))
+  t.same(recipients, { routed: 3, offline: 1 }, 'router_recipients_total{result="routed"}')
+  t.equal((await metrics.routedPushes.get()).values[0]!.value, 1, 'router_pushes_routed_total')
+  t.equal((await metrics.pushes.get()).values[0]!.value, 1, 'and router_pushes_total')
+  t.same(await api.push({ to: ['zed'], event: 'e', id: 'r2', wait: 'written' }, 'r'), { id: 'r2', delivered: [], offline: ['zed'], failed: [] }, 'written: the default answer')
+})
+
+t.test('wait: routed with an edge whose link is down: its users are failed, routed elsewhere wins; the failure is counted', async (t) => {
+  const { api, edges, prom } = await setup(t)
+  edges.down.add('http://e2')
+  t.same(await api.push({ to: ['ann', 'bob', 'cy'], event: 'e', id: 'r3', wait: 'routed' }, 'r'), { id: 'r3', routed: ['ann', 'bob'], offline: [], failed: ['cy'] })
+  const linkDown = (await prom.getSingleMetric('router_forward_failures_total')!.get()).values.find((v) => v.labels.code === 'link_down')
+  t.equal(linkDown?.value, 1, 'router_forward_failures_total{code="link_down"}')
+})
+
+t.test('a kept routed push is in every inbox first; kept lists offline and failed; positions reach the edges', async (t) => {
+  const { api, edges, inbox } = await setup(t)
+  edges.down.add('http://e2')
+  const answer = await api.push({ to: ['ann', 'cy', 'zed'], event: 'e', id: 'kr', keep: true, wait: 'routed' }, 'r')
+  t.same(answer, { id: 'kr', routed: ['ann'], offline: ['zed'], failed: ['cy'], kept: ['zed', 'cy'] })
+  t.same(edges.calls.find((c) => c.url === 'http://e1')!.at!.map((p) => p.offset), [1], 'the edge gets ann\'s inbox position')
+  for (const user of ['ann', 'cy', 'zed']) t.match(await inbox.read(user, { epoch: (await inbox.heads([user]))[0]!.epoch, offset: 0 }), { entries: [{ frame: /"id":"kr"/ }] }, `${user}'s inbox holds it`)
+})
+
+t.test('wait: a bad value, and routed on a room push, are refused with a clear message', async (t) => {
+  const { api, edges } = await setup(t)
+  t.match(await codeOf(api.push({ to: ['ann'], event: 'e', wait: 'later' }, 'r')), /^invalid_request: wait: /)
+  t.match(await codeOf(api.push({ room: 'r1', event: 'e', wait: 'routed' }, 'r')), /^invalid_request: wait: a room push waits for its edges' answers/)
+  t.same(edges.calls, [], 'nothing sent')
+  t.equal(await codeOf(api.push({ room: 'r1', event: 'e', wait: 'written' }, 'r')), 'ok', 'written, the default, is taken')
 })
 
 t.test('validation and limits throw invalid_request naming the field', async (t) => {

@@ -10,6 +10,12 @@ export interface PushSocket {
 /** Kept frames that reached a resuming socket's user while its inbox was being read, in arrival order. */
 export type HeldFrames = (Position & { frame: string })[]
 
+/** Recipients a delivery could not write, by why (a routed push's edge_routed_unwritten_total). */
+export interface Unwritten {
+  notHere: number
+  closed: number
+}
+
 /** A prom-client Counter, or a fake. */
 export interface Count {
   inc(value?: number): void
@@ -109,9 +115,10 @@ export class UserSockets<S extends PushSocket> {
    * Writes `frame` to every socket of each recipient; delivered = written to at least one open
    * socket. A kept push (`at`: each recipient's inbox position) gets the position spliced in
    * per user, and is also held for the user's sockets that are resuming (not counted: held is
-   * not written).
+   * not written). `unwritten`, when given, counts the missing by why: no socket of the user
+   * here (`notHere`), or every one closed instead as too slow (`closed`).
    */
-  deliver(frame: string, to: readonly string[], at?: readonly (Position | undefined)[]): DeliveryResult {
+  deliver(frame: string, to: readonly string[], at?: readonly (Position | undefined)[], unwritten?: Unwritten): DeliveryResult {
     const delivered: string[] = []
     const missing: string[] = []
     let written = 0
@@ -119,9 +126,13 @@ export class UserSockets<S extends PushSocket> {
       const userId = to[i]!
       const position = at?.[i]
       const f = position ? framedAt(frame, position.epoch, position.offset) : frame
-      const n = this.#writeEntry(this.#byUser.get(userId), f)
+      const entry = this.#byUser.get(userId)
+      const n = this.#writeEntry(entry, f)
       if (n > 0) delivered.push(userId)
-      else missing.push(userId)
+      else {
+        missing.push(userId)
+        if (unwritten) entry === undefined ? unwritten.notHere++ : unwritten.closed++
+      }
       written += n
       if (position && this.#resuming.size > 0) this.#resuming.get(userId)?.forEach((held) => held.push({ ...position, frame: f }))
     }

@@ -1,6 +1,6 @@
 import type { Logger } from 'pino'
 import { CloseCode, errorBody, linkOps, type LinkOp, type LinkParsed, type LinkResult } from '@switchboard/protocol'
-import type { Count, PushSocket, UserSockets } from './delivery.js'
+import type { Count, PushSocket, Unwritten, UserSockets } from './delivery.js'
 import type { LocalRooms } from './rooms.js'
 
 /** An answer as both transports send it: the HTTP status and JSON body, or a link answer's. */
@@ -11,8 +11,10 @@ export interface InternalAnswer {
 
 export interface InternalCallDeps<S extends PushSocket> {
   sockets: UserSockets<S>
-  /** edge_deliver_requests_total: one per well-formed delivery call, whatever its transport. */
+  /** edge_deliver_requests_total: one per well-formed delivery call (routed or not), whatever its transport. */
   deliveryCalls: Count
+  /** edge_routed_unwritten_total by reason: recipients of routed pushes not written. */
+  routedUnwritten?: { notHere: Count; closed: Count }
   /** The rooms of this edge's users and sockets; without it, room calls reach no one. */
   rooms?: LocalRooms<S>
   /** edge_room_pushes_total: one per well-formed room push call. */
@@ -27,9 +29,9 @@ export interface InternalCallDeps<S extends PushSocket> {
 /**
  * Answers an internal call from its op and payload. `via` and `requestIds` (the routers' request
  * ids, comma-separated) are for logs only. Pushes are answered at once; membership changes once
- * the room index is written.
+ * the room index is written; an unanswered op (`isUnanswered` in its row) gets undefined.
  */
-export type InternalCalls = (op: LinkOp, payload: string, requestIds: string, via: 'http' | 'link') => InternalAnswer | Promise<InternalAnswer>
+export type InternalCalls = (op: LinkOp, payload: string, requestIds: string, via: 'http' | 'link') => InternalAnswer | Promise<InternalAnswer> | undefined
 
 /** The edge's handler of each link op (protocol's `linkOps`), given the request its row decoded. */
 type Handlers = { readonly [Op in LinkOp]: (request: LinkParsed<Op>) => LinkResult<Op> | Promise<LinkResult<Op>> }
@@ -48,6 +50,15 @@ export function createInternalCalls<S extends PushSocket>(deps: InternalCallDeps
     deliveries: (deliveries) => {
       deliveryCalls.inc()
       return { results: deliveries.map((d) => sockets.deliver(d.frame, d.to, d.at)) }
+    },
+    'deliveries-routed': (deliveries) => {
+      deliveryCalls.inc()
+      const unwritten: Unwritten = { notHere: 0, closed: 0 }
+      let written = 0
+      for (const d of deliveries) written += sockets.deliver(d.frame, d.to, d.at, unwritten).delivered.length
+      if (unwritten.notHere > 0) deps.routedUnwritten?.notHere.inc(unwritten.notHere)
+      if (unwritten.closed > 0) deps.routedUnwritten?.closed.inc(unwritten.closed)
+      return { pushes: deliveries.length, written, ...unwritten }
     },
     broadcast: (frame) => ({ connections: sockets.broadcast(frame) }),
     disconnect: ({ userId, connIds, code = CloseCode.kicked, reason = 'disconnected' }) => {
@@ -82,12 +93,17 @@ export function createInternalCalls<S extends PushSocket>(deps: InternalCallDeps
   }
 
   return function call<Op extends LinkOp>(op: Op, payload: string, requestIds: string, via: 'http' | 'link') {
-    const request = linkOps[op].decode(payload)
+    const row = linkOps[op]
+    const request = row.decode(payload)
     if (request === undefined) {
       log.warn({ route: op, via, requestIds }, 'malformed internal request')
-      return MALFORMED
+      return row.isUnanswered ? undefined : MALFORMED
     }
     const answer = handlers[op](request)
+    if (row.isUnanswered) {
+      if (log.isLevelEnabled('debug')) log.debug({ route: op, via, requestIds, tally: row.summarize(answer as LinkResult<Op>) }, 'internal call, unanswered')
+      return undefined
+    }
     if (answer instanceof Promise) return answer.then((a) => answered(op, via, requestIds, a))
     return answered(op, via, requestIds, answer)
   }

@@ -9,7 +9,7 @@ export interface EdgeSizes {
 export function createEdgeMetrics(registry: PromRegistry) {
   collectDefaultMetrics({ register: registry })
   const sizes: EdgeSizes = { connections: () => 0, rooms: () => 0 }
-  return {
+  const metrics = {
     /** Where the gauges read their sizes: called once the connections (and rooms) exist. */
     observe(from: Partial<EdgeSizes>): void {
       Object.assign(sizes, from)
@@ -85,6 +85,12 @@ export function createEdgeMetrics(registry: PromRegistry) {
         this.set(sizes.rooms())
       },
     }),
+    routedUnwritten: new Counter({
+      name: 'edge_routed_unwritten_total',
+      help: 'Recipients of routed pushes (wait: routed, never confirmed to the router) this edge could not write, by reason (not_here: no open socket of the user here; closed: closed as too slow instead).',
+      labelNames: ['reason'] as const,
+      registers: [registry],
+    }),
     backpressureCloses: new Counter({
       name: 'edge_backpressure_closes_total',
       help: 'Sockets closed with 4008 (too_slow) because they read too slowly.',
@@ -109,5 +115,8 @@ export function createEdgeMetrics(registry: PromRegistry) {
       registers: [registry],
     }),
   }
+  // Served at 0 from the start, so a dashboard and its alerts see the series before the first routed push.
+  for (const reason of ['not_here', 'closed'] as const) metrics.routedUnwritten.inc({ reason }, 0)
+  return metrics
 }
 export type EdgeMetrics = ReturnType<typeof createEdgeMetrics>

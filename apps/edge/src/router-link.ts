@@ -69,6 +69,7 @@ export function createRouterLinks(deps: RouterLinkDeps): RouterLinks {
         return ws.end(CloseCode.protocolViolation, 'not a link call')
       }
       const answer = calls(call.op, call.payload, call.requestIds === '-' ? '' : call.requestIds, 'link')
+      if (answer === undefined) return // a routed push: never answered
       if (!(answer instanceof Promise)) return send(ws, call.callId, answer)
       // A membership change: answered once written, if the link is still there (uWS throws on a closed socket).
       void answer.then((a) => links.has(ws) && send(ws, call.callId, a))

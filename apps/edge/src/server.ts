@@ -154,6 +154,7 @@ export async function startEdge(deps: EdgeDeps): Promise<Edge> {
   const calls = createInternalCalls({
     sockets: connections.sockets,
     deliveryCalls: metrics.deliveries,
+    routedUnwritten: { notHere: metrics.routedUnwritten.labels('not_here'), closed: metrics.routedUnwritten.labels('closed') },
     rooms,
     roomCalls: metrics.roomPushes,
     isOpen: (ws) => connections.isOpen(ws),
@@ -183,8 +184,9 @@ export async function startEdge(deps: EdgeDeps): Promise<Edge> {
         if (body === undefined) return
         let isAborted = false
         res.onAborted(() => (isAborted = true))
+        // Only rows with `http` are served here, and none of them is unanswered: `{}` is never sent.
         const answer = await calls(op, body.toString('utf8'), requestIds, 'http')
-        if (!isAborted) sendJson(res, answer.status, answer.body)
+        if (!isAborted) sendJson(res, answer?.status ?? 200, answer?.body ?? '{}')
       },
       () => sendError(res, 413, 'payload_too_large', 'internal request too large'),
     )

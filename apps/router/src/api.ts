@@ -21,6 +21,7 @@ import {
   type PushResponse,
   type RevokeResponse,
   type RoomPushResponse,
+  type RoutedPushResponse,
 } from '@switchboard/protocol'
 import type { Inbox, Revocations, RoomStore } from '@switchboard/registry'
 import type { EdgeClient } from './edge-client.js'
@@ -55,8 +56,8 @@ export interface ApiDeps {
  * `requestId` is the caller's request id, for the logs here and on the edges.
  */
 export interface Api {
-  /** A push to users (`to`), or to a room (`room`). */
-  push(body: unknown, requestId: string): Promise<PushResponse | RoomPushResponse>
+  /** A push to users (`to`; `routed` instead of `delivered` with `wait: "routed"`), or to a room (`room`). */
+  push(body: unknown, requestId: string): Promise<PushResponse | RoutedPushResponse | RoomPushResponse>
   broadcast(body: unknown, requestId: string): Promise<BroadcastResponse>
   presence(params: unknown): Promise<PresenceResponse>
   presenceQuery(body: unknown): Promise<PresenceQueryResponse>
@@ -67,7 +68,7 @@ export interface Api {
   rooms: RoomApi
 }
 
-const RESULTS = ['delivered', 'offline', 'failed'] as const
+const RESULTS = ['delivered', 'routed', 'offline', 'failed'] as const
 type Result = (typeof RESULTS)[number]
 
 export function createApi(deps: ApiDeps): Api {
@@ -82,6 +83,22 @@ export function createApi(deps: ApiDeps): Api {
       log.warn({ err, edge: url, reqId: requestId }, 'edge call failed')
       return undefined
     })
+  }
+
+  /**
+   * Hands a routed push to one edge: true once its frame is queued on the link. A failure is
+   * logged and counted (router_forward_failures_total) as a delivery call's; nothing is timed,
+   * there being no answer to wait for.
+   */
+  function handOver(requestId: string, url: string, call: () => Promise<void>): Promise<boolean> {
+    return call().then(
+      () => true,
+      (err: unknown) => {
+        metrics.forward.failed(err)
+        log.warn({ err, edge: url, reqId: requestId }, 'edge call failed')
+        return false
+      },
+    )
   }
 
   /** Each recipient's inbox position of the push; an inbox that cannot be written fails the push (503): nothing is sent. */
@@ -122,23 +139,31 @@ export function createApi(deps: ApiDeps): Api {
       // after: a client whose registration the lookup misses resumes from the inbox instead.
       const kept = (body.keep ?? keepByDefault) ? await keepFor(recipients, frame) : undefined
       const plan = planDelivery(recipients, await registry.locate(recipients))
+      // A routed push is settled once each edge's link took its frame: a user one of whose edges
+      // took it is `routed`, as one an edge wrote to is `delivered`.
+      const isRouted = body.wait === 'routed'
       const outcomes = await Promise.all(
         [...plan.byEdge].map(async ([url, users]): Promise<EdgeOutcome> => {
           const at = kept && users.map((u) => kept.get(u)!)
+          if (isRouted) return (await handOver(requestId, url, () => edges.route(url, frame, users, requestId, at))) ? { users, delivered: users } : { users, failed: true }
           const answer = await forward(requestId, url, () => edges.deliver(url, frame, users, requestId, at))
           return answer ? { users, delivered: answer.delivered } : { users, failed: true }
         }),
       )
-      const settled = settleDelivery(recipients, outcomes)
+      const { delivered, offline, failed } = settleDelivery(recipients, outcomes)
+      const settled = isRouted ? { routed: delivered, offline, failed } : { delivered, offline, failed }
       metrics.pushes.inc()
-      for (const result of RESULTS) if (settled[result].length > 0) recipientsBy[result].inc(settled[result].length)
+      if (isRouted) metrics.routedPushes.inc()
+      if (delivered.length > 0) recipientsBy[isRouted ? 'routed' : 'delivered'].inc(delivered.length)
+      if (offline.length > 0) recipientsBy.offline.inc(offline.length)
+      if (failed.length > 0) recipientsBy.failed.inc(failed.length)
       if (log.isLevelEnabled('debug')) {
-        log.debug({ reqId: requestId, pushId: id, edges: plan.byEdge.size, delivered: settled.delivered.length, offline: settled.offline.length, failed: settled.failed.length }, 'push')
+        log.debug({ reqId: requestId, pushId: id, edges: plan.byEdge.size, [isRouted ? 'routed' : 'delivered']: delivered.length, offline: offline.length, failed: failed.length }, 'push')
       }
       if (!kept) return { id, ...settled }
       metrics.kept.inc()
       // Not written now, waiting in the inbox: the backend may still send an OS notification.
-      return { id, ...settled, kept: [...settled.offline, ...settled.failed] }
+      return { id, ...settled, kept: [...offline, ...failed] }
     },
 
     async broadcast(input, requestId) {

@@ -21,6 +21,12 @@ import type {
 export interface EdgeClient {
   /** `at`: a kept push's inbox position of each recipient, in `to`'s order. */
   deliver(edgeUrl: string, frame: string, to: readonly string[], requestId?: string, at?: readonly Position[]): Promise<DeliveryResult>
+  /**
+   * A push with `wait: "routed"`: resolves once its frame is queued on the edge's link (the edge
+   * sends no answer); rejects as `deliver` does when the link cannot open within the timeout or
+   * the circuit is open, and with `backpressure` when the link's backlog is full.
+   */
+  route(edgeUrl: string, frame: string, to: readonly string[], requestId?: string, at?: readonly Position[]): Promise<void>
   broadcast(edgeUrl: string, frame: string, requestId?: string): Promise<BroadcastResult>
   disconnect(edgeUrl: string, request: InternalDisconnect, requestId?: string): Promise<DisconnectResult>
   /** A room push: the edge writes it to its local members of the room. */
@@ -41,9 +47,10 @@ export interface EdgeClient {
  * - `circuit_open`: not sent, the edge keeps failing and is skipped for a while (Circuits);
  * - `bad_answer`: an answer that is not the op's (malformed frame, not JSON, wrong shape or count);
  * - `edge_error`: the edge answered an error status (400: a call it found malformed);
- * - `closed`: the router is shutting down, or closed an idle link with the call still waiting.
+ * - `closed`: the router is shutting down, or closed an idle link with the call still waiting;
+ * - `backpressure`: a routed push not sent, the link's backlog is past MAX_LINK_BACKLOG_BYTES (the edge does not read).
  */
-export const EDGE_CALL_ERROR_CODES = ['timeout', 'refused', 'link_down', 'circuit_open', 'bad_answer', 'edge_error', 'closed'] as const
+export const EDGE_CALL_ERROR_CODES = ['timeout', 'refused', 'link_down', 'circuit_open', 'bad_answer', 'edge_error', 'closed', 'backpressure'] as const
 export type EdgeCallErrorCode = (typeof EDGE_CALL_ERROR_CODES)[number]
 
 export class EdgeCallError extends Error {

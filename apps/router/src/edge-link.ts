@@ -39,6 +39,12 @@ export interface LinkEdgeClientOptions {
 /** A coalesced delivery call stops growing at this many bytes (the edge accepts MAX_LINK_FRAME_BYTES). */
 const MAX_CALL_BYTES = 4 << 20
 
+/**
+ * A routed push is not queued on a link whose unsent backlog is past this (the edge is not
+ * reading: stopped or overloaded); its recipients are `failed` (`backpressure`).
+ */
+export const MAX_LINK_BACKLOG_BYTES = MAX_LINK_FRAME_BYTES
+
 /** One call on a link: sent (or waiting for the link to open) and not yet answered. */
 interface Call {
   op: LinkOp
@@ -47,16 +53,18 @@ interface Call {
   /** ms epoch past which the call fails. */
   deadline: number
   isSent: boolean
+  /** Its op's row says `isUnanswered`: settled (with undefined) once queued on the socket, and forgotten. */
+  isUnanswered?: boolean
   settle(body: unknown): void
   fail(err: unknown): void
 }
 
-/** A push waiting for this turn's delivery call to its edge. */
-interface Delivery {
+/** A push waiting for this turn's delivery call to its edge (`T`: its answer, or void for a routed push). */
+interface Delivery<T> {
   body: string
   recipients: number
   requestId: string
-  resolve(result: DeliveryResult): void
+  resolve(result: T): void
   reject(err: unknown): void
 }
 
@@ -82,6 +90,10 @@ export class LinkEdgeClient implements EdgeClient {
 
   deliver(edgeUrl: string, frame: string, to: readonly string[], requestId = '-', at?: readonly Position[]): Promise<DeliveryResult> {
     return this.#link(edgeUrl).deliver(encodeDelivery(frame, to, at), to.length, requestId)
+  }
+
+  route(edgeUrl: string, frame: string, to: readonly string[], requestId = '-', at?: readonly Position[]): Promise<void> {
+    return this.#link(edgeUrl).route(encodeDelivery(frame, to, at), to.length, requestId)
   }
 
   broadcast(edgeUrl: string, frame: string, requestId = '-'): Promise<BroadcastResult> {
@@ -134,7 +146,9 @@ class Link {
   /** In deadline order: every call has the same timeout, and Maps iterate in insertion order. */
   readonly #calls = new Map<number, Call>()
   #nextCallId = 1
-  #deliveries: Delivery[] = []
+  #deliveries: Delivery<DeliveryResult>[] = []
+  /** This turn's routed pushes: one `deliveries-routed` call, which the edge does not answer. */
+  #routed: Delivery<void>[] = []
   #timer: NodeJS.Timeout | undefined
   #pinger: NodeJS.Timeout | undefined
   #isPongDue = false
@@ -153,8 +167,16 @@ class Link {
   /** Joins this turn's delivery call to the edge; the call goes out once the turn's I/O is done. */
   deliver(body: string, recipients: number, requestId: string): Promise<DeliveryResult> {
     return new Promise((resolve, reject) => {
-      if (this.#deliveries.length === 0) setImmediate(() => this.#flushDeliveries())
+      this.#flushSoon()
       this.#deliveries.push({ body, recipients, requestId, resolve, reject })
+    })
+  }
+
+  /** Joins this turn's routed call to the edge; settled once that call is queued on the socket. */
+  route(body: string, recipients: number, requestId: string): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.#flushSoon()
+      this.#routed.push({ body, recipients, requestId, resolve, reject })
     })
   }
 
@@ -177,30 +199,24 @@ class Link {
    */
   close(err: unknown): void {
     for (const d of this.#deliveries.splice(0)) d.reject(err)
+    for (const d of this.#routed.splice(0)) d.reject(err)
     this.#teardown(err, 1000)
   }
 
+  #flushSoon(): void {
+    if (this.#deliveries.length === 0 && this.#routed.length === 0) setImmediate(() => this.#flushDeliveries())
+  }
+
   /**
-   * Sends what waits as `deliveries` calls, each within MAX_CALL_BYTES and MAX_RECIPIENTS_PER_CALL.
-   * The payload is the row's encoding (deliveries joined by newlines), built from each push's
-   * delivery encoded once, when it was queued, to bound the call's size.
+   * Sends what waits as `deliveries` and `deliveries-routed` calls, each within MAX_CALL_BYTES
+   * and MAX_RECIPIENTS_PER_CALL.
    */
   #flushDeliveries(): void {
     const waiting = this.#deliveries
+    const routed = this.#routed
     this.#deliveries = []
-    for (let i = 0; i < waiting.length; ) {
-      let bytes = 0
-      let recipients = 0
-      let j = i
-      while (j < waiting.length && (j === i || (bytes + waiting[j]!.body.length <= MAX_CALL_BYTES && recipients + waiting[j]!.recipients <= MAX_RECIPIENTS_PER_CALL))) {
-        bytes += waiting[j]!.body.length + 1
-        recipients += waiting[j]!.recipients
-        j++
-      }
-      const batch = waiting.slice(i, j)
-      i = j
-      const payload = batch.length === 1 ? batch[0]!.body : batch.map((d) => d.body).join('\n')
-      const requestIds = batch.length === 1 ? batch[0]!.requestId : batch.map((d) => d.requestId).join(',')
+    this.#routed = []
+    for (const { batch, payload, requestIds } of batches(waiting)) {
       const fail = (err: unknown) => batch.forEach((d) => d.reject(err))
       this.#start('deliveries', requestIds, payload, (body) => {
         const parsed = linkOps.deliveries.answer.safeParse(body)
@@ -210,6 +226,39 @@ class Link {
         batch.forEach((d, k) => d.resolve(results[k]!))
       }, fail)
     }
+    for (const { batch, payload, requestIds } of batches(routed)) {
+      this.#handOver('deliveries-routed', requestIds, payload, () => batch.forEach((d) => d.resolve()), (err) => batch.forEach((d) => d.reject(err)))
+    }
+  }
+
+  /**
+   * A call of an unanswered op: queued on the socket now if the link is open, else when it opens
+   * (within the timeout, as any call). No entry in `#calls` and no timer once it is on the socket.
+   */
+  #handOver(op: LinkOp, requestIds: string, payload: string, done: () => void, fail: (err: unknown) => void): void {
+    if (!this.circuits.allow(this.edgeUrl)) return fail(new EdgeCallError('circuit_open', 'edge skipped: it keeps failing'))
+    this.#lastUsedMs = Date.now()
+    const callId = this.#nextCallId++
+    if (this.#isOpen) return this.#queueUnanswered(callId, op, requestIds, payload, done, fail)
+    this.#calls.set(callId, { op, requestIds, payload, deadline: this.#lastUsedMs + this.options.timeoutMs, isSent: false, isUnanswered: true, settle: done, fail })
+    this.#timer ??= setTimeout(() => this.#expire(), this.options.timeoutMs)
+    this.#connect()
+  }
+
+  /**
+   * "Handed": the frame is queued on an open socket whose backlog is within MAX_LINK_BACKLOG_BYTES.
+   * A link that takes frames is a working one for the circuit (no answer will ever say so).
+   */
+  #queueUnanswered(callId: number, op: LinkOp, requestIds: string, payload: string, done: () => void, fail: (err: unknown) => void): void {
+    const ws = this.#ws!
+    if (ws.readyState !== WebSocket.OPEN) return fail(new EdgeCallError('link_down', 'edge link closing'))
+    if (ws.bufferedAmount > MAX_LINK_BACKLOG_BYTES) {
+      this.circuits.failed(this.edgeUrl)
+      return fail(new EdgeCallError('backpressure', `edge link backlog past ${MAX_LINK_BACKLOG_BYTES} bytes: the edge is not reading`))
+    }
+    ws.send(encodeLinkCall(callId, op, requestIds, payload), { binary: true })
+    this.circuits.succeeded(this.edgeUrl)
+    done()
   }
 
   #start(op: LinkOp, requestIds: string, payload: string, settle: (body: unknown) => void, fail: (err: unknown) => void): void {
@@ -224,6 +273,10 @@ class Link {
 
   #send(callId: number): void {
     const call = this.#calls.get(callId)!
+    if (call.isUnanswered) {
+      this.#calls.delete(callId)
+      return this.#queueUnanswered(callId, call.op, call.requestIds, call.payload, () => call.settle(undefined), call.fail)
+    }
     call.isSent = true
     this.#ws!.send(encodeLinkCall(callId, call.op, call.requestIds, call.payload), { binary: true })
   }
@@ -323,5 +376,28 @@ class Link {
       ws.ping()
     }, this.options.pingEveryMs ?? 5_000)
     this.#pinger.unref()
+  }
+}
+
+/**
+ * Pushes waiting for one edge, cut into calls of at most MAX_CALL_BYTES and
+ * MAX_RECIPIENTS_PER_CALL. The payload is the row's encoding (deliveries joined by newlines),
+ * built from each push's delivery encoded once, when it was queued, to bound the call's size.
+ */
+function* batches<T>(waiting: readonly Delivery<T>[]): Generator<{ batch: Delivery<T>[]; payload: string; requestIds: string }> {
+  for (let i = 0; i < waiting.length; ) {
+    let bytes = 0
+    let recipients = 0
+    let j = i
+    while (j < waiting.length && (j === i || (bytes + waiting[j]!.body.length <= MAX_CALL_BYTES && recipients + waiting[j]!.recipients <= MAX_RECIPIENTS_PER_CALL))) {
+      bytes += waiting[j]!.body.length + 1
+      recipients += waiting[j]!.recipients
+      j++
+    }
+    const batch = waiting.slice(i, j)
+    i = j
+    const payload = batch.length === 1 ? batch[0]!.body : batch.map((d) => d.body).join('\n')
+    const requestIds = batch.length === 1 ? batch[0]!.requestId : batch.map((d) => d.requestId).join(',')
+    yield { batch, payload, requestIds }
   }
 }

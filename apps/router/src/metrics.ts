@@ -21,6 +21,11 @@ export function createRouterMetrics(registry: PromRegistry, inFlight: () => numb
       help: 'Pushes kept in their recipients\' inboxes for recovery (keep, or PUSH_KEEP_DEFAULT).',
       registers: [registry],
     }),
+    routedPushes: new Counter({
+      name: 'router_pushes_routed_total',
+      help: 'Pushes with wait: routed (answered once handed to the edges; also in router_pushes_total).',
+      registers: [registry],
+    }),
     roomPushes: new Counter({
       name: 'router_room_pushes_total',
       help: 'Accepted room pushes.',
@@ -33,7 +38,7 @@ export function createRouterMetrics(registry: PromRegistry, inFlight: () => numb
     }),
     recipients: new Counter({
       name: RECIPIENTS_METRIC,
-      help: 'Push recipients by outcome (delivered, offline, failed).',
+      help: 'Push recipients by outcome (delivered, routed: a routed push handed to their edge, offline, failed).',
       labelNames: ['result'] as const,
       registers: [registry],
     }),
@@ -47,7 +52,7 @@ export function createRouterMetrics(registry: PromRegistry, inFlight: () => numb
       }),
       new Counter({
         name: 'router_forward_failures_total',
-        help: 'Failed router -> edge delivery calls, per push, by why (EdgeCallError code); circuit_open: not sent, the edge keeps failing.',
+        help: 'Failed router -> edge delivery calls (routed pushes too), per push, by why (EdgeCallError code); circuit_open: not sent, the edge keeps failing.',
         labelNames: ['code'] as const,
         registers: [registry],
       }),
@@ -122,7 +127,12 @@ function perEdgeTimer(histogram: Histogram<'edge' | 'result'>, failures: Counter
   const seen = new Set<string>()
   // Served at 0 from the start, so a dashboard and its alerts see every code before its first failure.
   for (const code of EDGE_CALL_ERROR_CODES) failures.inc({ code }, 0)
+  const codeOf = (err: unknown) => (err instanceof EdgeCallError ? err.code : 'edge_error')
   return {
+    /** Counts a failed call that was not timed (a routed push's hand-over). */
+    failed(err: unknown): void {
+      failures.inc({ code: codeOf(err) })
+    },
     time<T>(edge: string, call: Promise<T>): Promise<T> {
       seen.add(edge)
       const end = histogram.startTimer({ edge })
@@ -132,7 +142,7 @@ function perEdgeTimer(histogram: Histogram<'edge' | 'result'>, failures: Counter
           return value
         },
         (err: unknown) => {
-          const code = err instanceof EdgeCallError ? err.code : 'edge_error'
+          const code = codeOf(err)
           failures.inc({ code })
           if (code !== 'circuit_open') end({ result: 'error' })
           throw err

@@ -20,6 +20,7 @@ import {
   type RoomPresenceResponse,
   type RoomPushRequest,
   type RoomPushResponse,
+  type RoutedPushResponse,
   type RoomRemoveResponse,
 } from '@switchboard/protocol'
 import { SwitchboardApiError, errorOfAnswer } from './errors.js'
@@ -105,11 +106,18 @@ export class SwitchboardBackend {
     }
   }
 
+  /**
+   * Sends a push to users' sockets without waiting for the edges (`wait: "routed"`): the answer
+   * says whose edge was handed it (`routed`), who is `offline`, and whose edge could not be (`failed`).
+   */
+  push(request: PushRequest & { wait: 'routed' }, options?: CallOptions): Promise<RoutedPushResponse>
   /** Sends a push to users' sockets; the answer says who got it (`delivered`), who is `offline`, and whose edge `failed`. */
-  push(request: PushRequest, options?: CallOptions): Promise<PushResponse>
+  push(request: PushRequest & { wait?: 'written' }, options?: CallOptions): Promise<PushResponse>
+  /** `wait` not known until run time: tell the answers apart by `routed` (or `delivered`). */
+  push(request: PushRequest, options?: CallOptions): Promise<PushResponse | RoutedPushResponse>
   /** Sends a push to a room's members (`room` instead of `to`; README, "Rooms"). */
   push(request: RoomPushRequest, options?: CallOptions): Promise<RoomPushResponse>
-  push(request: PushRequest | RoomPushRequest, options?: CallOptions): Promise<PushResponse | RoomPushResponse> {
+  push(request: PushRequest | RoomPushRequest, options?: CallOptions): Promise<PushResponse | RoutedPushResponse | RoomPushResponse> {
     return this.#call('push', request, options)
   }
 

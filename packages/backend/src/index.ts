@@ -25,6 +25,8 @@ export type {
   RoomPushRequest,
   RoomPushResponse,
   RoomRemoveResponse,
+  RoutedPushResponse,
+  PushWait,
 } from '@switchboard/protocol'
 export { verifyPresenceWebhook, WebhookVerificationError, type VerifyWebhookOptions, type WebhookHeaders } from './webhooks.js'
 export type { PresenceEvent, PresenceCause } from '@switchboard/protocol'

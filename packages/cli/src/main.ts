@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util'
 import { SwitchboardApiError, SwitchboardBackend } from '@switchboard/backend'
-import { OPERATION_NAMES, type PipelineOp } from '@switchboard/protocol'
+import { OPERATION_NAMES, PUSH_WAITS, type PipelineOp, type PushWait } from '@switchboard/protocol'
 import { readSession, sessionFile, type LocalSession } from './session.js'
 import { mintDevToken } from './token.js'
 
@@ -9,7 +9,7 @@ type Env = Record<string, string | undefined>
 const USAGE = `usage: switchboard <command> [options]
 
   token --user <id> [--ttl 24h]          mint a development client token (HS256)
-  push --to <id>[,<id>...] --event <name> [--data <json>] [--id <id>] [--keep]
+  push --to <id>[,<id>...] --event <name> [--data <json>] [--id <id>] [--keep] [--wait routed]
   push --room <room> --event <name> [--data <json>] [--id <id>] [--except <id>,...] [--keep]
   presence <id> [<id>...]                who is online, and where
   nodes                                  live edges and their connections
@@ -50,6 +50,7 @@ export async function main(argv: string[], env: Env, out = process.stdout, err =
         data: { type: 'string' },
         id: { type: 'string' },
         keep: { type: 'boolean', default: false },
+        wait: { type: 'string' },
         url: { type: 'string' },
         key: { type: 'string' },
         secret: { type: 'string' },
@@ -85,6 +86,8 @@ export async function main(argv: string[], env: Env, out = process.stdout, err =
           ...(values.id ? { id: values.id } : {}),
           ...(values.keep ? { keep: true } : {}),
         }
+        if (values.wait !== undefined && !PUSH_WAITS.includes(values.wait as PushWait)) throw new UsageError(`--wait: ${PUSH_WAITS.join(' or ')}, not ${values.wait}`)
+        if (values.room !== undefined && values.wait === 'routed') throw new UsageError('--wait routed: only for --to (a room push waits for its edges)')
         if (values.room !== undefined) {
           const room = values.room
           const answer = await call((router) => router.push({ room, ...common, ...(values.except ? { except: ids(values.except) } : {}) }))
@@ -97,12 +100,12 @@ export async function main(argv: string[], env: Env, out = process.stdout, err =
           )
           return 0
         }
-        const body = { to: ids(values.to!), ...common }
+        const body = { to: ids(values.to!), ...common, ...(values.wait ? { wait: values.wait as PushWait } : {}) }
         const answer = await call((router) => router.push(body))
         print(answer, () =>
           [
             `push ${answer.id}`,
-            `  delivered  ${list(answer.delivered)}`,
+            'routed' in answer ? `  routed     ${list(answer.routed)}` : `  delivered  ${list(answer.delivered)}`,
             `  offline    ${list(answer.offline)}`,
             `  failed     ${list(answer.failed)}`,
             ...(answer.kept ? [`  kept       ${list(answer.kept)}`] : []),

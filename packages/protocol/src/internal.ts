@@ -99,6 +99,19 @@ export type DeliveryResult = z.output<typeof DeliveryResult>
 export const DeliveriesResult = z.strictObject({ results: z.array(DeliveryResult) })
 export type DeliveriesResult = z.output<typeof DeliveriesResult>
 
+/**
+ * What an edge made of a `deliveries-routed` call, for its own log and metrics only (the call is
+ * never answered): recipients written to, and those it could not write, by why (`notHere`: no
+ * open socket of the user on this edge; `closed`: their sockets were closed as too slow).
+ */
+export const RoutedDeliveriesTally = z.strictObject({
+  pushes: z.number().int().min(0),
+  written: z.number().int().min(0),
+  notHere: z.number().int().min(0),
+  closed: z.number().int().min(0),
+})
+export type RoutedDeliveriesTally = z.output<typeof RoutedDeliveriesTally>
+
 export const BroadcastResult = z.strictObject({ connections: z.number().int().min(0) })
 export type BroadcastResult = z.output<typeof BroadcastResult>
 

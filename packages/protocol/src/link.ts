@@ -10,6 +10,7 @@ import {
   RoomDeliveryResult,
   RoomMembershipResult,
   RoomMembersResult,
+  RoutedDeliveriesTally,
   decodeDeliveries,
   decodeRoomDelivery,
   encodeDeliveries,
@@ -34,7 +35,9 @@ import {
  * (below) and `payload` its request as that row encodes it (bodies in internal.ts).
  * `requestIds` is the X-Request-Ids value (`-` when none): request ids never hold a space or
  * a newline. `status` is 200 with the row's JSON answer, or 400 with
- * an error body for a malformed call; the link stays open either way. Answers may come in
+ * an error body for a malformed call; the link stays open either way. A row marked
+ * `isUnanswered` (`deliveries-routed`) is never answered, not even when malformed (the edge
+ * logs it): the router counts such a call done once its frame is queued on the link. Answers may come in
  * any order: room-join and room-leave are answered once the edge index is written. A frame that is not a
  * call at all closes the link (1008).
  */
@@ -61,6 +64,11 @@ export interface LinkOpRow<Request, Parsed, Result> {
   request?: z.ZodType
   /** Counts, never user ids. */
   summarize(answer: Result): Record<string, number>
+  /**
+   * The edge sends no answer (`answer` then describes what its handler returns, for its log):
+   * the router settles the call once its frame is queued on the link, with no timer per call.
+   */
+  isUnanswered?: true
   /**
    * The op's HTTP route on the edge's internal port, for the one call that is not a router's:
    * an edge closing the connections the registry evicted on another edge (edges hold no link
@@ -97,6 +105,17 @@ const table = {
     answer: DeliveriesResult,
     summarize: ({ results }) => ({ pushes: results.length, delivered: results.reduce((n, r) => n + r.delivered.length, 0) }),
   } satisfies LinkOpRow<Parameters<typeof encodeDeliveries>[0], NonNullable<ReturnType<typeof decodeDeliveries>>, DeliveriesResult>,
+  /**
+   * Pushes with `wait: "routed"`, encoded as `deliveries`, and written the same way; the edge
+   * answers nothing and counts the recipients it could not write (edge_routed_unwritten_total).
+   */
+  'deliveries-routed': {
+    encode: encodeDeliveries,
+    decode: decodeDeliveries,
+    answer: RoutedDeliveriesTally,
+    summarize: (tally) => tally,
+    isUnanswered: true,
+  } satisfies LinkOpRow<Parameters<typeof encodeDeliveries>[0], NonNullable<ReturnType<typeof decodeDeliveries>>, RoutedDeliveriesTally>,
   /** The payload is the frame itself, written as is to every socket. */
   broadcast: { encode: (frame) => frame, decode: (payload) => payload, answer: BroadcastResult, summarize: counts } satisfies LinkOpRow<string, string, BroadcastResult>,
   disconnect: { ...jsonRow(InternalDisconnect, DisconnectResult, counts), http: '/internal/disconnect' },

@@ -36,6 +36,10 @@ export function isWithinDepth(value: unknown, maxDepth: number): boolean {
   return true
 }
 
+/** A push's `wait`: what the router waits for before it answers. */
+export const PUSH_WAITS = ['written', 'routed'] as const
+export type PushWait = (typeof PUSH_WAITS)[number]
+
 /** Any JSON, omitted means `null`; nesting is bounded so that serializing it can never overflow the stack. */
 const PushData = z
   .unknown()
@@ -49,6 +53,12 @@ export const PushRequest = z.strictObject({
   id: MessageId.optional(),
   /** Keep it in each recipient's inbox for recovery; default PUSH_KEEP_DEFAULT. */
   keep: z.boolean().optional(),
+  /**
+   * When the router answers (default `written`): once each edge confirmed what it wrote
+   * (`delivered`), or `routed`, once each edge was handed its frame (`routed`: edges send no
+   * confirmation, so the answer does not wait for them).
+   */
+  wait: z.enum(PUSH_WAITS).optional(),
 })
 export type PushRequest = z.output<typeof PushRequest>
 
@@ -64,6 +74,23 @@ export interface PushResponse {
   kept?: string[]
 }
 
+/**
+ * The answer to a push with `wait: "routed"`: `routed` instead of `delivered`, so it cannot be
+ * read as one. Every recipient is in exactly one list, as in PushResponse.
+ */
+export interface RoutedPushResponse {
+  id: string
+  /** Never there: a routed push's answer says nothing of what was written. */
+  delivered?: never
+  /** Recipients with an edge that was handed the frame (queued on its link): not a confirmation that a socket got it. */
+  routed: string[]
+  offline: string[]
+  /** Recipients none of whose edges could be handed the frame (no link within the forward timeout, its circuit open, its link's backlog full). */
+  failed: string[]
+  /** A kept push only: `offline` and `failed`, whose inbox holds it. */
+  kept?: string[]
+}
+
 /** A push to a room (`room` instead of `to`): every connection of every member, but those of `except`. */
 export const RoomPushRequest = z.strictObject({
   room: RoomName,
@@ -74,6 +101,8 @@ export const RoomPushRequest = z.strictObject({
   except: z.array(UserId).max(limits.maxExcept).optional(),
   /** Keep it in each durable member's inbox (rooms of at most ROOM_PUSH_LIST_MAX members); PUSH_KEEP_DEFAULT does not apply. */
   keep: z.boolean().optional(),
+  /** A room push always waits for its edges' answers (`reached` is their count): only `written` is taken. */
+  wait: z.literal('written', { error: 'a room push waits for its edges\' answers: only "written" (the default); "routed" is for pushes to users (`to`)' }).optional(),
 })
 export type RoomPushRequest = z.output<typeof RoomPushRequest>
 
