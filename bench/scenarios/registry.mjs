@@ -40,16 +40,22 @@ export async function registry(sizes, log) {
   const system = await startSwitchboard({ edges: 1, redis })
   const presence = []
   const headers = { 'content-type': 'application/json', authorization: `Bearer ${secrets.apiKey}` }
-  for (let i = 0; i < sizes.registryRounds + 3; i++) {
+  // A router that just joined delivers the 1,000,000 online events of the registration: while
+  // it does, a query may stall past the command timeout and be answered 503. Counted and
+  // reported (presenceQueryErrors), not fatal for the first minute.
+  let errors = 0
+  const retryUntil = performance.now() + 60_000
+  for (let i = 0; presence.length < sizes.registryRounds; i++) {
     const body = JSON.stringify({ userIds: sample() })
     const t0 = performance.now()
     const res = await fetch(`http://127.0.0.1:${system.router.port}/v1/presence/query`, { method: 'POST', headers, body })
     const answer = await res.json()
+    if (res.status === 503 && performance.now() < retryUntil && ++errors) continue
     if (res.status !== 200) throw new Error(`presence query answered ${res.status}: ${JSON.stringify(answer)}`)
     if (i >= 3) presence.push(performance.now() - t0) // the first calls warm the router's JIT and live view
   }
-  const result = { users: sizes.registryUsers, batch: BATCH, usedMemoryMiB, locateMs: percentiles(lookups), presenceQueryMs: percentiles(presence) }
-  log(`registry: locate ${BATCH} p50 ${result.locateMs.p50} p99 ${result.locateMs.p99} ms; presence query p50 ${result.presenceQueryMs.p50} p99 ${result.presenceQueryMs.p99} ms`)
+  const result = { users: sizes.registryUsers, batch: BATCH, usedMemoryMiB, locateMs: percentiles(lookups), presenceQueryMs: percentiles(presence), presenceQueryErrors: errors }
+  log(`registry: locate ${BATCH} p50 ${result.locateMs.p50} p99 ${result.locateMs.p99} ms; presence query p50 ${result.presenceQueryMs.p50} p99 ${result.presenceQueryMs.p99} ms, ${errors} answered 503`)
   await stopSystem(system)
   client.disconnect()
   await stop(redis.proc)
