@@ -54,7 +54,7 @@ interface Call {
   deadline: number
   isSent: boolean
   /** Its op's row says `isUnanswered`: settled (with undefined) once queued on the socket, and forgotten. */
-  isUnanswered?: boolean
+  isUnanswered: boolean
   settle(body: unknown): void
   fail(err: unknown): void
 }
@@ -227,22 +227,9 @@ class Link {
       }, fail)
     }
     for (const { batch, payload, requestIds } of batches(routed)) {
-      this.#handOver('deliveries-routed', requestIds, payload, () => batch.forEach((d) => d.resolve()), (err) => batch.forEach((d) => d.reject(err)))
+      // Unanswered: settled once queued on the socket (now, or when the link opens within the timeout).
+      this.#start('deliveries-routed', requestIds, payload, () => batch.forEach((d) => d.resolve()), (err) => batch.forEach((d) => d.reject(err)))
     }
-  }
-
-  /**
-   * A call of an unanswered op: queued on the socket now if the link is open, else when it opens
-   * (within the timeout, as any call). No entry in `#calls` and no timer once it is on the socket.
-   */
-  #handOver(op: LinkOp, requestIds: string, payload: string, done: () => void, fail: (err: unknown) => void): void {
-    if (!this.circuits.allow(this.edgeUrl)) return fail(new EdgeCallError('circuit_open', 'edge skipped: it keeps failing'))
-    this.#lastUsedMs = Date.now()
-    const callId = this.#nextCallId++
-    if (this.#isOpen) return this.#queueUnanswered(callId, op, requestIds, payload, done, fail)
-    this.#calls.set(callId, { op, requestIds, payload, deadline: this.#lastUsedMs + this.options.timeoutMs, isSent: false, isUnanswered: true, settle: done, fail })
-    this.#timer ??= setTimeout(() => this.#expire(), this.options.timeoutMs)
-    this.#connect()
   }
 
   /**
@@ -261,14 +248,19 @@ class Link {
     done()
   }
 
+  /**
+   * Starts a call: sent now if the link is open, else once it opens. An answered call waits in
+   * `#calls` for its answer or its deadline; an unanswered one (its row's `isUnanswered`) only until it is
+   * queued on the socket, so on an open link it leaves no entry and arms no timer.
+   */
   #start(op: LinkOp, requestIds: string, payload: string, settle: (body: unknown) => void, fail: (err: unknown) => void): void {
     if (!this.circuits.allow(this.edgeUrl)) return fail(new EdgeCallError('circuit_open', 'edge skipped: it keeps failing'))
     this.#lastUsedMs = Date.now()
     const callId = this.#nextCallId++
-    this.#calls.set(callId, { op, requestIds, payload, deadline: this.#lastUsedMs + this.options.timeoutMs, isSent: false, settle, fail })
-    this.#timer ??= setTimeout(() => this.#expire(), this.options.timeoutMs)
+    this.#calls.set(callId, { op, requestIds, payload, deadline: this.#lastUsedMs + this.options.timeoutMs, isSent: false, isUnanswered: linkOps[op].isUnanswered === true, settle, fail })
     if (this.#isOpen) this.#send(callId)
     else this.#connect()
+    if (this.#calls.has(callId)) this.#timer ??= setTimeout(() => this.#expire(), this.options.timeoutMs)
   }
 
   #send(callId: number): void {
