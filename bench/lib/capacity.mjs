@@ -18,7 +18,8 @@ export const DEPLOYMENT = {
   targetUtilisation: 0.5,
 }
 
-const run = (r, f) => r.pushes?.find((p) => p.system === 'switchboard' && Object.entries(f).every(([k, v]) => p[k] === v))
+/** A Switchboard run of the default push (no `wait`) matching `f`. */
+const run = (r, f) => r.pushes?.find((p) => p.system === 'switchboard' && !p.wait && Object.entries(f).every(([k, v]) => p[k] === v))
 const perItemUs = (cpuMs, items) => (cpuMs * 1000) / Math.max(1, items)
 const edgeMs = (cpuMs) => Object.entries(cpuMs).filter(([k]) => k.startsWith('edge')).reduce((a, [, v]) => a + v, 0)
 const fmt = (n, digits = 1) => (n >= 100 ? Math.round(n).toLocaleString('en-US') : String(round(n, digits)))

@@ -14,8 +14,11 @@ const spread = (values) => {
 const ratio = (a, b) => (a == null || b == null || b === 0 ? NaN : a / b)
 const isCurveRun = (r) => r.batch === 1 && (r.mode === 'fixed' || r.mode === 'max')
 
+/** A Switchboard run's line of the curve: its ingress, and its `wait` when it asked for one (`pipeline-routed`). */
+export const lineOf = (run) => (run.wait ? `${run.ingress}-${run.wait}` : run.ingress)
+
 /**
- * One point per (ingress, rate, N) where both systems ran: `cpuRatio` (median, min, max over the
+ * One point per (line, rate, N) where both systems ran (`ingress`: the line, see lineOf): `cpuRatio` (median, min, max over the
  * per-repetition ratios of server CPU per delivered push), each side's median CPU µs per push,
  * wake-ups per push and CPU µs per wake-up (all server processes), and delivered/s.
  */
@@ -23,12 +26,12 @@ export function scaleCurve(runs = []) {
   const ours = runs.filter((r) => r.system === 'switchboard' && isCurveRun(r))
   const theirs = runs.filter((r) => r.system === 'socketio' && isCurveRun(r))
   const keys = new Map()
-  for (const r of ours) keys.set(`${r.ingress} ${r.rate} ${r.nodes}`, { ingress: r.ingress, rate: r.rate, nodes: r.nodes })
+  for (const r of ours) keys.set(`${lineOf(r)} ${r.rate} ${r.nodes}`, { ingress: lineOf(r), rate: r.rate, nodes: r.nodes })
   const points = []
   for (const { ingress, rate, nodes } of keys.values()) {
     const at = (r) => r.nodes === nodes && r.rate === rate
     const pairs = ours
-      .filter((r) => r.ingress === ingress && at(r))
+      .filter((r) => lineOf(r) === ingress && at(r))
       .map((r) => [r, theirs.find((t) => at(t) && t.repetition === r.repetition)])
       .filter(([, t]) => t)
     if (pairs.length === 0) continue

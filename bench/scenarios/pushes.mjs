@@ -64,9 +64,17 @@ async function startSystem(kind, nodes, redis) {
   return startBare()
 }
 
-/** What the publisher sends to: one target per Switchboard ingress (with `wait`, when asked), one for the others. */
-function targetsOf(system, redis, wait) {
-  if (system.kind === 'switchboard') return INGRESSES.map((ingress) => ({ system: 'switchboard', ingress, port: system.router.port, apiKey: secrets.apiKey, ...(wait ? { wait } : {}) }))
+/**
+ * What the publisher sends to: one target per Switchboard ingress (with `wait`, when asked),
+ * one for the others. Without `wait`, Switchboard also gets the pipeline with `wait: routed`
+ * at the highest fixed rate (`onlyAtRate`), the curve's line for issue 22's routed targets.
+ */
+function targetsOf(system, redis, wait, sizes) {
+  if (system.kind === 'switchboard') {
+    const target = (ingress, extra) => ({ system: 'switchboard', ingress, port: system.router.port, apiKey: secrets.apiKey, ...extra })
+    const defaults = INGRESSES.map((ingress) => target(ingress, wait ? { wait } : {}))
+    return wait ? defaults : [...defaults, target('pipeline', { wait: 'routed', onlyAtRate: sizes.rates.at(-1) })]
+  }
   if (system.kind === 'socketio') return [{ system: 'socketio', port: redis.port }]
   return [{ system: 'bare', port: system.port }]
 }
@@ -94,9 +102,9 @@ async function bringUp(kind, nodes, users, sizes, log) {
   const fleet = await connectFleet({ system: kind, ports: system.ports, users, processes: sizes.loadProcesses })
   log(`${kind} ×${nodes}: ${fleet.connected} clients connected in ${Math.round(fleet.elapsedMs)} ms${fleet.failed ? `, ${fleet.failed} failed: ${fleet.errors.join('; ')}` : ''}`)
   const publisher = startChild('publisher.mjs')
-  const up = { kind, nodes, redis, system, fleet, publisher, targets: targetsOf(system, redis, sizes.wait) }
+  const up = { kind, nodes, redis, system, fleet, publisher, targets: targetsOf(system, redis, sizes.wait, sizes) }
   // Unmeasured: the first pushes after a start pay for JIT compilation and opening connections.
-  if (sizes.warmUpMs > 0) for (const target of up.targets) await measure(system, fleet, publisher, target, { rate: sizes.rates[0], durationMs: sizes.warmUpMs, maxInFlight: 256 })
+  if (sizes.warmUpMs > 0) for (const target of up.targets) await measure(system, fleet, publisher, target, { rate: target.onlyAtRate ?? sizes.rates[0], durationMs: sizes.warmUpMs, maxInFlight: 256 })
   return up
 }
 
@@ -109,11 +117,11 @@ async function bringDown({ redis, system, fleet, publisher }) {
 
 /** Runs `mode` through every target of `up` and logs each; the rows go to `runs`. */
 async function measureMode(up, [mode, run], repetition, runs, log) {
-  for (const target of up.targets) {
+  for (const target of up.targets.filter((t) => !t.onlyAtRate || (mode === 'fixed' && t.onlyAtRate === run.rate))) {
     const result = await measure(up.system, up.fleet, up.publisher, target, run)
     const wait = target.wait ? { wait: target.wait } : {}
     runs.push({ system: up.kind, ...(target.ingress ? { ingress: target.ingress } : {}), ...wait, nodes: up.nodes, repetition, mode, rate: run.rate ?? null, batch: run.batch ?? 1, clients: up.fleet.connected, ...result })
-    const name = `${target.ingress ? `${target.ingress} ` : ''}${mode}${run.rate ? ` ${run.rate}/s` : ''}`
+    const name = `${target.ingress ? `${target.ingress} ` : ''}${target.wait ? `wait ${target.wait} ` : ''}${mode}${run.rate ? ` ${run.rate}/s` : ''}`
     const { total } = result.turns
     log(`  ${up.kind} ×${up.nodes} #${repetition + 1} ${name}: ${result.deliveredPerS}/s delivered, p99 ${result.latencyMs.p99} ms, ${result.cpuMsPer1000} CPU µs/push, ${total.wakeupsPerPush} wake-ups/push at ${total.cpuUsPerWakeup} µs, lost ${result.lost}${result.errors ? `, ${result.errors} errors (${result.firstError})` : ''}, messages in per push ${result.messagesInPerPush.join('/')}`)
   }
@@ -157,8 +165,9 @@ export function pushesSeconds(sizes) {
   const run = ([, r]) => r.durationMs / 1000 + SETTLE_S
   const targets = INGRESSES.length + 1 // Switchboard's ingresses, the incumbent's emitter
   const modes = modesAt(sizes, false)
+  const routed = sizes.wait ? 0 : run(modes[sizes.rates.length - 1]) // the pipeline with wait: routed, at the highest fixed rate
   const batches = modesAt(sizes, true).slice(modes.length)
-  const perN = 2 * START_S + (targets * sizes.warmUpMs) / 1000 + sizes.repetitions * targets * modes.reduce((s, m) => s + run(m), 0)
+  const perN = 2 * START_S + ((targets + 1) * sizes.warmUpMs) / 1000 + sizes.repetitions * (targets * modes.reduce((s, m) => s + run(m), 0) + routed)
   const bare = START_S + [...modes, ...batches].reduce((s, m) => s + run(m), 0)
   return Math.round(sizes.nodes.length * perN + targets * batches.reduce((s, m) => s + run(m), 0) + bare)
 }

@@ -7,6 +7,8 @@ import { crossovers, scaleCurve } from '../../bench/lib/curve.mjs'
 import { turnFigures } from '../../bench/lib/harness.mjs'
 // @ts-expect-error: the bench is plain JS, without types
 import { lineChart } from '../../bench/lib/plot.mjs'
+// @ts-expect-error: the bench is plain JS, without types
+import { targets } from '../../bench/lib/report.mjs'
 
 interface Point {
   ingress: string
@@ -31,6 +33,7 @@ const run = (system: string, nodes: number, repetition: number, cpuMsPer1000: nu
   cpuMsPer1000,
   deliveredPerS: 1000,
   turns: { total: { wakeupsPerPush: system === 'switchboard' ? 2 : 1, cpuUsPerWakeup: 50 } },
+  latencyMs: { p99: 1 },
   ...extra,
 })
 
@@ -47,6 +50,26 @@ t.test('each repetition is paired with the incumbent run of the same repetition;
   t.same(point.cpuRatio, { median: 1.5, min: 0.9, max: 2 }, 'ratios 2, 1.5 and 0.9: not the ratio of medians (100 / 100)')
   t.match(point.switchboard, { cpuUsPerPush: 100, wakeupsPerPush: 2, cpuUsPerWakeup: 50 })
   t.equal(point.socketio.cpuUsPerPush, 100)
+})
+
+t.test('runs with wait: routed make their own line, paired with the same incumbent runs', async (t) => {
+  const routed = { wait: 'routed' }
+  const runs = [run('switchboard', 3, 0, 100), run('switchboard', 3, 0, 40, routed), run('socketio', 3, 0, 100)]
+  const points = scaleCurve(runs) as Point[]
+  t.same(points.map((p) => [p.ingress, p.cpuRatio.median]), [['pipeline', 1], ['pipeline-routed', 0.4]])
+})
+
+t.test('the targets read the curve at their N and rate; a point not measured is neither met nor missed', async (t) => {
+  const at5k = { rate: 5000 }
+  const runs = [
+    run('switchboard', 3, 0, 90, at5k), run('socketio', 3, 0, 100, at5k), // 0.9×: met (≤ 1.0×)
+    run('switchboard', 3, 0, 90, { ...at5k, wait: 'routed' }), // 0.9×: missed (≤ 0.8×)
+  ]
+  const rows = targets({ sizes: { rates: [1000, 5000] }, pushes: runs }) as { target: string; ok: boolean | null }[]
+  const row = (text: string) => rows.find((r) => r.target.includes(text))
+  t.equal(row('pipeline, N = 3, 5k/s: ≤ 1.0×')?.ok, true)
+  t.equal(row('pipeline, wait: routed, N = 3, 5k/s: ≤ 0.8×')?.ok, false)
+  t.equal(row('pipeline, N = 9, 5k/s')?.ok, null, 'N = 9 was not measured')
 })
 
 t.test('a point without the incumbent run of its repetition is left out', async (t) => {
