@@ -58,14 +58,15 @@ t.test('traffic: recipients per second by result between samples, the cluster\'s
   t.same(history.samples(), [], 'the first reading only sets the baseline')
   metrics.recipients.labels('delivered').inc(10)
   metrics.recipients.labels('offline').inc(4)
+  metrics.recipients.labels('routed').inc(6)
   now += 2_000
   await history.sample()
-  t.same(history.samples(), [{ at: 12_000, connections: 7, delivered: 5, offline: 2, failed: 0 }])
+  t.same(history.samples(), [{ at: 12_000, connections: 7, delivered: 5, routed: 3, offline: 2, failed: 0 }])
   nodes = new Error('redis down')
   metrics.recipients.labels('failed').inc(1)
   now += 500
   await history.sample()
-  t.match(history.samples().at(-1), { connections: null, failed: 2, delivered: 0 }, 'the registry unreadable: connections unknown, rates still there')
+  t.match(history.samples().at(-1), { connections: null, failed: 2, delivered: 0, routed: 0 }, 'the registry unreadable: connections unknown, rates still there')
   now += 2_000
   await history.sample()
   t.equal(history.samples().length, 2, 'at most `keep` samples')

@@ -91,6 +91,27 @@ t.test('every event reaches every sink once, in each user\'s order, in batches o
   t.equal((await registry.acknowledged(partitionOf('u7'), ['a']))[0], last.id.split('.')[0], 'acknowledged positions stored')
 })
 
+t.test('a backlog over every partition is read a bounded number of events per turn, and all of it delivered', async (t) => {
+  const registry = new MemoryRegistry({ presence: { offlineGraceMs: 0 } })
+  const lease = await registry.openLease({ nodeId: 'e', url: 'http://e', startedAt: 0 }, 60_000)
+  const users = Array.from({ length: 3_000 }, (_, i) => `b${i}`)
+  await churn(registry, lease, users, 1) // 6,000 events waiting before the worker starts
+  const counts: number[] = []
+  const pump = registry.pump.bind(registry)
+  registry.pump = (partition, after, count) => {
+    counts.push(count)
+    return pump(partition, after, count)
+  }
+  const sink = fakeSink('a')
+  relay(t, registry, [sink], { batchMax: 1_000 })
+  await eventually(() => sink.acked.length === 6_000, { timeoutMs: 10_000 })
+  const firstTurn = counts.slice(0, registry.partitions)
+  t.equal(firstTurn.length, registry.partitions, 'its first turn reads every partition (all stale at the takeover)')
+  t.ok(firstTurn.reduce((a, b) => a + b, 0) <= 20 * registry.partitions, `first turn: ${firstTurn.reduce((a, b) => a + b, 0)} events asked for, at most 20 a partition, not 1,000 each`)
+  t.equal(new Set(sink.acked.map((e) => e.id)).size, 6_000, 'each event once')
+  t.same(perUserOrder(sink.acked), [], 'per-user order')
+})
+
 t.test('a failing sink is retried with the same batch id and holds back only itself', async (t) => {
   const registry = new MemoryRegistry({ presence: { offlineGraceMs: 0 } })
   const lease = await registry.openLease({ nodeId: 'e', url: 'http://e', startedAt: 0 }, 60_000)

@@ -149,6 +149,7 @@ async function refreshCluster() {
   chart('chart-connections', traffic.samples, [{ key: 'connections', label: 'connections', className: 'line-a' }])
   chart('chart-pushes', traffic.samples, [
     { key: 'delivered', label: 'delivered/s', className: 'line-ok' },
+    { key: 'routed', label: 'routed/s', className: 'line-routed' },
     { key: 'offline', label: 'offline/s', className: 'line-b' },
     { key: 'failed', label: 'failed/s', className: 'line-bad' },
   ])

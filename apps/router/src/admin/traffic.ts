@@ -8,8 +8,9 @@ export interface TrafficSample {
   at: number
   /** Connections on every live edge (null: the registry could not be read). */
   connections: number | null
-  /** This router's push recipients per second since the previous sample, by result. */
+  /** This router's push recipients per second since the previous sample, by result (`routed`: handed to an edge by a `wait: "routed"` push). */
   delivered: number
+  routed: number
   offline: number
   failed: number
 }
@@ -28,7 +29,8 @@ export interface TrafficOptions {
 export const TRAFFIC_EVERY_MS = 2_000
 export const TRAFFIC_KEEP = 150
 
-const RESULTS = ['delivered', 'offline', 'failed'] as const
+const RESULTS = ['delivered', 'routed', 'offline', 'failed'] as const
+type Result = (typeof RESULTS)[number]
 
 /**
  * The last minutes of traffic for the admin's charts, sampled in this router: the cluster's
@@ -39,7 +41,7 @@ export class TrafficHistory {
   readonly #o: TrafficOptions
   readonly #now: () => number
   readonly #samples: TrafficSample[] = []
-  #previous: { at: number; totals: Record<(typeof RESULTS)[number], number> } | undefined
+  #previous: { at: number; totals: Record<Result, number> } | undefined
   #timer: NodeJS.Timeout | undefined
 
   constructor(options: TrafficOptions) {
@@ -74,13 +76,13 @@ export class TrafficHistory {
     this.#previous = { at, totals }
     if (!previous) return // rates need two readings
     const seconds = Math.max(1, at - previous.at) / 1_000
-    const rate = (r: (typeof RESULTS)[number]) => Math.max(0, totals[r] - previous.totals[r]) / seconds
-    this.#samples.push({ at, connections, delivered: rate('delivered'), offline: rate('offline'), failed: rate('failed') })
+    const rate = (r: Result) => Math.max(0, totals[r] - previous.totals[r]) / seconds
+    this.#samples.push({ at, connections, delivered: rate('delivered'), routed: rate('routed'), offline: rate('offline'), failed: rate('failed') })
     if (this.#samples.length > this.#o.keep) this.#samples.shift()
   }
 
-  async #recipientTotals(): Promise<Record<(typeof RESULTS)[number], number>> {
-    const totals = { delivered: 0, offline: 0, failed: 0 }
+  async #recipientTotals(): Promise<Record<Result, number>> {
+    const totals = Object.fromEntries(RESULTS.map((r) => [r, 0])) as Record<Result, number>
     const counter = this.#o.promRegistry.getSingleMetric(RECIPIENTS_METRIC) as Counter<'result'> | undefined
     for (const { labels, value } of (await counter?.get())?.values ?? []) {
       const result = labels.result as keyof typeof totals | undefined

@@ -42,8 +42,17 @@ export function handoverBoundMs(pollMs: number, batchMs: number): number {
   return 2 * (pollMs + batchMs)
 }
 
-/** Events read per partition per pump. */
+/** Events read per partition per pump, at most. */
 const READ_COUNT = 1_000
+/**
+ * Events read per turn of the pump loop, all partitions together, about: a router taking over
+ * partitions with a deep backlog (hours of a sink down, a million events) reads them a few
+ * thousand per poll instead of 256 × READ_COUNT at once, whose parsing held its event loop
+ * for seconds (pushes and presence queries past their deadlines). Each partition reads at
+ * least MIN_READ_COUNT.
+ */
+const PUMP_BUDGET = 5_000
+const MIN_READ_COUNT = 20
 /** How far before this router's start a sink seen for the first time begins. */
 export const NEW_SINK_LOOKBACK_MS = 60_000
 /** Events buffered per partition; a sink further behind reads from Redis (see trimBuffers). */
@@ -313,21 +322,20 @@ export class PresenceRelay {
       return
     }
     const now = this.#now()
-    await Promise.all(
-      owned.map(([p, state], i) => {
-        const due = state.holdDueAt !== undefined && state.holdDueAt <= now
-        if (!state.stale && !due && versions[i] === state.version) return undefined
-        return this.#pump(p, state, versions[i])
-      }),
-    )
+    const changed = owned.flatMap(([p, state], i) => {
+      const due = state.holdDueAt !== undefined && state.holdDueAt <= now
+      return !state.stale && !due && versions[i] === state.version ? [] : [{ p, state, version: versions[i] }]
+    })
+    const count = Math.min(READ_COUNT, Math.max(MIN_READ_COUNT, Math.floor(PUMP_BUDGET / Math.max(1, changed.length))))
+    await Promise.all(changed.map(({ p, state, version }) => this.#pump(p, state, version, count)))
   }
 
-  async #pump(p: number, state: PartitionState, version: string | undefined): Promise<void> {
+  async #pump(p: number, state: PartitionState, version: string | undefined, count: number): Promise<void> {
     try {
-      const { events, nextHoldInMs } = await this.#o.registry.pump(p, state.readTo, READ_COUNT)
+      const { events, nextHoldInMs } = await this.#o.registry.pump(p, state.readTo, count)
       if (this.#partitions.get(p) !== state) return // given up meanwhile
       // A full page may have more behind it: read again next turn.
-      state.stale = events.length === READ_COUNT
+      state.stale = events.length === count
       state.version = version
       state.holdDueAt = nextHoldInMs === undefined ? undefined : this.#now() + nextHoldInMs
       const readAt = this.#now()
