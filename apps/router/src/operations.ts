@@ -33,12 +33,13 @@ export const HANDLERS: { readonly [op in OperationName]: Handler } = {
   'room.delete': (api, call, requestId) => api.rooms.delete(roomOf(call), requestId),
 }
 
+const NO_PARAMS: Readonly<Record<string, unknown>> = Object.freeze({})
 const PARAMS = Object.fromEntries(Object.entries(OPERATIONS).map(([op, row]) => [op, pathParamsOf(row.path)])) as Record<OperationName, string[]>
 
 /** A pipeline body as an operation's input: the fields named like the path's parameters are its params. */
 export function pipelineCall(op: OperationName, body: unknown): OperationCall {
   const names = PARAMS[op]
-  if (names.length === 0) return { params: {}, body }
+  if (names.length === 0) return { params: NO_PARAMS, body }
   if (!isObject(body)) return { params: undefined, body }
   const params: Record<string, unknown> = {}
   const rest = { ...body }
