@@ -5,9 +5,10 @@
 // checkout (built, before token lifetime) alternate, x3 by default, each with its own Redis and
 // one edge:
 // - memory: a fresh Redis, edge and router; `(after − before) / N` of the edge's RSS and V8 heap,
-//   both after two forced GCs, with N idle, authenticated, registered connections (19,000, from
-//   4 load-generator processes on 127.0.0.2–5, as scenarios/connections.mjs measures it; read at
-//   10,000 too), RSS split into anonymous and file-backed pages and the heap into V8's spaces;
+//   both read idle (harness idleGc: 10 s without load, none in a smoke run, then two forced GCs), with N idle,
+//   authenticated, registered connections (19,000, from 4 load-generator processes on 127.0.0.2–5,
+//   as scenarios/connections.mjs measures it; read at 10,000 too), RSS split into anonymous and
+//   file-backed pages and the heap into V8's spaces;
 // - storm: 5,000 raw clients connecting at once (2 processes, 500 at a time) to an edge kept for
 //   the whole run (warmed up by one unmeasured storm): server CPU per connection (edge, Redis,
 //   router) and connections/s.
@@ -19,7 +20,7 @@ import { readFile } from 'node:fs/promises'
 import { cpus, loadavg } from 'node:os'
 import { abOptions, median } from './lib/ab.mjs'
 import { closeFleet, connectFleet } from './lib/fleet.mjs'
-import { ask, cpuMeter, cpuMs, machine, sleep, startRedis, startSwitchboard, stop, stopSystem, sum } from './lib/harness.mjs'
+import { IDLE_BEFORE_READ_MS, cpuMeter, idleGc, cpuMs, machine, sleep, startRedis, startSwitchboard, stop, stopSystem, sum } from './lib/harness.mjs'
 
 const { option, baseline, smoke, rounds: ROUNDS } = abOptions('tokens-ab.mjs')
 const MEMORY_CLIENTS = smoke ? 400 : 19_000
@@ -46,9 +47,9 @@ async function hostBusyMs() {
   return (user + nice + system + irq + softirq + steal) * 10
 }
 
-/** After two GCs: process.memoryUsage(), the V8 spaces, and RSS split into anonymous and file-backed pages (KiB, /proc/<pid>/status). */
+/** Idle, after two GCs (idleGc): process.memoryUsage(), the V8 spaces, and RSS split into anonymous and file-backed pages (KiB, /proc/<pid>/status). */
 async function snapshot(edge) {
-  const { memory, spaces } = await ask(edge.proc, 'gc')
+  const { memory, spaces } = await idleGc(edge, smoke ? 0 : IDLE_BEFORE_READ_MS)
   const status = await readFile(`/proc/${edge.pid}/status`, 'utf8')
   const kib = (field) => Number(status.match(new RegExp(`${field}:\\s+(\\d+)`))?.[1] ?? NaN)
   return { memory, spaces, rss: kib('VmRSS'), anon: kib('RssAnon'), file: kib('RssFile') }

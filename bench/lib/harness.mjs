@@ -146,8 +146,20 @@ export function ask(proc, message) {
   })
 }
 
-/** Collects garbage twice in a server started with the GC hook and gives process.memoryUsage(). */
-export const memoryAfterGc = (server) => ask(server.proc, 'gc').then((reply) => reply.memory)
+/**
+ * How long a server is left idle before its memory is read. V8 keeps its young generation at the
+ * size a burst of allocation (a connect storm) grew it to, up to 32 MiB, until a GC finds the
+ * allocation rate low (its samples over the last 5 s), which an idle server's next GC does. Read
+ * right after a storm, that burst counts as memory per connection, by an amount that follows how
+ * fast the storm went (+0.86 or -0.76 KiB per connection at 19,000 in two rounds of one build).
+ */
+export const IDLE_BEFORE_READ_MS = 10_000
+
+/** After `idleMs` idle (smoke runs pass 0), collects garbage twice in a server started with the GC hook: its reply (process.memoryUsage() and the V8 spaces). */
+export const idleGc = (server, idleMs) => sleep(idleMs).then(() => ask(server.proc, 'gc'))
+
+/** process.memoryUsage() of a server idle for `idleMs`, after GC (idleGc). */
+export const memoryAfterGc = (server, idleMs) => idleGc(server, idleMs).then((reply) => reply.memory)
 
 /** CPU time (user + system) a process has used, in ms, from /proc (10 ms resolution). */
 export async function cpuMs(pid) {

@@ -12,14 +12,14 @@ async function start(kind, redis) {
   return startBare()
 }
 
-/** RSS and heap per connection after GC, at each size in `sizes.memory` (clients added in steps). */
+/** RSS and heap per connection after GC, the server idle for `sizes.memoryIdleMs` before each read, at each size in `sizes.memory` (clients added in steps). */
 export async function memory(sizes, log) {
   const rows = []
   for (const kind of ['switchboard', 'socketio', 'bare']) {
     const redis = await startRedis()
     const system = await start(kind, redis)
     const server = system.edges[0]
-    const base = await memoryAfterGc(server)
+    const base = await memoryAfterGc(server, sizes.memoryIdleMs)
     const baseRss = await rssKiB(server.pid)
     const fleets = []
     let connected = 0
@@ -27,7 +27,7 @@ export async function memory(sizes, log) {
       const fleet = await connectFleet({ system: kind, ports: system.ports, users: users(size - connected, `m${size}`), processes: sizes.loadProcesses })
       fleets.push(fleet)
       connected += fleet.connected
-      const after = await memoryAfterGc(server)
+      const after = await memoryAfterGc(server, sizes.memoryIdleMs)
       const rss = await rssKiB(server.pid)
       const row = {
         system: kind,

@@ -21,12 +21,12 @@ export interface LocalRoomsDeps {
 /** A user with at least one socket here. */
 interface Present {
   sockets: number
-  /** Its durable rooms here, with the generation each was joined in. */
-  rooms: Map<string, string>
+  /** Its durable rooms here, with the generation each was joined in; undefined while it has none (most users: no Map per idle user). */
+  rooms: Map<string, string> | undefined
   /** While its rooms are being read: the rooms joined or left meanwhile (newer than what the read may return). */
   changedWhileReading: Set<string> | undefined
-  /** Resolves once its rooms are read and the index written. */
-  ready: Promise<void>
+  /** Until its rooms are read and the index written: resolves then. Undefined afterwards (no settled promise kept per user). */
+  ready: Promise<void> | undefined
 }
 
 /** A room's local members: users by durable membership (with its generation), sockets by their token's `rooms` claim. */
@@ -84,12 +84,18 @@ export class LocalRooms<S> {
     const present = this.#users.get(userId)
     if (present) {
       present.sockets++
-      return tokenRooms.length > 0 ? Promise.all([present.ready, this.#flush()]).then(() => undefined) : present.ready
+      const indexed = tokenRooms.length > 0 ? this.#flush() : Promise.resolve()
+      return present.ready ? Promise.all([present.ready, indexed]).then(() => undefined) : indexed
     }
-    const p: Present = { sockets: 1, rooms: new Map(), changedWhileReading: undefined, ready: Promise.resolve() } // #read sets both
+    const p: Present = { sockets: 1, rooms: undefined, changedWhileReading: undefined, ready: undefined }
     this.#users.set(userId, p)
-    p.ready = this.#read(userId, p).then(() => this.#flush())
-    return p.ready
+    const ready = this.#read(userId, p)
+      .then(() => this.#flush())
+      .then(() => {
+        p.ready = undefined
+      })
+    p.ready = ready
+    return ready
   }
 
   /**
@@ -118,7 +124,7 @@ export class LocalRooms<S> {
     if (p && --p.sockets === 0) {
       this.#users.delete(userId)
       this.#unread.delete(userId)
-      for (const room of p.rooms.keys()) this.#dropUser(room, userId)
+      for (const room of p.rooms?.keys() ?? []) this.#dropUser(room, userId)
     }
     if (this.#dirty.size > 0) void this.#flush()
   }
@@ -152,7 +158,7 @@ export class LocalRooms<S> {
       if (!p) continue
       changed++
       p.changedWhileReading?.add(room)
-      if (p.rooms.delete(room)) this.#dropUser(room, userId)
+      if (leftRoom(p, room)) this.#dropUser(room, userId)
     }
     if (members) {
       for (const [socket, userId] of members.sockets) if (users.has(userId)) members.sockets.delete(socket)
@@ -207,7 +213,7 @@ export class LocalRooms<S> {
     if (this.#users.get(userId) !== p) return // gone meanwhile
     if (replace) {
       const now = new Set(rooms.map((r) => r.room))
-      for (const room of [...p.rooms.keys()]) if (!now.has(room) && !changed.has(room) && p.rooms.delete(room)) this.#dropUser(room, userId)
+      for (const room of [...(p.rooms?.keys() ?? [])]) if (!now.has(room) && !changed.has(room) && leftRoom(p, room)) this.#dropUser(room, userId)
     }
     for (const { room, generation } of rooms) if (!changed.has(room)) this.#addUser(room, userId, generation, p)
   }
@@ -238,6 +244,7 @@ export class LocalRooms<S> {
   }
 
   #addUser(room: string, userId: string, generation: string, p: Present): void {
+    p.rooms ??= new Map()
     p.rooms.set(room, generation)
     this.#members(room).users.set(userId, generation)
   }
@@ -271,4 +278,11 @@ export class LocalRooms<S> {
     })
     return this.#flushed
   }
+}
+
+/** Takes `room` out of the user's durable rooms; false if it was not in them. The Map goes with the last room. */
+function leftRoom(p: Present, room: string): boolean {
+  if (!p.rooms?.delete(room)) return false
+  if (p.rooms.size === 0) p.rooms = undefined
+  return true
 }
