@@ -99,6 +99,30 @@ export function presenceContract(t: Test, make: MakePresenceRegistry): void {
     t.same(summary(events.filter((e) => e.userId === back)), [`${back} user.online connect 1`], 'the return cancelled the other')
   })
 
+  t.test('pumps asked together read and settle each their own partition; versions of several partitions at once', async (t) => {
+    const registry = await make(t, { offlineGraceMs: graceMs })
+    const lease = await registry.openLease(node('e'), 60_000)
+    const users = Array.from({ length: 20 }, () => uid('many'))
+    const conns = users.map((u) => conn(u))
+    await registry.addConnections(lease, conns)
+    for (const c of conns.slice(0, 10)) await registry.removeConnection(lease, c.userId, c.connId, 'drain')
+    const partitions = [...new Set(users.map(partitionOf))]
+    t.ok(partitions.length > 1, 'the users span several partitions')
+    const versions = await registry.versions(partitions)
+    t.same(versions, await Promise.all(partitions.map(async (p) => (await registry.versions([p]))[0])), 'the same versions as asked one by one')
+    const pumpAll = () => Promise.all(partitions.map((p) => registry.pump(p, '0-0', 10_000).then(({ events }) => events.map((e) => ({ e, p })))))
+    const read = await eventually(async () => {
+      const all = (await pumpAll()).flat().filter(({ e }) => users.includes(e.userId))
+      return all.filter(({ e }) => e.type === 'user.offline').length === 10 && all
+    }, { timeoutMs: graceMs + SLACK_MS })
+    t.ok(read.every(({ e, p }) => e.partition === p && partitionOf(e.userId) === p), "each pump answers its own partition's events")
+    t.same(
+      users.map((u) => summary(read.filter(({ e }) => e.userId === u).map(({ e }) => e))),
+      users.map((u, i) => (i < 10 ? [`${u} user.online connect 1`, `${u} user.offline drain 0`] : [`${u} user.online connect 1`])),
+      'every online, and each held offline settled in its partition',
+    )
+  })
+
   t.test('a crashed edge: its users without another connection go offline edge_lost, the others get nothing', async (t) => {
     const registry = await make(t, { offlineGraceMs: 0 })
     const crashed = await registry.openLease(node('crashed'), ttlMs)

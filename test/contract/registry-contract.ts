@@ -538,6 +538,27 @@ export function registryContract(t: Test, makeRegistry: MakeRegistry): void {
     t.equal(await registry.revoke(u, longTtlMs) >= cutoff, true, 'a later revocation never moves the cutoff back')
   })
 
+  t.test("one write over many partitions, past one call's batch, registers, evicts and refuses each user in its own partition", async (t) => {
+    const registry = await makeRegistry(t)
+    const lease = await registry.openLease(nodeInfo('n'), longTtlMs)
+    // 1,200 users: every partition several times over, and more than one script call's worth.
+    const users = Array.from({ length: 1_200 }, () => uniqueId('many'))
+    const [revokedA, revokedB, limited] = [users[10]!, users[700]!, users[1_100]!]
+    const cutoffs = [await registry.revoke(revokedA, longTtlMs), await registry.revoke(revokedB, longTtlMs)]
+    await registry.addConnections(lease, [conn(limited, 'limited-old', 1)], 1)
+    const conns = users.map((u) => ({ ...conn(u, `c-${u}`, 2), iat: Math.max(...cutoffs) / 1_000 - 60 }))
+    const evicted = await registry.addConnections(lease, conns, 1)
+    t.same(
+      evicted.map((e) => `${e.userId}/${e.connId}/${e.revoked === true}`).sort(),
+      [`${limited}/limited-old/false`, `${revokedA}/c-${revokedA}/true`, `${revokedB}/c-${revokedB}/true`].sort(),
+      'the older session of the limited user, and both revoked users',
+    )
+    const found = await registry.locate(users)
+    t.equal(found.size, users.length - 2, 'every other user is located')
+    t.notOk(found.has(revokedA) || found.has(revokedB), 'the revoked users are not')
+    t.same(found.get(limited)?.map((c) => c.connId), [`c-${limited}`], 'the limited user keeps its newest session only')
+  })
+
   t.test('a revocation lapses after its TTL', async (t) => {
     const registry = await makeRegistry(t)
     const lease = await registry.openLease(nodeInfo('n'), longTtlMs)

@@ -10,6 +10,10 @@ local function inc_of(e) return string.match(e, '^[^:]*:([^:]*):') end
 -- Presence. Partition scripts get KEYS users, index, events, holds, hold causes, last version
 -- (one slot: the partition's tag) and these settings in ARGV, parsed by presence_settings.
 local P = { grace = 0, retention = 0 }
+-- The partition keys the functions below write: KEYS, or in a script over several partitions
+-- (pump.lua on one server) each partition's in turn, set by use_partition.
+local PK = KEYS
+local function use_partition(keys) PK = keys end
 local function presence_settings(grace_ms, retention_ms)
   P.grace, P.retention = tonumber(grace_ms), tonumber(retention_ms)
 end
@@ -20,8 +24,8 @@ end
 local function next_ver()
   local t = redis.call('TIME')
   local us = tonumber(t[1]) * 1000000 + tonumber(t[2])
-  local v = string.format('%.0f', math.max(tonumber(redis.call('GET', KEYS[6]) or '0') + 1, us))
-  redis.call('SET', KEYS[6], v)
+  local v = string.format('%.0f', math.max(tonumber(redis.call('GET', PK[6]) or '0') + 1, us))
+  redis.call('SET', PK[6], v)
   return v, us
 end
 
@@ -29,14 +33,14 @@ end
 local function emit(uid, online, cause, conns)
   local v, us = next_ver()
   local oldest = math.floor(us / 1000) - P.retention
-  redis.call('XADD', KEYS[3], 'MINID', '~', oldest, '*', 'u', uid, 't', online and '1' or '0', 'v', v, 'c', cause, 'n', conns)
+  redis.call('XADD', PK[3], 'MINID', '~', oldest, '*', 'u', uid, 't', online and '1' or '0', 'v', v, 'c', cause, 'n', conns)
 end
 
 -- The user's last entry is gone: offline now, or held for the grace (cancelled by a return).
 local function went_empty(uid, cause)
   if P.grace > 0 then
-    redis.call('ZADD', KEYS[4], now_ms() + P.grace, uid)
-    redis.call('HSET', KEYS[5], uid, cause)
+    redis.call('ZADD', PK[4], now_ms() + P.grace, uid)
+    redis.call('HSET', PK[5], uid, cause)
     next_ver()
   else
     emit(uid, false, cause, 0)
@@ -45,8 +49,8 @@ end
 
 -- The user had no entry and now has `conns`: online, unless an offline was being held.
 local function went_live(uid, cause, conns)
-  if redis.call('ZREM', KEYS[4], uid) == 1 then
-    redis.call('HDEL', KEYS[5], uid)
+  if redis.call('ZREM', PK[4], uid) == 1 then
+    redis.call('HDEL', PK[5], uid)
   else
     emit(uid, true, cause, conns)
   end

@@ -5,6 +5,7 @@ import type { CloseCause, PresenceCause, PresenceEvent } from '@switchboard/prot
 import { LiveView } from './live-view.js'
 import { forgetIncarnation } from './rooms.js'
 import * as lua from './scripts/lua.js'
+import { TurnBatch } from './turn-batch.js'
 import {
   DEFAULT_PRESENCE,
   MAX_CONNECTIONS_PER_USER,
@@ -57,11 +58,22 @@ export class RedisRegistry implements Registry {
    * delayed by a partition never lands under a lease that may have lapsed.
    */
   readonly #validUntil = new Map<string, number>()
+  /**
+   * A turn's pumps (a delivery worker pumps every changed partition at each poll: in a connect
+   * storm, all of them) in one script per PUMP_PARTITIONS partitions on one server; on a
+   * Cluster one per partition, a slot each.
+   */
+  readonly #pumps: TurnBatch<PumpRead, PumpReply>
+  /** A turn's acknowledgements (one per partition of a delivered batch), the same way. */
+  readonly #acks: TurnBatch<Ack, void>
 
   constructor(redis: RedisClient | RedisGateway, options: RedisRegistryOptions = {}) {
     this.#gateway = gatewayOf(redis, 'registry', options.prefix)
     this.#keys = this.#gateway.keys
     this.#presence = { ...DEFAULT_PRESENCE, ...options.presence }
+    const perCall = (n: number) => (this.#gateway.isCluster ? 1 : n)
+    this.#pumps = new TurnBatch((reads) => this.#pumpMany(reads), perCall(PUMP_PARTITIONS))
+    this.#acks = new TurnBatch((acks) => this.#acknowledgeMany(acks), perCall(PARTITIONS))
     this.#live = new LiveView((script, args) => this.#gateway.script(script, [this.#keys.nodes, this.#keys.inc], args), options.liveRefreshMs ?? 1_000)
   }
 
@@ -105,16 +117,31 @@ export class RedisRegistry implements Registry {
 
   async #add(lease: Lease, conns: readonly ConnectionInfo[], maxPerUser: number, cause: PresenceCause): Promise<Evicted[]> {
     const max = Math.min(Math.max(1, maxPerUser), MAX_CONNECTIONS_PER_USER)
-    const byPartition = groupBy(conns, (c) => partitionOf(c.userId))
+    const header = [lease.incId, max, cause, ...this.#settings(), this.#validUntil.get(lease.incId) ?? 0]
+    // One script for every partition on one server (a connect storm spreads a turn's
+    // registrations over all of them), one per partition (a slot each) on a Cluster; at most
+    // BATCH connections per call.
     const calls: Promise<unknown>[] = []
-    for (const [p, group] of byPartition) {
+    let keys: string[] = []
+    let args: (string | number)[] = []
+    let size = 0
+    const send = () => {
+      if (size > 0) calls.push(this.#gateway.script(lua.add, keys, [...header, ...args]))
+      keys = []
+      args = []
+      size = 0
+    }
+    for (const [p, group] of groupBy(conns, (c) => partitionOf(c.userId))) {
       for (let i = 0; i < group.length; i += BATCH) {
         const batch = group.slice(i, i + BATCH)
-        const args: (string | number)[] = [lease.incId, max, cause, ...this.#settings(), this.#validUntil.get(lease.incId) ?? 0]
+        if (size + batch.length > BATCH || (size > 0 && this.#gateway.isCluster)) send()
+        keys.push(...this.#keys.partition(p, lease.incId), this.#keys.revoked(p))
+        args.push(batch.length)
         for (const c of batch) args.push(c.userId, c.connId, c.since, c.iat ?? '')
-        calls.push(this.#gateway.script(lua.add, [...this.#keys.partition(p, lease.incId), this.#keys.revoked(p)], args))
+        size += batch.length
       }
     }
+    send()
     const evicted: Evicted[] = []
     const replies = (await Promise.all(calls)) as [string[], string[], number?][]
     if (replies.some((r) => r[2] === 1)) throw new SwitchboardError('registry_unavailable', 'registration refused: it came after the lease could have lapsed')
@@ -231,20 +258,31 @@ export class RedisRegistry implements Registry {
     return workers.sort((a, b) => a.workerId.localeCompare(b.workerId))
   }
 
-  async pump(partition: number, after: string, count: number): Promise<{ events: StoredEvent[]; nextHoldInMs: number | undefined }> {
-    const reply = (await this.#gateway.script(lua.pump, this.#keys.partition(partition), [HOLDS_PER_PUMP, ...this.#settings(), after, count])) as unknown[]
-    const next = Number(reply[0])
-    const events: StoredEvent[] = []
-    for (let i = 1; i + 1 < reply.length; i += 2) {
-      const event = parseEvent(partition, String(reply[i]), reply[i + 1] as string[])
-      if (event) events.push(event)
-    }
-    return { events, nextHoldInMs: next < 0 ? undefined : next }
+  pump(partition: number, after: string, count: number): Promise<PumpReply> {
+    return this.#pumps.ask({ partition, after, count })
   }
 
-  versions(partitions: readonly number[]): Promise<(string | undefined)[]> {
-    // Plain GETs: autopipelined, one round trip per master, no script.
-    return Promise.all(partitions.map(async (p) => (await this.#gateway.call((r) => r.get(this.#keys.partition(p)[5]!))) ?? undefined))
+  async #pumpMany(reads: readonly PumpRead[]): Promise<PumpReply[]> {
+    const keys = reads.flatMap((r) => this.#keys.partition(r.partition))
+    const args = [HOLDS_PER_PUMP, ...this.#settings(), ...reads.flatMap((r) => [r.after, r.count])]
+    const replies = (await this.#gateway.script(lua.pump, keys, args)) as unknown[][]
+    return replies.map((reply, i) => {
+      const partition = reads[i]!.partition
+      const next = Number(reply[0])
+      const events: StoredEvent[] = []
+      for (let j = 1; j + 1 < reply.length; j += 2) {
+        const event = parseEvent(partition, String(reply[j]), reply[j + 1] as string[])
+        if (event) events.push(event)
+      }
+      return { events, nextHoldInMs: next < 0 ? undefined : next }
+    })
+  }
+
+  async versions(partitions: readonly number[]): Promise<(string | undefined)[]> {
+    const keys = partitions.map((p) => this.#keys.partition(p)[5]!)
+    // One MGET on one server; on a Cluster plain GETs (a slot each), autopipelined: one round trip per master.
+    const values = this.#gateway.isCluster ? await Promise.all(keys.map((key) => this.#gateway.call((r) => r.get(key)))) : keys.length > 0 ? await this.#gateway.call((r) => r.mget(keys)) : []
+    return values.map((v) => v ?? undefined)
   }
 
   async acknowledged(partition: number, sinkIds: readonly string[]): Promise<(string | undefined)[]> {
@@ -253,8 +291,17 @@ export class RedisRegistry implements Registry {
     return values.map((v) => v ?? undefined)
   }
 
-  async acknowledge(partition: number, sinkId: string, position: string): Promise<void> {
-    await this.#gateway.call((r) => r.hset(this.#keys.cursors(partition), sinkId, position))
+  acknowledge(partition: number, sinkId: string, position: string): Promise<void> {
+    return this.#acks.ask({ partition, sinkId, position })
+  }
+
+  async #acknowledgeMany(acks: readonly Ack[]): Promise<void[]> {
+    await this.#gateway.script(
+      lua.ack,
+      acks.map((a) => this.#keys.cursors(a.partition)),
+      acks.flatMap((a) => [a.sinkId, a.position]),
+    )
+    return acks.map(() => undefined)
   }
 
   async backlog(partition: number): Promise<{ length: number; oldestTs: number | undefined; newest: string }> {
@@ -336,8 +383,25 @@ async function feedPage(redis: RedisClient, key: string, trimmedKey: string, aft
   return [page, first[0]?.[0] ?? '', last[0]?.[0] ?? '', trimmed ?? '0-0']
 }
 
-/** Holds settled per pump call, so one call never blocks Redis for long. */
+/** Holds settled per partition per pump, so one call never blocks Redis for long. */
 const HOLDS_PER_PUMP = 500
+/** Partitions per pump call on one server: even with a full page of events each (the relay reads 1,000), a short call. */
+const PUMP_PARTITIONS = 16
+
+interface PumpRead {
+  partition: number
+  after: string
+  count: number
+}
+interface Ack {
+  partition: number
+  sinkId: string
+  position: string
+}
+interface PumpReply {
+  events: StoredEvent[]
+  nextHoldInMs: number | undefined
+}
 
 /** ms part of a stream id "ms-seq". */
 function streamMs(id: string): number {

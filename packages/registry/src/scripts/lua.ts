@@ -30,13 +30,15 @@ export const idemBegin = load('idem-begin')
 export const idemEnd = load('idem-end')
 // The feed: KEYS in the {feed} slot.
 export const feed = load('feed')
-// Partition scripts: KEYS users, index, events, holds, hold causes, last version ({pN} slot).
+// Partition scripts: KEYS users, index, events, holds, hold causes, last version ({pN} slot);
+// pump and add take several partitions' on one server, ack their cursors.
 export const add = load('add')
 export const revoke = load('revoke')
 export const revokedBefore = load('revoked-before')
 export const remove = load('remove')
 export const collect = load('collect')
 export const pump = load('pump')
+export const ack = load('ack')
 export const snapshot = load('snapshot')
 // Inboxes (inbox.ts): KEYS meta, stream per user, all in one partition's slot.
 export const keep = load('keep')
