@@ -128,7 +128,13 @@ async function openClient(system, port, userId, localAddress, tokenOptions, clie
       },
     },
   }[system]
-  const onClose = () => (client.isReconnecting ? undefined : churned.unexpectedCloses++)
+  // Closed by a server (not by this client's reconnect, the bench's close or a refusal): a soak
+  // client reconnects as the SDK does after a lost connection; other scenarios' clients stay closed.
+  const onClose = () => {
+    if (client.conn !== conn || client.isReconnecting || isClosing) return
+    churned.unexpectedCloses++
+    if (reconnectsOnClose) void reconnect(client, { isClosed: true })
+  }
   const conn = await openSocket({ port, path: handlers.path, protocols: handlers.protocols, localAddress, onText: handlers.onText, onClose })
   const refusal = await Promise.race([isReady, new Promise((resolve) => setTimeout(resolve, 30_000, new Error('not ready within 30 s')))])
   if (refusal) {
@@ -143,9 +149,11 @@ async function openClient(system, port, userId, localAddress, tokenOptions, clie
 /**
  * Opens clients for `users` (user i goes to ports[(offset + i) % ports.length]), `concurrency` at
  * a time. With `retries`, a failed connect is retried that many times after the SDK's delay for
- * a lost connection, as clients of a storm do; `retried` counts those attempts.
+ * a lost connection, as clients of a storm do; `retried` counts those attempts. With `reconnect`,
+ * a client a server closes later reconnects the same way (see reconnect).
  */
-async function connectAll({ system, ports, users, offset = 0, localAddress, concurrency = 200, token, retries = 0 }) {
+async function connectAll({ system, ports, users, offset = 0, localAddress, concurrency = 200, token, retries = 0, reconnect = false }) {
+  reconnectsOnClose = reconnect
   const startedUs = nowUs()
   let next = 0
   let failed = 0
@@ -178,8 +186,13 @@ async function connectAll({ system, ports, users, offset = 0, localAddress, conc
  * Reconnects: how many, failed attempts, welcomes with `recovered: false`, sockets the server
  * closed (none expected), and each reconnect's gap (userId, closing → welcomed, µs).
  */
-const churned = { reconnects: 0, failedAttempts: 0, notRecovered: 0, unexpectedCloses: 0, gaps: [] }
+const churned = { reconnects: 0, failedAttempts: 0, gaveUp: 0, notRecovered: 0, unexpectedCloses: 0, gaps: [] }
+/** Attempts of one reconnect before the bench gives up on it (the backoff reaches its 30 s cap by then). */
+const MAX_RECONNECT_ATTEMPTS = 10
 let churnTimer
+/** Set by `connect` with `reconnect`: a client a server closed reconnects (the soak's clients, as the SDK's do). */
+let reconnectsOnClose = false
+let isClosing = false
 
 /**
  * A lost connection as the SDK handles it: the socket closes (with a close frame, so every frame
@@ -187,21 +200,26 @@ let churnTimer
  * a lost connection (reconnectDelayMs for 1006: full jitter, attempt 0 after a stable minute,
  * doubling per failure) and a connect offering `resume.<position>`.
  */
-async function reconnect(client) {
+async function reconnect(client, { isClosed = false } = {}) {
   client.isReconnecting = true
   const closingUs = nowUs()
-  await client.conn.closeGracefully()
+  if (!isClosed) await client.conn.closeGracefully()
   for (let attempt = 0; ; attempt++) {
     await new Promise((resolve) => setTimeout(resolve, reconnectDelayMs(attempt, 1006)))
     try {
       await openClient(client.system, client.port, client.userId, client.localAddress, client.tokenOptions, client)
+      churned.reconnects++
+      churned.gaps.push([client.userId, closingUs, nowUs()])
       break
     } catch {
       churned.failedAttempts++
+      // The SDK would go on; the bench stops so that the run ends, and says so.
+      if (attempt === MAX_RECONNECT_ATTEMPTS) {
+        churned.gaveUp++
+        break
+      }
     }
   }
-  churned.reconnects++
-  churned.gaps.push([client.userId, closingUs, nowUs()])
   client.isReconnecting = false
 }
 
@@ -221,6 +239,7 @@ function churnStart({ perS }) {
 
 async function churnStop() {
   clearInterval(churnTimer)
+  reconnectsOnClose = false
   while ([...clients.values()].some((c) => c.isReconnecting)) await new Promise((resolve) => setTimeout(resolve, 50))
   return churned
 }
@@ -245,6 +264,7 @@ const commands = {
   count: () => ({ received, lastReceiveUs }),
   report: () => ({ received, lastReceiveUs, latenciesMs: Array.from(samples.subarray(0, received)) }),
   close: async () => {
+    isClosing = true
     for (const client of clients.values()) client.conn.close()
     clients.clear()
     return {}

@@ -52,7 +52,7 @@ export async function soak(sizes, log) {
     // The storm: every connection authenticated, registered, in its rooms, offered resume.start (the SDK's first connect).
     const idle = { rssKiB: await rssOf(system.servers.filter((x) => x.name !== 'redis')), redisUsedMemory: await usedMemory() }
     const stormCpu = await cpuMeter(system.servers)
-    const fleet = await connectFleet({ system: 'switchboard-resume', ports: system.ports, users, processes: s.loadProcesses, concurrency: s.concurrency, retries: 5 })
+    const fleet = await connectFleet({ system: 'switchboard-resume', ports: system.ports, users, processes: s.loadProcesses, concurrency: s.concurrency, retries: 5, reconnect: true })
     const stormCpuMs = await stormCpu()
     if (fleet.failed > 0) throw new Error(`${fleet.failed} of ${users.length} connections failed: ${fleet.errors.join('; ')}`)
     const connected = { rssKiB: await rssOf(system.servers.filter((x) => x.name !== 'redis')), redisUsedMemory: await usedMemory() }
@@ -146,6 +146,7 @@ export async function soak(sizes, log) {
         failedAttempts: sum(churn.map((c) => c.failedAttempts)),
         notRecovered: sum(churn.map((c) => c.notRecovered)),
         unexpectedCloses: sum(churn.map((c) => c.unexpectedCloses)),
+        gaveUp: sum(churn.map((c) => c.gaveUp)),
         gapMs: percentiles(churn.flatMap((c) => c.gaps.map(([, from, to]) => (to - from) / 1000))),
       },
       webhookEvents: { ...receiver.counts },
@@ -167,7 +168,7 @@ export async function soak(sizes, log) {
     const w = result.workload
     log(`user pushes: ${userPushes.sent} sent, ${userPushes.delivered} delivered, ${userPushes.offline} offline, ${userPushes.failed} failed, ${userPushes.errors} errors; ${userPushes.kept} kept, ${userPushes.keptMissing} missing, ${userPushes.keptDuplicateFrames} duplicate frames (dropped by id); delivered but missing ${userPushes.deliveredMissing}; not delivered outside a reconnect ${userPushes.notDeliveredOutsideReconnects}: ${userPushes.isWhole ? 'every push accounted for' : 'NOT WHOLE'}`)
     log(`room pushes: ${roomPushes.sent} sent, ${roomPushes.reached} reached, ${roomPushes.frames} frames, ${roomPushes.missingFrames} missing, ${roomPushes.extraFrames} extra, ${roomPushes.errors} errors: ${roomPushes.isWhole ? 'whole' : 'NOT WHOLE'}`)
-    log(`presence queries: ${mix.presence.answered} answered (p99 ${w.presenceQueries.latencyMs.p99} ms), ${mix.presence.errors} errors, ${mix.presence.wrong} wrong; reconnects ${w.reconnects.count} (gap p50 ${w.reconnects.gapMs.p50} ms), ${w.reconnects.notRecovered} not recovered, ${w.reconnects.unexpectedCloses} closed by a server; webhook events ${w.webhookEvents['user.online']} online, ${w.webhookEvents['user.offline']} offline`)
+    log(`presence queries: ${mix.presence.answered} answered (p99 ${w.presenceQueries.latencyMs.p99} ms), ${mix.presence.errors} errors, ${mix.presence.wrong} wrong; reconnects ${w.reconnects.count} (gap p50 ${w.reconnects.gapMs.p50} ms), ${w.reconnects.notRecovered} not recovered, ${w.reconnects.unexpectedCloses} closed by a server, ${w.reconnects.gaveUp} given up after 10 attempts; webhook events ${w.webhookEvents['user.online']} online, ${w.webhookEvents['user.offline']} offline`)
     log(`CPU % of a core: ${Object.entries(w.cpuPctOfCore).map(([n, v]) => `${n} ${v}`).join(', ')}; server CPU ${w.serverCpuUsPerPush} µs per push (${w.serverCpuUsPerFrame} per frame)`)
     log(`memory slope per minute over minutes ${w.memorySlopePerMinute.minutes.join(', ')}: edges RSS ${w.memorySlopePerMinute.edgesRssKiB} KiB, router RSS ${w.memorySlopePerMinute.routerRssKiB} KiB, Redis used_memory ${w.memorySlopePerMinute.redisUsedMemoryKiB} KiB; edge RSS ${w.edgeRssKiBPerConnection} KiB per connection at the end`)
     await closeFleet(fleet)
