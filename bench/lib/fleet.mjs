@@ -3,14 +3,18 @@
 // file-descriptor limit and no address runs out of ports.
 import { secrets, sleep, startChild } from './harness.mjs'
 
-/** `token`: `{ lifetime: '1h', issuedAt: true }` mints tokens with that `exp` and an `iat` (default: 2 h, no `iat`). */
-export async function connectFleet({ system, ports, users, processes = 4, concurrency = 200, token }) {
+/**
+ * `token`: `{ lifetime: '1h', issuedAt: true }` mints tokens with that `exp` and an `iat` (default: 2 h, no `iat`).
+ * `retries`: attempts after a failed connect, each after the SDK's backoff (default none: a failure counts);
+ * `reconnect`: a client a server closes later reconnects the same way.
+ */
+export async function connectFleet({ system, ports, users, processes = 4, concurrency = 200, token, retries, reconnect }) {
   process.env.BENCH_JWT_SECRET = secrets.jwt
   const loaders = Array.from({ length: processes }, () => startChild('loadgen.mjs'))
   const per = Math.ceil(users.length / processes)
   const results = await Promise.all(
     loaders.map((loader, p) =>
-      loader.call({ cmd: 'connect', system, ports, users: users.slice(p * per, (p + 1) * per), offset: p * per, localAddress: `127.0.0.${2 + p}`, concurrency, token }),
+      loader.call({ cmd: 'connect', system, ports, users: users.slice(p * per, (p + 1) * per), offset: p * per, localAddress: `127.0.0.${2 + p}`, concurrency, token, retries, reconnect }),
     ),
   )
   const startedUs = Math.min(...results.map((r) => r.startedUs))
@@ -20,6 +24,7 @@ export async function connectFleet({ system, ports, users, processes = 4, concur
     users,
     connected: results.reduce((s, r) => s + r.connected, 0),
     failed: results.reduce((s, r) => s + r.failed, 0),
+    retried: results.reduce((s, r) => s + r.retried, 0),
     errors: results.flatMap((r) => r.errors).slice(0, 5),
     elapsedMs: (endedUs - startedUs) / 1000,
   }

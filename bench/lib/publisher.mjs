@@ -6,10 +6,13 @@
 //   once it handed each edge its frame, and `routed` is what the publisher counts as delivered.
 // - socketio: @socket.io/redis-emitter to rooms `user:<id>` (one PUBLISH per push).
 // - bare: POST /push to the bare uWebSockets.js server (undici).
+// `mix-start`/`mix-stop`: the soak's mixed workload (user, kept and room pushes, presence
+// queries) with every answer kept for the accounting (accounting.mjs).
 import { Emitter } from '@socket.io/redis-emitter'
 import { Redis } from 'ioredis-v5'
 import { Pool } from 'undici'
 import { SwitchboardBackend } from '@switchboard/backend'
+import { Answer } from './accounting.mjs'
 
 const nowUs = () => Number(process.hrtime.bigint() / 1000n)
 const PAD = 'x'.repeat(120) // a push frame of about 200 bytes, as in the incumbent's published figures
@@ -79,18 +82,11 @@ async function run({ target, users, batch = 1, rate, durationMs, maxInFlight = 6
     senders.set(key, (send = await sender(target)))
     await send(['warm-up']) // warms the connection; nobody of that name is connected
   }
-  const startedUs = nowUs()
-  const endUs = startedUs + durationMs * 1000
-  let sent = 0
-  let inFlight = 0
   let delivered = 0
   let isDeliveredUnknown = false
   let errors = 0
   let firstError
-  let wake
-  const one = async () => {
-    inFlight++
-    sent++
+  const paced = await pace({ rate, durationMs, maxInFlight }, async () => {
     try {
       // Await first, then add: `delivered += await …` reads `delivered` before the await and
       // writes back a stale sum, losing whatever concurrent sends added meanwhile.
@@ -101,6 +97,25 @@ async function run({ target, users, batch = 1, rate, durationMs, maxInFlight = 6
       errors++
       firstError ??= String(err.message ?? err)
     }
+  })
+  return { ...paced, delivered: isDeliveredUnknown ? null : delivered, errors, firstError }
+}
+
+/**
+ * Runs `task` for `durationMs`: with `rate`, that many times a second on schedule (never more
+ * than `maxInFlight` outstanding); without, as fast as tasks end with `maxInFlight` outstanding.
+ * Resolves once every task ended, with how many were started and when (µs, hrtime).
+ */
+async function pace({ rate, durationMs, maxInFlight }, task) {
+  const startedUs = nowUs()
+  const endUs = startedUs + durationMs * 1000
+  let sent = 0
+  let inFlight = 0
+  let wake
+  const one = async () => {
+    inFlight++
+    sent++
+    await task()
     inFlight--
     wake?.()
   }
@@ -116,12 +131,79 @@ async function run({ target, users, batch = 1, rate, durationMs, maxInFlight = 6
   }
   const sentUs = nowUs()
   while (inFlight > 0) await new Promise((resolve) => (wake = resolve))
-  return { sent, delivered: isDeliveredUnknown ? null : delivered, errors, firstError, startedUs, sentUs, endedUs: nowUs() }
+  return { sent, startedUs, sentUs, endedUs: nowUs() }
 }
+
+let mixing
+
+/**
+ * The soak's mixed workload, three paced loops at once on one backend client: single-recipient
+ * pushes to random users (every `keepEvery`-th kept), room pushes to random rooms, presence
+ * queries of `presenceBatch` random users. Each push carries its number (`n` for user pushes,
+ * `r` for room pushes) for the accounting. Answers until `mix-stop`.
+ */
+async function mixStart({ target, users, rooms, pushRate, keepEvery, roomRate, presenceRate, presenceBatch, durationMs, maxInFlight = 1_000 }) {
+  const client = await switchboardClient(target)
+  const answers = []
+  const offlineAnswers = [] // [n, userId, sentUs, answeredUs]: the bench checks each fell in a reconnect of that user
+  const roomReached = []
+  const presence = { answered: 0, errors: 0, wrong: 0, firstError: undefined, latenciesMs: [] }
+  const errors = { push: 0, room: 0, firstError: undefined }
+  const userPush = async () => {
+    const n = answers.length
+    answers.push(0)
+    const to = users[Math.floor(Math.random() * users.length)]
+    const isKept = n % keepEvery === 0
+    const sentUs = nowUs()
+    try {
+      const a = await client.push({ to: [to], event: 'bench', data: { n, t: sentUs, pad: PAD }, ...(isKept ? { keep: true } : {}) })
+      const result = a.delivered.length > 0 ? Answer.delivered : a.offline.length > 0 ? Answer.offline : Answer.failed
+      answers[n] = result | (isKept ? Answer.KEPT : 0)
+      if (result !== Answer.delivered) offlineAnswers.push([n, to, sentUs, nowUs()])
+    } catch (err) {
+      answers[n] = Answer.error
+      errors.push++
+      errors.firstError ??= String(err.message ?? err)
+    }
+  }
+  const roomPush = async () => {
+    const r = roomReached.length
+    roomReached.push(-1)
+    try {
+      const a = await client.push({ room: rooms[Math.floor(Math.random() * rooms.length)], event: 'bench', data: { r, t: nowUs(), pad: PAD } })
+      roomReached[r] = a.reached
+    } catch (err) {
+      errors.room++
+      errors.firstError ??= String(err.message ?? err)
+    }
+  }
+  const query = async () => {
+    const asked = recipients(users, presenceBatch)
+    const startedUs = nowUs()
+    try {
+      const a = await client.presenceQuery(asked)
+      presence.latenciesMs.push((nowUs() - startedUs) / 1000)
+      presence.answered++
+      if (a.online.length + a.offline.length !== asked.length) presence.wrong++
+    } catch (err) {
+      presence.errors++
+      presence.firstError ??= String(err.message ?? err)
+    }
+  }
+  const loops = Promise.all([
+    pace({ rate: pushRate, durationMs, maxInFlight }, userPush),
+    pace({ rate: roomRate, durationMs, maxInFlight }, roomPush),
+    pace({ rate: presenceRate, durationMs, maxInFlight }, query),
+  ])
+  mixing = loops.then(([pushes, roomPushes, queries]) => ({ pushes, roomPushes, queries, answers, offlineAnswers, roomReached, presence, errors }))
+  return {}
+}
+
+const commands = { run, 'mix-start': mixStart, 'mix-stop': () => mixing }
 
 process.on('message', async (message) => {
   try {
-    process.send(await run(message))
+    process.send(await commands[message.cmd ?? 'run'](message))
   } catch (err) {
     process.send({ error: String(err.stack ?? err) })
   }

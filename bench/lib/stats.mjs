@@ -12,3 +12,13 @@ export const median = (values) => {
   const sorted = [...values].sort((a, b) => a - b)
   return sorted.length === 0 ? null : sorted[Math.floor(sorted.length / 2)]
 }
+
+/** The least-squares slope of `ys` over `xs` (units of y per unit of x); null under two points. */
+export function slope(xs, ys) {
+  if (xs.length < 2) return null
+  const mx = xs.reduce((a, b) => a + b, 0) / xs.length
+  const my = ys.reduce((a, b) => a + b, 0) / ys.length
+  const sxy = xs.reduce((s, x, i) => s + (x - mx) * (ys[i] - my), 0)
+  const sxx = xs.reduce((s, x) => s + (x - mx) ** 2, 0)
+  return sxx === 0 ? null : sxy / sxx
+}

@@ -27,6 +27,12 @@ export function openSocket({ port, path, localAddress, onText, onClose, protocol
     const conn = {
       send: (text) => socket.write(maskedFrame(0x1, Buffer.from(text))),
       close: () => socket.destroy(),
+      /** Sends a close frame (1000) and resolves once the server closed: every frame it wrote before is read. */
+      closeGracefully: () =>
+        new Promise((resolve) => {
+          socket.once('close', resolve)
+          socket.write(maskedFrame(0x8, Buffer.from([0x03, 0xe8])))
+        }),
       socket,
     }
     const offered = protocols ? `Sec-WebSocket-Protocol: ${protocols.join(', ')}\r\n` : ''

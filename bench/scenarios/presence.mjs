@@ -2,33 +2,11 @@
 // every transition becomes one event, delivered to a webhook receiver in this process.
 // Measures how fast the event pipeline delivers them and what each event costs the routers,
 // the edges and Redis, beside the same storm with nobody consuming events (no webhook, feed only).
-import { createServer } from 'node:http'
 import { randomBytes } from 'node:crypto'
 import { closeFleet, connectFleet } from '../lib/fleet.mjs'
 import { cpuMeter, sleep, startRedis, startSwitchboard, stop, stopSystem, sum } from '../lib/harness.mjs'
+import { startReceiver } from '../lib/receiver.mjs'
 import { round } from '../lib/stats.mjs'
-
-/** A webhook receiver that acknowledges at once and counts events by type. */
-async function startReceiver() {
-  const counts = { 'user.online': 0, 'user.offline': 0 }
-  const ids = new Set()
-  let lastAt = 0
-  const server = createServer((req, res) => {
-    const chunks = []
-    req.on('data', (c) => chunks.push(c))
-    req.on('end', () => {
-      for (const e of JSON.parse(Buffer.concat(chunks).toString()).events) {
-        if (ids.has(e.id)) continue
-        ids.add(e.id)
-        counts[e.type]++
-      }
-      lastAt = performance.now()
-      res.writeHead(204).end()
-    })
-  })
-  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve))
-  return { url: `http://127.0.0.1:${server.address().port}/hooks`, counts, lastAt: () => lastAt, close: () => server.close() }
-}
 
 async function until(check, timeoutMs) {
   const deadline = Date.now() + timeoutMs
