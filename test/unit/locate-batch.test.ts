@@ -38,21 +38,36 @@ t.test('a batch stops growing at maxIds; a failure rejects every caller of its b
   t.equal(fake.calls.length, 3)
 })
 
-t.test('with a coalescing window, a lookup after a quiet spell goes at once; those soon after wait for the window and share one call', async (t) => {
+t.test('with a coalescing window, slow lookups go within their turn; once they come faster than one per half window, a batch is held for the window and shared', async (t) => {
   const fake = fakeLocate()
   const WINDOW_MS = 5
-  const locate = batchLocates(fake.locate, { windowMs: WINDOW_MS })
-  const sentAt = performance.now() // no later than the first call went
-  const zeroth = locate(['on-0'])
-  await new Promise((r) => setImmediate(r))
-  t.same(fake.calls, [['on-0']], 'the first lookup went within its turn, not after a window')
-  await zeroth
-  const first = locate(['on-1'])
-  await new Promise((r) => setImmediate(r)) // a later turn, inside the window
-  t.equal(fake.calls.length, 1, 'nothing more sent while the window is open')
-  const second = locate(['on-2'])
-  const [a, b] = await Promise.all([first, second])
-  t.ok(performance.now() - sentAt >= WINDOW_MS - 1, 'sent no earlier than the window after the last call (timers may fire up to 1 ms early)')
-  t.same(fake.calls.slice(1), [['on-1', 'on-2']], 'one call for both turns')
-  t.ok(a.has('on-1') && b.has('on-2'))
+  let clock = 0
+  const locate = batchLocates(fake.locate, { windowMs: WINDOW_MS, now: () => clock })
+  const turn = () => new Promise((r) => setImmediate(r))
+  for (let i = 0; i < 5; i++) {
+    clock += 2 * WINDOW_MS // one lookup per two windows
+    const pending = locate([`on-slow-${i}`])
+    await turn()
+    t.equal(fake.calls.length, i + 1, `slow lookup ${i} went within its turn, not after a window`)
+    await pending
+  }
+  // A lookup every millisecond (a fifth of the window): the mean gap falls below half the window.
+  let held: { index: number; pending: Promise<Map<string, unknown>> } | undefined
+  for (let i = 0; i < 40 && !held; i++) {
+    clock += 1
+    const before = fake.calls.length
+    const pending = locate([`on-fast-${i}`])
+    await turn()
+    if (fake.calls.length === before) held = { index: i, pending }
+    else await pending
+  }
+  if (!held) return t.fail('never held a batch at five lookups a window')
+  t.ok(held.index >= 1, `the first fast lookups went at once (held from the ${held.index + 1}th on: the mean adapts)`)
+  const heldAt = performance.now()
+  clock += 1
+  const joined = locate(['on-joined'])
+  const [first, second] = await Promise.all([held.pending, joined])
+  t.ok(performance.now() - heldAt >= WINDOW_MS - 1, 'sent once the window closed (timers may fire up to 1 ms early)')
+  t.same(fake.calls.at(-1), [`on-fast-${held.index}`, 'on-joined'], 'a later turn joined the held batch: one call for both')
+  t.ok(first.has(`on-fast-${held.index}`) && second.has('on-joined'))
 })

@@ -7,7 +7,7 @@ const RouterEnvShape = z.object({
   ROUTER_PORT: port(3000),
   ROUTER_API_KEYS: list.pipe(z.array(secret(16)).min(1, 'needs at least one key')),
   ROUTER_FORWARD_TIMEOUT_MS: ms(2_000, 10),
-  ROUTER_COALESCE_MS: z.coerce.number().int().min(0).max(10).default(0),
+  ROUTER_COALESCE_MS: z.coerce.number().int().min(0).max(10).default(1),
   ROUTER_BODY_LIMIT_BYTES: bytes(1 << 20),
   ROUTER_MAX_RECIPIENTS: z.coerce.number().int().min(1).max(10_000).default(10_000),
   ROUTER_MAX_PRESENCE_BATCH: z.coerce.number().int().min(1).max(10_000).default(10_000),
