@@ -40,7 +40,8 @@ export function inboxContract(t: Test, make: (t: Test, limits: InboxLimits) => P
     t.same(await replay(inbox.read(u, { epoch, offset: 1 })), false, 'offset 2 was trimmed')
     t.same(await replay(inbox.read(u, { epoch, offset: 2 })), [3, 4, 5].map((o) => ({ offset: o, frame: `f${o}` })), 'the 3 kept ones')
     t.same(await replay(inbox.read(u, { epoch, offset: 6 })), false, 'an offset it never reached')
-    t.same(await replay(inbox.read(u, { epoch: 'abc123', offset: 4 })), false, 'another epoch')
+    const otherLife = await inbox.read(u, { epoch: 'abc123', offset: 4 })
+    t.same([otherLife.recovered, otherLife.entries], [false, []], 'another epoch, and this life trimmed already: nothing to replay')
     t.same(await replay(inbox.read(user('nobody'), { epoch, offset: 0 })), false, 'no inbox at all')
     t.same(await replay(inbox.read(user('other'), { epoch, offset: 4 })), false, "another user's position")
   })
@@ -55,7 +56,8 @@ export function inboxContract(t: Test, make: (t: Test, limits: InboxLimits) => P
     const after = (await inbox.append([u], 'new'))[0]!
     t.equal(after.offset, 1)
     t.not(after.epoch, before.epoch, 'a new life')
-    t.same(await replay(inbox.read(u, before)), false, 'the old position means nothing now')
+    const stale = await inbox.read(u, before)
+    t.same(stale, { head: { epoch: after.epoch, offset: 0 }, recovered: false, entries: [{ offset: 1, frame: 'new' }] }, 'the old position: not recovered, and all of the new life, which it never saw, from before its first push')
     t.same(await replay(inbox.read(u, { epoch: after.epoch, offset: 0 })), [{ offset: 1, frame: 'new' }])
   })
 
@@ -81,7 +83,9 @@ export function inboxContract(t: Test, make: (t: Test, limits: InboxLimits) => P
     t.same(p, { epoch: first.head.epoch, offset: 1 }, 'the push continues that inbox')
     t.same(await replay(inbox.read(u, first.head)), [{ offset: 1, frame: 'f1' }], 'so a client that connected before it gets it')
     const stale = await inbox.read(u, { epoch: 'abc', offset: 0 })
-    t.same({ recovered: stale.recovered, head: stale.head }, { recovered: false, head: p }, 'recovered: false still says where the inbox is')
+    t.same(stale, { recovered: false, head: { epoch: p!.epoch, offset: 0 }, entries: [{ offset: 1, frame: 'f1' }] }, 'another life, held whole: recovered: false, from before its first push')
+    await inbox.append([u], 'f2')
+    t.same((await inbox.read(u, { epoch: 'abc', offset: 0 })).entries.map((e) => e.offset), [1, 2])
   })
 
   t.test('frames round-trip byte for byte', async (t) => {

@@ -286,6 +286,18 @@ t.test('a resume the inbox cannot vouch for is welcomed with recovered: false an
   t.same(resumes, ['not_recovered'])
 })
 
+t.test('a resume from another life of the inbox is welcomed with recovered: false before that life, then its whole replay and the held pushes past it', async (t) => {
+  const { registration, connections, connect, inbox, resumes } = setup()
+  const ws = connect('bea', { from: { epoch: 'old', offset: 9 } })
+  registration.written('p.0')
+  await settle()
+  for (const n of [3, 2]) connections.sockets.deliver(pushFrame(`m${n}`, 'e', n, 1), ['bea'], [kept(n)])
+  inbox.reads[0]!.answer({ head: head(0), recovered: false, entries: [stored(1), stored(2)] })
+  await settle()
+  t.same(ws.sent, [welcomeFrame('p.0', 'edge-1', { recovered: false, head: head(0) }), kept(1).frame, kept(2).frame, kept(3).frame], 'the new life from its first push (a push kept while the client was away is not lost), then held 3; held 2 dropped')
+  t.same(resumes, ['not_recovered'])
+})
+
 t.test('a failed inbox read is recovered: false without a head (counted and reported), never a hang', async (t) => {
   const { registration, connect, inbox, resumes, resumeErrors } = setup()
   const ws = connect('cy', { from: { epoch: E, offset: 1 } })

@@ -503,8 +503,9 @@ export class Connections<S extends ClientSocket> {
       // No read: no position to give, and every held frame is news to the client.
       return this.#open(ws, conn, held.map((h) => h.frame), { recovered: from ? false : undefined, head: undefined })
     }
-    // Recovered: the replay, then what came after it. Otherwise the client starts over from the head.
-    const frames = read.recovered ? replayed(from!, read.entries, held) : replayed(read.head, [], held)
+    // Recovered: the replay, then what came after it. Otherwise the client starts over from the
+    // head, and gets what follows it (a new life of the inbox, whole: see InboxRead).
+    const frames = replayed(read.recovered ? from! : read.head, read.entries, held)
     this.#open(ws, conn, frames, { recovered: read.recovered, head: read.head })
   }
 

@@ -13,9 +13,12 @@ export interface InboxEntry {
 /**
  * What a (re)connecting client is owed, and `head`, the inbox's position now (its last kept
  * push; offset 0 when empty). With a position: `recovered: true` and every kept push after it,
- * oldest first, or `recovered: false` and none when the inbox no longer holds them all
- * (another life of the inbox, entries trimmed by the length bound, or the inbox expired):
- * never a partial replay. Without one: the head only.
+ * oldest first, or `recovered: false` when the inbox no longer holds them all (another life of
+ * the inbox, entries trimmed by the length bound, or the inbox expired): never a partial
+ * replay of what the position asked for. A position of another life (the inbox expired and a
+ * push started it anew while the client was away) is owed the whole new life when the inbox
+ * still holds it: `recovered: false`, `head` the position before its first push (offset 0)
+ * and its entries, oldest first. Without a position: the head only.
  */
 export interface InboxRead {
   head: Position
@@ -85,9 +88,10 @@ export class RedisInbox implements Inbox {
     const keys = this.#keys.inbox(partitionOf(userId), userId)
     const reply = (await this.#gateway.script(lua.inboxRead, keys, [from?.epoch ?? '', from?.offset ?? 0, this.#limits.ttlMs])) as (number | string)[]
     const head = { epoch: String(reply[1]), offset: Number(reply[2]) }
-    // Frames follow the position: offsets from.offset + 1, + 2, ...
-    const entries: InboxEntry[] = reply.slice(3).map((frame, k) => ({ offset: (from?.offset ?? 0) + k + 1, frame: String(frame) }))
     const outcome = Number(reply[0])
+    // Frames follow the position (recovered) or the head (a new life, from offset 1).
+    const after = outcome === 1 ? (from?.offset ?? 0) : head.offset
+    const entries: InboxEntry[] = reply.slice(3).map((frame, k) => ({ offset: after + k + 1, frame: String(frame) }))
     return outcome === 2 ? { head, entries } : { head, recovered: outcome === 1, entries }
   }
 
@@ -164,6 +168,9 @@ export class MemoryInbox implements Inbox {
     const inbox = this.#inbox(userId)
     const head = { epoch: inbox.epoch, offset: inbox.last }
     if (!from) return { head, entries: [] }
+    if (inbox.epoch !== from.epoch && inbox.last > 0 && inbox.entries.length === inbox.last) {
+      return { head: { epoch: inbox.epoch, offset: 0 }, recovered: false, entries: [...inbox.entries] }
+    }
     const entries = inbox.entries.filter((e) => e.offset > from.offset)
     const isWhole = inbox.epoch === from.epoch && from.offset <= inbox.last && entries.length === inbox.last - from.offset
     return isWhole ? { head, recovered: true, entries } : { head, recovered: false, entries: [] }
