@@ -72,9 +72,10 @@ t.test('npm run bench:smoke runs every scenario and reports whole results', asyn
   // CPU is read in 10 ms ticks: a smoke-sized run on bare uWS may take less than one, so 0 µs per wake-up is a valid reading.
   for (const r of pushes.filter((r) => r.mode === 'fixed')) t.ok(r.turns.total.wakeupsPerPush > 0 && r.turns.total.cpuUsPerWakeup >= 0, `${name(r)}: turns counted`)
   const curve: Array<{ ingress: string; rate: number | null; nodes: number; cpuRatio: { median: number } }> = results.curve
-  t.equal(curve.length, 2 * 3 * 2, 'the scale curve: both ingresses, both rates and max, N = 1 and 3')
+  t.equal(curve.length, 2 * 3 * 2 + 2, 'the scale curve: both ingresses, both rates and max, N = 1 and 3; and the routed line at the higher rate')
+  t.same(curve.filter((p) => p.ingress === 'pipeline-routed').map((p) => [p.rate, p.nodes]), [1, 3].map((n) => [results.sizes.rates.at(-1), n]), 'the pipeline with wait: routed, at the higher fixed rate on every N')
   t.ok(curve.every((p) => p.cpuRatio.median > 0), 'each point has a ratio')
-  t.equal(results.crossovers.length, 2 * 3, 'a crossover per ingress and rate')
+  t.equal(results.crossovers.length, 2 * 3 + 1, 'a crossover per line and rate')
   const spread = pushes.filter((r) => r.system === 'switchboard' && r.nodes === 3 && r.mode === 'fixed')
   t.ok(spread.length > 0 && spread.every((r) => r.messagesInPerPush.every((m) => m > 0 && m < 1)), 'Switchboard: each edge takes in only part of the pushes')
   t.ok(results.registry.locateMs.count > 0 && results.registry.presenceQueryMs.p99 > 0, 'registry lookups measured')
