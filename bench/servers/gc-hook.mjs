@@ -1,10 +1,13 @@
 // Preloaded (node --expose-gc --import) into every server the bench starts: on the IPC
 // message 'gc' it collects garbage twice and answers with process.memoryUsage() and the V8
 // heap's spaces, so memory per connection is measured after GC, the same way for every system.
-import { getHeapSpaceStatistics } from 'node:v8'
+// On 'snapshot' it writes a heap snapshot to the working directory and answers with its file name
+// (to compare two of them in Chrome's DevTools when memory grows).
+import { getHeapSpaceStatistics, writeHeapSnapshot } from 'node:v8'
 
 if (process.send) {
   process.on('message', (message) => {
+    if (message === 'snapshot') return process.send({ snapshot: writeHeapSnapshot() })
     if (message !== 'gc') return
     globalThis.gc?.()
     globalThis.gc?.()
