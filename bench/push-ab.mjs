@@ -19,6 +19,10 @@
 // rounds and after first in odd ones (rounds alternate: A B, B A, A B, …), so a slow spell of
 // the shared host hits both builds of a pair alike.
 //   node bench/push-ab.mjs --baseline /path/to/other/checkout [--rounds 3] [--smoke]
+//   node bench/push-ab.mjs --receipts [--rounds 3] [--smoke]
+// --receipts: this checkout against itself, `after` asking for receipts on every push
+// (`"ack":{"timeoutMs":5000}`; the clients acknowledge each push at the end of the turn that
+// read it, as the SDK does): what receipts cost per push.
 // --smoke: 100 clients, runs of 1 s, warm-ups of 0.3 s (checks the harness, measures little).
 import { execFileSync } from 'node:child_process'
 import { existsSync } from 'node:fs'
@@ -30,7 +34,10 @@ import { abOptions } from './lib/ab.mjs'
 import { median, percentiles, round as roundTo } from './lib/stats.mjs'
 import { INGRESSES } from './scenarios/pushes.mjs'
 
-const { baseline, smoke, rounds: ROUNDS } = abOptions('push-ab.mjs')
+const { baseline, smoke, rounds: ROUNDS, option } = abOptions('push-ab.mjs', { orBaseline: (args) => (args.includes('--receipts') ? root : undefined) })
+const receipts = process.argv.includes('--receipts') && option('--baseline') === undefined
+/** What each build's pushes ask for beyond the push itself. */
+const asks = { baseline: {}, after: receipts ? { ack: 5_000 } : {} }
 const CLIENTS = smoke ? 100 : 1_000
 const DURATION_MS = smoke ? 1_000 : 5_000
 const WARM_UP_MS = smoke ? 300 : 1_000
@@ -43,7 +50,7 @@ const commit = (dir) => execFileSync('git', ['-C', dir, 'rev-parse', '--short', 
 
 const log = (line) => process.stdout.write(`${line}\n`)
 const m = machine()
-log(`push-ab on ${m.cpus} × ${m.cpuModel}, ${m.memoryGiB} GiB, Linux ${m.kernel}, Node ${m.node}, Redis ${m.redis}; ${ROUNDS} rounds, ${CLIENTS} clients, runs of ${DURATION_MS / 1000} s; baseline ${commit(from.baseline)} (${from.baseline}), after ${commit(from.after)} (${from.after})`)
+log(`push-ab on ${m.cpus} × ${m.cpuModel}, ${m.memoryGiB} GiB, Linux ${m.kernel}, Node ${m.node}, Redis ${m.redis}; ${ROUNDS} rounds, ${CLIENTS} clients, runs of ${DURATION_MS / 1000} s; ${receipts ? `this checkout (${commit(root)}): baseline without receipts, after with receipts (ack 5 s)` : `baseline ${commit(from.baseline)} (${from.baseline}), after ${commit(from.after)} (${from.after})`}`)
 
 /** Busy CPU time of the whole host (ms, every core), from /proc/stat. */
 async function hostBusyMs() {
@@ -62,7 +69,7 @@ for (const name of BUILDS) {
   const users = Array.from({ length: CLIENTS }, (_, i) => `user-${i}`)
   const fleet = await connectFleet({ system: 'switchboard', ports: system.ports, users, processes: 2 })
   if (fleet.failed > 0) throw new Error(`${name}: ${fleet.failed} connections failed: ${fleet.errors.join('; ')}`)
-  const targets = Object.fromEntries(INGRESSES.map((ingress) => [ingress, { system: 'switchboard', ingress, port: system.router.port, apiKey: secrets.apiKey }]))
+  const targets = Object.fromEntries(INGRESSES.map((ingress) => [ingress, { system: 'switchboard', ingress, port: system.router.port, apiKey: secrets.apiKey, ...asks[name] }]))
   builds[name] = { redis, system, fleet, targets }
   log(`${name}: ${fleet.connected} clients connected in ${Math.round(fleet.elapsedMs)} ms`)
 }

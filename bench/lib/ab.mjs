@@ -51,10 +51,10 @@ export async function startPushBench({ userCount = 1_000 } = {}) {
  * `node bench/<script> --baseline <checkout root> [--rounds 3] [--smoke]`. `option(name)` reads
  * any other; `baseline` ends with `/`, ready for startSwitchboard's `from`.
  */
-export function abOptions(script) {
+export function abOptions(script, { orBaseline } = {}) {
   const args = process.argv.slice(2)
   const option = (name) => (args.includes(name) ? args[args.indexOf(name) + 1] : undefined)
-  const baselineRoot = option('--baseline')
+  const baselineRoot = option('--baseline') ?? orBaseline?.(args)
   if (!baselineRoot) throw new Error(`usage: node bench/${script} --baseline <checkout root> [--rounds 3] [--smoke]`)
   return { option, baseline: `${baselineRoot.replace(/\/$/, '')}/`, smoke: args.includes('--smoke'), rounds: Number(option('--rounds') ?? 3) }
 }

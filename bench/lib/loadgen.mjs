@@ -43,7 +43,23 @@ function numberAfter(text, key) {
   return at < 0 ? -1 : parseInt(text.slice(at + key.length, at + key.length + 20), 10)
 }
 
+/** Push ids to acknowledge, by client: sent together at the end of the turn, as the SDK does. */
+const acks = new Map()
+
+/** A push asking for a receipt (`"ack":true`): acknowledged once this turn's frames are read. */
+function acknowledge(text, client) {
+  const id = JSON.parse(text).id
+  const ids = acks.get(client)
+  if (ids) return void ids.push(id)
+  acks.set(client, [id])
+  if (acks.size === 1) setImmediate(() => {
+    for (const [c, pending] of acks) c.conn.send(`{"type":"ack","ids":${JSON.stringify(pending)}}`)
+    acks.clear()
+  })
+}
+
 function onMessage(text, client) {
+  if (text.includes('"ack":true')) acknowledge(text, client)
   const at = text.indexOf('"t":')
   if (at < 0) return
   const now = nowUs()

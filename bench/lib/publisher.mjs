@@ -4,6 +4,7 @@
 //   keep-alive pool) or `pipeline` (the router's pipelined websocket, every push in flight on one
 //   connection). Target `wait: 'routed'` sends `"wait":"routed"` in each push: the router answers
 //   once it handed each edge its frame, and `routed` is what the publisher counts as delivered.
+//   Target `ack: <ms>` asks for receipts (`"ack":{"timeoutMs":<ms>}`): `acked` is what it counts.
 // - socketio: @socket.io/redis-emitter to rooms `user:<id>` (one PUBLISH per push).
 // - bare: POST /push to the bare uWebSockets.js server (undici).
 // `mix-start`/`mix-stop`: the soak's mixed workload (user, kept and room pushes, presence
@@ -30,7 +31,7 @@ async function switchboardClient({ port, apiKey, ingress }) {
 }
 
 /** Resolves with send(to[]) → Promise<number of recipients the system says it delivered, or -1 when unknown>. */
-async function sender({ system, ingress, port, apiKey, wait }) {
+async function sender({ system, ingress, port, apiKey, wait, ack }) {
   if (system === 'socketio') {
     const redis = new Redis({ host: '127.0.0.1', port })
     let published
@@ -53,6 +54,7 @@ async function sender({ system, ingress, port, apiKey, wait }) {
   }
   if (ingress !== 'http' && ingress !== 'pipeline') throw new Error(`unknown ingress ${ingress}; choose http or pipeline`)
   const client = await switchboardClient({ port, apiKey, ingress })
+  if (ack !== undefined) return async (to) => (await client.push({ to, event: 'bench', data: { t: nowUs(), pad: PAD }, ack: { timeoutMs: ack } })).acked.length
   if (wait === undefined) return async (to) => (await client.push({ to, event: 'bench', data: { t: nowUs(), pad: PAD } })).delivered.length
   // `wait: routed`: the router answers once each edge was handed its frame; `routed` counts as delivered to an edge.
   if (wait !== 'routed') throw new Error(`unknown wait ${wait}; choose routed (or leave it out: the router waits for the edges)`)

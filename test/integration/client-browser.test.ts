@@ -137,6 +137,19 @@ t.test('in Chromium: a short-lived token is refreshed in place (same connId), an
   t.match((await statesOf(u)).at(-1), { state: 'disconnected', code: 4503, willRetry: false })
 })
 
+t.test('in Chromium: pushes asking for receipts are acknowledged by the SDK, a burst of 40 in a few ack frames (the socket is not rate-limited)', async (t) => {
+  const u = `ack-${randomBytes(3).toString('hex')}`
+  await start(u)
+  await eventually(async () => (await connectedCount(u)) === 1)
+  const one = await cluster.api.post('/v1/push', { to: [u], event: 'greeting', data: { n: 0 }, ack: { timeoutMs: 5_000 } })
+  t.same([one.body.acked, one.body.unacked], [[u], []], 'acked once the app\'s listener returned')
+  // More pushes at once than EDGE_MAX_FRAMES_PER_S (20): one ack frame each would close the socket.
+  const burst = await Promise.all(Array.from({ length: 40 }, (_, i) => cluster.api.post('/v1/push', { to: [u], event: 'greeting', data: { n: i + 1 }, ack: { timeoutMs: 5_000 } })))
+  t.ok(burst.every((r) => r.body.acked?.[0] === u), 'every one acked')
+  t.equal(await connectedCount(u), 1, 'on the same connection')
+  t.equal((await pushesOf(u)).length, 41)
+})
+
 t.test('in Chromium: the disconnect API (4500) ends it for good; no console errors', async (t) => {
   const u = `bye-${randomBytes(3).toString('hex')}`
   await start(u)

@@ -2,7 +2,7 @@
 // ingresses (the backend client's pipeline and HTTP transports). The answer lists `routed`
 // instead of `delivered`, and comes once each edge's link took the frame, not after the edges.
 import t, { type Test } from 'tap'
-import { SwitchboardBackend } from '@switchboard/backend'
+import { backendClient } from '../helpers/backend.js'
 import { connectUser, eventually } from '../helpers/clients.js'
 import { startCluster, testSecrets, type Edge } from '../helpers/processes.js'
 import { EDGE_CIRCUIT } from '@switchboard/router'
@@ -11,13 +11,9 @@ const FORWARD_TIMEOUT_MS = 800
 // A long lease, so an edge stopped with SIGSTOP still looks alive while a test runs.
 const cluster = await startCluster(t, { edges: 2, leaseTtlMs: 6_000, routerEnv: { ROUTER_FORWARD_TIMEOUT_MS: String(FORWARD_TIMEOUT_MS) } })
 const [edge1, edge2] = cluster.edges as [Edge, Edge]
-const { apiKeys, jwtSecret } = testSecrets()
+const { jwtSecret } = testSecrets()
 
-function backend(t: Test, transport: 'pipeline' | 'http') {
-  const sb = new SwitchboardBackend({ url: cluster.router.url, apiKey: apiKeys[0], transport })
-  t.teardown(() => sb.close())
-  return sb
-}
+const backend = (t: Test, transport: 'pipeline' | 'http') => backendClient(t, cluster.router.url, { transport })
 
 for (const transport of ['pipeline', 'http'] as const) {
   t.test(`${transport}: a routed push reaches the online user; the answer lists routed and offline, never delivered`, async (t) => {

@@ -2,7 +2,7 @@
 // spread, the close-code rules, token fetching, dead-connection detection, and close() leaving
 // nothing behind.
 import t from 'tap'
-import { CloseCode, DEAD_CONNECTION_CODE, Switchboard, type Clock, type StateChange, type SwitchboardOptions, type WebSocketLike } from '@switchboard/client'
+import { ACK_EVERY_MS, CloseCode, DEAD_CONNECTION_CODE, Switchboard, type Clock, type StateChange, type SwitchboardOptions, type WebSocketLike } from '@switchboard/client'
 
 class FakeClock implements Clock {
   #now = 1_000_000
@@ -136,6 +136,52 @@ t.test('pushes reach push listeners and listeners of their event name; reserved 
   t.same(chat, [[{ text: 'hi' }, 'p1']])
   t.equal(seen, 2, 'connecting, connected')
   t.equal(states.length, seen, 'a push named "state" is not a state change; an unsubscribed listener hears nothing more')
+})
+
+t.test('a push asking for a receipt is acknowledged after its listeners returned (a throwing one too), in one frame per turn', async (t) => {
+  const { sb, last } = setup()
+  const order: string[] = []
+  sb.on('push', (p) => order.push(`listener ${p.id} sent ${last().sent.length}`))
+  sb.on('boom', () => {
+    throw new Error('app bug')
+  })
+  sb.on('error', () => undefined)
+  sb.connect()
+  await flush()
+  last().welcome()
+  last().frame({ type: 'push', id: 'a1', event: 'x', data: 1, ts: 1, ack: true })
+  last().frame({ type: 'push', id: 'p2', event: 'x', data: 2, ts: 2 })
+  last().frame({ type: 'push', id: 'a3', event: 'boom', data: 3, ts: 3, ack: true })
+  t.same(order, ['listener a1 sent 0', 'listener p2 sent 0', 'listener a3 sent 0'], 'nothing sent while listeners run')
+  await flush()
+  t.same(last().sent.map((f) => JSON.parse(f)), [{ type: 'ack', ids: ['a1', 'a3'] }], 'one frame for the turn; the push without ack is not acknowledged')
+})
+
+t.test('acks leave at most one frame per ACK_EVERY_MS, on the socket open then; a replay of a handled push is acknowledged again', async (t) => {
+  const { sb, clock, last } = setup()
+  const pushes: string[] = []
+  sb.on('push', (p) => pushes.push(p.id))
+  sb.connect()
+  await flush()
+  last().welcome()
+  last().frame({ type: 'push', id: 'b1', event: 'x', data: 1, ts: 1, ack: true })
+  await flush()
+  last().frame({ type: 'push', id: 'b2', event: 'x', data: 2, ts: 2, ack: true })
+  await flush()
+  last().frame({ type: 'push', id: 'b2', event: 'x', data: 2, ts: 2, ack: true })
+  await flush()
+  t.equal(last().sent.length, 1, 'the second turn waits for the interval')
+  clock.advance(ACK_EVERY_MS - 1)
+  t.equal(last().sent.length, 1)
+  clock.advance(1)
+  t.same(last().sent.map((f) => JSON.parse(f).ids), [['b1'], ['b2', 'b2']], 'the replayed b2 is acknowledged again (the app has it)')
+  t.same(pushes, ['b1', 'b2'], 'and handed to the app once')
+  last().frame({ type: 'push', id: 'b3', event: 'x', data: 3, ts: 3, ack: true })
+  last().serverClose(1006)
+  clock.advance(ACK_EVERY_MS)
+  t.equal(FakeSocket.all[0]!.sent.length, 2, 'no socket open: the ack is dropped (the edge answered unacked at the close)')
+  sb.close()
+  t.equal(clock.pending, 0, 'close() leaves no ack timer')
 })
 
 t.test('lost connections are retried with full-jitter backoff, capped, with a fresh token each time', async (t) => {

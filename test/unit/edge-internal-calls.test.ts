@@ -198,6 +198,7 @@ t.test('the link table: every op round-trips its request, is answered by the edg
   const requests: { [Op in LinkOp]: LinkRequest<Op> } = {
     deliveries: [{ frame, to: ['a', 'b'] }, { frame, to: ['b'], at: [{ epoch: 'e0', offset: 3 }] }],
     'deliveries-routed': [{ frame, to: ['a'] }],
+    'delivery-acked': { id: 'm1', timeoutMs: 100, frame: pushFrame('m1', 'e', 1, 1, true), to: ['a', 'b'], at: [{ epoch: 'e0', offset: 3 }, { epoch: 'e0', offset: 4 }] },
     broadcast: frame,
     disconnect: { userId: 'a', connIds: ['c9'], code: 4501, reason: 'replaced' },
     room: { frame, room: 'r', generation: 'g1', except: ['b'], list: true },

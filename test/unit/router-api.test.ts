@@ -5,6 +5,9 @@ import pino from 'pino'
 import { Registry as PromRegistry } from 'prom-client'
 import {
   SwitchboardError,
+  type AckedDelivery,
+  type AckedDeliveryResult,
+  type AckedPushResponse,
   type DeliveryResult,
   type InternalDisconnect,
   type InternalRoomJoin,
@@ -20,7 +23,9 @@ import { EdgeCallError, createApi, createLimitChecks, createRouterMetrics, timed
 
 /** An edge client that answers from what each fake edge holds, and fails for edges marked down. */
 class FakeEdges implements EdgeClient {
-  readonly calls: { url: string; op: string; to?: readonly string[]; requestId?: string; at?: readonly Position[]; room?: RoomDelivery }[] = []
+  readonly calls: { url: string; op: string; to?: readonly string[]; requestId?: string; at?: readonly Position[]; room?: RoomDelivery; timeoutMs?: number }[] = []
+  /** Users whose connections acknowledge pushes asking for receipts (on every edge holding them). */
+  readonly acking = new Set<string>()
   readonly down = new Set<string>()
   /** Edges whose delivery calls are never answered (a stopped edge whose link still takes frames). */
   readonly silent = new Set<string>()
@@ -33,7 +38,11 @@ class FakeEdges implements EdgeClient {
     if (this.down.has(url)) throw new EdgeCallError('link_down', 'down')
     const except = new Set(d.except)
     const users = [...(this.local.get(url)?.get(d.room) ?? [])].filter(([u, g]) => g === d.generation && !except.has(u)).map(([u]) => u)
-    return d.list ? { reached: users.length, users } : { reached: users.length }
+    const reached = d.list ? { reached: users.length, users } : { reached: users.length }
+    if (!d.ack) return reached
+    this.calls.at(-1)!.timeoutMs = d.ack.timeoutMs
+    const acked = users.filter((u) => this.acking.has(u))
+    return d.list ? { ...reached, acked: acked.length, ackedUsers: acked } : { ...reached, acked: acked.length }
   }
   async roomJoin(url: string, body: InternalRoomJoin) {
     this.calls.push({ url, op: 'room-join', to: body.userIds })
@@ -67,6 +76,15 @@ class FakeEdges implements EdgeClient {
     JSON.parse(frame) // the frame is the client's JSON
     const here = new Set(this.holds[url] ?? [])
     return { delivered: to.filter((u) => here.has(u)), missing: to.filter((u) => !here.has(u)) }
+  }
+  async deliverAcked(url: string, d: AckedDelivery, requestId?: string): Promise<AckedDeliveryResult> {
+    this.calls.push({ url, op: 'deliver-acked', to: d.to, requestId, timeoutMs: d.timeoutMs, ...(d.at && { at: d.at }) })
+    if (this.down.has(url)) throw new EdgeCallError('link_down', 'down')
+    if (!(JSON.parse(d.frame) as { ack?: boolean }).ack) throw new Error('a push asking for receipts carries "ack": true')
+    if (this.silent.has(url)) return new Promise<never>(() => undefined)
+    const here = new Set(this.holds[url] ?? [])
+    const written = d.to.filter((u) => here.has(u))
+    return { acked: written.filter((u) => this.acking.has(u)), unacked: written.filter((u) => !this.acking.has(u)), missing: d.to.filter((u) => !here.has(u)) }
   }
   async route(url: string, frame: string, to: readonly string[], requestId?: string, at?: readonly Position[]): Promise<void> {
     this.calls.push({ url, op: 'route', to, requestId, ...(at && { at }) })
@@ -219,6 +237,45 @@ t.test('wait: a bad value, and routed on a room push, are refused with a clear m
   t.equal(await codeOf(api.push({ room: 'r1', event: 'e', wait: 'written' }, 'r')), 'ok', 'written, the default, is taken')
 })
 
+t.test('ack: the frame asks for a receipt, each edge waits for its users, and the answer splits written into acked and unacked', async (t) => {
+  const { api, edges, metrics } = await setup(t)
+  edges.acking.add('bob').add('cy') // their apps acknowledge; ann's never does
+  edges.holds['http://e1'] = ['ann']
+  const answer = (await api.push({ to: ['ann', 'bob', 'cy', 'zed'], event: 'e', id: 'a1', ack: { timeoutMs: 2_000 } }, 'req-a')) as AckedPushResponse
+  t.same(answer, { id: 'a1', acked: ['bob', 'cy'], unacked: ['ann'], offline: ['zed'], failed: [] }, 'every recipient in one list, no delivered')
+  t.same(edges.calls.map((c) => [c.op, c.url, c.to, c.timeoutMs]).sort(), [['deliver-acked', 'http://e1', ['ann', 'bob'], 2_000], ['deliver-acked', 'http://e2', ['bob', 'cy'], 2_000]], 'each edge gets its users and the timeout')
+  t.ok(edges.calls.every((c) => c.requestId === 'req-a'), 'the request id travels to the edges')
+  const recipients = Object.fromEntries((await metrics.recipients.get()).values.map((v) => [v.labels.result, v.value]))
+  t.same(recipients, { acked: 2, unacked: 1, offline: 1 }, 'router_recipients_total by acked and unacked')
+})
+
+t.test('ack: a user acknowledged on one edge is settled without waiting for its other edge; the answer comes once every recipient is', async (t) => {
+  const { api, edges } = await setup(t)
+  edges.silent.add('http://e2') // bob's laptop's edge waits out a long timeout
+  edges.acking.add('bob')
+  const answer = await api.push({ to: ['ann', 'bob'], event: 'e', id: 'a3', ack: { timeoutMs: 30_000 } }, 'r')
+  t.same(answer, { id: 'a3', acked: ['bob'], unacked: ['ann'], offline: [], failed: [] }, 'answered although e2 never did')
+})
+
+t.test('ack with an edge down: its users are failed unless acked elsewhere; a kept push lists offline and failed as kept', async (t) => {
+  const { api, edges } = await setup(t)
+  edges.down.add('http://e2')
+  edges.acking.add('ann')
+  const answer = await api.push({ to: ['ann', 'bob', 'cy', 'zed'], event: 'e', id: 'a2', keep: true, ack: { timeoutMs: 100 } }, 'r')
+  t.same(answer, { id: 'a2', acked: ['ann'], unacked: ['bob'], offline: ['zed'], failed: ['cy'], kept: ['zed', 'cy'] }, 'bob was written on e1 and did not acknowledge')
+  t.ok(edges.calls.find((c) => c.url === 'http://e1')!.at, 'positions travel with an acked kept push')
+})
+
+t.test('ack: bounds and combinations are refused with a clear message, before anything is sent', async (t) => {
+  const { api, edges } = await setup(t)
+  t.match(await codeOf(api.push({ to: ['ann'], event: 'e', ack: { timeoutMs: 99 } }, 'r')), /^invalid_request: ack\.timeoutMs: /)
+  t.match(await codeOf(api.push({ to: ['ann'], event: 'e', ack: { timeoutMs: 30_001 } }, 'r')), /^invalid_request: ack\.timeoutMs: /)
+  t.match(await codeOf(api.push({ to: ['ann'], event: 'e', ack: true }, 'r')), /^invalid_request: ack: /)
+  t.match(await codeOf(api.push({ to: ['ann'], event: 'e', ack: { timeoutMs: 500, every: true } }, 'r')), /^invalid_request: ack: /)
+  t.match(await codeOf(api.push({ to: ['ann'], event: 'e', ack: { timeoutMs: 500 }, wait: 'routed' }, 'r')), /^invalid_request: ack: a push with receipts waits for its edges' answers/)
+  t.same(edges.calls, [], 'nothing sent')
+})
+
 t.test('validation and limits throw invalid_request naming the field', async (t) => {
   const { api, edges } = await setup(t, { ...LIMITS, maxRecipients: 2, maxEventLength: 3 })
   t.match(await codeOf(api.push({ to: [], event: 'e' }, 'r')), /^invalid_request: to/)
@@ -285,6 +342,19 @@ t.test('past ROOM_PUSH_LIST_MAX the answer has counts only; a failed edge makes 
   edges.down.add('http://e2')
   const answer = await api.push({ room: 'pair', event: 'e', id: 'p' }, 'r')
   t.same(answer, { id: 'p', room: 'pair', members: 2, reached: 1, edges: 2, failedEdges: 1, delivered: ['ann'], offline: [], failed: ['cy'] })
+})
+
+t.test('a room push with ack: acknowledged counts who acknowledged; a small room lists acked and unacked instead of delivered', async (t) => {
+  const { api, edges } = await setup(t, LIMITS, { roomLimits: { maxNameLength: 128, listMax: 3 } })
+  edges.acking.add('bob').add('cy')
+  await api.rooms.add('team', { userIds: ['ann', 'bob', 'cy', 'zed'] }, 'r')
+  const big = await api.push({ room: 'team', event: 'e', id: 'rb', ack: { timeoutMs: 1_000 } }, 'r')
+  t.same(big, { id: 'rb', room: 'team', members: 4, reached: 4, acknowledged: 3, edges: 2, failedEdges: 0 }, 'counts per edge: bob, on both edges, counts twice in each')
+  t.ok(edges.calls.filter((c) => c.op === 'room').every((c) => c.timeoutMs === 1_000 && c.room!.ack?.id === 'rb'), 'each edge gets the id and the timeout')
+  await api.rooms.add('pair', { userIds: ['ann', 'cy', 'zed'] }, 'r')
+  const small = await api.push({ room: 'pair', event: 'e', id: 'rs', ack: { timeoutMs: 1_000 } }, 'r')
+  t.same(small, { id: 'rs', room: 'pair', members: 3, reached: 2, acknowledged: 1, edges: 2, failedEdges: 0, acked: ['cy'], unacked: ['ann'], offline: ['zed'], failed: [] })
+  t.match(await codeOf(api.push({ room: 'pair', event: 'e', ack: { timeoutMs: 50 } }, 'r')), /^invalid_request: ack\.timeoutMs/)
 })
 
 t.test('a removed member is dropped by its edges before the call returns', async (t) => {

@@ -4,7 +4,11 @@ import { systemClock, type Clock } from './clock.js'
 import type { ConnIds } from './conn-ids.js'
 import { UserSockets, type CloseOptions, type Count, type HeldFrames, type PushSocket } from './delivery.js'
 import { Expiries } from './expiries.js'
+import { Receipts, type ReceiptsDeps } from './receipts.js'
 import { TokenError, type TokenVerifier, type VerifiedToken } from './tokens.js'
+
+const UNCOUNTED = { inc() {} }
+const UNCOUNTED_RECEIPTS: ReceiptsDeps<unknown>['metrics'] = { acks: { ok: UNCOUNTED, unknown: UNCOUNTED }, settled: { acked: UNCOUNTED, unacked: UNCOUNTED } }
 
 export type ResumeResult = 'recovered' | 'not_recovered' | 'started' | 'failed'
 
@@ -87,6 +91,8 @@ export interface ConnectionsDeps {
     /** By close code, as received by the close handler, and the edge's reason for it (CloseReasons), `client` when the client or the network closed it. */
     closes: { inc(labels: { code: string; reason: CloseReason | 'client' }): void }
   }
+  /** Counts of receipts (acks received, recipients settled); without it they are not counted. */
+  receipts?: ReceiptsDeps<unknown>['metrics']
   /** Drain spreading and frame-rate windows; defaults to the real ones. */
   clock?: Clock
   /** Where a resuming client's missed kept pushes are read; without one, a resume is answered as if the read failed. */
@@ -138,6 +144,8 @@ export type RefreshResult = 'ok' | 'invalid' | 'other_user' | 'revoked' | 'unava
 export class Connections<S extends ClientSocket> {
   /** The welcomed sockets by user: what internal calls deliver to and disconnect. */
   readonly sockets: UserSockets<S>
+  /** Pushes waiting for their recipients' acknowledgements (`ack` frames). */
+  readonly receipts: Receipts<S>
   readonly #deps: ConnectionsDeps
   readonly #clock: Clock
   /** Every open client socket by seq, welcomed or not: evictions by connId and resyncs. */
@@ -160,6 +168,7 @@ export class Connections<S extends ClientSocket> {
       userOf: (ws) => ws.getUserData().userId,
       close: (ws, reason, options) => this.close(ws, reason, options),
     })
+    this.receipts = new Receipts<S>({ clock: this.#clock, userOf: (ws) => ws.getUserData().userId, metrics: deps.receipts ?? UNCOUNTED_RECEIPTS })
     const tokens = deps.tokens
     if (tokens) {
       this.#expiries = new Expiries<Conn>({
@@ -221,7 +230,7 @@ export class Connections<S extends ClientSocket> {
     void this.#deps.registration.register(this.#info(conn)).then(() => this.#registered(ws, conn))
   }
 
-  /** uWS message: a client may send pings only, within its rate and size bounds. */
+  /** uWS message: a client may send pings, refreshes and acks, within its rate and size bounds. */
   received(ws: S, message: ArrayBuffer, isBinary: boolean): void {
     const { metrics, maxFramesPerS, maxFrameBytes } = this.#deps
     const conn = ws.getUserData()
@@ -236,6 +245,7 @@ export class Connections<S extends ClientSocket> {
     const frame = isBinary ? undefined : parseClientFrame(Buffer.from(message).toString('utf8'))
     if (!frame) return this.close(ws, 'protocol_violation')
     if (frame.type === 'refresh') return this.#refresh(ws, conn, frame.token)
+    if (frame.type === 'ack') return this.receipts.acked(ws, frame.ids)
     this.#answer(ws, conn, PONG_FRAME)
   }
 
@@ -341,6 +351,7 @@ export class Connections<S extends ClientSocket> {
     // The edge's close codes name one reason each; a code the client chose is the client's.
     this.#deps.metrics.closes.inc({ code: String(code), reason: (conn.closeCause && closeReasonOf(code)) ?? 'client' })
     if (conn.arrived) this.#deps.rooms!.depart(conn.userId, ws, conn.tokenRooms)
+    this.receipts.closed(ws)
     if (!wasOpen) return // still registering: #registered removes its entry once written
     this.sockets.remove(conn.userId, ws)
     void this.#deps.registration.unregister(conn.userId, this.#deps.connIds.format(conn.seq), conn.closeCause ?? 'close')

@@ -111,6 +111,12 @@ export class UserSockets<S extends PushSocket> {
     return entry === undefined ? 0 : entry instanceof Set ? entry.size : 1
   }
 
+  /** The indexed sockets of `userId` (a copy). */
+  socketsOf(userId: string): S[] {
+    const entry = this.#byUser.get(userId)
+    return entry === undefined ? [] : entry instanceof Set ? [...entry] : [entry]
+  }
+
   /**
    * Writes `frame` to every socket of each recipient; delivered = written to at least one open
    * socket. A kept push (`at`: each recipient's inbox position) gets the position spliced in

@@ -1,6 +1,7 @@
 import type { Logger } from 'pino'
 import { CloseCode, errorBody, linkOps, type LinkOp, type LinkParsed, type LinkResult } from '@switchboard/protocol'
 import type { Count, PushSocket, Unwritten, UserSockets } from './delivery.js'
+import type { Receipts } from './receipts.js'
 import type { LocalRooms } from './rooms.js'
 
 /** An answer as both transports send it: the HTTP status and JSON body, or a link answer's. */
@@ -11,6 +12,8 @@ export interface InternalAnswer {
 
 export interface InternalCallDeps<S extends PushSocket> {
   sockets: UserSockets<S>
+  /** Where a push asking for receipts waits for them; without it such a push is answered at once, every recipient written to `unacked`. */
+  receipts?: Receipts<S>
   /** edge_deliver_requests_total: one per well-formed delivery call (routed or not), whatever its transport. */
   deliveryCalls: Count
   /** edge_routed_unwritten_total by reason: recipients of routed pushes not written. */
@@ -60,6 +63,13 @@ export function createInternalCalls<S extends PushSocket>(deps: InternalCallDeps
       if (unwritten.closed > 0) deps.routedUnwritten?.closed.inc(unwritten.closed)
       return { pushes: deliveries.length, written, ...unwritten }
     },
+    'delivery-acked': ({ id, frame, to, at, timeoutMs }) => {
+      deliveryCalls.inc()
+      const { delivered, missing } = sockets.deliver(frame, to, at)
+      const written = new Map(delivered.map((u) => [u, sockets.socketsOf(u)]))
+      // Written now, so the sockets indexed now are exactly those written to (one closed as too slow left the index).
+      return deps.receipts ? deps.receipts.wait(id, written, missing, timeoutMs) : { acked: [], unacked: delivered, missing }
+    },
     broadcast: (frame) => ({ connections: sockets.broadcast(frame) }),
     disconnect: ({ userId, connIds, code = CloseCode.kicked, reason = 'disconnected' }) => {
       if (code === CloseCode.revoked && !connIds && deps.revokeUser) return { closed: deps.revokeUser(userId, reason) }
@@ -68,12 +78,23 @@ export function createInternalCalls<S extends PushSocket>(deps: InternalCallDeps
     room: (d) => {
       deps.roomCalls?.inc()
       const to = rooms?.targets(d.room, d.generation, d.except && new Set(d.except))
-      if (!to) return d.list ? { reached: 0, users: [] } : { reached: 0 }
+      if (!to) return d.list ? { reached: 0, users: [], ...(d.ack && { acked: 0, ackedUsers: [] }) } : { reached: 0, ...(d.ack && { acked: 0 }) }
       const { delivered } = sockets.deliver(d.frame, to.users, d.at && to.users.map((u) => d.at![u]))
       const open = deps.isOpen
-      const byToken = to.sockets.length === 0 ? [] : sockets.writeTo(d.frame, open ? to.sockets.filter(open) : to.sockets)
+      const tokenSockets = to.sockets.length === 0 ? [] : open ? to.sockets.filter(open) : to.sockets
+      const byToken = tokenSockets.length === 0 ? [] : sockets.writeTo(d.frame, tokenSockets)
       const users = byToken.length === 0 ? delivered : [...new Set([...delivered, ...byToken])]
-      return d.list ? { reached: users.length, users } : { reached: users.length }
+      const reached = d.list ? { reached: users.length, users } : { reached: users.length }
+      if (!d.ack || !deps.receipts) return d.ack ? { ...reached, acked: 0, ...(d.list && { ackedUsers: [] }) } : reached
+      // The sockets written to: every indexed socket of a durable member written, and the token members' sockets still open.
+      const written = new Map(delivered.map((u) => [u, sockets.socketsOf(u)]))
+      for (const socket of open ? tokenSockets.filter(open) : tokenSockets) {
+        const userId = sockets.userOf(socket)
+        const mine = written.get(userId)
+        if (!mine) written.set(userId, [socket])
+        else if (!mine.includes(socket)) mine.push(socket)
+      }
+      return deps.receipts.wait(d.ack.id, written, [], d.ack.timeoutMs).then(({ acked }) => ({ ...reached, acked: acked.length, ...(d.list && { ackedUsers: acked }) }))
     },
     'room-join': async ({ room, generation, userIds }) => ({ changed: (await rooms?.join(room, generation, userIds)) ?? 0 }),
     'room-leave': async ({ room, userIds }) => ({ changed: (await rooms?.leave(room, userIds)) ?? 0 }),

@@ -4,11 +4,12 @@ import { Counter, Gauge, Histogram, collectDefaultMetrics, type Registry as Prom
 export interface EdgeSizes {
   connections: () => number
   rooms: () => number
+  receiptsWaiting: () => number
 }
 
 export function createEdgeMetrics(registry: PromRegistry) {
   collectDefaultMetrics({ register: registry })
-  const sizes: EdgeSizes = { connections: () => 0, rooms: () => 0 }
+  const sizes: EdgeSizes = { connections: () => 0, rooms: () => 0, receiptsWaiting: () => 0 }
   const metrics = {
     /** Where the gauges read their sizes: called once the connections (and rooms) exist. */
     observe(from: Partial<EdgeSizes>): void {
@@ -91,6 +92,26 @@ export function createEdgeMetrics(registry: PromRegistry) {
       labelNames: ['reason'] as const,
       registers: [registry],
     }),
+    acks: new Counter({
+      name: 'edge_acks_total',
+      help: 'Push ids in clients\' ack frames, by result (ok: a push waiting for that user\'s receipt; unknown: nothing waits for it here: unknown, already acknowledged, timed out, or replayed from an inbox).',
+      labelNames: ['result'] as const,
+      registers: [registry],
+    }),
+    receiptsWaiting: new Gauge({
+      name: 'edge_receipts_waiting',
+      help: 'Pushes asking for receipts that wait here for their recipients\' acknowledgements.',
+      registers: [registry],
+      collect() {
+        this.set(sizes.receiptsWaiting())
+      },
+    }),
+    receipts: new Counter({
+      name: 'edge_receipts_total',
+      help: 'Recipients of pushes asking for receipts, written here, by outcome (acked: a connection of the user acknowledged it in time; unacked: none did before the timeout, or its connections closed).',
+      labelNames: ['result'] as const,
+      registers: [registry],
+    }),
     backpressureCloses: new Counter({
       name: 'edge_backpressure_closes_total',
       help: 'Sockets closed with 4008 (too_slow) because they read too slowly.',
@@ -117,6 +138,8 @@ export function createEdgeMetrics(registry: PromRegistry) {
   }
   // Served at 0 from the start, so a dashboard and its alerts see the series before the first routed push.
   for (const reason of ['not_here', 'closed'] as const) metrics.routedUnwritten.inc({ reason }, 0)
+  for (const result of ['ok', 'unknown'] as const) metrics.acks.inc({ result }, 0)
+  for (const result of ['acked', 'unacked'] as const) metrics.receipts.inc({ result }, 0)
   return metrics
 }
 export type EdgeMetrics = ReturnType<typeof createEdgeMetrics>

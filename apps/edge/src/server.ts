@@ -133,6 +133,10 @@ export async function startEdge(deps: EdgeDeps): Promise<Edge> {
       framesReceived: metrics.framesReceived,
       closes: metrics.closes,
     },
+    receipts: {
+      acks: { ok: metrics.acks.labels('ok'), unknown: metrics.acks.labels('unknown') },
+      settled: { acked: metrics.receipts.labels('acked'), unacked: metrics.receipts.labels('unacked') },
+    },
     inbox: deps.inbox,
     resumes: metrics.resumes,
     onResumeError: (err) => log.warn({ err }, 'inbox read failed; the client is welcomed without a replay'),
@@ -146,13 +150,14 @@ export async function startEdge(deps: EdgeDeps): Promise<Edge> {
       onCutoffError: (err) => log.warn({ err }, 'refresh refused: the revocation cannot be read'),
     },
   })
-  metrics.observe({ connections: () => connections.sockets.size, rooms: () => rooms?.size ?? 0 })
+  metrics.observe({ connections: () => connections.sockets.size, rooms: () => rooms?.size ?? 0, receiptsWaiting: () => connections.receipts.size })
   /** After an outage (a resync, a lost router link): resuming clients are told their inbox heads, in the background. */
   const announceInboxes = () => void connections.announceInboxes().catch((err: unknown) => log.warn({ err }, 'announcing inbox heads failed'))
 
   // 5. The routers' calls: one link per router, and the one HTTP route edges call on each other.
   const calls = createInternalCalls({
     sockets: connections.sockets,
+    receipts: connections.receipts,
     deliveryCalls: metrics.deliveries,
     routedUnwritten: { notHere: metrics.routedUnwritten.labels('not_here'), closed: metrics.routedUnwritten.labels('closed') },
     rooms,

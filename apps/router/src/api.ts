@@ -18,6 +18,7 @@ import {
   type PresenceQueryResponse,
   type PresenceResponse,
   type Position,
+  type AckedPushResponse,
   type PushResponse,
   type RevokeResponse,
   type RoomPushResponse,
@@ -27,7 +28,7 @@ import type { Inbox, Revocations, RoomStore } from '@switchboard/registry'
 import type { EdgeClient } from './edge-client.js'
 import type { LimitChecks } from './limits.js'
 import type { RouterMetrics, TimedRegistry } from './metrics.js'
-import { planDelivery, settleDelivery, type EdgeOutcome } from './plan.js'
+import { planDelivery, settleDelivery, settleReceipts, type EdgeOutcome } from './plan.js'
 import { createRoomApi, type RoomApi } from './rooms-api.js'
 
 export interface ApiDeps {
@@ -56,8 +57,11 @@ export interface ApiDeps {
  * `requestId` is the caller's request id, for the logs here and on the edges.
  */
 export interface Api {
-  /** A push to users (`to`; `routed` instead of `delivered` with `wait: "routed"`), or to a room (`room`). */
-  push(body: unknown, requestId: string): Promise<PushResponse | RoutedPushResponse | RoomPushResponse>
+  /**
+   * A push to users (`to`; `routed` instead of `delivered` with `wait: "routed"`, `acked` and
+   * `unacked` with `ack`), or to a room (`room`).
+   */
+  push(body: unknown, requestId: string): Promise<PushResponse | RoutedPushResponse | AckedPushResponse | RoomPushResponse>
   broadcast(body: unknown, requestId: string): Promise<BroadcastResponse>
   presence(params: unknown): Promise<PresenceResponse>
   presenceQuery(body: unknown): Promise<PresenceQueryResponse>
@@ -68,7 +72,7 @@ export interface Api {
   rooms: RoomApi
 }
 
-const RESULTS = ['delivered', 'routed', 'offline', 'failed'] as const
+const RESULTS = ['delivered', 'routed', 'acked', 'unacked', 'offline', 'failed'] as const
 type Result = (typeof RESULTS)[number]
 
 export function createApi(deps: ApiDeps): Api {
@@ -133,7 +137,7 @@ export function createApi(deps: ApiDeps): Api {
       limits.recipients(body.to)
       limits.event(body.event)
       const id = body.id ?? randomUUID()
-      const frame = pushFrame(id, body.event, body.data, Date.now())
+      const frame = pushFrame(id, body.event, body.data, Date.now(), body.ack !== undefined)
       const recipients = [...new Set(body.to)]
       // A kept push is in every recipient's inbox before it is forwarded, and the lookup comes
       // after: a client whose registration the lookup misses resumes from the inbox instead.
@@ -142,23 +146,35 @@ export function createApi(deps: ApiDeps): Api {
       // A routed push is settled once each edge's link took its frame: a user one of whose edges
       // took it is `routed`, as one an edge wrote to is `delivered`.
       const isRouted = body.wait === 'routed'
-      const outcomes = await Promise.all(
-        [...plan.byEdge].map(async ([url, users]): Promise<EdgeOutcome> => {
-          const at = kept && users.map((u) => kept.get(u)!)
-          if (isRouted) return (await handOver(requestId, url, () => edges.route(url, frame, users, requestId, at))) ? { users, delivered: users } : { users, failed: true }
-          const answer = await forward(requestId, url, () => edges.deliver(url, frame, users, requestId, at))
-          return answer ? { users, delivered: answer.delivered } : { users, failed: true }
-        }),
-      )
-      const { delivered, offline, failed } = settleDelivery(recipients, outcomes)
-      const settled = isRouted ? { routed: delivered, offline, failed } : { delivered, offline, failed }
+      const ack = body.ack
+      /** Each edge's answer (or, routed, its link's hand-over), settled: `routed` instead of `delivered` for a routed push. */
+      const settleWritten = async () => {
+        const outcomes = await Promise.all(
+          [...plan.byEdge].map(async ([url, users]): Promise<EdgeOutcome> => {
+            const at = kept && users.map((u) => kept.get(u)!)
+            if (isRouted) return (await handOver(requestId, url, () => edges.route(url, frame, users, requestId, at))) ? { users, delivered: users } : { users, failed: true }
+            const answer = await forward(requestId, url, () => edges.deliver(url, frame, users, requestId, at))
+            return answer ? { users, delivered: answer.delivered } : { users, failed: true }
+          }),
+        )
+        const { delivered, offline, failed } = settleDelivery(recipients, outcomes)
+        return isRouted ? { routed: delivered, offline, failed } : { delivered, offline, failed }
+      }
+      const settled = ack
+        ? await settleReceipts(recipients, plan, async (url, users) => {
+            const answer = await forward(requestId, url, () => edges.deliverAcked(url, { id, timeoutMs: ack.timeoutMs, frame, to: users, at: kept && users.map((u) => kept.get(u)!) }, requestId))
+            return answer ? { users, delivered: [...answer.acked, ...answer.unacked], acked: answer.acked } : { users, failed: true }
+          })
+        : await settleWritten()
+      const { offline, failed } = settled
       metrics.pushes.inc()
       if (isRouted) metrics.routedPushes.inc()
-      if (delivered.length > 0) recipientsBy[isRouted ? 'routed' : 'delivered'].inc(delivered.length)
-      if (offline.length > 0) recipientsBy.offline.inc(offline.length)
-      if (failed.length > 0) recipientsBy.failed.inc(failed.length)
+      for (const result of RESULTS) {
+        const n = (settled as Partial<Record<Result, string[]>>)[result]?.length
+        if (n) recipientsBy[result].inc(n)
+      }
       if (log.isLevelEnabled('debug')) {
-        log.debug({ reqId: requestId, pushId: id, edges: plan.byEdge.size, [isRouted ? 'routed' : 'delivered']: delivered.length, offline: offline.length, failed: failed.length }, 'push')
+        log.debug({ reqId: requestId, pushId: id, edges: plan.byEdge.size, ...counts(settled) }, 'push')
       }
       if (!kept) return { id, ...settled }
       metrics.kept.inc()
@@ -225,6 +241,11 @@ export function createApi(deps: ApiDeps): Api {
       return { nodes }
     },
   }
+}
+
+/** Each list's length, for a log line. */
+function counts(lists: Record<string, readonly string[] | undefined>): Record<string, number> {
+  return Object.fromEntries(Object.entries(lists).map(([k, v]) => [k, v?.length ?? 0]))
 }
 
 /** A push naming a `room` (and no `to`: a body with both is refused by the room push's schema). */

@@ -1,4 +1,6 @@
 import type {
+  AckedDelivery,
+  AckedDeliveryResult,
   BroadcastResult,
   DeliveryResult,
   DisconnectResult,
@@ -27,6 +29,12 @@ export interface EdgeClient {
    * the circuit is open, and with `backpressure` when the link's backlog is full.
    */
   route(edgeUrl: string, frame: string, to: readonly string[], requestId?: string, at?: readonly Position[]): Promise<void>
+  /**
+   * A push asking for receipts: the edge writes it at once and answers once its recipients
+   * there acknowledged it, their sockets closed or its `timeoutMs` passed, so the call may take
+   * up to the forward timeout plus `timeoutMs`.
+   */
+  deliverAcked(edgeUrl: string, delivery: AckedDelivery, requestId?: string): Promise<AckedDeliveryResult>
   broadcast(edgeUrl: string, frame: string, requestId?: string): Promise<BroadcastResult>
   disconnect(edgeUrl: string, request: InternalDisconnect, requestId?: string): Promise<DisconnectResult>
   /** A room push: the edge writes it to its local members of the room. */

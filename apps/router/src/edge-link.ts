@@ -1,6 +1,8 @@
 import WebSocket from 'ws'
 import {
   LINK_PATH,
+  type AckedDelivery,
+  type AckedDeliveryResult,
   MAX_LINK_FRAME_BYTES,
   MAX_RECIPIENTS_PER_CALL,
   decodeLinkAnswer,
@@ -96,6 +98,10 @@ export class LinkEdgeClient implements EdgeClient {
     return this.#link(edgeUrl).route(encodeDelivery(frame, to, at), to.length, requestId)
   }
 
+  deliverAcked(edgeUrl: string, delivery: AckedDelivery, requestId = '-'): Promise<AckedDeliveryResult> {
+    return this.#link(edgeUrl).call('delivery-acked', delivery, requestId, delivery.timeoutMs)
+  }
+
   broadcast(edgeUrl: string, frame: string, requestId = '-'): Promise<BroadcastResult> {
     return this.#link(edgeUrl).call('broadcast', frame, requestId)
   }
@@ -105,7 +111,7 @@ export class LinkEdgeClient implements EdgeClient {
   }
 
   room(edgeUrl: string, delivery: RoomDelivery, requestId = '-'): Promise<RoomDeliveryResult> {
-    return this.#link(edgeUrl).call('room', delivery, requestId)
+    return this.#link(edgeUrl).call('room', delivery, requestId, delivery.ack?.timeoutMs ?? 0)
   }
 
   roomJoin(edgeUrl: string, body: InternalRoomJoin, requestId = '-'): Promise<RoomMembershipResult> {
@@ -145,6 +151,12 @@ class Link {
   #isOpen = false
   /** In deadline order: every call has the same timeout, and Maps iterate in insertion order. */
   readonly #calls = new Map<number, Call>()
+  /**
+   * Calls the edge answers later than the timeout by design (a push's receipts, up to its
+   * `timeoutMs`), each with its own deadline; the pinger fails those past it (a safety net: the
+   * edge answers them by then, and a lost link fails them at once).
+   */
+  readonly #waits = new Map<number, Call>()
   #nextCallId = 1
   #deliveries: Delivery<DeliveryResult>[] = []
   /** This turn's routed pushes: one `deliveries-routed` call, which the edge does not answer. */
@@ -180,15 +192,18 @@ class Link {
     })
   }
 
-  /** One call of `op`: its request encoded and its answer checked by the op's row (protocol's `linkOps`). */
-  call<Op extends LinkOp>(op: Op, request: LinkRequest<Op>, requestIds: string): Promise<LinkResult<Op>> {
+  /**
+   * One call of `op`: its request encoded and its answer checked by the op's row (protocol's
+   * `linkOps`). `laterMs`: the edge answers up to this long after it got the call (receipts).
+   */
+  call<Op extends LinkOp>(op: Op, request: LinkRequest<Op>, requestIds: string, laterMs = 0): Promise<LinkResult<Op>> {
     const row = linkOps[op]
     return new Promise((resolve, reject) => {
       this.#start(op, requestIds, row.encode(request), (body) => {
         const parsed = row.answer.safeParse(body)
         if (parsed.success) resolve(parsed.data)
         else reject(new EdgeCallError('bad_answer', 'edge answered a malformed body'))
-      }, reject)
+      }, reject, laterMs)
     })
   }
 
@@ -253,18 +268,26 @@ class Link {
    * `#calls` for its answer or its deadline; an unanswered one (its row's `isUnanswered`) only until it is
    * queued on the socket, so on an open link it leaves no entry and arms no timer.
    */
-  #start(op: LinkOp, requestIds: string, payload: string, settle: (body: unknown) => void, fail: (err: unknown) => void): void {
+  #start(op: LinkOp, requestIds: string, payload: string, settle: (body: unknown) => void, fail: (err: unknown) => void, laterMs = 0): void {
     if (!this.circuits.allow(this.edgeUrl)) return fail(new EdgeCallError('circuit_open', 'edge skipped: it keeps failing'))
     this.#lastUsedMs = Date.now()
     const callId = this.#nextCallId++
-    this.#calls.set(callId, { op, requestIds, payload, deadline: this.#lastUsedMs + this.options.timeoutMs, isSent: false, isUnanswered: linkOps[op].isUnanswered === true, settle, fail })
-    if (this.#isOpen) this.#send(callId)
+    const call: Call = { op, requestIds, payload, deadline: this.#lastUsedMs + this.options.timeoutMs + laterMs, isSent: false, isUnanswered: linkOps[op].isUnanswered === true, settle, fail }
+    if (laterMs > 0) {
+      // Not in #calls: its deadline is not in their order. Sent only on an open link (a link
+      // that does not open within the timeout is dropped with everything waiting on it).
+      this.#waits.set(callId, call)
+      if (this.#isOpen) this.#send(callId, call)
+      else this.#connect()
+      return
+    }
+    this.#calls.set(callId, call)
+    if (this.#isOpen) this.#send(callId, call)
     else this.#connect()
     if (this.#calls.has(callId)) this.#timer ??= setTimeout(() => this.#expire(), this.options.timeoutMs)
   }
 
-  #send(callId: number): void {
-    const call = this.#calls.get(callId)!
+  #send(callId: number, call: Call): void {
     if (call.isUnanswered) {
       this.#calls.delete(callId)
       return this.#queueUnanswered(callId, call.op, call.requestIds, call.payload, () => call.settle(undefined), call.fail)
@@ -280,7 +303,8 @@ class Link {
     ws.on('open', () => {
       if (this.#ws !== ws) return
       this.#isOpen = true
-      for (const [callId, call] of this.#calls) if (!call.isSent) this.#send(callId)
+      for (const [callId, call] of this.#calls) if (!call.isSent) this.#send(callId, call)
+      for (const [callId, call] of this.#waits) if (!call.isSent) this.#send(callId, call)
       this.#startPings(ws)
     })
     ws.on('message', (data: Buffer) => this.#answer(data))
@@ -296,9 +320,10 @@ class Link {
   #answer(data: Buffer): void {
     const answer = decodeLinkAnswer(data.toString('utf8'))
     if (!answer) return this.#drop(this.#ws!, new EdgeCallError('bad_answer', 'edge sent a malformed answer'))
-    const call = this.#calls.get(answer.callId)
+    const call = this.#calls.get(answer.callId) ?? this.#waits.get(answer.callId)
     if (!call) return // it timed out: already failed
     this.#calls.delete(answer.callId)
+    this.#waits.delete(answer.callId)
     if (answer.status !== 200) {
       this.circuits.failed(this.edgeUrl)
       return call.fail(new EdgeCallError('edge_error', `edge answered ${answer.status}: ${answer.body.slice(0, 200)}`))
@@ -352,13 +377,26 @@ class Link {
     this.#ws = undefined
     this.#isOpen = false
     for (const call of this.#calls.values()) call.fail(err)
+    for (const call of this.#waits.values()) call.fail(err)
     this.#calls.clear()
+    this.#waits.clear()
+  }
+
+  /** Fails the late-answered calls past their deadline (the pinger's sweep). */
+  #expireWaits(): void {
+    const now = Date.now()
+    for (const [callId, call] of this.#waits) {
+      if (call.deadline > now) continue
+      this.#waits.delete(callId)
+      call.fail(new EdgeCallError('timeout', `edge did not answer a ${call.op} call by its deadline`))
+    }
   }
 
   #startPings(ws: WebSocket): void {
     this.#isPongDue = false
     this.#pinger = setInterval(() => {
-      if (this.#calls.size === 0 && Date.now() - this.#lastUsedMs > (this.options.idleCloseMs ?? 60_000)) {
+      if (this.#waits.size > 0) this.#expireWaits()
+      if (this.#calls.size === 0 && this.#waits.size === 0 && Date.now() - this.#lastUsedMs > (this.options.idleCloseMs ?? 60_000)) {
         this.close(new EdgeCallError('closed', 'idle link closed'))
         this.onIdle()
         return

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto'
-import { SwitchboardError } from '@switchboard/protocol'
+import { SwitchboardError, limits } from '@switchboard/protocol'
 import type { IdempotencyStore } from '@switchboard/registry'
 
 /** An Idempotency-Key: 1 to 255 visible ASCII characters. */
@@ -9,7 +9,10 @@ export interface IdempotencyDeps {
   store: IdempotencyStore
   /** How long a stored answer is replayed. */
   retentionMs: number
-  /** How long a key stays in flight if its router dies before answering (then a retry runs again). */
+  /**
+   * How long a key stays in flight if its router dies before answering (then a retry runs
+   * again); a push waiting for receipts stays its `ack.timeoutMs` longer.
+   */
   pendingTtlMs: number
 }
 
@@ -29,7 +32,7 @@ export function createIdempotent(deps: IdempotencyDeps): Idempotent {
     if (!IDEMPOTENCY_KEY.test(key)) throw new SwitchboardError('invalid_request', 'Idempotency-Key: 1 to 255 visible ASCII characters')
     const scoped = sha256(`${scope}\n${op}\n${key}`)
     const fingerprint = sha256(JSON.stringify(body) ?? '')
-    const begun = await deps.store.begin(scoped, fingerprint, deps.pendingTtlMs)
+    const begun = await deps.store.begin(scoped, fingerprint, deps.pendingTtlMs + ackTimeoutOf(body))
     if (begun.state === 'done') return { value: JSON.parse(begun.answer) as Awaited<ReturnType<typeof run>>, replayed: true }
     if (begun.state === 'in_flight') throw new SwitchboardError('idempotency_in_flight', 'a request with this Idempotency-Key is still being processed; retry after it answered')
     if (begun.state === 'mismatch') throw new SwitchboardError('idempotency_mismatch', 'this Idempotency-Key was used with another body')
@@ -45,6 +48,12 @@ export function createIdempotent(deps: IdempotencyDeps): Idempotent {
     await deps.store.end(scoped, fingerprint, JSON.stringify(value), deps.retentionMs).catch(() => undefined)
     return { value, replayed: false }
   }
+}
+
+/** A push's `ack.timeoutMs` when it asks for receipts (its answer comes that much later), else 0. */
+function ackTimeoutOf(body: unknown): number {
+  const ms = (body as { ack?: { timeoutMs?: unknown } } | null)?.ack?.timeoutMs
+  return typeof ms === 'number' && Number.isInteger(ms) && ms > 0 && ms <= limits.maxAckTimeoutMs ? ms : 0
 }
 
 /** The scope of an API key: its hash, so the key itself is never stored. */

@@ -38,7 +38,7 @@ export function createRouterMetrics(registry: PromRegistry, inFlight: () => numb
     }),
     recipients: new Counter({
       name: RECIPIENTS_METRIC,
-      help: 'Push recipients by outcome (delivered, routed: a routed push handed to their edge, offline, failed).',
+      help: 'Push recipients by outcome (delivered, routed: a routed push handed to their edge, acked and unacked: a push asking for receipts acknowledged or not, offline, failed).',
       labelNames: ['result'] as const,
       registers: [registry],
     }),

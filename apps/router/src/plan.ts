@@ -25,8 +25,11 @@ export function planDelivery(to: Iterable<string>, where: ReadonlyMap<string, re
   return { byEdge, offline }
 }
 
-/** One edge's answer for its share of the recipients: the users it wrote to, or a failure. */
-export type EdgeOutcome = { users: readonly string[]; delivered: readonly string[] } | { users: readonly string[]; failed: true }
+/**
+ * One edge's answer for its share of the recipients: the users it wrote to (and, for a push
+ * asking for receipts, those of them who acknowledged it), or a failure.
+ */
+export type EdgeOutcome = { users: readonly string[]; delivered: readonly string[]; acked?: readonly string[] } | { users: readonly string[]; failed: true }
 
 /**
  * Every recipient in exactly one list: `delivered` if any edge wrote to one of its sockets,
@@ -46,4 +49,49 @@ export function settleDelivery(recipients: Iterable<string>, outcomes: readonly 
     else answer.offline.push(u)
   }
   return answer
+}
+
+/**
+ * A push asking for receipts, settled as early as its recipients are: a user is `acked` as soon
+ * as one edge says so (its other edges' answers are not waited for), and otherwise once all of
+ * its edges answered, as `settleDelivery` says. Resolves once every recipient is settled, so
+ * one device that acknowledges ends the wait for its user even while another waits out the
+ * timeout; the calls still running finish unheeded.
+ */
+export function settleReceipts(
+  recipients: readonly string[],
+  plan: DeliveryPlan,
+  callEdge: (url: string, users: readonly string[]) => Promise<EdgeOutcome>,
+): Promise<{ acked: string[]; unacked: string[]; offline: string[]; failed: string[] }> {
+  return new Promise((resolve) => {
+    const edgesLeft = new Map<string, number>()
+    for (const users of plan.byEdge.values()) for (const u of users) edgesLeft.set(u, (edgesLeft.get(u) ?? 0) + 1)
+    const outcomes: EdgeOutcome[] = []
+    let unsettled = edgesLeft.size
+    const finish = () => {
+      // `delivered` split: acked if a connection on any edge acknowledged it, else unacked.
+      const { delivered, offline, failed } = settleDelivery(recipients, outcomes)
+      const acked = new Set(outcomes.flatMap((o) => ('failed' in o ? [] : (o.acked ?? []))))
+      resolve({ acked: delivered.filter((u) => acked.has(u)), unacked: delivered.filter((u) => !acked.has(u)), offline, failed })
+    }
+    if (unsettled === 0) return finish()
+    const settled = (u: string) => {
+      if (edgesLeft.get(u) === 0) return
+      edgesLeft.set(u, 0)
+      if (--unsettled === 0) finish()
+    }
+    for (const [url, users] of plan.byEdge) {
+      void callEdge(url, users).then((outcome) => {
+        if (unsettled === 0) return // answered already
+        outcomes.push(outcome)
+        if (!('failed' in outcome)) for (const u of outcome.acked ?? []) settled(u)
+        for (const u of users) {
+          const left = edgesLeft.get(u)!
+          if (left === 0) continue
+          if (left === 1) settled(u)
+          else edgesLeft.set(u, left - 1)
+        }
+      })
+    }
+  })
 }

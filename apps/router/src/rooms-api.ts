@@ -132,7 +132,7 @@ export function createRoomApi(deps: RoomApiDeps): RoomApi {
       limits.event(body.event)
       if (body.except) limits.userIds('except', body.except)
       const id = body.id ?? randomUUID()
-      const frame = pushFrame(id, body.event, body.data, Date.now())
+      const frame = pushFrame(id, body.event, body.data, Date.now(), body.ack !== undefined)
       const except = new Set(body.except)
       let route = await rooms.route(room, roomLimits.listMax)
       const kept = body.keep ? await keepFor(room, route, frame, except) : undefined
@@ -140,7 +140,8 @@ export function createRoomApi(deps: RoomApiDeps): RoomApi {
       // A room without a durable life may still have token members: its index is read all the same.
       const urls = await liveEdges(route)
       const list = route.userIds !== undefined
-      const delivery = { frame, room, generation: route.generation ?? '', except: body.except, list, at: kept?.at }
+      const ack = body.ack && { id, timeoutMs: body.ack.timeoutMs }
+      const delivery = { frame, room, generation: route.generation ?? '', except: body.except, list, at: kept?.at, ack }
       const answers = await Promise.all(urls.map((url) => forward(requestId, url, () => edges.room(url, delivery, requestId))))
       metrics.roomPushes.inc()
       if (urls.length > 0) metrics.roomEdgeCalls.inc(urls.length)
@@ -155,6 +156,8 @@ export function createRoomApi(deps: RoomApiDeps): RoomApi {
         edges: urls.length,
         failedEdges: failedUrls.size,
       }
+      const acked = ack && (list ? new Set(answers.flatMap((a) => a?.ackedUsers ?? [])) : undefined)
+      if (ack) answer.acknowledged = acked?.size ?? answers.reduce((n, a) => n + (a?.acked ?? 0), 0)
       if (!route.userIds || !written) return answer
       // A small room: each member's outcome, as a user push answers (members only; `except` left out).
       const members = route.userIds.filter((u) => !except.has(u))
@@ -162,7 +165,9 @@ export function createRoomApi(deps: RoomApiDeps): RoomApi {
       // Only an edge that failed can hide a member that is online: look those up then, and only then.
       const located = failedUrls.size > 0 && missed.length > 0 ? await registry.locate(missed) : new Map()
       const isOnFailedEdge = (u: string) => located.get(u)?.some((c: { url: string }) => failedUrls.has(c.url)) ?? false
-      const lists = { delivered: members.filter((u) => written.has(u)), offline: missed.filter((u) => !isOnFailedEdge(u)), failed: missed.filter(isOnFailedEdge) }
+      const delivered = members.filter((u) => written.has(u))
+      const outcome = acked ? { acked: delivered.filter((u) => acked.has(u)), unacked: delivered.filter((u) => !acked.has(u)) } : { delivered }
+      const lists = { ...outcome, offline: missed.filter((u) => !isOnFailedEdge(u)), failed: missed.filter(isOnFailedEdge) }
       if (!kept) return { ...answer, ...lists }
       metrics.kept.inc()
       const inInbox = new Set(kept.recipients)

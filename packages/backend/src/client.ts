@@ -22,6 +22,7 @@ import {
   type RoomPushResponse,
   type RoutedPushResponse,
   type RoomRemoveResponse,
+  type AckedPushResponse,
 } from '@switchboard/protocol'
 import { SwitchboardApiError, errorOfAnswer } from './errors.js'
 import { Fifo } from './fifo.js'
@@ -111,13 +112,23 @@ export class SwitchboardBackend {
    * says whose edge was handed it (`routed`), who is `offline`, and whose edge could not be (`failed`).
    */
   push(request: PushRequest & { wait: 'routed' }, options?: CallOptions): Promise<RoutedPushResponse>
+  /**
+   * Sends a push asking for receipts (`ack`): the answer says whose app acknowledged it
+   * (`acked`), who got it and did not in time (`unacked`), who is `offline`, and whose edge
+   * `failed`. Unless `options.timeoutMs` says otherwise, the call waits the client's timeout
+   * plus `ack.timeoutMs`.
+   */
+  push(request: PushRequest & { ack: NonNullable<PushRequest['ack']> }, options?: CallOptions): Promise<AckedPushResponse>
   /** Sends a push to users' sockets; the answer says who got it (`delivered`), who is `offline`, and whose edge `failed`. */
   push(request: PushRequest & { wait?: 'written' }, options?: CallOptions): Promise<PushResponse>
-  /** `wait` not known until run time: tell the answers apart by `routed` (or `delivered`). */
-  push(request: PushRequest, options?: CallOptions): Promise<PushResponse | RoutedPushResponse>
+  /** `wait` and `ack` not known until run time: tell the answers apart by `routed`, `acked` (or `delivered`). */
+  push(request: PushRequest, options?: CallOptions): Promise<PushResponse | RoutedPushResponse | AckedPushResponse>
   /** Sends a push to a room's members (`room` instead of `to`; README, "Rooms"). */
   push(request: RoomPushRequest, options?: CallOptions): Promise<RoomPushResponse>
-  push(request: PushRequest | RoomPushRequest, options?: CallOptions): Promise<PushResponse | RoutedPushResponse | RoomPushResponse> {
+  push(request: PushRequest | RoomPushRequest, options?: CallOptions): Promise<PushResponse | RoutedPushResponse | AckedPushResponse | RoomPushResponse> {
+    const ackMs = 'ack' in request ? request.ack?.timeoutMs : undefined
+    // Receipts take up to their timeout on top of the push itself.
+    if (typeof ackMs === 'number' && options?.timeoutMs === undefined) return this.#call('push', request, { ...options, timeoutMs: this.#options.timeoutMs + ackMs })
     return this.#call('push', request, options)
   }
 

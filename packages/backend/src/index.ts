@@ -26,6 +26,7 @@ export type {
   RoomPushResponse,
   RoomRemoveResponse,
   RoutedPushResponse,
+  AckedPushResponse,
   PushWait,
 } from '@switchboard/protocol'
 export { verifyPresenceWebhook, WebhookVerificationError, type VerifyWebhookOptions, type WebhookHeaders } from './webhooks.js'

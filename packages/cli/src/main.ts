@@ -9,7 +9,7 @@ type Env = Record<string, string | undefined>
 const USAGE = `usage: switchboard <command> [options]
 
   token --user <id> [--ttl 24h]          mint a development client token (HS256)
-  push --to <id>[,<id>...] --event <name> [--data <json>] [--id <id>] [--keep] [--wait routed]
+  push --to <id>[,<id>...] --event <name> [--data <json>] [--id <id>] [--keep] [--wait routed | --ack <timeout ms>]
   push --room <room> --event <name> [--data <json>] [--id <id>] [--except <id>,...] [--keep]
   presence <id> [<id>...]                who is online, and where
   nodes                                  live edges and their connections
@@ -51,6 +51,7 @@ export async function main(argv: string[], env: Env, out = process.stdout, err =
         id: { type: 'string' },
         keep: { type: 'boolean', default: false },
         wait: { type: 'string' },
+        ack: { type: 'string' },
         url: { type: 'string' },
         key: { type: 'string' },
         secret: { type: 'string' },
@@ -88,6 +89,7 @@ export async function main(argv: string[], env: Env, out = process.stdout, err =
         }
         if (values.wait !== undefined && !PUSH_WAITS.includes(values.wait as PushWait)) throw new UsageError(`--wait: ${PUSH_WAITS.join(' or ')}, not ${values.wait}`)
         if (values.room !== undefined && values.wait === 'routed') throw new UsageError('--wait routed: only for --to (a room push waits for its edges)')
+        if (values.ack !== undefined && (values.room !== undefined || !/^\d+$/.test(values.ack))) throw new UsageError('--ack <timeout ms>: a whole number, only with --to')
         if (values.room !== undefined) {
           const room = values.room
           const answer = await call((router) => router.push({ room, ...common, ...(values.except ? { except: ids(values.except) } : {}) }))
@@ -100,12 +102,12 @@ export async function main(argv: string[], env: Env, out = process.stdout, err =
           )
           return 0
         }
-        const body = { to: ids(values.to!), ...common, ...(values.wait ? { wait: values.wait as PushWait } : {}) }
+        const body = { to: ids(values.to!), ...common, ...(values.wait ? { wait: values.wait as PushWait } : {}), ...(values.ack ? { ack: { timeoutMs: Number(values.ack) } } : {}) }
         const answer = await call((router) => router.push(body))
         print(answer, () =>
           [
             `push ${answer.id}`,
-            'routed' in answer ? `  routed     ${list(answer.routed)}` : `  delivered  ${list(answer.delivered)}`,
+            ...('routed' in answer ? [`  routed     ${list(answer.routed)}`] : 'acked' in answer ? [`  acked      ${list(answer.acked)}`, `  unacked    ${list(answer.unacked)}`] : [`  delivered  ${list(answer.delivered)}`]),
             `  offline    ${list(answer.offline)}`,
             `  failed     ${list(answer.failed)}`,
             ...(answer.kept ? [`  kept       ${list(answer.kept)}`] : []),

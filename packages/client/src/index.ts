@@ -1,5 +1,6 @@
 export {
   Switchboard,
+  ACK_EVERY_MS,
   DEAD_CONNECTION_CODE,
   GAP_CODE,
   type PositionStorage,
@@ -11,4 +12,4 @@ export {
   type WebSocketFactory,
   type WebSocketLike,
 } from './switchboard.js'
-export { CloseCode, CloseReasons, Reconnect, closeReasonOf, reconnectDelayMs, shouldReconnect, type CloseReason, type Position } from '@switchboard/wire'
+export { CloseCode, CloseReasons, MAX_ACK_IDS, Reconnect, ackFrame, closeReasonOf, reconnectDelayMs, shouldReconnect, type CloseReason, type Position } from '@switchboard/wire'

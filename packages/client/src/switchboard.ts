@@ -3,7 +3,9 @@ import {
   PING_FRAME,
   Reconnect,
   SUBPROTOCOL,
+  MAX_ACK_IDS,
   WS_PATH,
+  ackFrame,
   backoffDelayMs,
   formatPosition,
   parsePosition,
@@ -121,7 +123,11 @@ export type StateChange =
       delayMs?: number
     }
 
-/** A push as listeners get it: `event`, `data`, its `id` (unique per push) and `ts` (ms epoch at the router). */
+/**
+ * A push as listeners get it: `event`, `data`, its `id` (unique per push) and `ts` (ms epoch at
+ * the router); `ack: true` when the backend asked for a receipt (the SDK acknowledges it once
+ * every listener returned).
+ */
 export type Push = Omit<PushFrame, 'type'>
 
 type Listener = (...args: never[]) => void
@@ -135,6 +141,8 @@ interface Events {
 export const DEAD_CONNECTION_CODE = 4000
 /** Closed by the client to resume: a kept push stayed missing past gapTimeoutMs. */
 export const GAP_CODE = 4001
+/** Acks leave at most once per this interval (ms): ≤ 10 frames a second. */
+export const ACK_EVERY_MS = 100
 /** A refresh is due at this share of the token's remaining lifetime, plus up to REFRESH_JITTER more. */
 const REFRESH_AT = 0.75
 const REFRESH_JITTER = 0.15
@@ -200,6 +208,11 @@ export class Switchboard {
   readonly #ahead = new Map<number, Push>()
   /** Recent push ids, oldest first. */
   readonly #seen = new Set<string>()
+  /** Ids of pushes asking for a receipt, handed to the app and not acknowledged yet. */
+  #acks: string[] = []
+  #ackTimer: unknown
+  /** When the last ack frame left (clock ms). */
+  #lastAckAt = -Infinity
 
   constructor(options: SwitchboardOptions) {
     const WebSocketClass = options.WebSocket ?? (globalThis as { WebSocket?: WebSocketFactory }).WebSocket
@@ -336,8 +349,9 @@ export class Switchboard {
     } else if (frame.type === 'error') {
       if (this.#refreshPending !== undefined) this.#refreshFailed(`${frame.code}: ${frame.message}`)
     } else if (frame.type === 'push') {
-      const { id, event, data, ts, epoch, offset } = frame
+      const { id, event, data, ts, ack, epoch, offset } = frame
       const push: Push = epoch === undefined || offset === undefined ? { id, event, data, ts } : { id, event, data, ts, epoch, offset }
+      if (ack === true) push.ack = true
       this.#ordered(push)
     }
   }
@@ -373,14 +387,45 @@ export class Switchboard {
     this.#setPosition({ epoch, offset: next })
   }
 
-  /** To the app, once per push id. */
+  /**
+   * To the app, once per push id; a push asking for a receipt is acknowledged once its listeners
+   * returned (thrown or not: the app had it), and again if it comes again (a replay after a
+   * reconnect: the app has it).
+   */
   #handOver(push: Push): void {
-    if (this.#seen.has(push.id)) return
-    this.#seen.add(push.id)
-    if (this.#seen.size > SEEN_IDS) this.#seen.delete(this.#seen.values().next().value!)
-    this.#emit('push', push)
-    const { event } = push
-    if (event !== 'push' && event !== 'state' && event !== 'error') this.#emit(event, push.data, push)
+    if (!this.#seen.has(push.id)) {
+      this.#seen.add(push.id)
+      if (this.#seen.size > SEEN_IDS) this.#seen.delete(this.#seen.values().next().value!)
+      this.#emit('push', push)
+      const { event } = push
+      if (event !== 'push' && event !== 'state' && event !== 'error') this.#emit(event, push.data, push)
+    }
+    if (push.ack) this.#acknowledge(push.id)
+  }
+
+  /**
+   * Queues an ack. Acks leave together, at most one frame per ACK_EVERY_MS (MAX_ACK_IDS ids
+   * each): the first after a quiet spell at the end of the turn, later ones when the interval
+   * is up, so receipts use at most half of the edge's default frame rate (20/s) however many
+   * pushes arrive. They go on whatever socket is open then: an edge counts an ack for its user.
+   */
+  #acknowledge(id: string): void {
+    this.#acks.push(id)
+    if (this.#acks.length > 1) return // a flush is due already
+    const waitMs = this.#lastAckAt + ACK_EVERY_MS - this.#clock.now()
+    if (waitMs <= 0) queueMicrotask(() => this.#sendAcks())
+    else this.#ackTimer = this.#clock.setTimeout(() => this.#sendAcks(), waitMs)
+  }
+
+  #sendAcks(): void {
+    this.#ackTimer = undefined
+    const ids = this.#acks
+    this.#acks = []
+    this.#lastAckAt = this.#clock.now()
+    const ws = this.#ws
+    // No socket open: the edges settled these receipts as unacked when their sockets closed.
+    if (ws?.readyState !== OPEN) return
+    for (let i = 0; i < ids.length; i += MAX_ACK_IDS) ws.send(ackFrame(ids.slice(i, i + MAX_ACK_IDS)))
   }
 
   /** The missing push did not come: reconnect and resume from the position (the replay brings it, then the held ones, in order). */
@@ -540,6 +585,9 @@ export class Switchboard {
 
   #stopTimers(): void {
     this.#stopGapTimer()
+    this.#clock.clearTimeout(this.#ackTimer)
+    this.#ackTimer = undefined
+    this.#acks = []
     this.#stopRefreshTimers()
     this.#clock.clearTimeout(this.#retryTimer)
     this.#clock.clearTimeout(this.#livenessTimer)

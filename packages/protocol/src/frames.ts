@@ -1,6 +1,7 @@
 import { z } from 'zod'
-
+import { MAX_ACK_IDS } from '@switchboard/wire'
 import type { ErrorFrame, ErrorFrameCode, InboxFrame, PongFrame, Position, PushFrame, RefreshedFrame, WelcomeFrame } from '@switchboard/wire'
+import { MessageId } from './push-api.js'
 
 // The frames' shapes live in @switchboard/wire (shared with the client SDK); the services'
 // builders and the client-frame parser are here.
@@ -9,10 +10,11 @@ export type { ErrorFrame, ErrorFrameCode, InboxFrame, PongFrame, PushFrame, Refr
 /** The longest token a `refresh` frame may carry (the frame is bound by EDGE_MAX_FRAME_BYTES too). */
 export const MAX_REFRESH_TOKEN_LENGTH = 16_384
 
-/** Frames a client may send: `ping`, and `refresh` with a fresh token. */
+/** Frames a client may send: `ping`, `refresh` with a fresh token, and `ack` of pushes that asked for a receipt. */
 export const ClientFrame = z.discriminatedUnion('type', [
   z.strictObject({ type: z.literal('ping') }),
   z.strictObject({ type: z.literal('refresh'), token: z.string().min(1).max(MAX_REFRESH_TOKEN_LENGTH) }),
+  z.strictObject({ type: z.literal('ack'), ids: z.array(MessageId).min(1).max(MAX_ACK_IDS) }),
 ])
 export type ClientFrame = z.output<typeof ClientFrame>
 
@@ -45,9 +47,9 @@ export function framedAt(frame: string, epoch: string, offset: number): string {
   return `${frame.slice(0, -1)},"epoch":"${epoch}","offset":${offset}}`
 }
 
-/** Serialized once per push at the router; edges forward the string as is. */
-export function pushFrame(id: string, event: string, data: unknown, ts: number): string {
-  return JSON.stringify({ type: 'push', id, event, data: data ?? null, ts } satisfies PushFrame)
+/** Serialized once per push at the router; edges forward the string as is. `ack`: the push asks for a receipt. */
+export function pushFrame(id: string, event: string, data: unknown, ts: number, ack?: boolean): string {
+  return JSON.stringify({ type: 'push', id, event, data: data ?? null, ts, ack: ack || undefined } satisfies PushFrame)
 }
 
 /** Parses a client's text frame; `undefined` means a protocol violation (close 1008). */

@@ -1,6 +1,6 @@
 import { z } from 'zod'
 import { CloseReasons, isEpoch, type Position } from '@switchboard/wire'
-import { RoomName, UserId, limits } from './push-api.js'
+import { MessageId, RoomName, UserId, limits } from './push-api.js'
 
 /**
  * The bodies of the router -> edge calls (the link's ops, table in link.ts). Every call carries
@@ -100,6 +100,40 @@ export const DeliveriesResult = z.strictObject({ results: z.array(DeliveryResult
 export type DeliveriesResult = z.output<typeof DeliveriesResult>
 
 /**
+ * A push asking for receipts (`delivery-acked`): the JSON of `AckedDeliveryHead` (the push's id
+ * and its timeout), a newline, then one delivery as `deliveries` encodes it. The edge writes it
+ * at once and answers when every user written to acknowledged it, or each connection it was
+ * written to closed, or `timeoutMs` passed.
+ */
+export const AckedDeliveryHead = z.strictObject({
+  id: MessageId,
+  timeoutMs: z.number().int().min(limits.minAckTimeoutMs).max(limits.maxAckTimeoutMs),
+})
+export type AckedDelivery = Delivery & z.output<typeof AckedDeliveryHead>
+
+export function encodeAckedDelivery({ id, timeoutMs, frame, to, at }: AckedDelivery): string {
+  return `${JSON.stringify({ id, timeoutMs })}\n${encodeDelivery(frame, to, at)}`
+}
+
+export function decodeAckedDelivery(body: string): AckedDelivery | undefined {
+  const eol = body.indexOf('\n')
+  const head = AckedDeliveryHead.safeParse(safeJson(body.slice(0, eol)))
+  const deliveries = eol > 0 && head.success ? decodeDeliveries(body.slice(eol + 1)) : undefined
+  return deliveries?.length === 1 ? { ...deliveries[0]!, ...head.data! } : undefined
+}
+
+/**
+ * An edge's answer to `delivery-acked`: of the users written to (on at least one open socket),
+ * those who acknowledged it and those who did not in time; and those not written to.
+ */
+export const AckedDeliveryResult = z.strictObject({
+  acked: z.array(z.string()),
+  unacked: z.array(z.string()),
+  missing: z.array(z.string()),
+})
+export type AckedDeliveryResult = z.output<typeof AckedDeliveryResult>
+
+/**
  * What an edge made of a `deliveries-routed` call, for its own log and metrics only (the call is
  * never answered): recipients written to, and those it could not write, by why (`notHere`: no
  * open socket of the user on this edge; `closed`: their sockets were closed as too slow).
@@ -146,6 +180,8 @@ export const RoomDeliveryHead = z.strictObject({
   except: z.array(UserId).max(limits.maxExcept).optional(),
   /** Answer the users written to, not only their number (small rooms). */
   list: z.boolean().optional(),
+  /** A room push asking for receipts: its id, and how long the edge waits for the acks of the members it wrote to. */
+  ack: AckedDeliveryHead.optional(),
   /** A kept room push: each member's inbox position, spliced into the frame written to that member. */
   at: z
     .record(UserId, z.tuple([z.string().refine(isEpoch), z.number().int().min(1)]).transform(([epoch, offset]): Position => ({ epoch, offset })))
@@ -169,10 +205,15 @@ export function decodeRoomDelivery(body: string): (RoomDeliveryParsed & { frame:
   return head.success ? { frame: body.slice(0, cut), ...head.data } : undefined
 }
 
-/** The users written to (on at least one socket), and their list when asked. */
+/**
+ * The users written to (on at least one socket), and their list when asked; with `ack`, how
+ * many of them acknowledged it in time (and who, with the list).
+ */
 export const RoomDeliveryResult = z.strictObject({
   reached: z.number().int().min(0),
   users: z.array(z.string()).optional(),
+  acked: z.number().int().min(0).optional(),
+  ackedUsers: z.array(z.string()).optional(),
 })
 export type RoomDeliveryResult = z.output<typeof RoomDeliveryResult>
 

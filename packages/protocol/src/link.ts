@@ -1,5 +1,6 @@
 import type { z } from 'zod'
 import {
+  AckedDeliveryResult,
   BroadcastResult,
   DeliveriesResult,
   DisconnectResult,
@@ -11,8 +12,10 @@ import {
   RoomMembershipResult,
   RoomMembersResult,
   RoutedDeliveriesTally,
+  decodeAckedDelivery,
   decodeDeliveries,
   decodeRoomDelivery,
+  encodeAckedDelivery,
   encodeDeliveries,
   encodeRoomDelivery,
   safeJson,
@@ -38,7 +41,8 @@ import {
  * an error body for a malformed call; the link stays open either way. A row marked
  * `isUnanswered` (`deliveries-routed`) is never answered, not even when malformed (the edge
  * logs it): the router counts such a call done once its frame is queued on the link. Answers may come in
- * any order: room-join and room-leave are answered once the edge index is written. A frame that is not a
+ * any order: room-join and room-leave are answered once the edge index is written, a
+ * delivery-acked once its receipts are settled (up to its `timeoutMs` later). A frame that is not a
  * call at all closes the link (1008).
  */
 export const LINK_PATH = '/internal/link'
@@ -116,6 +120,16 @@ const table = {
     summarize: (tally) => tally,
     isUnanswered: true,
   } satisfies LinkOpRow<Parameters<typeof encodeDeliveries>[0], NonNullable<ReturnType<typeof decodeDeliveries>>, RoutedDeliveriesTally>,
+  /**
+   * One push asking for receipts, written at once and answered once its recipients acknowledged
+   * it, their sockets closed, or its `timeoutMs` passed: later than other calls, by up to that.
+   */
+  'delivery-acked': {
+    encode: encodeAckedDelivery,
+    decode: decodeAckedDelivery,
+    answer: AckedDeliveryResult,
+    summarize: ({ acked, unacked, missing }) => ({ acked: acked.length, unacked: unacked.length, missing: missing.length }),
+  } satisfies LinkOpRow<Parameters<typeof encodeAckedDelivery>[0], NonNullable<ReturnType<typeof decodeAckedDelivery>>, AckedDeliveryResult>,
   /** The payload is the frame itself, written as is to every socket. */
   broadcast: { encode: (frame) => frame, decode: (payload) => payload, answer: BroadcastResult, summarize: counts } satisfies LinkOpRow<string, string, BroadcastResult>,
   disconnect: { ...jsonRow(InternalDisconnect, DisconnectResult, counts), http: '/internal/disconnect' },
@@ -123,7 +137,7 @@ const table = {
     encode: encodeRoomDelivery,
     decode: decodeRoomDelivery,
     answer: RoomDeliveryResult,
-    summarize: ({ reached }) => ({ reached }),
+    summarize: ({ reached, acked }): Record<string, number> => (acked === undefined ? { reached } : { reached, acked }),
   } satisfies LinkOpRow<Parameters<typeof encodeRoomDelivery>[0], NonNullable<ReturnType<typeof decodeRoomDelivery>>, RoomDeliveryResult>,
   'room-join': jsonRow(InternalRoomJoin, RoomMembershipResult, counts),
   'room-leave': jsonRow(InternalRoomLeave, RoomMembershipResult, counts),

@@ -13,6 +13,9 @@ export const limits = {
   maxExcept: 1_000,
   maxRoomBatch: 10_000,
   maxRoomPage: 10_000,
+  /** A push's `ack.timeoutMs` bounds: how long its edges wait for the recipients' acknowledgements. */
+  minAckTimeoutMs: 100,
+  maxAckTimeoutMs: 30_000,
 } as const
 
 /** No C0 controls or DEL: ids and event names end up in logs, headers and terminals. */
@@ -46,6 +49,11 @@ const PushData = z
   .optional()
   .refine((d) => isWithinDepth(d, limits.maxDataDepth), `must not nest deeper than ${limits.maxDataDepth} levels`)
 
+/** A push asking for receipts: each recipient's edge waits up to `timeoutMs` for an `ack` from one of the user's connections. */
+export const PushAck = z.strictObject({
+  timeoutMs: z.number().int().min(limits.minAckTimeoutMs).max(limits.maxAckTimeoutMs),
+})
+
 export const PushRequest = z.strictObject({
   to: z.array(UserId).min(1).max(limits.maxRecipients),
   event: EventName,
@@ -59,6 +67,14 @@ export const PushRequest = z.strictObject({
    * confirmation, so the answer does not wait for them).
    */
   wait: z.enum(PUSH_WAITS).optional(),
+  /**
+   * Receipts: the frame asks clients to acknowledge it, and the answer says who did (`acked`)
+   * and who was written to but did not within `timeoutMs` (`unacked`), instead of `delivered`.
+   */
+  ack: PushAck.optional(),
+}).refine((p) => !(p.ack && p.wait === 'routed'), {
+  path: ['ack'],
+  message: 'a push with receipts waits for its edges\' answers: leave out "wait" (or say "written")',
 })
 export type PushRequest = z.output<typeof PushRequest>
 
@@ -91,6 +107,31 @@ export interface RoutedPushResponse {
   kept?: string[]
 }
 
+/**
+ * The answer to a push with `ack`: `acked` and `unacked` instead of `delivered`. Every
+ * recipient is in exactly one list; the ones to reach another way (an OS notification) are
+ * all but `acked`.
+ */
+export interface AckedPushResponse {
+  id: string
+  delivered?: never
+  /** One of the user's connections acknowledged the push within `ack.timeoutMs`. */
+  acked: string[]
+  /**
+   * Written to at least one of the user's connections, and none acknowledged it in time: the
+   * timeout passed, or every connection it was written to closed first.
+   */
+  unacked: string[]
+  offline: string[]
+  /**
+   * No answer from the user's edges: the push could not be handed to them (link down, circuit
+   * open), or the edge was lost while waiting (it may have been written: no one can say).
+   */
+  failed: string[]
+  /** A kept push only: `offline` and `failed`, whose inbox holds it. */
+  kept?: string[]
+}
+
 /** A push to a room (`room` instead of `to`): every connection of every member, but those of `except`. */
 export const RoomPushRequest = z.strictObject({
   room: RoomName,
@@ -101,6 +142,8 @@ export const RoomPushRequest = z.strictObject({
   except: z.array(UserId).max(limits.maxExcept).optional(),
   /** Keep it in each durable member's inbox (rooms of at most ROOM_PUSH_LIST_MAX members); PUSH_KEEP_DEFAULT does not apply. */
   keep: z.boolean().optional(),
+  /** Receipts, as for a user push: `acknowledged` counts the members who acknowledged it (and, in a small room, `acked` and `unacked` list them). */
+  ack: PushAck.optional(),
   /** A room push always waits for its edges' answers (`reached` is their count): only `written` is taken. */
   wait: z.literal('written', { error: 'a room push waits for its edges\' answers: only "written" (the default); "routed" is for pushes to users (`to`)' }).optional(),
 })
@@ -116,12 +159,22 @@ export interface RoomPushResponse {
    * it is summed over the edges: a user with sockets on two edges counts twice.
    */
   reached: number
+  /**
+   * A room push with `ack`: users who acknowledged it within `ack.timeoutMs`, summed over the
+   * edges as `reached` is above ROOM_PUSH_LIST_MAX members.
+   */
+  acknowledged?: number
   /** Edges called: those holding a connection of a member, whatever the room's size. */
   edges: number
   /** Of those, edges whose call failed (their members' sockets may not have it). */
   failedEdges: number
-  /** Rooms of at most ROOM_PUSH_LIST_MAX members: each member but `except`, as a user push answers. */
+  /**
+   * Rooms of at most ROOM_PUSH_LIST_MAX members: each member but `except`, as a user push
+   * answers (`acked` and `unacked` instead of `delivered` with `ack`).
+   */
   delivered?: string[]
+  acked?: string[]
+  unacked?: string[]
   offline?: string[]
   failed?: string[]
   /** A kept room push: the members it was not written to whose inbox holds it. */

@@ -84,6 +84,11 @@ export interface PushFrame {
   data: unknown
   /** ms epoch at the router. */
   ts: number
+  /**
+   * The backend asked for a receipt: acknowledge the push with an `ack` frame (ackFrame) once
+   * the app handled it. Only there when true.
+   */
+  ack?: true
   /** Kept pushes only: the push's position in this user's inbox. */
   epoch?: string
   offset?: number
@@ -133,6 +138,19 @@ export const PING_FRAME = '{"type":"ping"}'
  */
 export function refreshFrame(token: string): string {
   return JSON.stringify({ type: 'refresh', token })
+}
+
+/** Most push ids one `ack` frame may carry. */
+export const MAX_ACK_IDS = 100
+
+/**
+ * A client frame: the app handled these pushes (each one whose frame had `"ack":true`). One
+ * frame may carry up to MAX_ACK_IDS ids, and counts once against the edge's frame rate, so a
+ * client acknowledges what arrived together in one frame. An id the edge is not waiting for
+ * (unknown, settled, timed out) is ignored and counted, never an error.
+ */
+export function ackFrame(ids: readonly string[]): string {
+  return JSON.stringify({ type: 'ack', ids })
 }
 
 /** Close codes an edge sends, by meaning. */
