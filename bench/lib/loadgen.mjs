@@ -43,19 +43,26 @@ function numberAfter(text, key) {
   return at < 0 ? -1 : parseInt(text.slice(at + key.length, at + key.length + 20), 10)
 }
 
-/** Push ids to acknowledge, by client: sent together at the end of the turn, as the SDK does. */
-const acks = new Map()
+/** The SDK's pace for acks (ACK_EVERY_MS): at most one ack frame per client per this many ms. */
+const ACK_EVERY_MS = 100
 
-/** A push asking for a receipt (`"ack":true`): acknowledged once this turn's frames are read. */
+/**
+ * A push asking for a receipt (`"ack":true`): acknowledged as the SDK does, at the end of the
+ * turn after a quiet spell, else together with the others once ACK_EVERY_MS passed since the
+ * client's last ack frame (so a client never passes the edge's frame rate with acks).
+ */
 function acknowledge(text, client) {
   const id = JSON.parse(text).id
-  const ids = acks.get(client)
-  if (ids) return void ids.push(id)
-  acks.set(client, [id])
-  if (acks.size === 1) setImmediate(() => {
-    for (const [c, pending] of acks) c.conn.send(`{"type":"ack","ids":${JSON.stringify(pending)}}`)
-    acks.clear()
-  })
+  if (client.acks) return void client.acks.push(id)
+  client.acks = [id]
+  const send = () => {
+    client.conn.send(`{"type":"ack","ids":${JSON.stringify(client.acks)}}`)
+    client.acks = undefined
+    client.lastAckAt = performance.now()
+  }
+  const waitMs = (client.lastAckAt ?? -Infinity) + ACK_EVERY_MS - performance.now()
+  if (waitMs <= 0) setImmediate(send)
+  else setTimeout(send, waitMs)
 }
 
 function onMessage(text, client) {
