@@ -22,7 +22,8 @@
 //   node bench/push-ab.mjs --receipts [--rounds 3] [--smoke]
 // --receipts: this checkout against itself, `after` asking for receipts on every push
 // (`"ack":{"timeoutMs":5000}`; the clients acknowledge each push at the end of the turn that
-// read it, as the SDK does): what receipts cost per push.
+// read it, as the SDK does): what receipts cost per push. With --baseline too, both builds ask
+// for receipts: a change to the receipts path, A/B.
 // --smoke: 100 clients, runs of 1 s, warm-ups of 0.3 s (checks the harness, measures little).
 import { execFileSync } from 'node:child_process'
 import { existsSync } from 'node:fs'
@@ -35,9 +36,11 @@ import { median, percentiles, round as roundTo } from './lib/stats.mjs'
 import { INGRESSES } from './scenarios/pushes.mjs'
 
 const { baseline, smoke, rounds: ROUNDS, option } = abOptions('push-ab.mjs', { orBaseline: (args) => (args.includes('--receipts') ? root : undefined) })
-const receipts = process.argv.includes('--receipts') && option('--baseline') === undefined
+const withReceipts = process.argv.includes('--receipts')
+/** This checkout against itself, receipts against none; with --baseline, both builds ask for receipts. */
+const receipts = withReceipts && option('--baseline') === undefined
 /** What each build's pushes ask for beyond the push itself. */
-const asks = { baseline: {}, after: receipts ? { ack: 5_000 } : {} }
+const asks = { baseline: withReceipts && !receipts ? { ack: 5_000 } : {}, after: withReceipts ? { ack: 5_000 } : {} }
 const CLIENTS = smoke ? 100 : 1_000
 const DURATION_MS = smoke ? 1_000 : 5_000
 const WARM_UP_MS = smoke ? 300 : 1_000
@@ -50,7 +53,7 @@ const commit = (dir) => execFileSync('git', ['-C', dir, 'rev-parse', '--short', 
 
 const log = (line) => process.stdout.write(`${line}\n`)
 const m = machine()
-log(`push-ab on ${m.cpus} × ${m.cpuModel}, ${m.memoryGiB} GiB, Linux ${m.kernel}, Node ${m.node}, Redis ${m.redis}; ${ROUNDS} rounds, ${CLIENTS} clients, runs of ${DURATION_MS / 1000} s; ${receipts ? `this checkout (${commit(root)}): baseline without receipts, after with receipts (ack 5 s)` : `baseline ${commit(from.baseline)} (${from.baseline}), after ${commit(from.after)} (${from.after})`}`)
+log(`push-ab on ${m.cpus} × ${m.cpuModel}, ${m.memoryGiB} GiB, Linux ${m.kernel}, Node ${m.node}, Redis ${m.redis}; ${ROUNDS} rounds, ${CLIENTS} clients, runs of ${DURATION_MS / 1000} s; ${receipts ? `this checkout (${commit(root)}): baseline without receipts, after with receipts (ack 5 s)` : `baseline ${commit(from.baseline)} (${from.baseline}), after ${commit(from.after)} (${from.after})${withReceipts ? ', both with receipts (ack 5 s)' : ''}`}`)
 
 /** Busy CPU time of the whole host (ms, every core), from /proc/stat. */
 async function hostBusyMs() {

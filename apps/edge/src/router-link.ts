@@ -71,14 +71,37 @@ export function createRouterLinks(deps: RouterLinkDeps): RouterLinks {
       const answer = calls(call.op, call.payload, call.requestIds === '-' ? '' : call.requestIds, 'link')
       if (answer === undefined) return // a routed push: never answered
       if (!(answer instanceof Promise)) return send(ws, call.callId, answer)
-      // A membership change: answered once written, if the link is still there (uWS throws on a closed socket).
-      void answer.then((a) => links.has(ws) && send(ws, call.callId, a))
+      // A membership change once written, receipts once settled: answered later, with the turn's other late answers.
+      void answer.then((a) => answerLater(ws, call.callId, a))
     },
     close: (ws, code) => {
       links.delete(ws)
       log.info({ code, links: links.size }, 'router link closed')
       if (code !== 1000 && code !== CloseCode.draining) deps.onLinkLost?.()
     },
+  }
+
+  /**
+   * Answers settled outside a link's callback (receipts settle on a client's ack or a timer)
+   * are not corked by uWS: each send would be its own write. They wait for the end of the turn
+   * and leave corked together, one write per link and turn.
+   */
+  const late = new Map<WebSocket<LinkData>, [number, InternalAnswer][]>()
+  function answerLater(ws: WebSocket<LinkData>, callId: number, answer: InternalAnswer): void {
+    const waiting = late.get(ws)
+    if (waiting) return void waiting.push([callId, answer])
+    late.set(ws, [[callId, answer]])
+    if (late.size === 1) setImmediate(sendLate)
+  }
+  function sendLate(): void {
+    for (const [ws, answers] of late) {
+      // uWS throws on a closed socket; one cut by a full backlog leaves `links` at once.
+      if (!links.has(ws)) continue
+      ws.cork(() => {
+        for (const [callId, answer] of answers) if (links.has(ws)) send(ws, callId, answer)
+      })
+    }
+    late.clear()
   }
 
   function send(ws: WebSocket<LinkData>, callId: number, answer: InternalAnswer): void {
