@@ -6,7 +6,7 @@
 //   node bench/backlog-rss.mjs [N=200] [FRAMES=2000]
 // Run of 2026-12-07 (uws-pack 20.0.8): RSS 69 MiB after A, 117 after B's burst, still 117
 // once every backlog drained (heap 13, external 2 throughout), 83 once the sockets closed: a
-// socket keeps the largest backlog it had until it closes (uWebSockets.js#1150).
+// socket keeps the largest backlog it had until it closes (the retention of uWebSockets.js#1150).
 import { startRedis, startSwitchboard, stopSystem, stop, idleGc, tokenFor, secrets, rssKiB, sleep } from './lib/harness.mjs'
 import { openSocket } from './lib/wire.mjs'
 import { SwitchboardBackend } from '@switchboard/backend'
