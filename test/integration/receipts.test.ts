@@ -4,7 +4,7 @@
 import t, { type Test } from 'tap'
 import { backendClient } from '../helpers/backend.js'
 import { ackFrame } from '@switchboard/wire'
-import { connectUser, eventually, mintToken } from '../helpers/clients.js'
+import { api, connectUser, eventually, mintToken } from '../helpers/clients.js'
 import { startCluster, testSecrets, type Edge } from '../helpers/processes.js'
 import { sdkClient } from '../helpers/sdk.js'
 
@@ -15,7 +15,7 @@ const ACK_TIMEOUT_MS = 1_500
 const LIST_MAX = 3
 const cluster = await startCluster(t, { edges: 2, routerEnv: { ROUTER_FORWARD_TIMEOUT_MS: String(FORWARD_TIMEOUT_MS), ROOM_PUSH_LIST_MAX: String(LIST_MAX) } })
 const [edge1, edge2] = cluster.edges as [Edge, Edge]
-const { jwtSecret } = testSecrets()
+const { apiKeys, jwtSecret } = testSecrets()
 
 const backend = (t: Test, transport: 'pipeline' | 'http') => backendClient(t, cluster.router.url, { transport })
 
@@ -84,6 +84,22 @@ t.test('an edge SIGKILLed while waiting: its users are failed at once (the link 
   const [res, ms] = await pushed
   t.same(res.body, { id: 'rc-kill', acked: ['rc-gus'], unacked: [], offline: [], failed: ['rc-fay'] })
   t.ok(ms < 30_000 / 2, `answered in ${ms} ms, not at the ack timeout`)
+})
+
+t.test('a router stopped (SIGTERM) while a push waits for receipts answers it before it exits: edges not yet answered are failed', async (t) => {
+  const spare = await cluster.addRouter(t)
+  const kim = await connectUser(t, edge1.wsUrl, jwtSecret, 'rc-kim') // never acknowledges
+  await app(t, edge2, 'rc-lee')
+  const pushed = elapsed(() => api(spare.url, apiKeys[0]).post('/v1/push', { to: ['rc-kim', 'rc-lee'], event: 'e', id: 'rc-term', ack: { timeoutMs: 30_000 } }, { timeoutMs: 30_000 }))
+  t.match(await kim.client.nextFrame(), { id: 'rc-term' }, 'written: the push is waiting for receipts')
+  spare.kill('SIGTERM')
+  const [res, ms] = await pushed
+  t.equal(res.status, 200)
+  t.same(res.body, { id: 'rc-term', acked: ['rc-lee'], unacked: [], offline: [], failed: ['rc-kim'] }, 'lee acknowledged in time; kim\'s wait was ended by the stop')
+  // The stop's grace (start.ts): forward timeout + Redis command timeout (1 s, its default) + 1 s; then the waits end.
+  const graceMs = FORWARD_TIMEOUT_MS + 1_000 + 1_000
+  t.ok(ms >= graceMs - 100 && ms < graceMs + 2_000, `answered in ${ms} ms: after the stop's ${graceMs} ms grace, not at the 30 s ack timeout`)
+  t.equal(await spare.exited, 0, 'then it exits 0')
 })
 
 t.test('1,000 recipients in one request, each an SDK app on one of two edges: all acked', async (t) => {

@@ -36,7 +36,8 @@ export interface RouterApp {
   listen(host: string, port: number): Promise<number>
   /**
    * Stops accepting, waits (at most `graceMs`) for requests in flight on both ingresses to be
-   * answered, then closes every connection: pipelined backends with 1001.
+   * answered, then closes every connection: pipelined backends with 1001. Pushes still waiting
+   * for receipts then are answered first, with the edges that did not answer as `failed`.
    */
   close(graceMs?: number): Promise<void>
 }
@@ -45,6 +46,8 @@ export interface RouterApp {
 const PRUNE_EVERY_MS = 60_000
 /** How often close() looks whether the requests in flight are answered. */
 const CLOSE_POLL_MS = 10
+/** After the grace, how long close() gives pushes whose receipt waits it ended to be answered. */
+const CLOSE_ANSWER_MS = 500
 
 /**
  * The router: its HTTP API and pipelined ingress on one uWebSockets.js app and port, both
@@ -116,6 +119,13 @@ export function buildApp(deps: AppDeps): RouterApp {
       if (listenSocket) us_listen_socket_close(listenSocket)
       const deadline = Date.now() + graceMs
       while (inFlight.n > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, CLOSE_POLL_MS))
+      if (inFlight.n > 0) {
+        // Receipts can outlast the grace (up to 30 s): end their waits so that their pushes are
+        // answered (not-yet-answered edges' users `failed`) before the connections close.
+        deps.edges.endWaits?.()
+        const answeredBy = Date.now() + CLOSE_ANSWER_MS
+        while (inFlight.n > 0 && Date.now() < answeredBy) await new Promise((r) => setTimeout(r, CLOSE_POLL_MS))
+      }
       // Answers written in the last turn are flushed by then (setImmediate) before the sockets go.
       await new Promise((r) => setImmediate(r))
       pipeline.closeAll()

@@ -45,6 +45,11 @@ export interface EdgeClient {
   /** Room presence: the edge's users in the room now. */
   roomMembers(edgeUrl: string, request: InternalRoomMembers, requestId?: string): Promise<RoomMembersResult>
   close(): Promise<void>
+  /**
+   * Fails every call still waiting for receipts (`closed`), so that their pushes are answered
+   * before a stopping router closes its connections. Other calls are left to finish.
+   */
+  endWaits?(): void
 }
 
 /**

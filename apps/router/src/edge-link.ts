@@ -126,6 +126,10 @@ export class LinkEdgeClient implements EdgeClient {
     return this.#link(edgeUrl).call('room-members', body, requestId)
   }
 
+  endWaits(): void {
+    for (const link of this.#links.values()) link.endWaits(new EdgeCallError('closed', 'router shutting down: receipts no longer awaited'))
+  }
+
   async close(): Promise<void> {
     this.#isClosed = true
     for (const link of this.#links.values()) link.close(new EdgeCallError('closed', 'router shutting down'))
@@ -379,6 +383,12 @@ class Link {
     for (const call of this.#calls.values()) call.fail(err)
     for (const call of this.#waits.values()) call.fail(err)
     this.#calls.clear()
+    this.#waits.clear()
+  }
+
+  /** Fails every late-answered call now (a stopping router); an answer arriving later is ignored. */
+  endWaits(err: unknown): void {
+    for (const call of this.#waits.values()) call.fail(err)
     this.#waits.clear()
   }
 
