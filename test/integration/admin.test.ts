@@ -481,8 +481,8 @@ t.test('in Chromium: log in with the keyboard, then every page: the cluster, a u
   }
   await page.setViewport({ width: 1280, height: 800 })
 
-  // The cluster again: charts (recipients delivered, routed, offline and failed), then an edge killed.
-  await page.waitForFunction("document.querySelectorAll('#chart-pushes polyline').length === 4", { timeout: 5_000 })
+  // The cluster again: charts (recipients delivered, routed, acked, unacked, offline and failed), then an edge killed.
+  await page.waitForFunction("document.querySelectorAll('#chart-pushes polyline').length === 6", { timeout: 5_000 })
   await page.waitForFunction(`${text('chart-connections-legend')}.startsWith('connections')`, { timeout: 5_000 })
   await shot('cluster')
   extra.kill('SIGKILL')

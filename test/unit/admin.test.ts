@@ -59,9 +59,10 @@ t.test('traffic: recipients per second by result between samples, the cluster\'s
   metrics.recipients.labels('delivered').inc(10)
   metrics.recipients.labels('offline').inc(4)
   metrics.recipients.labels('routed').inc(6)
+  metrics.recipients.labels('acked').inc(8)
   now += 2_000
   await history.sample()
-  t.same(history.samples(), [{ at: 12_000, connections: 7, delivered: 5, routed: 3, offline: 2, failed: 0 }])
+  t.same(history.samples(), [{ at: 12_000, connections: 7, delivered: 5, routed: 3, acked: 4, unacked: 0, offline: 2, failed: 0 }])
   nodes = new Error('redis down')
   metrics.recipients.labels('failed').inc(1)
   now += 500

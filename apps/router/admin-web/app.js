@@ -150,6 +150,8 @@ async function refreshCluster() {
   chart('chart-pushes', traffic.samples, [
     { key: 'delivered', label: 'delivered/s', className: 'line-ok' },
     { key: 'routed', label: 'routed/s', className: 'line-routed' },
+    { key: 'acked', label: 'acked/s', className: 'line-acked' },
+    { key: 'unacked', label: 'unacked/s', className: 'line-unacked' },
     { key: 'offline', label: 'offline/s', className: 'line-b' },
     { key: 'failed', label: 'failed/s', className: 'line-bad' },
   ])

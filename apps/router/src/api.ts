@@ -27,7 +27,7 @@ import {
 import type { Inbox, Revocations, RoomStore } from '@switchboard/registry'
 import type { EdgeClient } from './edge-client.js'
 import type { LimitChecks } from './limits.js'
-import type { RouterMetrics, TimedRegistry } from './metrics.js'
+import { RECIPIENT_RESULTS, type RecipientResult, type RouterMetrics, type TimedRegistry } from './metrics.js'
 import { planDelivery, settleDelivery, settleReceipts, type EdgeOutcome } from './plan.js'
 import { createRoomApi, type RoomApi } from './rooms-api.js'
 
@@ -72,12 +72,10 @@ export interface Api {
   rooms: RoomApi
 }
 
-const RESULTS = ['delivered', 'routed', 'acked', 'unacked', 'offline', 'failed'] as const
-type Result = (typeof RESULTS)[number]
 
 export function createApi(deps: ApiDeps): Api {
   const { registry, edges, metrics, limits, log, inbox, keepByDefault } = deps
-  const recipientsBy = Object.fromEntries(RESULTS.map((r) => [r, metrics.recipients.labels(r)])) as Record<Result, { inc(n: number): void }>
+  const recipientsBy = Object.fromEntries(RECIPIENT_RESULTS.map((r) => [r, metrics.recipients.labels(r)])) as Record<RecipientResult, { inc(n: number): void }>
   const singleQueries = metrics.presenceQueries.labels('single')
   const batchQueries = metrics.presenceQueries.labels('batch')
 
@@ -169,8 +167,8 @@ export function createApi(deps: ApiDeps): Api {
       const { offline, failed } = settled
       metrics.pushes.inc()
       if (isRouted) metrics.routedPushes.inc()
-      for (const result of RESULTS) {
-        const n = (settled as Partial<Record<Result, string[]>>)[result]?.length
+      for (const result of RECIPIENT_RESULTS) {
+        const n = (settled as Partial<Record<RecipientResult, string[]>>)[result]?.length
         if (n) recipientsBy[result].inc(n)
       }
       if (log.isLevelEnabled('debug')) {

@@ -7,6 +7,12 @@ const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0
 
 /** Read back by name by the admin web's charts (admin/traffic.ts). */
 export const RECIPIENTS_METRIC = 'router_recipients_total'
+/**
+ * Its `result` label: how a push's recipient ended (`routed`: handed to its edge by a routed
+ * push; `acked` and `unacked`: a push asking for receipts). The answers' lists, and the admin's chart.
+ */
+export const RECIPIENT_RESULTS = ['delivered', 'routed', 'acked', 'unacked', 'offline', 'failed'] as const
+export type RecipientResult = (typeof RECIPIENT_RESULTS)[number]
 
 export function createRouterMetrics(registry: PromRegistry, inFlight: () => number) {
   collectDefaultMetrics({ register: registry })

@@ -1,19 +1,13 @@
 import type { Counter, Registry as PromRegistry } from 'prom-client'
 import type { RouterRegistry } from '@switchboard/registry'
-import { RECIPIENTS_METRIC } from '../metrics.js'
+import { RECIPIENTS_METRIC, RECIPIENT_RESULTS, type RecipientResult } from '../metrics.js'
 
-/** One point of the admin's charts. */
-export interface TrafficSample {
-  /** ms epoch. */
-  at: number
-  /** Connections on every live edge (null: the registry could not be read). */
-  connections: number | null
-  /** This router's push recipients per second since the previous sample, by result (`routed`: handed to an edge by a `wait: "routed"` push). */
-  delivered: number
-  routed: number
-  offline: number
-  failed: number
-}
+/**
+ * One point of the admin's charts: when (ms epoch), the connections on every live edge (null:
+ * the registry could not be read), and this router's push recipients per second since the
+ * previous sample, by result (RECIPIENT_RESULTS).
+ */
+export type TrafficSample = { at: number; connections: number | null } & Record<RecipientResult, number>
 
 export interface TrafficOptions {
   /** Where the router counts its recipients (`router_recipients_total`): the same figures as Grafana's. */
@@ -29,8 +23,6 @@ export interface TrafficOptions {
 export const TRAFFIC_EVERY_MS = 2_000
 export const TRAFFIC_KEEP = 150
 
-const RESULTS = ['delivered', 'routed', 'offline', 'failed'] as const
-type Result = (typeof RESULTS)[number]
 
 /**
  * The last minutes of traffic for the admin's charts, sampled in this router: the cluster's
@@ -41,7 +33,7 @@ export class TrafficHistory {
   readonly #o: TrafficOptions
   readonly #now: () => number
   readonly #samples: TrafficSample[] = []
-  #previous: { at: number; totals: Record<Result, number> } | undefined
+  #previous: { at: number; totals: Record<RecipientResult, number> } | undefined
   #timer: NodeJS.Timeout | undefined
 
   constructor(options: TrafficOptions) {
@@ -76,13 +68,13 @@ export class TrafficHistory {
     this.#previous = { at, totals }
     if (!previous) return // rates need two readings
     const seconds = Math.max(1, at - previous.at) / 1_000
-    const rate = (r: Result) => Math.max(0, totals[r] - previous.totals[r]) / seconds
-    this.#samples.push({ at, connections, delivered: rate('delivered'), routed: rate('routed'), offline: rate('offline'), failed: rate('failed') })
+    const rates = Object.fromEntries(RECIPIENT_RESULTS.map((r) => [r, Math.max(0, totals[r] - previous.totals[r]) / seconds])) as Record<RecipientResult, number>
+    this.#samples.push({ at, connections, ...rates })
     if (this.#samples.length > this.#o.keep) this.#samples.shift()
   }
 
-  async #recipientTotals(): Promise<Record<Result, number>> {
-    const totals = Object.fromEntries(RESULTS.map((r) => [r, 0])) as Record<Result, number>
+  async #recipientTotals(): Promise<Record<RecipientResult, number>> {
+    const totals = Object.fromEntries(RECIPIENT_RESULTS.map((r) => [r, 0])) as Record<RecipientResult, number>
     const counter = this.#o.promRegistry.getSingleMetric(RECIPIENTS_METRIC) as Counter<'result'> | undefined
     for (const { labels, value } of (await counter?.get())?.values ?? []) {
       const result = labels.result as keyof typeof totals | undefined
