@@ -72,7 +72,6 @@ export interface Api {
   rooms: RoomApi
 }
 
-
 export function createApi(deps: ApiDeps): Api {
   const { registry, edges, metrics, limits, log, inbox, keepByDefault } = deps
   const recipientsBy = Object.fromEntries(RECIPIENT_RESULTS.map((r) => [r, metrics.recipients.labels(r)])) as Record<RecipientResult, { inc(n: number): void }>
