@@ -8,6 +8,10 @@ import { ConnIds } from '../../apps/edge/src/conn-ids.js'
 import { UserSockets, type PushSocket } from '../../apps/edge/src/delivery.js'
 import { createInternalCalls, type InternalAnswer } from '../../apps/edge/src/internal-calls.js'
 import { LocalRooms } from '../../apps/edge/src/rooms.js'
+import { Receipts } from '../../apps/edge/src/receipts.js'
+import { systemClock } from '../../apps/edge/src/clock.js'
+
+const noCount = { inc: () => undefined }
 
 interface Fake extends PushSocket {
   userId: string
@@ -57,7 +61,8 @@ function setup() {
   const roomCalls = { n: 0, inc: () => void roomCalls.n++ }
   const unwritten = { notHere: 0, closed: 0 }
   const routedUnwritten = { notHere: { inc: (n = 1) => void (unwritten.notHere += n) }, closed: { inc: (n = 1) => void (unwritten.closed += n) } }
-  const calls = createInternalCalls({ sockets, deliveryCalls, routedUnwritten, rooms, roomCalls, log: pino({ level: 'silent' }) })
+  const receipts = new Receipts<Fake>({ clock: systemClock, userOf: (s) => s.userId, metrics: { acks: { ok: noCount, unknown: noCount }, settled: { acked: noCount, unacked: noCount } } })
+  const calls = createInternalCalls({ sockets, receipts, deliveryCalls, routedUnwritten, rooms, roomCalls, log: pino({ level: 'silent' }) })
   return { calls, connect, deliveryCalls, rooms, reverse, roomCalls, unwritten }
 }
 

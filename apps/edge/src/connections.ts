@@ -161,14 +161,15 @@ export class Connections<S extends ClientSocket> {
   constructor(deps: ConnectionsDeps) {
     this.#deps = deps
     this.#clock = deps.clock ?? systemClock
+    const userOf = (ws: S) => ws.getUserData().userId
     this.sockets = new UserSockets<S>({
       maxBackpressureBytes: deps.maxBackpressureBytes,
       metrics: deps.metrics,
       findConn: (connId) => this.#find(connId),
-      userOf: (ws) => ws.getUserData().userId,
+      userOf,
       close: (ws, reason, options) => this.close(ws, reason, options),
     })
-    this.receipts = new Receipts<S>({ clock: this.#clock, userOf: (ws) => ws.getUserData().userId, metrics: deps.receipts ?? UNCOUNTED_RECEIPTS })
+    this.receipts = new Receipts<S>({ clock: this.#clock, userOf, metrics: deps.receipts ?? UNCOUNTED_RECEIPTS })
     const tokens = deps.tokens
     if (tokens) {
       this.#expiries = new Expiries<Conn>({

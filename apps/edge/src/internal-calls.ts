@@ -12,8 +12,8 @@ export interface InternalAnswer {
 
 export interface InternalCallDeps<S extends PushSocket> {
   sockets: UserSockets<S>
-  /** Where a push asking for receipts waits for them; without it such a push is answered at once, every recipient written to `unacked`. */
-  receipts?: Receipts<S>
+  /** Where a push asking for receipts waits for them. */
+  receipts: Receipts<S>
   /** edge_deliver_requests_total: one per well-formed delivery call (routed or not), whatever its transport. */
   deliveryCalls: Count
   /** edge_routed_unwritten_total by reason: recipients of routed pushes not written. */
@@ -68,7 +68,7 @@ export function createInternalCalls<S extends PushSocket>(deps: InternalCallDeps
       const { delivered, missing } = sockets.deliver(frame, to, at)
       const written = new Map(delivered.map((u) => [u, sockets.socketsOf(u)]))
       // Written now, so the sockets indexed now are exactly those written to (one closed as too slow left the index).
-      return deps.receipts ? deps.receipts.wait(id, written, missing, timeoutMs) : { acked: [], unacked: delivered, missing }
+      return deps.receipts.wait(id, written, missing, timeoutMs)
     },
     broadcast: (frame) => ({ connections: sockets.broadcast(frame) }),
     disconnect: ({ userId, connIds, code = CloseCode.kicked, reason = 'disconnected' }) => {
@@ -85,7 +85,7 @@ export function createInternalCalls<S extends PushSocket>(deps: InternalCallDeps
       const byToken = tokenSockets.length === 0 ? [] : sockets.writeTo(d.frame, tokenSockets)
       const users = byToken.length === 0 ? delivered : [...new Set([...delivered, ...byToken])]
       const reached = d.list ? { reached: users.length, users } : { reached: users.length }
-      if (!d.ack || !deps.receipts) return d.ack ? { ...reached, acked: 0, ...(d.list && { ackedUsers: [] }) } : reached
+      if (!d.ack) return reached
       // The sockets written to: every indexed socket of a durable member written, and the token members' sockets still open.
       const written = new Map(delivered.map((u) => [u, sockets.socketsOf(u)]))
       for (const socket of open ? tokenSockets.filter(open) : tokenSockets) {

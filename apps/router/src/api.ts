@@ -144,11 +144,13 @@ export function createApi(deps: ApiDeps): Api {
       // took it is `routed`, as one an edge wrote to is `delivered`.
       const isRouted = body.wait === 'routed'
       const ack = body.ack
+      /** A kept push's inbox positions of one edge's users, in their order. */
+      const positionsOf = (users: readonly string[]) => kept && users.map((u) => kept.get(u)!)
       /** Each edge's answer (or, routed, its link's hand-over), settled: `routed` instead of `delivered` for a routed push. */
       const settleWritten = async () => {
         const outcomes = await Promise.all(
           [...plan.byEdge].map(async ([url, users]): Promise<EdgeOutcome> => {
-            const at = kept && users.map((u) => kept.get(u)!)
+            const at = positionsOf(users)
             if (isRouted) return (await handOver(requestId, url, () => edges.route(url, frame, users, requestId, at))) ? { users, delivered: users } : { users, failed: true }
             const answer = await forward(requestId, url, () => edges.deliver(url, frame, users, requestId, at))
             return answer ? { users, delivered: answer.delivered } : { users, failed: true }
@@ -159,7 +161,7 @@ export function createApi(deps: ApiDeps): Api {
       }
       const settled = ack
         ? await settleReceipts(recipients, plan, async (url, users) => {
-            const answer = await forward(requestId, url, () => edges.deliverAcked(url, { id, timeoutMs: ack.timeoutMs, frame, to: users, at: kept && users.map((u) => kept.get(u)!) }, requestId))
+            const answer = await forward(requestId, url, () => edges.deliverAcked(url, { id, timeoutMs: ack.timeoutMs, frame, to: users, at: positionsOf(users) }, requestId))
             return answer ? { users, delivered: [...answer.acked, ...answer.unacked], acked: answer.acked } : { users, failed: true }
           })
         : await settleWritten()

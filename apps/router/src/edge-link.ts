@@ -277,15 +277,10 @@ class Link {
     this.#lastUsedMs = Date.now()
     const callId = this.#nextCallId++
     const call: Call = { op, requestIds, payload, deadline: this.#lastUsedMs + this.options.timeoutMs + laterMs, isSent: false, isUnanswered: linkOps[op].isUnanswered === true, settle, fail }
-    if (laterMs > 0) {
-      // Not in #calls: its deadline is not in their order. Sent only on an open link (a link
-      // that does not open within the timeout is dropped with everything waiting on it).
-      this.#waits.set(callId, call)
-      if (this.#isOpen) this.#send(callId, call)
-      else this.#connect()
-      return
-    }
-    this.#calls.set(callId, call)
+    // A late-answered call is not in #calls: its deadline is not in their order (the pinger
+    // sweeps #waits; a link that does not open within the timeout is dropped with both).
+    const calls = laterMs > 0 ? this.#waits : this.#calls
+    calls.set(callId, call)
     if (this.#isOpen) this.#send(callId, call)
     else this.#connect()
     if (this.#calls.has(callId)) this.#timer ??= setTimeout(() => this.#expire(), this.options.timeoutMs)
